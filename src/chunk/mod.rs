@@ -1,0 +1,52 @@
+//! Content-defined chunking (fastcdc v2020) and blake3 hashing, in one pass
+//! over a file's bytes: the content hash (what `b3sum` prints) and the chunk
+//! manifest come out of the same read.
+
+mod hasher;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ContentHash;
+pub use hasher::{hash_reader, ContentSummary};
+
+/// Chunk size bounds, fixed per repository at `init` (changing them would make
+/// every manifest of the repository disagree with new ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkParams {
+    pub min: u32,
+    pub avg: u32,
+    pub max: u32,
+}
+
+impl ChunkParams {
+    /// 8 / 32 / 128 KiB. Measured on the project's 2-core machine (see
+    /// `examples/bench_commit.rs`): chunking + hashing runs at the same speed as
+    /// 16/64/256 KiB (the gear scan dominates, not per-chunk work), while a
+    /// 100-byte insert changes about half as many bytes of chunks, which is what
+    /// a later edit costs on the wire. A manifest costs ~36 bytes per chunk:
+    /// ~1.2 MB per GiB.
+    pub const DEFAULT: ChunkParams = ChunkParams {
+        min: 8 * 1024,
+        avg: 32 * 1024,
+        max: 128 * 1024,
+    };
+}
+
+/// One chunk of a content: its blake3 hash and length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub hash: ContentHash,
+    pub len: u32,
+}
+
+/// The chunks of one content, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub chunks: Vec<ChunkRef>,
+}
+
+impl Manifest {
+    pub fn total_len(&self) -> u64 {
+        self.chunks.iter().map(|c| c.len as u64).sum()
+    }
+}

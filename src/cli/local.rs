@@ -1,0 +1,211 @@
+//! Commands on the local location: init, id, commit, status, ls.
+
+use anyhow::Context;
+use clap::Args;
+use harmony::model::RepoPath;
+use harmony::{CommitOptions, FileState, InitOptions, Repo};
+use serde::Serialize;
+
+use super::progress::ScanBar;
+use super::Output;
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where `serve` listens, host:port (default: 0.0.0.0:7447).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// Record the deletion of (nearly) every file, which is refused otherwise
+    /// because it usually means the working tree is missing or unmounted.
+    #[arg(long)]
+    allow_mass_delete: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Only files at or under this path (relative to the current folder).
+    path: Option<String>,
+    /// Also list deleted files (tombstones).
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Serialize)]
+struct IdReport {
+    id: String,
+    name: String,
+    listen: String,
+}
+
+fn id_report(repo: &Repo) -> IdReport {
+    IdReport {
+        id: repo.node_id().to_string(),
+        name: repo.settings().node_name.clone(),
+        listen: repo.settings().listen.clone(),
+    }
+}
+
+pub fn init(out: &Output, args: InitArgs) -> anyhow::Result<()> {
+    let options = InitOptions {
+        name: args.name,
+        listen: args.listen,
+    };
+    let repo = Repo::init(&out.dir, &options)?;
+    let report = id_report(&repo);
+    out.report(&report, || {
+        if out.quiet {
+            println!("{}", report.id);
+        } else {
+            println!("Initialised location `{}` in {}", report.name, repo.root().display());
+            println!("node id: {}", report.id);
+            println!("Give this id to the owners of other locations: `harmony peer add {} {} <host:port>`", report.name, report.id);
+        }
+    })
+}
+
+pub fn id(out: &Output) -> anyhow::Result<()> {
+    let repo = Repo::open(&out.dir)?;
+    let report = id_report(&repo);
+    out.report(&report, || {
+        println!("{}", report.id);
+        if !out.quiet {
+            println!("name:   {}", report.name);
+            println!("listen: {}", report.listen);
+        }
+    })
+}
+
+pub fn commit(out: &Output, args: CommitArgs) -> anyhow::Result<()> {
+    let mut repo = Repo::open(&out.dir)?;
+    let options = CommitOptions {
+        allow_mass_delete: args.allow_mass_delete,
+    };
+    let report = {
+        let bar = ScanBar::new(out);
+        repo.commit(&options, &bar)?
+    };
+    for warning in &report.warnings {
+        out.warn(warning);
+    }
+    out.report(&report, || {
+        if out.quiet {
+            return;
+        }
+        if report.changed() == 0 {
+            println!("nothing to commit ({} files unchanged)", report.unchanged);
+        } else {
+            println!(
+                "committed: {} added, {} edited, {} renamed, {} deleted ({} files read, {}, in {:.2} s)",
+                report.added,
+                report.edited,
+                report.renamed,
+                report.deleted,
+                report.files_read,
+                human_bytes(report.bytes_read),
+                report.duration.as_secs_f64()
+            );
+        }
+    })
+}
+
+pub fn status(out: &Output) -> anyhow::Result<()> {
+    let repo = Repo::open(&out.dir)?;
+    let (lines, warnings) = {
+        let bar = ScanBar::new(out);
+        repo.status(&bar)?
+    };
+    for warning in &warnings {
+        out.warn(warning);
+    }
+    out.report(&lines, || {
+        if lines.is_empty() {
+            if !out.quiet {
+                println!("everything committed and up to date");
+            }
+            return;
+        }
+        for line in &lines {
+            match &line.from {
+                Some(from) => println!(
+                    "{:<9} {} (from {})",
+                    state_name(line.state),
+                    line.path,
+                    from
+                ),
+                None => println!("{:<9} {}", state_name(line.state), line.path),
+            }
+        }
+    })
+}
+
+pub fn ls(out: &Output, args: LsArgs) -> anyhow::Result<()> {
+    let repo = Repo::open(&out.dir)?;
+    let prefix = args
+        .path
+        .as_deref()
+        .map(|p| repo_path_arg(&repo, out, p))
+        .transpose()?
+        .flatten();
+    let rows = {
+        let bar = ScanBar::new(out);
+        repo.ls(prefix.as_ref(), args.all, &bar)?
+    };
+    out.report(&rows, || {
+        for row in &rows {
+            println!(
+                "{:>10}  {}  {:>2} {:<9} {}",
+                human_bytes(row.size),
+                if row.present { "here" } else { "    " },
+                row.copies,
+                state_name(row.state),
+                row.path
+            );
+        }
+    })
+}
+
+/// Turns a path argument (relative to the current folder or `-C`) into a
+/// repository path; `None` for the repository root itself.
+pub fn repo_path_arg(repo: &Repo, out: &Output, arg: &str) -> anyhow::Result<Option<RepoPath>> {
+    let base = std::fs::canonicalize(&out.dir)
+        .with_context(|| format!("cannot open {}", out.dir.display()))?;
+    let joined = base.join(arg);
+    // Normalise `.` and `..` by hand: the path need not exist (files not held here).
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in joined.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            std::path::Component::Normal(p) => parts.push(p),
+            _ => {}
+        }
+    }
+    let absolute: std::path::PathBuf = std::iter::once(std::ffi::OsStr::new("/"))
+        .chain(parts)
+        .collect();
+    let relative = absolute
+        .strip_prefix(repo.root())
+        .map_err(|_| anyhow::anyhow!("{arg} is outside the location {}", repo.root().display()))?;
+    if relative.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(RepoPath::from_relative(relative)?))
+}
+
+fn state_name(state: FileState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn human_bytes(n: u64) -> String {
+    indicatif::HumanBytes(n).to_string()
+}

@@ -1,0 +1,98 @@
+//! The command line (see CLI.md): clap definitions and one small module per
+//! command group, each a thin call into the library.
+
+mod local;
+mod output;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use output::Output;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "harmony",
+    version,
+    about = "Peer-to-peer file synchronisation for large repositories spread over many machines",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Act as if started in DIR (the location is found by walking up to .harmony/).
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print one machine-readable JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (-v: info, -vv: debug, -vvv: trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Print only errors; no progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Make this folder a location of a new repository.
+    Init(local::InitArgs),
+    /// Print this node's id, name and listen address.
+    Id,
+    /// Record local changes: adds, edits, deletions, renames.
+    Commit(local::CommitArgs),
+    /// Show what differs: uncommitted changes, outdated and conflicted files.
+    Status,
+    /// List every file of the repository, also those not held here.
+    Ls(local::LsArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Usage errors exit 2, --help and --version 0 (clap decides).
+        Err(e) => e.exit(),
+    };
+    init_logging(&cli.global);
+    let out = Output::new(&cli.global);
+    let result = match cli.command {
+        Command::Init(args) => local::init(&out, args),
+        Command::Id => local::id(&out),
+        Command::Commit(args) => local::commit(&out, args),
+        Command::Status => local::status(&out),
+        Command::Ls(args) => local::ls(&out, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            out.error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(global: &GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

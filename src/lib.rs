@@ -1,0 +1,23 @@
+//! Harmony: peer-to-peer synchronisation of one repository of files spread
+//! over many locations, no location holding every file.
+//!
+//! The crate is split like quinn's proto/shell: [`model`] holds the pure rules
+//! (no I/O), and the other modules are shells around it: [`store`] keeps the
+//! state on disk, [`scan`] connects the working tree to the state, [`chunk`]
+//! cuts and hashes content, [`net`] holds identities and the transport.
+//! [`Repo`] is the API the command line, the tests and the examples use.
+
+#![forbid(unsafe_code)]
+
+pub mod chunk;
+mod error;
+pub mod model;
+pub mod net;
+mod repo;
+pub mod scan;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use repo::{
+    CommitOptions, CommitReport, FileState, InitOptions, ListedFile, Repo, StatusLine, DEFAULT_PORT,
+};

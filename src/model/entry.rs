@@ -1,0 +1,163 @@
+//! A file's replicated entry: where it lives, what it contains, who holds it.
+//!
+//! Path and content are separate registers under one stable [`FileId`], so a
+//! rename and a concurrent edit touch different registers and merge cleanly.
+//! Holders are per-node slots that only their owner writes, merged by the
+//! owner's counter: location tracking needs no conflict handling at all.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ContentHash, FileId, MvRegister, NodeId, RepoPath, Versioned};
+
+/// What a file holds in one version.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Content {
+    /// The file exists with these bytes.
+    File {
+        hash: ContentHash,
+        size: u64,
+        /// Modification time when this version was recorded (ns since the
+        /// epoch), restored on other locations like `rsync -t` does.
+        mtime_ns: i64,
+    },
+    /// The file was deleted (a tombstone).
+    Deleted,
+}
+
+impl Content {
+    pub fn hash(&self) -> Option<ContentHash> {
+        match self {
+            Content::File { hash, .. } => Some(*hash),
+            Content::Deleted => None,
+        }
+    }
+}
+
+/// One node's slot in a file's holder map.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Holding {
+    /// The content this node holds for the file, `None` if none any more.
+    pub hash: Option<ContentHash>,
+    /// The holder's own counter at the time it wrote the slot; the larger wins.
+    pub counter: u64,
+}
+
+/// Who writes, with which counter, at what time: the parts of every local write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub node: NodeId,
+    pub counter: u64,
+    pub at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub id: FileId,
+    pub path: MvRegister<RepoPath>,
+    pub content: MvRegister<Content>,
+    pub holders: BTreeMap<NodeId, Holding>,
+}
+
+/// The content of a file as all known versions put it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolved<'a> {
+    /// One current version.
+    File(&'a Versioned<Content>),
+    /// Every current version is a deletion.
+    Deleted,
+    /// Concurrent versions with content: a conflict, each side kept.
+    Conflict(Vec<&'a Versioned<Content>>),
+}
+
+impl FileEntry {
+    /// A file first seen here.
+    pub fn new_file(id: FileId, path: RepoPath, content: Content, stamp: Stamp) -> Self {
+        let mut entry = FileEntry {
+            id,
+            path: MvRegister::new(path, stamp.node, stamp.counter, stamp.at_ms),
+            content: MvRegister::new(content.clone(), stamp.node, stamp.counter, stamp.at_ms),
+            holders: BTreeMap::new(),
+        };
+        entry.set_holding(stamp.node, content.hash(), stamp.counter);
+        entry
+    }
+
+    /// Records a local rename or move.
+    pub fn rename(&mut self, path: RepoPath, stamp: Stamp) {
+        self.path
+            .write(path, stamp.node, stamp.counter, stamp.at_ms);
+    }
+
+    /// Records new local content (an edit, or a deletion with `Content::Deleted`);
+    /// the writer holds exactly what it wrote.
+    pub fn set_content(&mut self, content: Content, stamp: Stamp) {
+        let hash = content.hash();
+        self.content
+            .write(content, stamp.node, stamp.counter, stamp.at_ms);
+        self.set_holding(stamp.node, hash, stamp.counter);
+    }
+
+    /// Records what `node` holds. Only `node` itself may call this for its slot.
+    pub fn set_holding(&mut self, node: NodeId, hash: Option<ContentHash>, counter: u64) {
+        let slot = self
+            .holders
+            .entry(node)
+            .or_insert(Holding { hash, counter });
+        if counter >= slot.counter {
+            *slot = Holding { hash, counter };
+        }
+    }
+
+    /// Folds in another replica of the same file.
+    pub fn merge(&mut self, other: &FileEntry) {
+        debug_assert_eq!(self.id, other.id);
+        self.path.merge(&other.path);
+        self.content.merge(&other.content);
+        for (node, theirs) in &other.holders {
+            self.set_holding(*node, theirs.hash, theirs.counter);
+        }
+    }
+
+    /// The path the file is shown and stored under: the deterministic winner when
+    /// concurrent renames disagree (see [`MvRegister::winner`]).
+    pub fn current_path(&self) -> &RepoPath {
+        &self.path.winner().value
+    }
+
+    /// The file's content per its current versions. An edit concurrent with a
+    /// deletion keeps the edit: deletions count only when nothing else is left.
+    pub fn resolved(&self) -> Resolved<'_> {
+        let files: Vec<_> = self
+            .content
+            .versions()
+            .iter()
+            .filter(|v| matches!(v.value, Content::File { .. }))
+            .collect();
+        match files.len() {
+            0 => Resolved::Deleted,
+            1 => Resolved::File(files[0]),
+            _ => Resolved::Conflict(files),
+        }
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        matches!(self.resolved(), Resolved::Deleted)
+    }
+
+    /// Nodes that hold `hash`.
+    pub fn holders_of(&self, hash: ContentHash) -> impl Iterator<Item = &NodeId> {
+        self.holders
+            .iter()
+            .filter(move |(_, h)| h.hash == Some(hash))
+            .map(|(node, _)| node)
+    }
+
+    /// Order-independent fingerprint of this entry, for state digests: equal
+    /// entries give equal digests whatever order their versions arrived in.
+    pub fn digest(&self) -> [u8; 32] {
+        let bytes = postcard::to_stdvec(self).expect("an entry always encodes");
+        *blake3::hash(&bytes).as_bytes()
+    }
+}

@@ -1,0 +1,18 @@
+//! The pure data model: ids, version vectors, replicated registers and file
+//! entries, with the merge rules. No I/O and no async here, so every rule can
+//! be tested exhaustively (see the property tests in `tests.rs`).
+
+mod entry;
+mod ids;
+mod path;
+mod register;
+mod version;
+
+#[cfg(test)]
+mod tests;
+
+pub use entry::{Content, FileEntry, Holding, Resolved, Stamp};
+pub use ids::{ContentHash, FileId, IdParseError, NodeId, RepoId};
+pub use path::{PathError, RepoPath, MAX_NAME_BYTES, MAX_PATH_BYTES, STATE_DIR};
+pub use register::{MvRegister, Versioned};
+pub use version::VersionVector;

@@ -1,0 +1,165 @@
+//! A multi-value register: the replicated cell behind a file's path and its
+//! content.
+//!
+//! A write supersedes every version its writer had seen; writes nobody saw
+//! side by side stay side by side (siblings) until a later write that saw them
+//! all settles them. Merge is a set union minus dominated versions, so it is
+//! commutative, associative and idempotent, and no concurrent write is ever
+//! dropped silently: this is where "conflicts are kept" comes from.
+
+use serde::{Deserialize, Serialize};
+
+use super::{NodeId, VersionVector};
+
+/// One version of a register's value.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Versioned<T> {
+    pub version: VersionVector,
+    pub value: T,
+    /// The node that made this write.
+    pub by: NodeId,
+    /// Wall-clock time of the write, milliseconds since the Unix epoch. For people
+    /// and for deterministic tie-breaks only; never used for causality.
+    pub at_ms: i64,
+}
+
+/// The versions of a value that no other version dominates, in canonical order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MvRegister<T> {
+    versions: Vec<Versioned<T>>,
+}
+
+impl<T: Clone + Ord> MvRegister<T> {
+    /// A register holding one first write.
+    pub fn new(value: T, by: NodeId, counter: u64, at_ms: i64) -> Self {
+        let mut version = VersionVector::new();
+        version.record(by, counter);
+        MvRegister {
+            versions: vec![Versioned {
+                version,
+                value,
+                by,
+                at_ms,
+            }],
+        }
+    }
+
+    /// Rebuilds a register from untrusted parts (e.g. a peer's message),
+    /// restoring the invariants: no dominated version, no duplicate, canonical order.
+    /// Returns `None` when nothing is left.
+    pub fn from_versions(versions: Vec<Versioned<T>>) -> Option<Self> {
+        let mut register = MvRegister {
+            versions: Vec::with_capacity(versions.len()),
+        };
+        for v in versions {
+            register.insert(v);
+        }
+        (!register.versions.is_empty()).then_some(register)
+    }
+
+    /// Writes `value` as `by`'s write number `counter`, superseding every
+    /// version currently held (the writer has seen them all).
+    pub fn write(&mut self, value: T, by: NodeId, counter: u64, at_ms: i64) {
+        let mut version = self.joined_version();
+        version.record(by, counter);
+        self.versions = vec![Versioned {
+            version,
+            value,
+            by,
+            at_ms,
+        }];
+    }
+
+    /// Folds in another replica's versions.
+    pub fn merge(&mut self, other: &MvRegister<T>) {
+        for v in &other.versions {
+            self.insert(v.clone());
+        }
+    }
+
+    fn insert(&mut self, candidate: Versioned<T>) {
+        let dominated = self.versions.iter().any(|held| {
+            held.version.dominates(&candidate.version)
+                && (held.version != candidate.version || held == &candidate)
+        });
+        if dominated {
+            return;
+        }
+        self.versions.retain(|held| {
+            !candidate.version.dominates(&held.version) || held.version == candidate.version
+        });
+        let at = self
+            .versions
+            .binary_search(&candidate)
+            .unwrap_or_else(|pos| pos);
+        self.versions.insert(at, candidate);
+    }
+
+    /// The history that includes every version held.
+    pub fn joined_version(&self) -> VersionVector {
+        let mut joined = VersionVector::new();
+        for v in &self.versions {
+            joined.join(&v.version);
+        }
+        joined
+    }
+
+    pub fn versions(&self) -> &[Versioned<T>] {
+        &self.versions
+    }
+
+    /// More than one version: concurrent writes not settled yet.
+    pub fn is_conflict(&self) -> bool {
+        self.versions.len() > 1
+    }
+
+    /// A deterministic pick among siblings, the same on every node: the latest
+    /// write by wall clock, ties broken by node id, then by value.
+    pub fn winner(&self) -> &Versioned<T> {
+        self.versions
+            .iter()
+            .max_by(|a, b| (a.at_ms, a.by, &a.value).cmp(&(b.at_ms, b.by, &b.value)))
+            .expect("a register always holds at least one version")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(n: u8) -> NodeId {
+        NodeId([n; 32])
+    }
+
+    #[test]
+    fn later_write_supersedes_and_concurrent_writes_stay() {
+        let mut a = MvRegister::new("v1".to_string(), node(1), 1, 0);
+        let mut b = a.clone();
+        a.write("a".into(), node(1), 2, 10);
+        b.write("b".into(), node(2), 1, 20);
+        let mut merged = a.clone();
+        merged.merge(&b);
+        assert!(merged.is_conflict());
+        assert_eq!(merged.winner().value, "b");
+        // A write that saw both settles the conflict.
+        merged.write("settled".into(), node(1), 3, 30);
+        assert!(!merged.is_conflict());
+        a.merge(&merged);
+        b.merge(&merged);
+        assert_eq!(a, merged);
+        assert_eq!(b, merged);
+    }
+
+    #[test]
+    fn from_versions_drops_dominated_and_duplicates() {
+        let first = MvRegister::new(1u32, node(1), 1, 0);
+        let mut second = first.clone();
+        second.write(2, node(1), 2, 0);
+        let mut parts = first.versions().to_vec();
+        parts.extend(second.versions().iter().cloned());
+        parts.extend(second.versions().iter().cloned());
+        let rebuilt = MvRegister::from_versions(parts).unwrap();
+        assert_eq!(rebuilt, second);
+        assert!(MvRegister::<u32>::from_versions(vec![]).is_none());
+    }
+}

@@ -1,0 +1,133 @@
+//! A node's identity: a self-signed certificate and its private key, made by
+//! rcgen at `init`. The [`NodeId`] is derived from the certificate's public key,
+//! so the id can be checked against whatever certificate a peer presents.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::model::NodeId;
+
+/// File names inside `.harmony/`.
+pub const CERT_FILE: &str = "node.crt";
+pub const KEY_FILE: &str = "node.key";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("could not generate a node key: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid PEM {what}: {reason}; restore it from a backup or re-initialise this location")]
+    BadPem {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+    },
+    #[error("certificate is not a valid X.509 end-entity certificate: {0}")]
+    BadCertificate(String),
+}
+
+/// The certificate and key this node proves itself with.
+pub struct Identity {
+    node_id: NodeId,
+    cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+}
+
+impl Identity {
+    /// Creates a fresh ECDSA P-256 key and a self-signed certificate for it, and
+    /// writes them as `node.crt` and `node.key` into `dir`. The key file is
+    /// created with mode 0600 from the start, never readable by others even for
+    /// an instant.
+    pub fn create(dir: &Path) -> Result<Self, IdentityError> {
+        let certified = rcgen::generate_simple_self_signed(vec!["harmony-node".to_owned()])?;
+        let key_path = dir.join(KEY_FILE);
+        write_private(&key_path, certified.signing_key.serialize_pem().as_bytes()).map_err(
+            |source| IdentityError::Io {
+                action: "write",
+                path: key_path,
+                source,
+            },
+        )?;
+        let cert_path = dir.join(CERT_FILE);
+        fs::write(&cert_path, certified.cert.pem()).map_err(|source| IdentityError::Io {
+            action: "write",
+            path: cert_path,
+            source,
+        })?;
+        Self::load(dir)
+    }
+
+    /// Reads the identity saved by [`Identity::save`].
+    pub fn load(dir: &Path) -> Result<Self, IdentityError> {
+        let cert_path = dir.join(CERT_FILE);
+        let cert =
+            CertificateDer::from_pem_file(&cert_path).map_err(|e| IdentityError::BadPem {
+                path: cert_path,
+                what: "certificate",
+                reason: e.to_string(),
+            })?;
+        let key_path = dir.join(KEY_FILE);
+        let key =
+            PrivatePkcs8KeyDer::from_pem_file(&key_path).map_err(|e| IdentityError::BadPem {
+                path: key_path,
+                what: "private key",
+                reason: e.to_string(),
+            })?;
+        let node_id = node_id_of_certificate(&cert)?;
+        Ok(Identity { node_id, cert, key })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.cert
+    }
+
+    /// The private key in the form rustls takes.
+    pub fn private_key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.key.clone_key())
+    }
+}
+
+/// The node id a certificate stands for: blake3 (derive-key mode) of its
+/// SubjectPublicKeyInfo. Used both for our own id and to check peers.
+pub fn node_id_of_certificate(cert: &CertificateDer<'_>) -> Result<NodeId, IdentityError> {
+    let parsed = webpki::EndEntityCert::try_from(cert)
+        .map_err(|e| IdentityError::BadCertificate(format!("{e:?}")))?;
+    Ok(NodeId::from_spki_der(
+        parsed.subject_public_key_info().as_ref(),
+    ))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}

@@ -1,0 +1,184 @@
+//! [`Repo`]: one location of a repository, the API the command line, the
+//! tests and the examples use. It ties the pure model to the store, the
+//! working tree and the node identity.
+
+mod commit;
+mod view;
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use commit::{CommitOptions, CommitReport};
+pub use view::{FileState, ListedFile, StatusLine};
+
+use crate::chunk::ChunkParams;
+use crate::error::{Error, Result};
+use crate::model::{NodeId, RepoId, STATE_DIR};
+use crate::net::Identity;
+use crate::store::{Settings, Store, DB_FILE};
+
+/// The port a location listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 7447;
+
+/// Choices made at `init`.
+#[derive(Clone, Debug, Default)]
+pub struct InitOptions {
+    /// The node's name; the host name when not given.
+    pub name: Option<String>,
+    /// Where `serve` listens; `0.0.0.0:7447` when not given.
+    pub listen: Option<String>,
+}
+
+/// One location: a working tree with its `.harmony/` folder.
+pub struct Repo {
+    root: PathBuf,
+    store: Store,
+    identity: Identity,
+    settings: Settings,
+}
+
+impl Repo {
+    /// Makes `root` a new location of a new repository.
+    ///
+    /// Everything is prepared in a temporary folder next to `.harmony/` and
+    /// renamed into place at the end, so an interrupted `init` leaves no
+    /// half-made location behind.
+    pub fn init(root: &Path, options: &InitOptions) -> Result<Repo> {
+        let root = fs::canonicalize(root).map_err(Error::io("open", root))?;
+        let state_dir = root.join(STATE_DIR);
+        if state_dir.exists() {
+            return Err(Error::AlreadyInitialised(root));
+        }
+        if let Some(parent) = root.parent() {
+            if let Ok(outer) = find_root(parent) {
+                return Err(Error::NestedLocation { path: root, outer });
+            }
+        }
+        let name = match &options.name {
+            Some(name) => validate_name(name)?,
+            None => default_name(),
+        };
+        let listen = options
+            .listen
+            .clone()
+            .unwrap_or_else(|| format!("0.0.0.0:{DEFAULT_PORT}"));
+        validate_listen(&listen)?;
+
+        let staging = root.join(format!("{STATE_DIR}.init-{}", std::process::id()));
+        fs::create_dir(&staging).map_err(Error::io("create", &staging))?;
+        let made = (|| {
+            Identity::create(&staging)?;
+            let settings = Settings {
+                repo_id: RepoId::random(),
+                node_name: name,
+                listen,
+                chunking: ChunkParams::DEFAULT,
+            };
+            Store::create(&staging.join(DB_FILE), &settings)?;
+            fs::rename(&staging, &state_dir).map_err(Error::io("create", &state_dir))
+        })();
+        if let Err(e) = made {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        Repo::open_root(root)
+    }
+
+    /// Opens the location that contains `start` (walking up to `.harmony/`).
+    pub fn open(start: &Path) -> Result<Repo> {
+        let start = fs::canonicalize(start).map_err(Error::io("open", start))?;
+        Repo::open_root(find_root(&start)?)
+    }
+
+    fn open_root(root: PathBuf) -> Result<Repo> {
+        let state_dir = root.join(STATE_DIR);
+        let identity = Identity::load(&state_dir)?;
+        let store = Store::open(&state_dir.join(DB_FILE))?;
+        let settings = store.settings()?;
+        Ok(Repo {
+            root,
+            store,
+            identity,
+            settings,
+        })
+    }
+
+    /// The working tree's top folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.identity.node_id()
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+}
+
+/// The nearest folder at or above `start` that holds `.harmony/`.
+fn find_root(start: &Path) -> Result<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| dir.join(STATE_DIR).join(DB_FILE).is_file())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| Error::NotALocation(start.to_path_buf()))
+}
+
+fn validate_name(name: &str) -> Result<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(Error::BadName(name.to_owned()))
+    }
+}
+
+fn validate_listen(listen: &str) -> Result<()> {
+    listen
+        .parse::<SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| Error::BadListenAddress(listen.to_owned()))
+}
+
+/// The host name, cleaned into a valid node name.
+fn default_name() -> String {
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let cleaned: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(64)
+        .collect();
+    if cleaned.is_empty() {
+        "node".to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// Milliseconds since the Unix epoch, for the human side of versions.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,186 @@
+//! `status` and `ls`: read-only views that combine the replicated state with
+//! a scan of the working tree (nothing is recorded).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::Repo;
+use crate::error::Result;
+use crate::model::{FileEntry, FileId, NodeId, RepoPath, Resolved};
+use crate::scan::{self, Change, ScanProgress};
+
+/// The state of one file as `ls` and `status` show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileState {
+    /// Held here at its newest version, or not held here by choice.
+    Ok,
+    /// Held here, but a newer version exists elsewhere (`get` brings it).
+    Outdated,
+    /// Held here per the state, but gone from the working tree (not committed).
+    Missing,
+    /// Changed in the working tree and not committed.
+    Modified,
+    /// Concurrent versions exist; see `conflicts`.
+    Conflict,
+    /// The newest version is a deletion.
+    Deleted,
+    /// In the working tree but not yet in the repository (status only).
+    New,
+    /// Moved in the working tree and not committed (status only).
+    Renamed,
+}
+
+/// One row of `ls`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ListedFile {
+    pub path: RepoPath,
+    pub size: u64,
+    /// blake3 of the newest content, hex; absent for a deleted file.
+    pub hash: Option<String>,
+    /// The newest content is held here.
+    pub present: bool,
+    /// How many locations hold the newest content.
+    pub copies: usize,
+    pub state: FileState,
+}
+
+/// One row of `status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusLine {
+    pub path: RepoPath,
+    pub state: FileState,
+    /// For a rename, the path it was recorded under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<RepoPath>,
+}
+
+/// What the working tree says about recorded files, by file id.
+struct TreeView {
+    changed: HashMap<FileId, FileState>,
+    lines: Vec<StatusLine>,
+    warnings: Vec<String>,
+}
+
+impl Repo {
+    fn tree_view(&self, progress: &dyn ScanProgress) -> Result<TreeView> {
+        let recorded = self.store.local_files()?;
+        let outcome = scan::scan(&self.root, recorded, self.settings.chunking, progress);
+        let warnings = super::commit::warnings(&outcome);
+        let mut view = TreeView {
+            changed: HashMap::new(),
+            lines: Vec::new(),
+            warnings,
+        };
+        for change in outcome.changes {
+            let (path, state, from) = match change {
+                Change::Added(file) => (file.path, FileState::New, None),
+                Change::Edited { file_id, file } => {
+                    view.changed.insert(file_id, FileState::Modified);
+                    (file.path, FileState::Modified, None)
+                }
+                Change::Renamed {
+                    file_id,
+                    from,
+                    file,
+                    ..
+                } => {
+                    view.changed.insert(file_id, FileState::Modified);
+                    (file.path, FileState::Renamed, Some(from))
+                }
+                Change::Deleted(old) => {
+                    view.changed.insert(old.file_id, FileState::Missing);
+                    (old.path, FileState::Missing, None)
+                }
+                Change::Touched { .. } => continue,
+            };
+            view.lines.push(StatusLine { path, state, from });
+        }
+        Ok(view)
+    }
+
+    /// Uncommitted changes of the working tree, then outdated and conflicted
+    /// files, sorted by path; and warnings about what is not synced.
+    pub fn status(&self, progress: &dyn ScanProgress) -> Result<(Vec<StatusLine>, Vec<String>)> {
+        let view = self.tree_view(progress)?;
+        let mut lines = view.lines;
+        let me = self.node_id();
+        for entry in self.store.entries()? {
+            let state = replicated_state(&entry, me);
+            if matches!(state, FileState::Outdated | FileState::Conflict) {
+                lines.push(StatusLine {
+                    path: entry.current_path().clone(),
+                    state,
+                    from: None,
+                });
+            }
+        }
+        lines.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok((lines, view.warnings))
+    }
+
+    /// Every file of the repository under `prefix` (all when `None`), also those
+    /// not held here; deleted files only with `include_deleted`.
+    pub fn ls(
+        &self,
+        prefix: Option<&RepoPath>,
+        include_deleted: bool,
+        progress: &dyn ScanProgress,
+    ) -> Result<Vec<ListedFile>> {
+        let view = self.tree_view(progress)?;
+        let me = self.node_id();
+        let mut rows = Vec::new();
+        for entry in self.store.entries()? {
+            let path = entry.current_path();
+            if prefix.is_some_and(|p| !path.starts_with(p)) {
+                continue;
+            }
+            let mut state = replicated_state(&entry, me);
+            if state == FileState::Deleted && !include_deleted {
+                continue;
+            }
+            if let Some(local) = view.changed.get(&entry.id) {
+                if state != FileState::Conflict {
+                    state = *local;
+                }
+            }
+            let newest = match entry.resolved() {
+                Resolved::File(v) => Some(&v.value),
+                Resolved::Conflict(_) => Some(&entry.content.winner().value),
+                Resolved::Deleted => None,
+            };
+            let (size, hash) = match newest {
+                Some(crate::model::Content::File { hash, size, .. }) => (*size, Some(*hash)),
+                _ => (0, None),
+            };
+            let copies = hash.map_or(0, |h| entry.holders_of(h).count());
+            let present = hash.is_some_and(|h| entry.holders_of(h).any(|n| *n == me));
+            rows.push(ListedFile {
+                path: path.clone(),
+                size,
+                hash: hash.map(|h| h.to_string()),
+                present,
+                copies,
+                state,
+            });
+        }
+        rows.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(rows)
+    }
+}
+
+/// The state that follows from the replicated entry alone.
+fn replicated_state(entry: &FileEntry, me: NodeId) -> FileState {
+    match entry.resolved() {
+        Resolved::Deleted => FileState::Deleted,
+        Resolved::Conflict(_) => FileState::Conflict,
+        Resolved::File(newest) => {
+            let held = entry.holders.get(&me).and_then(|h| h.hash);
+            match (held, newest.value.hash()) {
+                (Some(held), Some(newest)) if held != newest => FileState::Outdated,
+                _ => FileState::Ok,
+            }
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Change detection, as pure functions: from what was recorded and what a walk
+//! found, which files must be read ([`triage`]), and from their hashes, what
+//! changed ([`detect`]): adds, edits, deletions, and renames recognised by
+//! inode (even when edited too) or by content.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::model::{ContentHash, FileId, RepoPath};
+use crate::store::{FileStat, LocalFile};
+
+use super::WalkedFile;
+
+/// The outcome of comparing stat fields only.
+#[derive(Debug, Default)]
+pub struct Triage {
+    /// Files whose stat fields changed, or new paths: they must be read.
+    pub to_read: Vec<WalkedFile>,
+    /// Recorded paths not found by the walk.
+    pub missing: Vec<LocalFile>,
+    /// How many files were recognised as unchanged without reading them.
+    pub unchanged: usize,
+}
+
+/// Splits the walk into unchanged files, files to read, and missing paths.
+pub fn triage(recorded: &[LocalFile], walked: Vec<WalkedFile>) -> Triage {
+    let mut by_path: HashMap<&RepoPath, &LocalFile> =
+        recorded.iter().map(|f| (&f.path, f)).collect();
+    let mut triage = Triage::default();
+    for file in walked {
+        match by_path.remove(&file.path) {
+            Some(old) if old.stat == file.stat => triage.unchanged += 1,
+            Some(_) | None => triage.to_read.push(file),
+        }
+    }
+    triage.missing = by_path.into_values().cloned().collect();
+    triage.missing.sort_by(|a, b| a.path.cmp(&b.path));
+    triage.to_read.sort_by(|a, b| a.path.cmp(&b.path));
+    triage
+}
+
+/// A file that was read, with the hash of the bytes read and the stat fields
+/// that held throughout the read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadFile {
+    pub path: RepoPath,
+    pub stat: FileStat,
+    pub hash: ContentHash,
+    /// Modified so shortly before it was read that a write right after the
+    /// read might keep the same timestamp: record it to be read again next
+    /// time (git's "racily clean" problem).
+    pub recheck: bool,
+}
+
+impl ReadFile {
+    /// The stat fields to record: a file to recheck gets an mtime no real file
+    /// has, so the next scan reads it again.
+    pub fn recorded_stat(&self) -> FileStat {
+        let mut stat = self.stat;
+        if self.recheck {
+            stat.mtime_ns = i64::MIN;
+        }
+        stat
+    }
+}
+
+/// One change to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A path nothing was recorded for, with content not explained by a rename.
+    Added(ReadFile),
+    /// New bytes at a recorded path.
+    Edited { file_id: FileId, file: ReadFile },
+    /// A recorded file under a new path; `edited` when its bytes changed too.
+    Renamed {
+        file_id: FileId,
+        from: RepoPath,
+        file: ReadFile,
+        edited: bool,
+    },
+    /// A recorded path that is gone.
+    Deleted(LocalFile),
+    /// Same bytes, new stat fields (touched, copied over with the same
+    /// content): nothing to replicate, only the local record is refreshed.
+    Touched { file_id: FileId, file: ReadFile },
+}
+
+/// Decides what changed. `recorded` is what the state says was at each path,
+/// `read` the files read in this scan, `missing` the recorded paths now gone.
+pub fn detect(recorded: &[LocalFile], read: Vec<ReadFile>, missing: Vec<LocalFile>) -> Vec<Change> {
+    let by_path: HashMap<&RepoPath, &LocalFile> = recorded.iter().map(|f| (&f.path, f)).collect();
+    let mut changes = Vec::new();
+    let mut new_paths = Vec::new();
+    for file in read {
+        match by_path.get(&file.path) {
+            Some(old) if old.hash == file.hash => changes.push(Change::Touched {
+                file_id: old.file_id,
+                file,
+            }),
+            Some(old) => changes.push(Change::Edited {
+                file_id: old.file_id,
+                file,
+            }),
+            None => new_paths.push(file),
+        }
+    }
+
+    // Renames, strongest evidence first: the same inode (survives an edit),
+    // then the same content (a copy-and-delete, a move across filesystems).
+    let mut gone: BTreeMap<RepoPath, LocalFile> =
+        missing.into_iter().map(|f| (f.path.clone(), f)).collect();
+    let by_inode: HashMap<(u64, u64), RepoPath> = gone
+        .values()
+        .map(|f| ((f.stat.dev, f.stat.inode), f.path.clone()))
+        .collect();
+    let mut unexplained = Vec::new();
+    for file in new_paths {
+        let old = by_inode
+            .get(&(file.stat.dev, file.stat.inode))
+            .and_then(|path| gone.remove(path));
+        match old {
+            Some(old) => changes.push(Change::Renamed {
+                file_id: old.file_id,
+                from: old.path,
+                edited: old.hash != file.hash,
+                file,
+            }),
+            None => unexplained.push(file),
+        }
+    }
+    for file in unexplained {
+        match take_same_content(&mut gone, &file) {
+            Some(old) => changes.push(Change::Renamed {
+                file_id: old.file_id,
+                from: old.path,
+                edited: false,
+                file,
+            }),
+            None => changes.push(Change::Added(file)),
+        }
+    }
+    changes.extend(gone.into_values().map(Change::Deleted));
+    changes
+}
+
+/// Removes and returns a gone file with `file`'s content, preferring one with
+/// the same name (a move between folders), then the first by path.
+fn take_same_content(
+    gone: &mut BTreeMap<RepoPath, LocalFile>,
+    file: &ReadFile,
+) -> Option<LocalFile> {
+    let name = |p: &RepoPath| p.as_str().rsplit('/').next().map(str::to_owned);
+    let candidates: Vec<&RepoPath> = gone
+        .values()
+        .filter(|g| g.hash == file.hash)
+        .map(|g| &g.path)
+        .collect();
+    let pick = candidates
+        .iter()
+        .find(|p| name(p) == name(&file.path))
+        .or(candidates.first())
+        .map(|p| (*p).clone())?;
+    gone.remove(&pick)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(inode: u64, mtime: i64) -> FileStat {
+        FileStat {
+            size: 1,
+            mtime_ns: mtime,
+            ctime_ns: mtime,
+            inode,
+            dev: 1,
+        }
+    }
+
+    fn path(p: &str) -> RepoPath {
+        RepoPath::new(p).unwrap()
+    }
+
+    fn recorded(p: &str, inode: u64, hash: u8) -> LocalFile {
+        LocalFile {
+            path: path(p),
+            file_id: FileId([inode as u8; 16]),
+            hash: ContentHash([hash; 32]),
+            stat: stat(inode, 1),
+        }
+    }
+
+    fn read(p: &str, inode: u64, hash: u8) -> ReadFile {
+        ReadFile {
+            path: path(p),
+            stat: stat(inode, 2),
+            hash: ContentHash([hash; 32]),
+            recheck: false,
+        }
+    }
+
+    fn walked(p: &str, inode: u64, mtime: i64) -> WalkedFile {
+        WalkedFile {
+            path: path(p),
+            stat: stat(inode, mtime),
+        }
+    }
+
+    #[test]
+    fn triage_reads_only_changed_and_new_files() {
+        let rec = vec![
+            recorded("same", 1, 1),
+            recorded("touched", 2, 2),
+            recorded("gone", 3, 3),
+        ];
+        let t = triage(
+            &rec,
+            vec![
+                walked("same", 1, 1),
+                walked("touched", 2, 5),
+                walked("new", 4, 1),
+            ],
+        );
+        assert_eq!(t.unchanged, 1);
+        let to_read: Vec<_> = t.to_read.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(to_read, ["new", "touched"]);
+        assert_eq!(t.missing.len(), 1);
+        assert_eq!(t.missing[0].path.as_str(), "gone");
+    }
+
+    #[test]
+    fn classifies_every_kind_of_change() {
+        let rec = vec![
+            recorded("edit", 1, 1),
+            recorded("touch", 2, 2),
+            recorded("moved-by-inode", 3, 3),
+            recorded("d/moved-by-content", 4, 4),
+            recorded("deleted", 5, 5),
+        ];
+        let missing = vec![rec[2].clone(), rec[3].clone(), rec[4].clone()];
+        let reads = vec![
+            read("edit", 1, 10),
+            read("touch", 2, 2),
+            read("sub/renamed-and-edited", 3, 30),
+            read("e/moved-by-content", 99, 4),
+            read("added", 6, 6),
+        ];
+        let changes = detect(&rec, reads, missing);
+        assert!(changes.contains(&Change::Edited {
+            file_id: FileId([1; 16]),
+            file: read("edit", 1, 10)
+        }));
+        assert!(changes.contains(&Change::Touched {
+            file_id: FileId([2; 16]),
+            file: read("touch", 2, 2)
+        }));
+        assert!(changes.contains(&Change::Renamed {
+            file_id: FileId([3; 16]),
+            from: path("moved-by-inode"),
+            file: read("sub/renamed-and-edited", 3, 30),
+            edited: true,
+        }));
+        assert!(changes.contains(&Change::Renamed {
+            file_id: FileId([4; 16]),
+            from: path("d/moved-by-content"),
+            file: read("e/moved-by-content", 99, 4),
+            edited: false,
+        }));
+        assert!(changes.contains(&Change::Added(read("added", 6, 6))));
+        assert!(changes.contains(&Change::Deleted(recorded("deleted", 5, 5))));
+        assert_eq!(changes.len(), 6);
+    }
+
+    #[test]
+    fn duplicate_content_pairs_by_name_first() {
+        let rec = vec![recorded("a/x", 1, 7), recorded("a/y", 2, 7)];
+        let changes = detect(&rec, vec![read("b/y", 50, 7)], rec.clone());
+        assert!(changes
+            .iter()
+            .any(|c| matches!(c, Change::Renamed { from, .. } if from.as_str() == "a/y")));
+        assert!(changes
+            .iter()
+            .any(|c| matches!(c, Change::Deleted(f) if f.path.as_str() == "a/x")));
+    }
+}

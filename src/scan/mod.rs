@@ -1,0 +1,107 @@
+//! The working tree and the state: walking, ignore rules, change detection
+//! and rename detection. [`scan`] is the whole pipeline; its parts are
+//! separate so the decisions ([`detect`]) stay pure and testable.
+
+pub mod detect;
+mod read;
+mod walk;
+
+use std::path::Path;
+
+pub use detect::{detect, triage, Change, ReadFile};
+pub use read::ReadFailure;
+pub use walk::{stat_of, walk, SkipReason, Skipped, Walked, WalkedFile, IGNORE_FILE};
+
+use crate::chunk::{ChunkParams, Manifest};
+use crate::model::{ContentHash, RepoPath};
+use crate::store::LocalFile;
+
+/// Told how a scan advances, e.g. to draw a progress bar. Called from the
+/// reading threads too, hence `Sync`.
+pub trait ScanProgress: Sync {
+    /// `files` regular files listed so far.
+    fn walking(&self, files: u64);
+    /// Reading starts: this many files and bytes to read.
+    fn reading(&self, files: u64, bytes: u64);
+    /// One more file of `bytes` bytes was read.
+    fn read(&self, bytes: u64);
+}
+
+/// A [`ScanProgress`] that shows nothing.
+pub struct NoProgress;
+
+impl ScanProgress for NoProgress {
+    fn walking(&self, _: u64) {}
+    fn reading(&self, _: u64, _: u64) {}
+    fn read(&self, _: u64) {}
+}
+
+/// What a scan found, ready to be recorded.
+#[derive(Debug, Default)]
+pub struct ScanOutcome {
+    pub changes: Vec<Change>,
+    /// Manifests of new multi-chunk contents.
+    pub manifests: Vec<(ContentHash, Manifest)>,
+    /// Things in the tree that are not synced, each with its reason.
+    pub skipped: Vec<Skipped>,
+    /// Files that could not be read consistently: left as recorded before.
+    pub failed: Vec<ReadFailure>,
+    /// Recorded files the walk no longer lists but that still exist (now
+    /// ignored, or no longer regular files): left as recorded, not deleted.
+    pub kept: Vec<RepoPath>,
+    /// How many files were recognised as unchanged by their stat fields.
+    pub unchanged: usize,
+    pub files_read: usize,
+    pub bytes_read: u64,
+}
+
+/// Compares the tree under `root` with what this location `recorded`.
+pub fn scan(
+    root: &Path,
+    recorded: Vec<LocalFile>,
+    params: ChunkParams,
+    progress: &dyn ScanProgress,
+) -> ScanOutcome {
+    let mut listed = 0u64;
+    let Walked { files, skipped } = walk(root, |_| {
+        listed += 1;
+        if listed % 1024 == 0 {
+            progress.walking(listed);
+        }
+    });
+    let triaged = triage(&recorded, files);
+    let mut outcome = ScanOutcome {
+        unchanged: triaged.unchanged,
+        ..ScanOutcome::default()
+    };
+
+    let (missing, kept): (Vec<_>, Vec<_>) = triaged
+        .missing
+        .into_iter()
+        .partition(|f| !Skipped::covers(&skipped, &f.path) && !read::exists_on_disk(root, &f.path));
+    outcome.kept = kept
+        .into_iter()
+        .filter(|f| !Skipped::covers(&skipped, &f.path))
+        .map(|f| f.path)
+        .collect();
+
+    let bytes: u64 = triaged.to_read.iter().map(|f| f.stat.size).sum();
+    progress.reading(triaged.to_read.len() as u64, bytes);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (read, failed) = read::read_files(root, triaged.to_read, params, threads, &|b| {
+        progress.read(b)
+    });
+    outcome.files_read = read.len();
+    outcome.bytes_read = read.iter().map(|r| r.size).sum();
+    let mut files = Vec::with_capacity(read.len());
+    for r in read {
+        if let Some(manifest) = r.manifest {
+            outcome.manifests.push((r.file.hash, manifest));
+        }
+        files.push(r.file);
+    }
+    outcome.changes = detect(&recorded, files, missing);
+    outcome.skipped = skipped;
+    outcome.failed = failed;
+    outcome
+}

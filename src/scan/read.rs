@@ -1,0 +1,145 @@
+//! Reading changed files: each is read once, on all cores, hashing and
+//! chunking in the same pass, and checked to have held still while read.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::chunk::{hash_reader, ChunkParams, Manifest};
+use crate::model::RepoPath;
+
+use super::walk::stat_of;
+use super::{ReadFile, WalkedFile};
+
+/// How often a file that changes while being read is read again before it
+/// is reported instead of recorded.
+const READ_ATTEMPTS: usize = 3;
+/// Timestamps this close to the moment of reading may not reveal a write that
+/// lands right after the read (coarse filesystem clocks; git's "racily clean"
+/// problem). Such files are recorded so that the next scan reads them again.
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// A file read successfully.
+#[derive(Debug)]
+pub struct ReadOutcome {
+    pub file: ReadFile,
+    pub size: u64,
+    /// Set when the content has more than one chunk.
+    pub manifest: Option<Manifest>,
+}
+
+/// A file that could not be read as one consistent version.
+#[derive(Debug)]
+pub enum ReadFailure {
+    /// Kept changing while being read; try again when it is quiet.
+    Changing(RepoPath),
+    Io(RepoPath, io::Error),
+}
+
+impl std::fmt::Display for ReadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadFailure::Changing(p) => write!(
+                f,
+                "{p}: changed while being read ({READ_ATTEMPTS} attempts); not recorded, commit again when it is quiet"
+            ),
+            ReadFailure::Io(p, e) => write!(f, "{p}: cannot be read ({e}); not recorded"),
+        }
+    }
+}
+
+/// Scratch buffer per worker: big reads, and room for chunker look-ahead.
+const BUFFER_BYTES: usize = 4 << 20;
+
+/// Reads `files` under `root` with `threads` workers. `on_bytes` is told how
+/// many bytes each finished file had (for progress). A file that vanished
+/// since the walk is left out silently: the next scan will see it missing.
+pub fn read_files(
+    root: &Path,
+    mut files: Vec<WalkedFile>,
+    params: ChunkParams,
+    threads: usize,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> (Vec<ReadOutcome>, Vec<ReadFailure>) {
+    // Largest first, so that the last big file does not run alone at the end.
+    files.sort_by(|a, b| b.stat.size.cmp(&a.stat.size));
+    let next = AtomicUsize::new(0);
+    let done = Mutex::new((Vec::with_capacity(files.len()), Vec::new()));
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1).min(files.len().max(1)) {
+            scope.spawn(|| {
+                let mut buf = vec![0u8; BUFFER_BYTES.max(4 * params.max as usize)];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(file) = files.get(i) else { break };
+                    let result = read_stable(root, &file.path, params, &mut buf);
+                    if let Ok(Some(outcome)) = &result {
+                        on_bytes(outcome.size);
+                    }
+                    let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
+                    match result {
+                        Ok(Some(outcome)) => done.0.push(outcome),
+                        Ok(None) => {}
+                        Err(failure) => done.1.push(failure),
+                    }
+                }
+            });
+        }
+    });
+    let (mut read, failed) = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    read.sort_by(|a, b| a.file.path.cmp(&b.file.path));
+    (read, failed)
+}
+
+/// Reads one file until a read sees the same stat fields before and after.
+fn read_stable(
+    root: &Path,
+    path: &RepoPath,
+    params: ChunkParams,
+    buf: &mut [u8],
+) -> Result<Option<ReadOutcome>, ReadFailure> {
+    let io_err = |e: io::Error| ReadFailure::Io(path.clone(), e);
+    for _ in 0..READ_ATTEMPTS {
+        let read_started = SystemTime::now();
+        let mut file = match File::open(path.to_path(root)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(e)),
+        };
+        let before = stat_of(&file.metadata().map_err(io_err)?);
+        let summary = hash_reader(&mut file, params, buf).map_err(io_err)?;
+        let after = stat_of(&file.metadata().map_err(io_err)?);
+        if before != after || summary.size != after.size {
+            continue;
+        }
+        let multi_chunk = summary.manifest.chunks.len() > 1;
+        return Ok(Some(ReadOutcome {
+            file: ReadFile {
+                path: path.clone(),
+                stat: after,
+                hash: summary.hash,
+                recheck: is_racy(after.mtime_ns, read_started),
+            },
+            size: summary.size,
+            manifest: multi_chunk.then_some(summary.manifest),
+        }));
+    }
+    Err(ReadFailure::Changing(path.clone()))
+}
+
+fn is_racy(mtime_ns: i64, read_started: SystemTime) -> bool {
+    let started_ns = read_started
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0);
+    mtime_ns > started_ns - RACY_WINDOW.as_nanos() as i64
+}
+
+/// True when something (of any kind) exists at `path` now: a recorded path
+/// the walk did not list is deleted only if this is false.
+pub fn exists_on_disk(root: &Path, path: &RepoPath) -> bool {
+    std::fs::symlink_metadata(path.to_path(root)).is_ok()
+}

@@ -1,0 +1,228 @@
+//! Walking the working tree: which regular files are there, with their stat
+//! fields, honouring ignore rules. Nothing is read here, only listed.
+//!
+//! Defined behaviours for what Harmony does not sync (each reported as a
+//! [`Skipped`] so the user hears of it, and never mistaken for a deletion):
+//! symbolic links are not followed and not synced; special files (FIFOs,
+//! sockets, devices) are not synced; names that are not UTF-8 are not synced
+//! (rename them); unreadable folders are not descended, and files recorded
+//! under them are left as they were.
+
+use std::fs::Metadata;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use ignore::WalkBuilder;
+
+use crate::model::{RepoPath, STATE_DIR};
+use crate::store::FileStat;
+
+/// Per-folder ignore files, in gitignore syntax.
+pub const IGNORE_FILE: &str = ".harmonyignore";
+
+/// Names never synced: Harmony's own folder and editors' temporary files.
+const BUILTIN_IGNORES: &[&str] = &[
+    STATE_DIR, // .harmony/
+    "*.swp",   // vim
+    "*.swo",
+    "*.swx",
+    "4913", // vim's write probe
+    "*~",   // emacs, gedit, kate backups
+    ".#*",  // emacs lock files
+    "#*#",  // emacs auto-save
+    ".*.kate-swp",
+    ".~lock.*#",       // LibreOffice locks
+    ".DS_Store",       // macOS Finder
+    ".harmony.init-*", // an interrupted `init`
+];
+
+/// A regular file found in the tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalkedFile {
+    pub path: RepoPath,
+    pub stat: FileStat,
+}
+
+/// Why something in the tree is not synced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    Symlink,
+    Special,
+    NotUtf8,
+    Invalid(String),
+    Unreadable(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The path relative to the root, lossily printable.
+    pub path: PathBuf,
+    /// The repository path, when the name is valid.
+    pub repo_path: Option<RepoPath>,
+    pub reason: SkipReason,
+}
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = self.path.display();
+        match &self.reason {
+            SkipReason::Symlink => write!(f, "{path}: symbolic link, not synced"),
+            SkipReason::Special => write!(
+                f,
+                "{path}: not a regular file (FIFO, socket or device), not synced"
+            ),
+            SkipReason::NotUtf8 => {
+                write!(f, "{path}: name is not valid UTF-8, not synced; rename it")
+            }
+            SkipReason::Invalid(why) => write!(f, "{path}: {why}"),
+            SkipReason::Unreadable(why) => write!(
+                f,
+                "{path}: cannot be read ({why}); what was recorded under it is kept as it was"
+            ),
+        }
+    }
+}
+
+/// Everything one walk found.
+#[derive(Debug, Default)]
+pub struct Walked {
+    pub files: Vec<WalkedFile>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Skipped {
+    /// True when `path` is at or under one of `skipped` (an unreadable folder,
+    /// a symlink, ...): the walk says nothing about it, so it is not deleted.
+    pub fn covers(skipped: &[Skipped], path: &RepoPath) -> bool {
+        skipped
+            .iter()
+            .filter_map(|s| s.repo_path.as_ref())
+            .any(|skipped| path.starts_with(skipped))
+    }
+}
+
+fn builtin_ignores() -> GlobSet {
+    let mut builder = GlobSetBuilder::new();
+    for pattern in BUILTIN_IGNORES {
+        builder.add(Glob::new(pattern).expect("built-in ignore patterns are valid"));
+    }
+    builder.build().expect("built-in ignore patterns are valid")
+}
+
+/// Lists the regular files under `root`.
+pub fn walk(root: &Path, mut on_file: impl FnMut(u64)) -> Walked {
+    let builtin = builtin_ignores();
+    let mut walker = WalkBuilder::new(root);
+    walker
+        .standard_filters(false)
+        .follow_links(false)
+        .add_custom_ignore_filename(IGNORE_FILE)
+        .filter_entry(move |entry| !builtin.is_match(entry.file_name()));
+    let mut walked = Walked::default();
+    for result in walker.build() {
+        let entry = match result {
+            Ok(entry) => entry,
+            Err(err) => {
+                walked.skipped.push(skipped_for_error(root, &err));
+                continue;
+            }
+        };
+        if entry.depth() == 0 {
+            continue;
+        }
+        let relative = entry.path().strip_prefix(root).unwrap_or(entry.path());
+        let Some(file_type) = entry.file_type() else {
+            continue;
+        };
+        if file_type.is_dir() {
+            continue;
+        }
+        let repo_path = match RepoPath::from_relative(relative) {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = match e {
+                    crate::model::PathError::NotUtf8(_) => SkipReason::NotUtf8,
+                    other => SkipReason::Invalid(other.to_string()),
+                };
+                walked.skipped.push(Skipped {
+                    path: relative.to_owned(),
+                    repo_path: None,
+                    reason,
+                });
+                continue;
+            }
+        };
+        let skip = |reason| Skipped {
+            path: relative.to_owned(),
+            repo_path: Some(repo_path.clone()),
+            reason,
+        };
+        if file_type.is_symlink() {
+            walked.skipped.push(skip(SkipReason::Symlink));
+            continue;
+        }
+        if !file_type.is_file() {
+            walked.skipped.push(skip(SkipReason::Special));
+            continue;
+        }
+        match entry.metadata() {
+            Ok(meta) => {
+                on_file(meta.len());
+                walked.files.push(WalkedFile {
+                    path: repo_path,
+                    stat: stat_of(&meta),
+                });
+            }
+            // Vanished between listing and stat: as if never seen.
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => walked
+                .skipped
+                .push(skip(SkipReason::Unreadable(e.to_string()))),
+        }
+    }
+    walked
+}
+
+/// The stat fields Harmony compares to decide whether a file may have changed.
+pub fn stat_of(meta: &Metadata) -> FileStat {
+    use std::os::unix::fs::MetadataExt;
+    FileStat {
+        size: meta.len(),
+        mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        inode: meta.ino(),
+        dev: meta.dev(),
+    }
+}
+
+fn is_not_found(err: &ignore::Error) -> bool {
+    err.io_error()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
+fn skipped_for_error(root: &Path, err: &ignore::Error) -> Skipped {
+    let path = error_path(err)
+        .map(|p| p.strip_prefix(root).unwrap_or(p).to_owned())
+        .unwrap_or_default();
+    let repo_path = RepoPath::from_relative(&path).ok();
+    Skipped {
+        path,
+        repo_path,
+        reason: SkipReason::Unreadable(
+            err.io_error()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| err.to_string()),
+        ),
+    }
+}
+
+fn error_path(err: &ignore::Error) -> Option<&Path> {
+    match err {
+        ignore::Error::WithPath { path, .. } => Some(path),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
+        ignore::Error::Partial(errs) => errs.iter().find_map(error_path),
+        _ => None,
+    }
+}

@@ -1,0 +1,78 @@
+//! Rows of the state database that are this location's own (not replicated).
+
+use rusqlite::types::Type;
+use rusqlite::Row;
+
+use crate::model::{ContentHash, FileId, NodeId, RepoPath};
+
+/// The stat fields of a working-tree file that change whenever its bytes may
+/// have: if all are equal to what was recorded, the file is not read again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub inode: u64,
+    pub dev: u64,
+}
+
+/// A working-tree file as last recorded by this location.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalFile {
+    pub path: RepoPath,
+    pub file_id: FileId,
+    pub hash: ContentHash,
+    pub stat: FileStat,
+}
+
+/// A node this location trusts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerRecord {
+    pub name: String,
+    pub node_id: NodeId,
+    /// `host:port` as the user gave it.
+    pub addr: String,
+    pub added_ms: i64,
+}
+
+impl LocalFile {
+    pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        let path: String = row.get(0)?;
+        Ok(LocalFile {
+            path: RepoPath::new(&path)
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, e.into()))?,
+            file_id: FileId(fixed(row, 1)?),
+            hash: ContentHash(fixed(row, 2)?),
+            stat: FileStat {
+                size: row.get::<_, i64>(3)? as u64,
+                mtime_ns: row.get(4)?,
+                ctime_ns: row.get(5)?,
+                inode: row.get::<_, i64>(6)? as u64,
+                dev: row.get::<_, i64>(7)? as u64,
+            },
+        })
+    }
+}
+
+impl PeerRecord {
+    pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(PeerRecord {
+            name: row.get(0)?,
+            node_id: NodeId(fixed(row, 1)?),
+            addr: row.get(2)?,
+            added_ms: row.get(3)?,
+        })
+    }
+}
+
+/// Reads a blob column that must hold exactly `N` bytes.
+fn fixed<const N: usize>(row: &Row<'_>, column: usize) -> rusqlite::Result<[u8; N]> {
+    let blob: Vec<u8> = row.get(column)?;
+    blob.try_into().map_err(|blob: Vec<u8>| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            Type::Blob,
+            format!("expected {N} bytes, found {}", blob.len()).into(),
+        )
+    })
+}
