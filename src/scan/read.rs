@@ -110,7 +110,10 @@ fn read_stable(
             Err(e) => return Err(io_err(e)),
         };
         let before = stat_of(&file.metadata().map_err(io_err)?);
-        let summary = hash_reader(&mut file, params, buf).map_err(io_err)?;
+        // Read at most one byte past the size seen at open: a file that keeps
+        // growing must not keep us reading (or hashing) forever.
+        let mut bounded = io::Read::take(&mut file, before.size + 1);
+        let summary = hash_reader(&mut bounded, params, buf).map_err(io_err)?;
         let after = stat_of(&file.metadata().map_err(io_err)?);
         if before != after || summary.size != after.size {
             continue;
