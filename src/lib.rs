@@ -16,8 +16,10 @@ pub mod net;
 mod repo;
 pub mod scan;
 pub mod store;
+pub mod sync;
 
 pub use error::{Error, Result};
 pub use repo::{
-    CommitOptions, CommitReport, FileState, InitOptions, ListedFile, Repo, StatusLine, DEFAULT_PORT,
+    ApplyReport, CommitOptions, CommitReport, FileState, InitOptions, ListedFile, Repo, StatusLine,
+    DEFAULT_PORT,
 };

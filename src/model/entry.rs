@@ -120,6 +120,33 @@ impl FileEntry {
         }
     }
 
+    /// Folds in a replica received from a peer. `me`'s own holder slot is
+    /// left alone: this node alone knows what it holds.
+    pub fn merge_remote(&mut self, other: &FileEntry, me: NodeId) {
+        let mine = self.holders.get(&me).cloned();
+        self.merge(other);
+        match mine {
+            Some(slot) => {
+                self.holders.insert(me, slot);
+            }
+            None => {
+                self.holders.remove(&me);
+            }
+        }
+    }
+
+    /// Restores the invariants of an entry decoded from untrusted bytes: each
+    /// register canonical (no dominated or duplicate version, sorted) and not
+    /// empty. `None` when a register is empty.
+    pub fn normalized(self) -> Option<FileEntry> {
+        Some(FileEntry {
+            id: self.id,
+            path: MvRegister::from_versions(self.path.versions().to_vec())?,
+            content: MvRegister::from_versions(self.content.versions().to_vec())?,
+            holders: self.holders,
+        })
+    }
+
     /// The path the file is shown and stored under: the deterministic winner when
     /// concurrent renames disagree (see [`MvRegister::winner`]).
     pub fn current_path(&self) -> &RepoPath {

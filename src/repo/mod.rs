@@ -2,6 +2,7 @@
 //! tests and the examples use. It ties the pure model to the store, the
 //! working tree and the node identity.
 
+mod apply;
 mod commit;
 mod view;
 
@@ -10,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use apply::ApplyReport;
 pub use commit::{CommitOptions, CommitReport};
 pub use view::{FileState, ListedFile, StatusLine};
 
@@ -120,6 +122,19 @@ impl Repo {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Joins the repository `repo_id` if this location is still fresh (has
+    /// recorded nothing, synced with no one); true if it now belongs to it.
+    pub fn join_if_fresh(&mut self, repo_id: RepoId) -> Result<bool> {
+        if self.settings.repo_id == repo_id {
+            return Ok(true);
+        }
+        let joined = self.store.join_repository(repo_id)?;
+        if joined {
+            self.settings.repo_id = repo_id;
+        }
+        Ok(joined)
     }
 
     pub fn store(&self) -> &Store {

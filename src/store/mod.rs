@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::chunk::{ChunkParams, Manifest};
-use crate::model::{ContentHash, FileEntry, FileId, RepoId, RepoPath};
+use crate::model::{ContentHash, FileEntry, FileId, NodeId, RepoId, RepoPath};
 pub use records::{FileStat, LocalFile, PeerRecord};
 
 /// The database file inside `.harmony/`.
@@ -59,6 +59,8 @@ impl Store {
             ("node_name", settings.node_name.clone().into_bytes()),
             ("listen", settings.listen.clone().into_bytes()),
             ("chunking", encode(&settings.chunking)?),
+            ("incarnation", rand::random::<[u8; 8]>().to_vec()),
+            ("state_digest", vec![0u8; 32]),
         ] {
             txn.execute(
                 "INSERT INTO meta(key, value) VALUES (?1, ?2)",
@@ -107,6 +109,29 @@ impl Store {
         })
     }
 
+    /// True while this location has recorded nothing and synced with no one:
+    /// it may still join another repository.
+    pub fn is_fresh(&self) -> Result<bool> {
+        Ok(!holds_state(&self.conn)?)
+    }
+
+    /// Makes a fresh location part of the repository `repo_id` (its first
+    /// sync). Refused once the location holds any state of its own.
+    pub fn join_repository(&mut self, repo_id: RepoId) -> Result<bool> {
+        let txn = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if holds_state(&txn)? {
+            return Ok(false);
+        }
+        txn.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'repo_id'",
+            [repo_id.0.to_vec()],
+        )?;
+        txn.commit()?;
+        Ok(true)
+    }
+
     pub fn set_listen(&self, listen: &str) -> Result<()> {
         self.conn.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'listen'",
@@ -127,6 +152,59 @@ impl Store {
             .map_err(|_| StoreError::Corrupt(format!("setting `{key}` is not UTF-8")))
     }
 
+    /// Random per database: a peer that remembers our change sequence from
+    /// another incarnation (a restored backup) must start over.
+    pub fn incarnation(&self) -> Result<[u8; 8]> {
+        fixed_meta(self.meta_bytes("incarnation")?, "incarnation")
+    }
+
+    /// XOR of every entry's digest: equal on two nodes exactly when they hold
+    /// the same replicated state (barring a 2^-256 accident).
+    pub fn state_digest(&self) -> Result<[u8; 32]> {
+        fixed_meta(self.meta_bytes("state_digest")?, "state_digest")
+    }
+
+    /// The last change sequence given to an entry (0 before any).
+    pub fn change_seq(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'change_seq'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .unwrap_or(0) as u64)
+    }
+
+    /// Up to `limit` entries changed after `after`, in change order, each
+    /// with its change sequence.
+    pub fn entries_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, FileEntry)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, data FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        rows.map(|row| {
+            let (seq, data) = row?;
+            Ok((seq, decode("file entry", &data)?))
+        })
+        .collect()
+    }
+
+    /// How far this node has merged `peer`'s changes, if it knows.
+    pub fn peer_progress(&self, peer: NodeId) -> Result<Option<([u8; 8], u64)>> {
+        let row: Option<(Vec<u8>, i64)> = self
+            .conn
+            .query_row(
+                "SELECT incarnation, seq FROM peer_progress WHERE node_id = ?1",
+                [peer.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(inc, seq)| Ok((fixed_meta(inc, "peer incarnation")?, seq as u64)))
+            .transpose()
+    }
+
     /// Every path this location recorded, with its stat fields.
     pub fn local_files(&self) -> Result<Vec<LocalFile>> {
         let mut stmt = self.conn.prepare(
@@ -134,6 +212,28 @@ impl Store {
         )?;
         let rows = stmt.query_map([], LocalFile::from_row)?;
         rows.map(|r| r.map_err(StoreError::from)).collect()
+    }
+
+    /// Where this location holds the file `id`, if it does.
+    pub fn local_file_by_id(&self, id: FileId) -> Result<Option<LocalFile>> {
+        self.local_file_where("file_id", &id.0)
+    }
+
+    /// A working-tree file recorded with content `hash`, if any.
+    pub fn local_file_by_hash(&self, hash: ContentHash) -> Result<Option<LocalFile>> {
+        self.local_file_where("hash", &hash.0)
+    }
+
+    fn local_file_where(&self, column: &str, value: &[u8]) -> Result<Option<LocalFile>> {
+        let sql = format!(
+            "SELECT path, file_id, hash, size, mtime_ns, ctime_ns, inode, dev
+             FROM local_files WHERE {column} = ?1 LIMIT 1"
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([value], LocalFile::from_row)
+            .optional()?)
     }
 
     /// Every entry of the repository, in path order.
@@ -211,23 +311,67 @@ impl Writer<'_> {
         read_entry(&self.txn, id)
     }
 
-    /// Stores an entry, stamping it with the next change sequence.
+    /// The live (not deleted) file shown at `path`, if any.
+    pub fn live_entry_at(&self, path: &RepoPath) -> Result<Option<FileEntry>> {
+        let data: Option<Vec<u8>> = self
+            .txn
+            .prepare_cached("SELECT data FROM entries WHERE path = ?1 AND deleted = 0 LIMIT 1")?
+            .query_row([path.as_str()], |r| r.get(0))
+            .optional()?;
+        data.map(|d| decode("file entry", &d)).transpose()
+    }
+
+    /// Stores an entry, stamping it with the next change sequence and
+    /// updating the state digest.
     pub fn put_entry(&self, entry: &FileEntry) -> Result<()> {
         let seq = self.next("change_seq")?;
         let data = encode(entry)?;
+        let digest = entry.digest();
+        let old: Option<Vec<u8>> = self
+            .txn
+            .prepare_cached("SELECT digest FROM entries WHERE file_id = ?1")?
+            .query_row([entry.id.0], |r| r.get(0))
+            .optional()?;
+        let mut state: [u8; 32] = fixed_meta(
+            self.txn
+                .prepare_cached("SELECT value FROM meta WHERE key = 'state_digest'")?
+                .query_row([], |r| r.get(0))?,
+            "state_digest",
+        )?;
+        if let Some(old) = old {
+            xor_into(&mut state, &fixed_meta(old, "entry digest")?);
+        }
+        xor_into(&mut state, &digest);
+        self.txn
+            .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'state_digest'")?
+            .execute([state.to_vec()])?;
         self.txn
             .prepare_cached(
-                "INSERT INTO entries(file_id, path, deleted, seq, data) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(file_id) DO UPDATE SET path = excluded.path,
-                 deleted = excluded.deleted, seq = excluded.seq, data = excluded.data",
+                "INSERT INTO entries(file_id, path, deleted, seq, digest, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(file_id) DO UPDATE SET path = excluded.path,
+                     deleted = excluded.deleted, seq = excluded.seq,
+                     digest = excluded.digest, data = excluded.data",
             )?
             .execute(params![
                 entry.id.0,
                 entry.current_path().as_str(),
                 entry.is_deleted(),
                 seq as i64,
+                digest.to_vec(),
                 data
             ])?;
+        Ok(())
+    }
+
+    /// Records that every change of `peer` up to `seq` (in its database
+    /// `incarnation`) is merged here.
+    pub fn set_peer_progress(&self, peer: NodeId, incarnation: [u8; 8], seq: u64) -> Result<()> {
+        self.txn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO peer_progress(node_id, incarnation, seq) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![peer.0, incarnation.to_vec(), seq as i64])?;
         Ok(())
     }
 
@@ -294,6 +438,27 @@ fn read_entry(conn: &Connection, id: FileId) -> Result<Option<FileEntry>> {
         .query_row([id.0], |r| r.get(0))
         .optional()?;
     data.map(|d| decode("file entry", &d)).transpose()
+}
+
+/// Whether the database holds any replicated state or sync history.
+fn holds_state(conn: &Connection) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM entries) OR EXISTS(SELECT 1 FROM peer_progress)",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+fn xor_into(acc: &mut [u8; 32], digest: &[u8; 32]) {
+    for (a, d) in acc.iter_mut().zip(digest) {
+        *a ^= d;
+    }
+}
+
+fn fixed_meta<const N: usize>(bytes: Vec<u8>, what: &str) -> Result<[u8; N]> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not {N} bytes")))
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {

@@ -95,3 +95,57 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// One bidirectional state sync between two locations, in process, through
+/// the same library calls the network session makes: commit, hellos, batches
+/// both ways, merge, apply to the working trees. Returns the number of
+/// batches exchanged (0 when the digests were equal).
+pub fn sync_pair(a: &mut Location, b: &mut Location) -> usize {
+    a.commit();
+    b.commit();
+    sync_pair_committed(a, b)
+}
+
+/// [`sync_pair`] without the commits first: what is in the working trees but
+/// not committed stays a local change.
+pub fn sync_pair_committed(a: &mut Location, b: &mut Location) -> usize {
+    use harmony::sync;
+    // A fresh location joins the repository of its first peer.
+    let repo_a = a.repo.settings().repo_id;
+    let repo_b = b.repo.settings().repo_id;
+    assert!(b.repo.join_if_fresh(repo_a).unwrap() || a.repo.join_if_fresh(repo_b).unwrap());
+    let (id_a, id_b) = (a.repo.node_id(), b.repo.node_id());
+    let hello_a = sync::hello(a.repo.store(), id_b).unwrap();
+    let hello_b = sync::hello(b.repo.store(), id_a).unwrap();
+    if hello_a.digest == hello_b.digest {
+        sync::record_in_sync(a.repo.store_mut(), id_b, &hello_b).unwrap();
+        sync::record_in_sync(b.repo.store_mut(), id_a, &hello_a).unwrap();
+        return 0;
+    }
+    let batches = |loc: &Location, mine: &sync::SyncHello, theirs: &sync::SyncHello| {
+        let mut out = sync::Outgoing::new(sync::send_from(mine, theirs), mine);
+        let mut batches = Vec::new();
+        while let Some(batch) = out.next_batch(loc.repo.store()).unwrap() {
+            batches.push(batch);
+        }
+        batches
+    };
+    let from_a = batches(a, &hello_a, &hello_b);
+    let from_b = batches(b, &hello_b, &hello_a);
+    let count = from_a.len() + from_b.len();
+    for (to, from_id, hello, batches) in [
+        (&mut *b, id_a, &hello_a, from_a),
+        (&mut *a, id_b, &hello_b, from_b),
+    ] {
+        let me = to.repo.node_id();
+        let mut changed = Vec::new();
+        for batch in batches {
+            let merged =
+                sync::merge_batch(to.repo.store_mut(), me, from_id, hello.incarnation, batch)
+                    .unwrap();
+            changed.extend(merged.changed);
+        }
+        to.repo.apply_remote(&changed).unwrap();
+    }
+    count
+}
