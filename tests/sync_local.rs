@@ -30,6 +30,9 @@ fn a_fresh_location_joins_and_learns_everything_transitively() {
     assert!(sync_pair(&mut a, &mut b) > 0);
     assert_eq!(b.repo.settings().repo_id, a.repo.settings().repo_id);
     assert!(sync_pair(&mut b, &mut c) > 0);
+    assert_eq!(digest(&b), digest(&c));
+    // c's own record reaches a through b.
+    assert!(sync_pair(&mut a, &mut b) > 0);
     assert_eq!(digest(&a), digest(&c));
 
     let listed = c.ls();
@@ -40,6 +43,16 @@ fn a_fresh_location_joins_and_learns_everything_transitively() {
     }
     let entry = c.repo.store().entries().unwrap().remove(0);
     assert!(entry.holders.contains_key(&a.repo.node_id()));
+    // c knows a's name and address, though it never talked to a.
+    let record = c
+        .repo
+        .store()
+        .node(a.repo.node_id())
+        .unwrap()
+        .expect("a's record");
+    assert_eq!(record.name, "a");
+    assert_eq!(record.addrs, [a.repo.settings().listen.clone()]);
+    assert_eq!(c.repo.store().nodes().unwrap().len(), 3);
     // Nothing was written to the working trees of b and c.
     assert!(!c.root().join("music").exists());
     // A location with state of its own does not change repository.

@@ -185,6 +185,8 @@ impl FileEntry {
     /// entries give equal digests whatever order their versions arrived in.
     pub fn digest(&self) -> [u8; 32] {
         let bytes = postcard::to_stdvec(self).expect("an entry always encodes");
-        *blake3::hash(&bytes).as_bytes()
+        let mut hasher = blake3::Hasher::new_derive_key("harmony file entry v1");
+        hasher.update(&bytes);
+        *hasher.finalize().as_bytes()
     }
 }

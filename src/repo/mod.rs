@@ -17,7 +17,7 @@ pub use view::{FileState, ListedFile, StatusLine};
 
 use crate::chunk::ChunkParams;
 use crate::error::{Error, Result};
-use crate::model::{NodeId, RepoId, STATE_DIR};
+use crate::model::{NodeId, NodeRecord, RepoId, STATE_DIR};
 use crate::net::Identity;
 use crate::store::{Settings, Store, DB_FILE};
 
@@ -85,7 +85,35 @@ impl Repo {
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
         }
-        Repo::open_root(root)
+        let mut repo = Repo::open_root(root)?;
+        repo.publish_node_record()?;
+        Ok(repo)
+    }
+
+    /// Writes this node's record (name, listen address) into the replicated
+    /// state, so that other locations learn how to reach it.
+    pub fn publish_node_record(&mut self) -> Result<()> {
+        let record = NodeRecord {
+            id: self.node_id(),
+            name: self.settings.node_name.clone(),
+            addrs: vec![self.settings.listen.clone()],
+            counter: 0,
+        };
+        let writer = self.store.write()?;
+        let current = writer.node(record.id)?;
+        if current
+            .as_ref()
+            .is_some_and(|c| c.name == record.name && c.addrs == record.addrs)
+        {
+            return Ok(());
+        }
+        let record = NodeRecord {
+            counter: writer.next_write_counter()?,
+            ..record
+        };
+        writer.put_node(&record)?;
+        writer.commit()?;
+        Ok(())
     }
 
     /// Opens the location that contains `start` (walking up to `.harmony/`).

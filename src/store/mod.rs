@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::chunk::{ChunkParams, Manifest};
-use crate::model::{ContentHash, FileEntry, FileId, NodeId, RepoId, RepoPath};
+use crate::model::{ContentHash, FileEntry, FileId, NodeId, NodeRecord, RepoId, RepoPath};
 pub use records::{FileStat, LocalFile, PeerRecord};
 
 /// The database file inside `.harmony/`.
@@ -191,6 +191,27 @@ impl Store {
         .collect()
     }
 
+    /// Node records changed after `after` and up to `upto`.
+    pub fn nodes_between(&self, after: u64, upto: u64) -> Result<Vec<NodeRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM nodes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq")?;
+        let rows = stmt.query_map(
+            params![after as i64, upto.min(i64::MAX as u64) as i64],
+            |r| r.get::<_, Vec<u8>>(0),
+        )?;
+        rows.map(|data| decode("node record", &data?)).collect()
+    }
+
+    /// Every known node's record.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.nodes_between(0, u64::MAX)
+    }
+
+    pub fn node(&self, id: NodeId) -> Result<Option<NodeRecord>> {
+        read_node(&self.conn, id)
+    }
+
     /// How far this node has merged `peer`'s changes, if it knows.
     pub fn peer_progress(&self, peer: NodeId) -> Result<Option<([u8; 8], u64)>> {
         let row: Option<(Vec<u8>, i64)> = self
@@ -325,26 +346,12 @@ impl Writer<'_> {
     /// updating the state digest.
     pub fn put_entry(&self, entry: &FileEntry) -> Result<()> {
         let seq = self.next("change_seq")?;
-        let data = encode(entry)?;
         let digest = entry.digest();
-        let old: Option<Vec<u8>> = self
-            .txn
-            .prepare_cached("SELECT digest FROM entries WHERE file_id = ?1")?
-            .query_row([entry.id.0], |r| r.get(0))
-            .optional()?;
-        let mut state: [u8; 32] = fixed_meta(
-            self.txn
-                .prepare_cached("SELECT value FROM meta WHERE key = 'state_digest'")?
-                .query_row([], |r| r.get(0))?,
-            "state_digest",
+        self.replace_digest(
+            "SELECT digest FROM entries WHERE file_id = ?1",
+            &entry.id.0,
+            digest,
         )?;
-        if let Some(old) = old {
-            xor_into(&mut state, &fixed_meta(old, "entry digest")?);
-        }
-        xor_into(&mut state, &digest);
-        self.txn
-            .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'state_digest'")?
-            .execute([state.to_vec()])?;
         self.txn
             .prepare_cached(
                 "INSERT INTO entries(file_id, path, deleted, seq, digest, data)
@@ -359,8 +366,71 @@ impl Writer<'_> {
                 entry.is_deleted(),
                 seq as i64,
                 digest.to_vec(),
-                data
+                encode(entry)?
             ])?;
+        Ok(())
+    }
+
+    /// Removes an entry for good (a collected tombstone).
+    pub fn remove_entry(&self, id: FileId) -> Result<()> {
+        self.replace_digest(
+            "SELECT digest FROM entries WHERE file_id = ?1",
+            &id.0,
+            [0; 32],
+        )?;
+        self.txn
+            .prepare_cached("DELETE FROM entries WHERE file_id = ?1")?
+            .execute([id.0])?;
+        Ok(())
+    }
+
+    pub fn node(&self, id: NodeId) -> Result<Option<NodeRecord>> {
+        read_node(&self.txn, id)
+    }
+
+    /// Stores a node record, like [`Writer::put_entry`].
+    pub fn put_node(&self, record: &NodeRecord) -> Result<()> {
+        let seq = self.next("change_seq")?;
+        let digest = record.digest();
+        self.replace_digest(
+            "SELECT digest FROM nodes WHERE node_id = ?1",
+            &record.id.0,
+            digest,
+        )?;
+        self.txn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO nodes(node_id, seq, digest, data) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                record.id.0,
+                seq as i64,
+                digest.to_vec(),
+                encode(record)?
+            ])?;
+        Ok(())
+    }
+
+    /// Swaps a row's old digest (found by `select_old` with `key`) for `new`
+    /// in the state digest; XOR makes the order of changes irrelevant.
+    fn replace_digest(&self, select_old: &str, key: &[u8], new: [u8; 32]) -> Result<()> {
+        let old: Option<Vec<u8>> = self
+            .txn
+            .prepare_cached(select_old)?
+            .query_row([key], |r| r.get(0))
+            .optional()?;
+        let mut state: [u8; 32] = fixed_meta(
+            self.txn
+                .prepare_cached("SELECT value FROM meta WHERE key = 'state_digest'")?
+                .query_row([], |r| r.get(0))?,
+            "state_digest",
+        )?;
+        if let Some(old) = old {
+            xor_into(&mut state, &fixed_meta(old, "row digest")?);
+        }
+        xor_into(&mut state, &new);
+        self.txn
+            .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'state_digest'")?
+            .execute([state.to_vec()])?;
         Ok(())
     }
 
@@ -443,7 +513,8 @@ fn read_entry(conn: &Connection, id: FileId) -> Result<Option<FileEntry>> {
 /// Whether the database holds any replicated state or sync history.
 fn holds_state(conn: &Connection) -> Result<bool> {
     Ok(conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM entries) OR EXISTS(SELECT 1 FROM peer_progress)",
+        "SELECT EXISTS(SELECT 1 FROM entries) OR EXISTS(SELECT 1 FROM peer_progress)
+                OR (SELECT COUNT(*) FROM nodes) > 1",
         [],
         |r| r.get(0),
     )?)
@@ -459,6 +530,14 @@ fn fixed_meta<const N: usize>(bytes: Vec<u8>, what: &str) -> Result<[u8; N]> {
     bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt(format!("{what} is not {N} bytes")))
+}
+
+fn read_node(conn: &Connection, id: NodeId) -> Result<Option<NodeRecord>> {
+    let data: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT data FROM nodes WHERE node_id = ?1")?
+        .query_row([id.0], |r| r.get(0))
+        .optional()?;
+    data.map(|d| decode("node record", &d)).transpose()
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {

@@ -56,6 +56,16 @@ CREATE TABLE peers (
     added_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Every known node's record (model::NodeRecord, postcard), replicated like
+-- entries: `seq` and `digest` as there.
+CREATE TABLE nodes (
+    node_id BLOB PRIMARY KEY,
+    seq     INTEGER NOT NULL,
+    digest  BLOB NOT NULL,
+    data    BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX nodes_by_seq ON nodes(seq);
+
 -- How far this node has merged each peer's changes: every entry the peer
 -- had given a change sequence <= seq, in the peer's database `incarnation`.
 CREATE TABLE peer_progress (

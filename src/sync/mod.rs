@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{FileEntry, NodeId};
+use crate::model::{FileEntry, NodeId, NodeRecord};
 use crate::store::{Store, StoreError};
 
 /// Entries per batch, at most; batches also stay under [`BATCH_BYTES`].
@@ -40,6 +40,8 @@ pub struct SyncHello {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     pub entries: Vec<FileEntry>,
+    /// Node records changed in the same range of the sender's changes.
+    pub nodes: Vec<NodeRecord>,
     pub upto: u64,
 }
 
@@ -91,11 +93,13 @@ impl Outgoing {
         if self.done {
             return Ok(None);
         }
-        let rows = store.entries_since(self.after, BATCH_ENTRIES)?;
+        let start = self.after;
+        let rows = store.entries_since(start, BATCH_ENTRIES)?;
         if rows.is_empty() {
             self.done = true;
             return Ok(Some(Batch {
                 entries: Vec::new(),
+                nodes: store.nodes_between(start, u64::MAX)?,
                 upto: self.after.max(self.floor),
             }));
         }
@@ -112,6 +116,7 @@ impl Outgoing {
         }
         Ok(Some(Batch {
             entries,
+            nodes: store.nodes_between(start, self.after)?,
             upto: self.after,
         }))
     }
@@ -122,7 +127,7 @@ impl Outgoing {
 pub struct Merged {
     /// Entries that changed here, as they are now.
     pub changed: Vec<FileEntry>,
-    /// Entries refused as malformed (an empty register).
+    /// Entries and node records refused as malformed.
     pub rejected: usize,
 }
 
@@ -159,6 +164,26 @@ pub fn merge_batch(
         if let Some(entry) = updated {
             writer.put_entry(&entry)?;
             merged.changed.push(entry);
+        }
+    }
+    for incoming in batch.nodes {
+        if !incoming.is_valid() {
+            merged.rejected += 1;
+            continue;
+        }
+        if incoming.id == me {
+            continue; // only this node writes its own record
+        }
+        let updated = match writer.node(incoming.id)? {
+            Some(local) => {
+                let mut updated = local.clone();
+                updated.merge(&incoming);
+                (updated != local).then_some(updated)
+            }
+            None => Some(incoming),
+        };
+        if let Some(record) = updated {
+            writer.put_node(&record)?;
         }
     }
     writer.set_peer_progress(peer, incarnation, batch.upto)?;
