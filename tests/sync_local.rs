@@ -271,3 +271,72 @@ fn content_already_held_here_is_reused_instead_of_fetched() {
     assert_eq!(trash, 1);
     assert_eq!(b.commit().changed(), 0);
 }
+
+#[test]
+fn resolve_keeps_the_chosen_version_and_the_resolution_syncs() {
+    use harmony::Keep;
+    let (mut a, mut b) = shared_pair(b"base");
+    a.write("shared.bin", b"edit by a");
+    b.write("shared.bin", b"edit by b");
+    sync_pair(&mut a, &mut b);
+    let conflicts = a.repo.conflicts().unwrap();
+    assert_eq!(conflicts.len(), 1);
+    let sides = &conflicts[0].sides;
+    assert_eq!(sides.len(), 2);
+    assert!(sides
+        .iter()
+        .any(|s| s.name.as_deref() == Some("b") && !s.here));
+    assert!(sides
+        .iter()
+        .any(|s| s.name.as_deref() == Some("a") && s.here));
+
+    let path = RepoPath::new("shared.bin").unwrap();
+    let err = b
+        .repo
+        .resolve(&path, &Keep::Node("nobody".into()))
+        .unwrap_err();
+    assert!(err.to_string().contains("no node is called"), "{err}");
+    let done = b.repo.resolve(&path, &Keep::Node("a".into())).unwrap();
+    assert_eq!(done.kept, b3(b"edit by a"));
+    assert!(b.repo.conflicts().unwrap().is_empty());
+    // b now holds an outdated version; a holds the kept one.
+    assert_eq!(states(&b)["shared.bin"], (FileState::Outdated, false));
+    sync_pair(&mut a, &mut b);
+    assert!(a.repo.conflicts().unwrap().is_empty());
+    assert_eq!(states(&a)["shared.bin"], (FileState::Ok, true));
+    assert_eq!(digest(&a), digest(&b));
+}
+
+#[test]
+fn resolve_both_keeps_every_version_under_its_own_name() {
+    use harmony::Keep;
+    let (mut a, mut b) = shared_pair(b"base");
+    a.write("shared.bin", b"edit by a");
+    b.write("shared.bin", b"edit by b");
+    sync_pair(&mut a, &mut b);
+    let path = RepoPath::new("shared.bin").unwrap();
+    let done = a.repo.resolve(&path, &Keep::Both).unwrap();
+    assert_eq!(
+        done.created,
+        [RepoPath::new("shared.conflict-b.bin").unwrap()]
+    );
+    sync_pair(&mut a, &mut b);
+    for loc in [&a, &b] {
+        assert!(loc.repo.conflicts().unwrap().is_empty());
+        let listed = loc.ls();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].path.as_str(), "shared.bin");
+        assert_eq!(listed[0].hash.as_deref(), Some(b3(b"edit by a").as_str()));
+        assert_eq!(listed[1].path.as_str(), "shared.conflict-b.bin");
+        assert_eq!(listed[1].hash.as_deref(), Some(b3(b"edit by b").as_str()));
+    }
+    // b had that version: it copied it to the new name, without a transfer.
+    assert_eq!(
+        fs::read(b.root().join("shared.conflict-b.bin")).unwrap(),
+        b"edit by b"
+    );
+    sync_pair(&mut a, &mut b);
+    assert_eq!(a.ls()[1].copies, 1);
+    assert!(!a.ls()[1].present);
+    assert!(b.ls()[1].present);
+}

@@ -30,8 +30,8 @@ pub struct ApplyReport {
     pub deleted: usize,
     /// Deleted files kept in `.harmony/trash/` as the last known copy.
     pub trashed: usize,
-    /// Files brought to their newest content from a copy already here.
-    pub updated_locally: usize,
+    /// Files given their newest content from a copy already here (dedup).
+    pub copied_locally: usize,
     /// Remote changes not applied, each with the reason.
     pub skipped: Vec<String>,
 }
@@ -52,20 +52,22 @@ impl Repo {
         let mut moves = Vec::new();
         for entry in changed {
             let Some(record) = self.store.local_file_by_id(entry.id)? else {
-                continue; // not held here: nothing on disk to change
+                // Not held here: a file never held here (not dropped) is
+                // copied in when its content is already here.
+                if !entry.holders.contains_key(&self.node_id()) {
+                    self.copy_from_local(entry, None, &mut report)?;
+                }
+                continue;
             };
             match entry.resolved() {
                 Resolved::Conflict(_) => continue, // shown by status; resolve settles it
                 Resolved::Deleted => self.apply_deletion(entry, &record, &mut report)?,
                 Resolved::File(newest) => {
                     let target = entry.current_path();
-                    let record = match &newest.value {
-                        Content::File { hash, .. } if *hash != record.hash => {
-                            match self.update_from_local_copy(entry, &record, &mut report)? {
-                                Some(updated) => updated,
-                                None => record,
-                            }
-                        }
+                    let record = match newest.value.hash() {
+                        Some(hash) if hash != record.hash => self
+                            .copy_from_local(entry, Some(&record), &mut report)?
+                            .unwrap_or(record),
                         _ => record,
                     };
                     if *target != record.path && self.is_unchanged(&record, &mut report)? {
@@ -147,9 +149,7 @@ impl Repo {
         if held_elsewhere {
             fs::remove_file(&path).map_err(Error::io("delete", &path))?;
         } else {
-            let trash = self.state_dir().join(TRASH_DIR);
-            fs::create_dir_all(&trash).map_err(Error::io("create", &trash))?;
-            let kept = trash.join(format!("{}-{}", now_ms(), flat_name(&record.path)));
+            let kept = self.trash_path(&record.path)?;
             fs::rename(&path, &kept).map_err(Error::io("move to trash", &path))?;
             report.trashed += 1;
         }
@@ -165,13 +165,15 @@ impl Repo {
         Ok(())
     }
 
-    /// Brings a held file to its newest content when that content is already
-    /// here under another path: copied into `.harmony/`, synced, then renamed
-    /// over the old version (which goes to the trash unless held elsewhere).
-    fn update_from_local_copy(
+    /// Puts the newest content of `entry` in place when it is already here
+    /// under another path: copied into `.harmony/`, synced, then renamed into
+    /// the tree. With `replacing`, the held older version is replaced (it goes
+    /// to the trash unless another location holds it); without, the file is
+    /// new here and its path must be free.
+    fn copy_from_local(
         &mut self,
         entry: &FileEntry,
-        record: &LocalFile,
+        replacing: Option<&LocalFile>,
         report: &mut ApplyReport,
     ) -> Result<Option<LocalFile>> {
         let Resolved::File(newest) = entry.resolved() else {
@@ -183,9 +185,19 @@ impl Repo {
         let Some(source) = self.store.local_file_by_hash(hash)? else {
             return Ok(None); // needs a transfer: `get`
         };
-        if !still_as_recorded(&self.root, &source).unwrap_or(false)
-            || !self.is_unchanged(record, report)?
-        {
+        if !still_as_recorded(&self.root, &source).unwrap_or(false) {
+            return Ok(None);
+        }
+        let path = match replacing {
+            Some(old) if !self.is_unchanged(old, report)? => return Ok(None),
+            Some(old) => old.path.clone(),
+            None => entry.current_path().clone(),
+        };
+        let target = path.to_path(&self.root);
+        if replacing.is_none() && fs::symlink_metadata(&target).is_ok() {
+            report.skipped.push(format!(
+                "{path}: its content is here, but the path is taken by a file Harmony does not know; not copied"
+            ));
             return Ok(None);
         }
         let staging = self.state_dir().join(MOVING_DIR);
@@ -202,19 +214,21 @@ impl Repo {
         drop(file);
 
         let me = self.node_id();
-        let target = record.path.to_path(&self.root);
-        if !entry.holders_of(record.hash).any(|n| *n != me) {
-            let trash = self.state_dir().join(TRASH_DIR);
-            fs::create_dir_all(&trash).map_err(Error::io("create", &trash))?;
-            let kept = trash.join(format!("{}-{}", now_ms(), flat_name(&record.path)));
-            fs::hard_link(&target, &kept).map_err(Error::io("keep in trash", &target))?;
-            report.trashed += 1;
+        if let Some(old) = replacing {
+            if !entry.holders_of(old.hash).any(|n| *n != me) {
+                let kept = self.trash_path(&old.path)?;
+                fs::hard_link(&target, &kept).map_err(Error::io("keep in trash", &target))?;
+                report.trashed += 1;
+            }
         }
-        fs::rename(&copy, &target).map_err(Error::io("replace", &target))?;
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+        }
+        fs::rename(&copy, &target).map_err(Error::io("place", &target))?;
         let meta = fs::symlink_metadata(&target).map_err(Error::io("stat", &target))?;
-        let updated = LocalFile {
-            path: record.path.clone(),
-            file_id: record.file_id,
+        let placed = LocalFile {
+            path,
+            file_id: entry.id,
             hash,
             stat: stat_of(&meta),
         };
@@ -223,10 +237,21 @@ impl Repo {
         let mut current = writer.entry(entry.id)?.unwrap_or_else(|| entry.clone());
         current.set_holding(me, Some(hash), counter);
         writer.put_entry(&current)?;
-        writer.put_local_file(&updated)?;
+        writer.put_local_file(&placed)?;
         writer.commit()?;
-        report.updated_locally += 1;
-        Ok(Some(updated))
+        report.copied_locally += 1;
+        Ok(Some(placed))
+    }
+
+    /// A fresh name in `.harmony/trash/` for the last copy of `path`.
+    fn trash_path(&self, path: &RepoPath) -> Result<PathBuf> {
+        let trash = self.state_dir().join(TRASH_DIR);
+        fs::create_dir_all(&trash).map_err(Error::io("create", &trash))?;
+        Ok(trash.join(format!(
+            "{}-{}",
+            now_ms(),
+            path.as_str().replace('/', "%2F")
+        )))
     }
 
     /// Moves files in two steps: all out of the tree into `.harmony/moving/`,
@@ -275,11 +300,6 @@ impl Repo {
         writer.commit()?;
         Ok(())
     }
-}
-
-/// A path flattened into one file name for the trash.
-fn flat_name(path: &RepoPath) -> String {
-    path.as_str().replace('/', "%2F")
 }
 
 /// Removes the folders that held `path` while they are empty, up to the root.

@@ -4,6 +4,7 @@
 
 mod apply;
 mod commit;
+mod resolve;
 mod view;
 
 use std::fs;
@@ -13,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use apply::ApplyReport;
 pub use commit::{CommitOptions, CommitReport};
+pub use resolve::{Conflict, ConflictSide, Keep, Resolution};
 pub use view::{FileState, ListedFile, StatusLine};
 
 use crate::chunk::ChunkParams;
