@@ -340,3 +340,45 @@ fn resolve_both_keeps_every_version_under_its_own_name() {
     assert!(!a.ls()[1].present);
     assert!(b.ls()[1].present);
 }
+
+fn tombstones(loc: &Location) -> usize {
+    loc.repo.store().tombstones().unwrap().len()
+}
+
+#[test]
+fn tombstones_are_collected_once_every_known_node_has_seen_them() {
+    let (mut a, mut b, mut c) = (Location::new("a"), Location::new("b"), Location::new("c"));
+    a.write("doomed.txt", b"old news");
+    a.write("kept.txt", b"stays");
+    sync_pair(&mut a, &mut b);
+    sync_pair(&mut b, &mut c);
+    c.write("doomed.txt", b"old news"); // c holds a copy, then goes offline
+    c.commit();
+    sync_pair(&mut b, &mut c);
+
+    fs::remove_file(a.root().join("doomed.txt")).unwrap();
+    for _ in 0..4 {
+        sync_pair(&mut a, &mut b);
+    }
+    // c is known and has not seen the deletion: the tombstone must stay, or
+    // c's old copy would bring the file back.
+    assert_eq!(tombstones(&a), 1);
+    assert_eq!(tombstones(&b), 1);
+
+    // c comes back: it learns of the deletion (its copy goes to the trash,
+    // a's copy is gone too), acknowledges it, and nothing is resurrected.
+    sync_pair(&mut b, &mut c);
+    assert!(!c.root().join("doomed.txt").exists());
+    for _ in 0..4 {
+        sync_pair(&mut a, &mut b);
+        sync_pair(&mut b, &mut c);
+    }
+    for loc in [&a, &b, &c] {
+        assert_eq!(tombstones(loc), 0, "{}", loc.repo.settings().node_name);
+        assert_eq!(loc.paths(), ["kept.txt"]);
+    }
+    assert_eq!(digest(&a), digest(&b));
+    assert_eq!(digest(&b), digest(&c));
+    assert_eq!(sync_pair(&mut a, &mut b), 0);
+    assert_eq!(sync_pair(&mut b, &mut c), 0);
+}

@@ -145,6 +145,7 @@ impl Repo {
                 Change::Deleted(old) => {
                     let mut entry = load(&writer, old.file_id)?;
                     entry.set_content(Content::Deleted, stamp()?);
+                    entry.acknowledge_deletion(me);
                     writer.put_entry(&entry)?;
                     writer.remove_local_file(&old.path)?;
                     report.deleted += 1;

@@ -226,6 +226,35 @@ impl Store {
             .transpose()
     }
 
+    /// Tombstones (deleted entries) with their change sequence.
+    pub fn tombstones(&self) -> Result<Vec<(u64, FileEntry)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, data FROM entries WHERE deleted = 1")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        rows.map(|row| {
+            let (seq, data) = row?;
+            Ok((seq, decode("file entry", &data)?))
+        })
+        .collect()
+    }
+
+    /// The lowest change sequence of this node that every direct peer (a
+    /// trusted peer, or a node this one synced with) is known to have merged.
+    /// `None` when there is no peer at all.
+    pub fn merged_by_all_peers(&self) -> Result<Option<u64>> {
+        let row: (i64, Option<i64>) = self.conn.query_row(
+            "SELECT COUNT(*), MIN(COALESCE(h.seq, 0)) FROM (
+                 SELECT node_id FROM peers UNION SELECT node_id FROM peer_has_mine
+             ) AS p LEFT JOIN peer_has_mine AS h ON h.node_id = p.node_id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((row.0 > 0).then(|| row.1.unwrap_or(0) as u64))
+    }
+
     /// Every path this location recorded, with its stat fields.
     pub fn local_files(&self) -> Result<Vec<LocalFile>> {
         let mut stmt = self.conn.prepare(
@@ -431,6 +460,14 @@ impl Writer<'_> {
         self.txn
             .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'state_digest'")?
             .execute([state.to_vec()])?;
+        Ok(())
+    }
+
+    /// Records that `peer` has merged this node's changes up to `seq`.
+    pub fn set_peer_has_mine(&self, peer: NodeId, seq: u64) -> Result<()> {
+        self.txn
+            .prepare_cached("INSERT OR REPLACE INTO peer_has_mine(node_id, seq) VALUES (?1, ?2)")?
+            .execute(params![peer.0, seq as i64])?;
         Ok(())
     }
 

@@ -73,3 +73,10 @@ CREATE TABLE peer_progress (
     incarnation BLOB NOT NULL,
     seq         INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- How far each peer has merged this node's changes, as it said in its last
+-- sync hello: a tombstone is removed only once every peer has it.
+CREATE TABLE peer_has_mine (
+    node_id BLOB PRIMARY KEY,
+    seq     INTEGER NOT NULL
+) WITHOUT ROWID;

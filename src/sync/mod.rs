@@ -142,6 +142,7 @@ pub fn merge_batch(
     incarnation: [u8; 8],
     batch: Batch,
 ) -> Result<Merged, StoreError> {
+    let known: Vec<NodeId> = store.nodes()?.into_iter().map(|n| n.id).collect();
     let writer = store.write()?;
     let mut merged = Merged::default();
     for incoming in batch.entries {
@@ -153,11 +154,18 @@ pub fn merge_batch(
             Some(local) => {
                 let mut updated = local.clone();
                 updated.merge_remote(&incoming, me);
+                updated.acknowledge_deletion(me);
                 (updated != local).then_some(updated)
             }
+            // A stable tombstone unknown here was collected here already (or
+            // is of a file never seen): taking it again would only send it
+            // back and forth.
+            None if incoming.deletion_is_stable(&known) => None,
             None => {
                 let mut fresh = incoming.clone();
                 fresh.holders.remove(&me);
+                fresh.deletion_seen.remove(&me);
+                fresh.acknowledge_deletion(me);
                 Some(fresh)
             }
         };
@@ -191,14 +199,49 @@ pub fn merge_batch(
     Ok(merged)
 }
 
-/// After equal digests: the peer's changes up to its announced sequence are
-/// all here.
-pub fn record_in_sync(
+/// Takes in the peer's hello before any batch: remembers how far the peer
+/// has merged this node's changes, and, when the digests are equal (the
+/// session ends here), that each side has all of the other's changes.
+/// Returns whether the digests are equal.
+pub fn begin(
     store: &mut Store,
     peer: NodeId,
+    mine: &SyncHello,
     theirs: &SyncHello,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let in_sync = mine.digest == theirs.digest;
     let writer = store.write()?;
-    writer.set_peer_progress(peer, theirs.incarnation, theirs.seq)?;
-    writer.commit()
+    if in_sync {
+        writer.set_peer_progress(peer, theirs.incarnation, theirs.seq)?;
+        writer.set_peer_has_mine(peer, mine.seq)?;
+    } else {
+        writer.set_peer_has_mine(peer, send_from(mine, theirs))?;
+    }
+    writer.commit()?;
+    Ok(in_sync)
+}
+
+/// Removes tombstones that are stable (every known node has seen the
+/// deletion) and that every direct peer already has with that knowledge, so
+/// that none of them sends it back. Returns how many were removed.
+pub fn collect_tombstones(store: &mut Store) -> Result<usize, StoreError> {
+    let known: Vec<NodeId> = store.nodes()?.into_iter().map(|n| n.id).collect();
+    let merged_by_peers = store.merged_by_all_peers()?;
+    let collectable: Vec<_> = store
+        .tombstones()?
+        .into_iter()
+        .filter(|(seq, entry)| {
+            entry.deletion_is_stable(&known) && merged_by_peers.is_none_or(|m| *seq <= m)
+        })
+        .map(|(_, entry)| entry.id)
+        .collect();
+    if collectable.is_empty() {
+        return Ok(0);
+    }
+    let writer = store.write()?;
+    for id in &collectable {
+        writer.remove_entry(*id)?;
+    }
+    writer.commit()?;
+    Ok(collectable.len())
 }

@@ -117,9 +117,11 @@ pub fn sync_pair_committed(a: &mut Location, b: &mut Location) -> usize {
     let (id_a, id_b) = (a.repo.node_id(), b.repo.node_id());
     let hello_a = sync::hello(a.repo.store(), id_b).unwrap();
     let hello_b = sync::hello(b.repo.store(), id_a).unwrap();
-    if hello_a.digest == hello_b.digest {
-        sync::record_in_sync(a.repo.store_mut(), id_b, &hello_b).unwrap();
-        sync::record_in_sync(b.repo.store_mut(), id_a, &hello_a).unwrap();
+    let in_sync = sync::begin(a.repo.store_mut(), id_b, &hello_a, &hello_b).unwrap();
+    sync::begin(b.repo.store_mut(), id_a, &hello_b, &hello_a).unwrap();
+    if in_sync {
+        sync::collect_tombstones(a.repo.store_mut()).unwrap();
+        sync::collect_tombstones(b.repo.store_mut()).unwrap();
         return 0;
     }
     let batches = |loc: &Location, mine: &sync::SyncHello, theirs: &sync::SyncHello| {
@@ -146,6 +148,7 @@ pub fn sync_pair_committed(a: &mut Location, b: &mut Location) -> usize {
             changed.extend(merged.changed);
         }
         to.repo.apply_remote(&changed).unwrap();
+        sync::collect_tombstones(to.repo.store_mut()).unwrap();
     }
     count
 }
