@@ -325,13 +325,21 @@ impl Store {
         let txn = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        Ok(Writer { txn })
+        Ok(Writer {
+            txn,
+            known: Default::default(),
+        })
     }
 }
 
 /// One atomic batch of changes to the state.
 pub struct Writer<'a> {
     txn: rusqlite::Transaction<'a>,
+    /// Ids of the known nodes, loaded on first need: a tombstone every one
+    /// of them has acknowledged is stable and counts for nothing in the
+    /// state digest (nodes collect stable tombstones at different moments,
+    /// and must not disagree about the state because of it).
+    known: std::cell::RefCell<Option<Vec<NodeId>>>,
 }
 
 impl Writer<'_> {
@@ -375,7 +383,7 @@ impl Writer<'_> {
     /// updating the state digest.
     pub fn put_entry(&self, entry: &FileEntry) -> Result<()> {
         let seq = self.next("change_seq")?;
-        let digest = entry.digest();
+        let digest = self.digest_of(entry)?;
         self.replace_digest(
             "SELECT digest FROM entries WHERE file_id = ?1",
             &entry.id.0,
@@ -417,8 +425,34 @@ impl Writer<'_> {
         read_node(&self.txn, id)
     }
 
-    /// Stores a node record, like [`Writer::put_entry`].
+    /// An entry's part of the state digest: nothing for a stable tombstone.
+    fn digest_of(&self, entry: &FileEntry) -> Result<[u8; 32]> {
+        let mut known = self.known.borrow_mut();
+        if known.is_none() {
+            let ids = self
+                .txn
+                .prepare_cached("SELECT node_id FROM nodes")?
+                .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+                .map(|id| Ok(NodeId(fixed_meta(id?, "node id")?)))
+                .collect::<Result<Vec<_>>>()?;
+            *known = Some(ids);
+        }
+        let known = known.as_ref().expect("loaded above");
+        Ok(if entry.deletion_is_stable(known) {
+            [0; 32]
+        } else {
+            entry.digest()
+        })
+    }
+
+    /// Stores a node record, like [`Writer::put_entry`]. A node seen for the
+    /// first time may make stable tombstones unstable again: their digests
+    /// are recomputed.
     pub fn put_node(&self, record: &NodeRecord) -> Result<()> {
+        if self.node(record.id)?.is_none() {
+            self.known.borrow_mut().take();
+            self.rehash_tombstones_with(record.id)?;
+        }
         let seq = self.next("change_seq")?;
         let digest = record.digest();
         self.replace_digest(
@@ -436,6 +470,39 @@ impl Writer<'_> {
                 digest.to_vec(),
                 encode(record)?
             ])?;
+        Ok(())
+    }
+
+    /// Recomputes the digest of every tombstone, counting `newcomer` among
+    /// the known nodes.
+    fn rehash_tombstones_with(&self, newcomer: NodeId) -> Result<()> {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = self
+            .txn
+            .prepare_cached("SELECT file_id, data FROM entries WHERE deleted = 1")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut known: Vec<NodeId> = self
+            .txn
+            .prepare_cached("SELECT node_id FROM nodes")?
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .map(|id| Ok(NodeId(fixed_meta(id?, "node id")?)))
+            .collect::<Result<_>>()?;
+        known.push(newcomer);
+        for (id, data) in rows {
+            let entry: FileEntry = decode("file entry", &data)?;
+            let digest = if entry.deletion_is_stable(&known) {
+                [0; 32]
+            } else {
+                entry.digest()
+            };
+            self.replace_digest("SELECT digest FROM entries WHERE file_id = ?1", &id, digest)?;
+            self.txn
+                .prepare_cached("UPDATE entries SET digest = ?1 WHERE file_id = ?2")?
+                .execute(params![digest.to_vec(), id])?;
+        }
         Ok(())
     }
 

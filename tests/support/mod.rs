@@ -26,6 +26,16 @@ impl Location {
         Location { dir, repo }
     }
 
+    /// A new location of `other`'s repository (as its first sync would make it).
+    pub fn joining(name: &str, other: &Location) -> Location {
+        let mut loc = Location::new(name);
+        assert!(loc
+            .repo
+            .join_if_fresh(other.repo.settings().repo_id)
+            .unwrap());
+        loc
+    }
+
     pub fn root(&self) -> PathBuf {
         self.repo.root().to_path_buf()
     }
@@ -36,10 +46,13 @@ impl Location {
         write_old(&self.root().join(path), bytes);
     }
 
+    /// Commits; deleting every file is allowed here (tests that check the
+    /// mass-deletion guard call `repo.commit` themselves).
     pub fn commit(&mut self) -> CommitReport {
-        self.repo
-            .commit(&CommitOptions::default(), &NoProgress)
-            .expect("commit")
+        let options = CommitOptions {
+            allow_mass_delete: true,
+        };
+        self.repo.commit(&options, &NoProgress).expect("commit")
     }
 
     pub fn ls(&self) -> Vec<ListedFile> {
