@@ -20,6 +20,6 @@ pub mod sync;
 
 pub use error::{Error, Result};
 pub use repo::{
-    ApplyReport, CommitOptions, CommitReport, Conflict, ConflictSide, FileState, InitOptions, Keep,
-    ListedFile, Repo, Resolution, StatusLine, DEFAULT_PORT,
+    ApplyReport, CommitOptions, CommitReport, Conflict, ConflictSide, FileState, Holder,
+    InitOptions, Keep, ListedFile, Repo, Resolution, StatusLine, Whereabouts, DEFAULT_PORT,
 };

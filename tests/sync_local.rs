@@ -53,6 +53,15 @@ fn a_fresh_location_joins_and_learns_everything_transitively() {
     assert_eq!(record.name, "a");
     assert_eq!(record.addrs, [a.repo.settings().listen.clone()]);
     assert_eq!(c.repo.store().nodes().unwrap().len(), 3);
+    let music = RepoPath::new("music").unwrap();
+    let whereis = c.repo.whereis(&[music]).unwrap();
+    assert_eq!(whereis.len(), 1);
+    assert_eq!(whereis[0].path.as_str(), "music/one.flac");
+    assert_eq!(whereis[0].holders.len(), 1);
+    assert_eq!(whereis[0].holders[0].name.as_deref(), Some("a"));
+    assert_eq!(whereis[0].holders[0].id, a.repo.node_id().to_string());
+    let nowhere = RepoPath::new("nowhere").unwrap();
+    assert!(c.repo.whereis(&[nowhere]).is_err());
     // Nothing was written to the working trees of b and c.
     assert!(!c.root().join("music").exists());
     // A location with state of its own does not change repository.

@@ -36,6 +36,13 @@ pub struct LsArgs {
     all: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct WhereisArgs {
+    /// Files or folders (relative to the current folder).
+    #[arg(required = true)]
+    paths: Vec<String>,
+}
+
 #[derive(Serialize)]
 struct IdReport {
     id: String,
@@ -208,4 +215,39 @@ fn state_name(state: FileState) -> String {
 
 fn human_bytes(n: u64) -> String {
     indicatif::HumanBytes(n).to_string()
+}
+
+pub fn whereis(out: &Output, args: WhereisArgs) -> anyhow::Result<()> {
+    let repo = Repo::open(&out.dir)?;
+    let mut paths = Vec::new();
+    for arg in &args.paths {
+        // The root itself means every file.
+        if let Some(path) = repo_path_arg(&repo, out, arg)? {
+            paths.push(path);
+        } else {
+            paths.clear();
+            break;
+        }
+    }
+    let rows = repo.whereis(&paths)?;
+    out.report(&rows, || {
+        for row in &rows {
+            println!(
+                "{} ({} {})",
+                row.path,
+                row.holders.len(),
+                if row.holders.len() == 1 {
+                    "copy"
+                } else {
+                    "copies"
+                }
+            );
+            for holder in &row.holders {
+                match &holder.name {
+                    Some(name) => println!("  {name}  {}", holder.id),
+                    None => println!("  {}", holder.id),
+                }
+            }
+        }
+    })
 }

@@ -55,6 +55,8 @@ enum Command {
     Status,
     /// List every file of the repository, also those not held here.
     Ls(local::LsArgs),
+    /// Show which locations hold the content of each file.
+    Whereis(local::WhereisArgs),
     /// List conflicted files with each side's version, size, node and time.
     Conflicts,
     /// Settle a conflict: keep the local version, a node's, or both.
@@ -75,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Commit(args) => local::commit(&out, args),
         Command::Status => local::status(&out),
         Command::Ls(args) => local::ls(&out, args),
+        Command::Whereis(args) => local::whereis(&out, args),
         Command::Conflicts => conflicts::conflicts(&out),
         Command::Resolve(args) => conflicts::resolve(&out, args),
     };

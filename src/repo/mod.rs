@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use apply::ApplyReport;
 pub use commit::{CommitOptions, CommitReport};
 pub use resolve::{Conflict, ConflictSide, Keep, Resolution};
-pub use view::{FileState, ListedFile, StatusLine};
+pub use view::{FileState, Holder, ListedFile, StatusLine, Whereabouts};
 
 use crate::chunk::ChunkParams;
 use crate::error::{Error, Result};

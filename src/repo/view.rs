@@ -56,6 +56,24 @@ pub struct StatusLine {
     pub from: Option<RepoPath>,
 }
 
+/// A location holding a file's content, for `whereis`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Holder {
+    pub id: String,
+    /// The node's name, when its record has reached this location.
+    pub name: Option<String>,
+}
+
+/// One row of `whereis`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Whereabouts {
+    pub path: RepoPath,
+    /// blake3 of the newest content, hex.
+    pub hash: Option<String>,
+    /// The locations holding the newest content.
+    pub holders: Vec<Holder>,
+}
+
 /// What the working tree says about recorded files, by file id.
 struct TreeView {
     changed: HashMap<FileId, FileState>,
@@ -145,14 +163,11 @@ impl Repo {
                     state = *local;
                 }
             }
-            let newest = match entry.resolved() {
-                Resolved::File(v) => Some(&v.value),
-                Resolved::Conflict(_) => Some(&entry.content.winner().value),
-                Resolved::Deleted => None,
-            };
-            let (size, hash) = match newest {
-                Some(crate::model::Content::File { hash, size, .. }) => (*size, Some(*hash)),
-                _ => (0, None),
+            let hash = newest_hash(&entry);
+            let size = match entry.resolved() {
+                Resolved::File(v) => content_size(&v.value),
+                Resolved::Conflict(_) => content_size(&entry.content.winner().value),
+                Resolved::Deleted => 0,
             };
             let copies = hash.map_or(0, |h| entry.holders_of(h).count());
             let present = hash.is_some_and(|h| entry.holders_of(h).any(|n| *n == me));
@@ -167,6 +182,70 @@ impl Repo {
         }
         rows.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(rows)
+    }
+}
+
+impl Repo {
+    /// Which locations hold the newest content of each file at or under
+    /// `paths` (every file when empty). A path matching nothing is an error.
+    pub fn whereis(&self, paths: &[RepoPath]) -> Result<Vec<Whereabouts>> {
+        let names: HashMap<NodeId, String> = self
+            .store
+            .nodes()?
+            .into_iter()
+            .map(|n| (n.id, n.name))
+            .collect();
+        let entries: Vec<FileEntry> = self
+            .store
+            .entries()?
+            .into_iter()
+            .filter(|e| !e.is_deleted())
+            .collect();
+        for path in paths {
+            if !entries.iter().any(|e| e.current_path().starts_with(path)) {
+                return Err(crate::Error::NoSuchFile(path.clone()));
+            }
+        }
+        Ok(entries
+            .iter()
+            .filter(|e| paths.is_empty() || paths.iter().any(|p| e.current_path().starts_with(p)))
+            .map(|entry| {
+                let hash = newest_hash(entry);
+                let holders = hash
+                    .map(|h| {
+                        entry
+                            .holders_of(h)
+                            .map(|id| Holder {
+                                id: id.to_string(),
+                                name: names.get(id).cloned(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Whereabouts {
+                    path: entry.current_path().clone(),
+                    hash: hash.map(|h| h.to_string()),
+                    holders,
+                }
+            })
+            .collect())
+    }
+}
+
+/// The content `ls` and `whereis` show: the current one, or for a conflict
+/// the deterministic pick among the sides.
+fn newest_hash(entry: &FileEntry) -> Option<crate::model::ContentHash> {
+    match entry.resolved() {
+        Resolved::File(v) => v.value.hash(),
+        Resolved::Conflict(_) => entry.content.winner().value.hash(),
+        Resolved::Deleted => None,
+    }
+}
+
+fn content_size(content: &crate::model::Content) -> u64 {
+    match content {
+        crate::model::Content::File { size, .. } => *size,
+        crate::model::Content::Deleted => 0,
     }
 }
 
