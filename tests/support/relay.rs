@@ -1,0 +1,132 @@
+//! A UDP relay for WAN faults on loopback (this kernel has no netem): every
+//! datagram between a client and a server is delayed, dropped at random, or
+//! dropped while the link is cut. Point the client at [`Relay::addr`].
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+
+/// How the relay treats traffic.
+#[derive(Clone, Copy, Debug)]
+pub struct Faults {
+    /// One-way delay added to every datagram.
+    pub delay: Duration,
+    /// Share of datagrams dropped, each direction (0.0 to 1.0).
+    pub loss: f64,
+}
+
+pub struct Relay {
+    pub addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    forwarded: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Starts relaying to `server`, for one client at a time.
+    pub async fn start(server: SocketAddr, faults: Faults, seed: u64) -> Relay {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = front.local_addr().unwrap();
+        let cut = Arc::new(AtomicBool::new(false));
+        let forwarded = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Default::default();
+        let link = Link {
+            faults,
+            cut: cut.clone(),
+            forwarded: forwarded.clone(),
+            dropped: dropped.clone(),
+            rng: Arc::new(AtomicU64::new(seed | 1)),
+        };
+        let upstream = {
+            let (front, back, client, link) = (front.clone(), back.clone(), client.clone(), link.clone());
+            async move {
+                let mut buf = vec![0u8; 65_536];
+                loop {
+                    let Ok((n, from)) = front.recv_from(&mut buf).await else { return };
+                    *client.lock().unwrap() = Some(from);
+                    link.pass(back.clone(), buf[..n].to_vec(), server);
+                }
+            }
+        };
+        let downstream = {
+            let (front, back, link) = (front.clone(), back.clone(), link.clone());
+            async move {
+                let mut buf = vec![0u8; 65_536];
+                loop {
+                    let Ok((n, _)) = back.recv_from(&mut buf).await else { return };
+                    let to = *client.lock().unwrap();
+                    if let Some(to) = to {
+                        link.pass(front.clone(), buf[..n].to_vec(), to);
+                    }
+                }
+            }
+        };
+        let task = tokio::spawn(async move {
+            tokio::join!(upstream, downstream);
+        });
+        Relay {
+            addr,
+            cut,
+            forwarded,
+            dropped,
+            task,
+        }
+    }
+
+    /// Drops everything from now on (`true`) or lets traffic through again.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+
+    /// Datagrams forwarded and dropped so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.forwarded.load(Ordering::Relaxed), self.dropped.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Clone)]
+struct Link {
+    faults: Faults,
+    cut: Arc<AtomicBool>,
+    forwarded: Arc<AtomicU64>,
+    dropped: Arc<AtomicU64>,
+    rng: Arc<AtomicU64>,
+}
+
+impl Link {
+    /// Sends `datagram` to `to` after the delay, unless it is lost.
+    fn pass(&self, socket: Arc<UdpSocket>, datagram: Vec<u8>, to: SocketAddr) {
+        if self.cut.load(Ordering::SeqCst) || self.chance() < self.faults.loss {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+        let delay = self.faults.delay;
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = socket.send_to(&datagram, to).await;
+        });
+    }
+
+    /// A pseudo-random number in [0, 1) (xorshift; seeded, so runs repeat).
+    fn chance(&self) -> f64 {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
