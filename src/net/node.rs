@@ -230,7 +230,11 @@ impl Node {
             let mut stream = FramedStream::new(send, recv, peer, deadline);
             stream.send_frame(&ours).await?;
             stream.finish();
-            stream.recv_body().await
+            let body = stream.recv_body().await?;
+            // Read the end of the server's side too, so the stream is freed
+            // on both sides (a stream left half-read keeps its slot).
+            stream.expect_end().await?;
+            Ok(body)
         };
         let body = match timeout(deadline, exchange).await {
             Ok(Ok(body)) => body,

@@ -258,10 +258,19 @@ async fn serve_connection(shared: Arc<Shared>, incoming: Incoming) {
             FrameReadError::Proto(e) => e.to_string(),
             FrameReadError::Read(e) => e.to_string(),
         })?;
+        // The client ends the stream after its Hello; reading the end lets
+        // both sides free the stream (else it keeps a stream slot forever).
+        recv.read_to_end(0)
+            .await
+            .map_err(|_| "unexpected data after Hello".to_owned())?;
         Ok::<_, String>((send, recv, body))
     };
-    let (mut send, _recv, body) = match timeout(deadline, hello).await {
-        Ok(Ok(parts)) => parts,
+    let (mut send, body) = match timeout(deadline, hello).await {
+        // The Hello stream is done once read: release its stream slot.
+        Ok(Ok((send, recv, body))) => {
+            drop(recv);
+            (send, body)
+        }
         Ok(Err(reason)) => {
             warn!("no valid Hello from peer {name}: {reason}");
             conn.close(VarInt::from_u32(close::PROTOCOL_ERROR), reason.as_bytes());
@@ -283,6 +292,7 @@ async fn serve_connection(shared: Arc<Shared>, incoming: Incoming) {
         let _ = timeout(deadline, send.write_all(&frame)).await;
         let _ = send.finish();
     }
+    drop(send);
     let version = match verdict {
         Ok(Ok((_, version))) => version,
         Ok(Err(mismatch)) => {
@@ -369,13 +379,7 @@ async fn serve_stream(shared: Arc<Shared>, peer: Arc<PeerInfo>, mut stream: Fram
         }
         Err(e @ NetError::Protocol { .. }) => {
             let message = e.to_string();
-            let _ = stream
-                .send_frame(&Response::Error {
-                    code: ErrorCode::MALFORMED,
-                    message: truncate(&message),
-                })
-                .await;
-            return fail(&mut stream, stream_code::MALFORMED, message);
+            return reject(&shared, &peer, stream, ErrorCode::MALFORMED, message).await;
         }
         Err(e) => {
             debug!("request stream from peer {} ended: {e}", peer.name);
@@ -391,17 +395,7 @@ async fn serve_stream(shared: Arc<Shared>, peer: Arc<PeerInfo>, mut stream: Fram
             } else {
                 (ErrorCode::MALFORMED, format!("malformed request: {e}"))
             };
-            let _ = stream
-                .send_frame(&Response::Error {
-                    code,
-                    message: message.clone(),
-                })
-                .await;
-            if unknown {
-                stream.finish();
-                return;
-            }
-            return fail(&mut stream, stream_code::MALFORMED, message);
+            return reject(&shared, &peer, stream, code, message).await;
         }
     };
     debug!("peer {} asks {:?}", peer.name, RequestKind(&request));
@@ -409,6 +403,30 @@ async fn serve_stream(shared: Arc<Shared>, peer: Arc<PeerInfo>, mut stream: Fram
         Ok(()) => stream.finish(),
         Err(e) => fail(&mut stream, stream_code::INTERNAL, e.to_string()),
     }
+}
+
+/// Answers a bad request with `Response::Error`, ends our side of the stream
+/// and stops reading the rest of it (the connection goes on).
+async fn reject(
+    shared: &Shared,
+    peer: &PeerInfo,
+    mut stream: FramedStream,
+    code: ErrorCode,
+    message: String,
+) {
+    warn!("bad request from peer {}: {message}", peer.name);
+    let _ = stream
+        .send_frame(&Response::Error {
+            code,
+            message: truncate(&message),
+        })
+        .await;
+    stream.finish();
+    stream.stop_reading(stream_code::MALFORMED);
+    shared.event(ServerEvent::StreamFailed {
+        node_id: peer.node_id,
+        reason: message,
+    });
 }
 
 /// A request's kind for logs, without its payload.

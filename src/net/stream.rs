@@ -21,6 +21,20 @@ pub struct FramedStream {
     /// The peer's name, for error messages.
     pub(crate) peer: String,
     pub(crate) timeout: Duration,
+    finished: bool,
+}
+
+impl Drop for FramedStream {
+    /// A stream dropped before [`FramedStream::finish`] (an error, a task
+    /// aborted at shutdown) is reset, so the peer sees an error instead of
+    /// an ordinary end of stream after a partial answer.
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self
+                .send
+                .reset(VarInt::from_u32(crate::proto::stream::SHUTDOWN));
+        }
+    }
 }
 
 impl FramedStream {
@@ -30,6 +44,7 @@ impl FramedStream {
             recv,
             peer: peer.to_owned(),
             timeout,
+            finished: false,
         }
     }
 
@@ -91,13 +106,31 @@ impl FramedStream {
         }
     }
 
+    /// Waits for the end of the peer's side; anything more is an error.
+    pub async fn expect_end(&mut self) -> Result<(), NetError> {
+        match self.recv_raw(1).await? {
+            None => Ok(()),
+            Some(_) => Err(NetError::Unexpected {
+                peer: self.peer.clone(),
+                what: "more data after the last frame".into(),
+            }),
+        }
+    }
+
     /// Ends our direction of the stream (the peer reads the end).
     pub fn finish(&mut self) {
+        self.finished = true;
         let _ = self.send.finish();
+    }
+
+    /// Tells the peer we will not read the rest of what it sends.
+    pub fn stop_reading(&mut self, code: u32) {
+        let _ = self.recv.stop(VarInt::from_u32(code));
     }
 
     /// Aborts both directions with a stream error code (`proto::stream`).
     pub fn abort(&mut self, code: u32) {
+        self.finished = true;
         let _ = self.send.reset(VarInt::from_u32(code));
         let _ = self.recv.stop(VarInt::from_u32(code));
     }
