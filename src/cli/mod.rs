@@ -3,7 +3,9 @@
 
 mod local;
 mod output;
+mod peer;
 mod progress;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +56,11 @@ enum Command {
     Status,
     /// List every file of the repository, also those not held here.
     Ls(local::LsArgs),
+    /// Manage the trusted peers: add, list, remove, ping.
+    #[command(subcommand)]
+    Peer(peer::PeerCommand),
+    /// Run this node: answer trusted peers until Ctrl-C or SIGTERM.
+    Serve(serve::ServeArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -70,6 +77,8 @@ pub fn main() -> ExitCode {
         Command::Commit(args) => local::commit(&out, args),
         Command::Status => local::status(&out),
         Command::Ls(args) => local::ls(&out, args),
+        Command::Peer(command) => peer::run(&out, command),
+        Command::Serve(args) => serve::serve(&out, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -114,6 +114,32 @@ impl Node {
         })
     }
 
+    /// Binds a client-only endpoint (it refuses incoming connections) on
+    /// `config.listen`, typically `0.0.0.0:0` or `[::]:0`.
+    pub fn bind_client(identity: Identity, config: NodeConfig) -> Result<Node, NetError> {
+        let bind_err = |source| NetError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let socket = bind_socket(config.listen, config.tuned).map_err(bind_err)?;
+        let endpoint = Endpoint::new(
+            EndpointConfig::default(),
+            None,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(bind_err)?;
+        let (events, _) = broadcast::channel(16);
+        Ok(Node {
+            endpoint,
+            identity: Arc::new(identity),
+            config,
+            trust: TrustList::new(),
+            stats: Arc::default(),
+            events,
+        })
+    }
+
     /// The address actually bound (with the real port when 0 was asked).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
