@@ -34,6 +34,12 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error("{0} is not a file of this repository; see `harmony ls`")]
+    NoSuchFile(crate::model::RepoPath),
+    #[error("{0} has no conflict to resolve")]
+    NotConflicted(crate::model::RepoPath),
+    #[error("cannot resolve: {0}")]
+    Resolve(String),
     #[error("the state database is inconsistent: {0}")]
     Inconsistent(String),
 }

@@ -17,8 +17,10 @@ pub mod proto;
 mod repo;
 pub mod scan;
 pub mod store;
+pub mod sync;
 
 pub use error::{Error, Result};
 pub use repo::{
-    CommitOptions, CommitReport, FileState, InitOptions, ListedFile, Repo, StatusLine, DEFAULT_PORT,
+    ApplyReport, CommitOptions, CommitReport, Conflict, ConflictSide, FileState, InitOptions, Keep,
+    ListedFile, Repo, Resolution, StatusLine, DEFAULT_PORT,
 };

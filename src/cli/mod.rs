@@ -1,6 +1,7 @@
 //! The command line (see CLI.md): clap definitions and one small module per
 //! command group, each a thin call into the library.
 
+mod conflicts;
 mod local;
 mod output;
 mod peer;
@@ -56,6 +57,10 @@ enum Command {
     Status,
     /// List every file of the repository, also those not held here.
     Ls(local::LsArgs),
+    /// List conflicted files with each side's version, size, node and time.
+    Conflicts,
+    /// Settle a conflict: keep the local version, a node's, or both.
+    Resolve(conflicts::ResolveArgs),
     /// Manage the trusted peers: add, list, remove, ping.
     #[command(subcommand)]
     Peer(peer::PeerCommand),
@@ -77,6 +82,8 @@ pub fn main() -> ExitCode {
         Command::Commit(args) => local::commit(&out, args),
         Command::Status => local::status(&out),
         Command::Ls(args) => local::ls(&out, args),
+        Command::Conflicts => conflicts::conflicts(&out),
+        Command::Resolve(args) => conflicts::resolve(&out, args),
         Command::Peer(command) => peer::run(&out, command),
         Command::Serve(args) => serve::serve(&out, args),
     };

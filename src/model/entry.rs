@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ContentHash, FileId, MvRegister, NodeId, RepoPath, Versioned};
+use super::{ContentHash, FileId, MvRegister, NodeId, RepoPath, VersionVector, Versioned};
 
 /// What a file holds in one version.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -58,6 +58,11 @@ pub struct FileEntry {
     pub path: MvRegister<RepoPath>,
     pub content: MvRegister<Content>,
     pub holders: BTreeMap<NodeId, Holding>,
+    /// Acknowledgements of the deletion: each node, once it has seen the file
+    /// deleted, records the content history it saw. When every known node's
+    /// acknowledgement covers the current history, the tombstone is stable
+    /// and may be collected. Each node writes only its own slot.
+    pub deletion_seen: BTreeMap<NodeId, VersionVector>,
 }
 
 /// The content of a file as all known versions put it.
@@ -79,6 +84,7 @@ impl FileEntry {
             path: MvRegister::new(path, stamp.node, stamp.counter, stamp.at_ms),
             content: MvRegister::new(content.clone(), stamp.node, stamp.counter, stamp.at_ms),
             holders: BTreeMap::new(),
+            deletion_seen: BTreeMap::new(),
         };
         entry.set_holding(stamp.node, content.hash(), stamp.counter);
         entry
@@ -118,6 +124,83 @@ impl FileEntry {
         for (node, theirs) in &other.holders {
             self.set_holding(*node, theirs.hash, theirs.counter);
         }
+        for (node, seen) in &other.deletion_seen {
+            self.deletion_seen.entry(*node).or_default().join(seen);
+        }
+    }
+
+    /// Records that `me` has seen this file deleted; false when it already had
+    /// (or the file is not deleted).
+    pub fn acknowledge_deletion(&mut self, me: NodeId) -> bool {
+        if !self.is_deleted() {
+            return false;
+        }
+        let history = self.content.joined_version();
+        let seen = self.deletion_seen.entry(me).or_default();
+        if seen.dominates(&history) {
+            return false;
+        }
+        seen.join(&history);
+        true
+    }
+
+    /// True when the file is deleted and every node that could still hold an
+    /// older version has acknowledged the deletion: `known` nodes, the
+    /// file's holders and every writer of its content.
+    pub fn deletion_is_stable<'a>(&self, known: impl IntoIterator<Item = &'a NodeId>) -> bool {
+        if !self.is_deleted() {
+            return false;
+        }
+        let history = self.content.joined_version();
+        let acknowledged = |node: &NodeId| {
+            self.deletion_seen
+                .get(node)
+                .is_some_and(|seen| seen.dominates(&history))
+        };
+        known.into_iter().all(acknowledged)
+            && self.holders.keys().all(acknowledged)
+            && history.iter().all(|(node, _)| acknowledged(node))
+    }
+
+    /// Folds in a replica received from a peer. `me`'s own holder slot is
+    /// left alone: this node alone knows what it holds.
+    pub fn merge_remote(&mut self, other: &FileEntry, me: NodeId) {
+        let mine = self.holders.get(&me).cloned();
+        let my_ack = self.deletion_seen.get(&me).cloned();
+        self.merge(other);
+        match my_ack {
+            Some(ack) => {
+                self.deletion_seen.insert(me, ack);
+            }
+            None => {
+                self.deletion_seen.remove(&me);
+            }
+        }
+        match mine {
+            Some(slot) => {
+                self.holders.insert(me, slot);
+            }
+            None => {
+                self.holders.remove(&me);
+            }
+        }
+    }
+
+    /// Restores the invariants of an entry decoded from untrusted bytes: each
+    /// register canonical (no dominated or duplicate version, sorted) and not
+    /// empty. `None` when a register is empty.
+    pub fn normalized(self) -> Option<FileEntry> {
+        Some(FileEntry {
+            id: self.id,
+            path: MvRegister::from_versions(self.path.versions().to_vec())?,
+            content: MvRegister::from_versions(self.content.versions().to_vec())?,
+            holders: self.holders,
+            deletion_seen: self
+                .deletion_seen
+                .into_iter()
+                .filter(|(_, seen)| !seen.is_empty())
+                .collect(),
+        })
     }
 
     /// The path the file is shown and stored under: the deterministic winner when
@@ -158,6 +241,8 @@ impl FileEntry {
     /// entries give equal digests whatever order their versions arrived in.
     pub fn digest(&self) -> [u8; 32] {
         let bytes = postcard::to_stdvec(self).expect("an entry always encodes");
-        *blake3::hash(&bytes).as_bytes()
+        let mut hasher = blake3::Hasher::new_derive_key("harmony file entry v1");
+        hasher.update(&bytes);
+        *hasher.finalize().as_bytes()
     }
 }

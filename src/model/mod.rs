@@ -4,6 +4,7 @@
 
 mod entry;
 mod ids;
+mod node;
 mod path;
 mod register;
 mod version;
@@ -13,6 +14,7 @@ mod tests;
 
 pub use entry::{Content, FileEntry, Holding, Resolved, Stamp};
 pub use ids::{ContentHash, FileId, IdParseError, NodeId, RepoId};
+pub use node::{NodeRecord, MAX_ADDR_LEN, MAX_NODE_ADDRS, MAX_NODE_NAME};
 pub use path::{PathError, RepoPath, MAX_NAME_BYTES, MAX_PATH_BYTES, STATE_DIR};
 pub use register::{MvRegister, Versioned};
 pub use version::VersionVector;

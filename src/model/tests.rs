@@ -85,6 +85,12 @@ impl Simulation {
                 if let (Some(x), Some(y)) = (self.replicas[a].clone(), self.replicas[b].clone()) {
                     self.replicas[a].as_mut().unwrap().merge(&y);
                     self.replicas[b].as_mut().unwrap().merge(&x);
+                    for node in [a, b] {
+                        self.replicas[node]
+                            .as_mut()
+                            .unwrap()
+                            .acknowledge_deletion(node_id(node));
+                    }
                 } else {
                     let known = self.replicas[a].clone().or(self.replicas[b].clone());
                     self.replicas[a] = known.clone();
@@ -249,4 +255,47 @@ fn edit_concurrent_with_delete_keeps_the_edit_and_concurrent_edits_conflict() {
     // Holders: each node's own slot.
     assert_eq!(xy.holders[&a].hash, None);
     assert_eq!(xy.holders[&b].hash, Some(ContentHash([2; 32])));
+}
+
+#[test]
+fn a_deletion_is_stable_once_every_node_involved_has_seen_it() {
+    let (a, b, c) = (node_id(0), node_id(1), node_id(2));
+    let at = |node, counter| Stamp {
+        node,
+        counter,
+        at_ms: 0,
+    };
+    let mut x = FileEntry::new_file(
+        FileId([1; 16]),
+        RepoPath::new("f").unwrap(),
+        content(1),
+        at(a, 1),
+    );
+    let mut y = x.clone();
+    y.set_holding(b, Some(ContentHash([1; 32])), 1);
+    x.merge(&y);
+    x.set_content(Content::Deleted, at(a, 2));
+    assert!(x.acknowledge_deletion(a));
+    assert!(
+        !x.acknowledge_deletion(a),
+        "a second acknowledgement changes nothing"
+    );
+    assert!(
+        !x.deletion_is_stable([&a]),
+        "b held it and has not seen the deletion"
+    );
+    y.merge(&x);
+    assert!(y.acknowledge_deletion(b));
+    x.merge(&y);
+    assert!(x.deletion_is_stable([&a, &b]));
+    assert!(
+        !x.deletion_is_stable([&a, &b, &c]),
+        "c is known and has not seen it"
+    );
+    // A concurrent edit revives the file: the acknowledgements no longer cover it.
+    let mut z = y.clone();
+    z.set_content(content(9), at(c, 5));
+    x.merge(&z);
+    assert!(!x.is_deleted());
+    assert!(!x.deletion_is_stable([&a, &b]));
 }

@@ -57,6 +57,7 @@ impl Repo {
         progress: &dyn ScanProgress,
     ) -> Result<CommitReport> {
         let started = Instant::now();
+        self.recover_interrupted_moves()?;
         let recorded = self.store.local_files()?;
         let recorded_count = recorded.len();
         let outcome = scan::scan(&self.root, recorded, self.settings.chunking, progress);
@@ -94,14 +95,29 @@ impl Repo {
                 })
             };
             match change {
-                Change::Added(file) => {
-                    let id = FileId::random();
-                    let entry =
-                        FileEntry::new_file(id, file.path.clone(), content_of(&file), stamp()?);
-                    writer.put_entry(&entry)?;
-                    record_local(&writer, id, &file)?;
-                    report.added += 1;
-                }
+                // A path the repository already has (a file held elsewhere,
+                // copied here by hand): the same file, not a new one.
+                Change::Added(file) => match writer.live_entry_at(&file.path)? {
+                    Some(mut entry) => {
+                        let newest = entry.content.winner().value.hash();
+                        if newest == Some(file.hash) && !entry.content.is_conflict() {
+                            entry.set_holding(me, Some(file.hash), writer.next_write_counter()?);
+                        } else {
+                            entry.set_content(content_of(&file), stamp()?);
+                            report.edited += 1;
+                        }
+                        writer.put_entry(&entry)?;
+                        record_local(&writer, entry.id, &file)?;
+                    }
+                    None => {
+                        let id = FileId::random();
+                        let entry =
+                            FileEntry::new_file(id, file.path.clone(), content_of(&file), stamp()?);
+                        writer.put_entry(&entry)?;
+                        record_local(&writer, id, &file)?;
+                        report.added += 1;
+                    }
+                },
                 Change::Edited { file_id, file } => {
                     let mut entry = load(&writer, file_id)?;
                     entry.set_content(content_of(&file), stamp()?);
@@ -129,6 +145,7 @@ impl Repo {
                 Change::Deleted(old) => {
                     let mut entry = load(&writer, old.file_id)?;
                     entry.set_content(Content::Deleted, stamp()?);
+                    entry.acknowledge_deletion(me);
                     writer.put_entry(&entry)?;
                     writer.remove_local_file(&old.path)?;
                     report.deleted += 1;

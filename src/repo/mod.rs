@@ -2,7 +2,9 @@
 //! tests and the examples use. It ties the pure model to the store, the
 //! working tree and the node identity.
 
+mod apply;
 mod commit;
+mod resolve;
 mod view;
 
 use std::fs;
@@ -10,12 +12,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub use apply::ApplyReport;
 pub use commit::{CommitOptions, CommitReport};
+pub use resolve::{Conflict, ConflictSide, Keep, Resolution};
 pub use view::{FileState, ListedFile, StatusLine};
 
 use crate::chunk::ChunkParams;
 use crate::error::{Error, Result};
-use crate::model::{NodeId, RepoId, STATE_DIR};
+use crate::model::{NodeId, NodeRecord, RepoId, STATE_DIR};
 use crate::net::Identity;
 use crate::store::{Settings, Store, DB_FILE};
 
@@ -83,7 +87,35 @@ impl Repo {
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
         }
-        Repo::open_root(root)
+        let mut repo = Repo::open_root(root)?;
+        repo.publish_node_record()?;
+        Ok(repo)
+    }
+
+    /// Writes this node's record (name, listen address) into the replicated
+    /// state, so that other locations learn how to reach it.
+    pub fn publish_node_record(&mut self) -> Result<()> {
+        let record = NodeRecord {
+            id: self.node_id(),
+            name: self.settings.node_name.clone(),
+            addrs: vec![self.settings.listen.clone()],
+            counter: 0,
+        };
+        let writer = self.store.write()?;
+        let current = writer.node(record.id)?;
+        if current
+            .as_ref()
+            .is_some_and(|c| c.name == record.name && c.addrs == record.addrs)
+        {
+            return Ok(());
+        }
+        let record = NodeRecord {
+            counter: writer.next_write_counter()?,
+            ..record
+        };
+        writer.put_node(&record)?;
+        writer.commit()?;
+        Ok(())
     }
 
     /// Opens the location that contains `start` (walking up to `.harmony/`).
@@ -120,6 +152,19 @@ impl Repo {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// Joins the repository `repo_id` if this location is still fresh (has
+    /// recorded nothing, synced with no one); true if it now belongs to it.
+    pub fn join_if_fresh(&mut self, repo_id: RepoId) -> Result<bool> {
+        if self.settings.repo_id == repo_id {
+            return Ok(true);
+        }
+        let joined = self.store.join_repository(repo_id)?;
+        if joined {
+            self.settings.repo_id = repo_id;
+        }
+        Ok(joined)
     }
 
     pub fn store(&self) -> &Store {

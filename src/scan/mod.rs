@@ -105,3 +105,26 @@ pub fn scan(
     outcome.failed = failed;
     outcome
 }
+
+/// True when the working-tree file at `recorded.path` still holds the
+/// recorded content: by its stat fields, or, when those moved (a touch, a
+/// racy record), by hashing it. Only then may a remote change replace, move
+/// or delete it (DESIGN.md, "never lose data" 1).
+pub fn still_as_recorded(root: &Path, recorded: &LocalFile) -> std::io::Result<bool> {
+    let path = recorded.path.to_path(root);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_file() {
+        return Ok(false);
+    }
+    if stat_of(&meta) == recorded.stat {
+        return Ok(true);
+    }
+    let params = ChunkParams::DEFAULT;
+    let mut buf = vec![0u8; 4 * params.max as usize];
+    let summary = crate::chunk::hash_reader(&mut std::fs::File::open(&path)?, params, &mut buf)?;
+    Ok(summary.hash == recorded.hash)
+}

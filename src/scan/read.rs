@@ -65,7 +65,7 @@ pub fn read_files(
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> (Vec<ReadOutcome>, Vec<ReadFailure>) {
     // Largest first, so that the last big file does not run alone at the end.
-    files.sort_by(|a, b| b.stat.size.cmp(&a.stat.size));
+    files.sort_by_key(|f| std::cmp::Reverse(f.stat.size));
     let next = AtomicUsize::new(0);
     let done = Mutex::new((Vec::with_capacity(files.len()), Vec::new()));
     std::thread::scope(|scope| {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::chunk::{ChunkParams, Manifest};
-use crate::model::{ContentHash, FileEntry, FileId, RepoId, RepoPath};
+use crate::model::{ContentHash, FileEntry, FileId, NodeId, NodeRecord, RepoId, RepoPath};
 pub use records::{FileStat, LocalFile, PeerRecord};
 
 /// The database file inside `.harmony/`.
@@ -59,6 +59,8 @@ impl Store {
             ("node_name", settings.node_name.clone().into_bytes()),
             ("listen", settings.listen.clone().into_bytes()),
             ("chunking", encode(&settings.chunking)?),
+            ("incarnation", rand::random::<[u8; 8]>().to_vec()),
+            ("state_digest", vec![0u8; 32]),
         ] {
             txn.execute(
                 "INSERT INTO meta(key, value) VALUES (?1, ?2)",
@@ -87,7 +89,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a transaction reported committed survives a power cut too.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // 64 MiB of page cache (the default 8 MiB spills a 100,000-file commit
+        // to the WAL and reads it back mid-transaction).
+        conn.pragma_update(None, "cache_size", -65536)?;
         Ok(Store { conn })
     }
 
@@ -103,6 +107,29 @@ impl Store {
             listen: self.meta_text("listen")?,
             chunking: decode("chunking", &self.meta_bytes("chunking")?)?,
         })
+    }
+
+    /// True while this location has recorded nothing and synced with no one:
+    /// it may still join another repository.
+    pub fn is_fresh(&self) -> Result<bool> {
+        Ok(!holds_state(&self.conn)?)
+    }
+
+    /// Makes a fresh location part of the repository `repo_id` (its first
+    /// sync). Refused once the location holds any state of its own.
+    pub fn join_repository(&mut self, repo_id: RepoId) -> Result<bool> {
+        let txn = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if holds_state(&txn)? {
+            return Ok(false);
+        }
+        txn.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'repo_id'",
+            [repo_id.0.to_vec()],
+        )?;
+        txn.commit()?;
+        Ok(true)
     }
 
     pub fn set_listen(&self, listen: &str) -> Result<()> {
@@ -125,6 +152,109 @@ impl Store {
             .map_err(|_| StoreError::Corrupt(format!("setting `{key}` is not UTF-8")))
     }
 
+    /// Random per database: a peer that remembers our change sequence from
+    /// another incarnation (a restored backup) must start over.
+    pub fn incarnation(&self) -> Result<[u8; 8]> {
+        fixed_meta(self.meta_bytes("incarnation")?, "incarnation")
+    }
+
+    /// XOR of every entry's digest: equal on two nodes exactly when they hold
+    /// the same replicated state (barring a 2^-256 accident).
+    pub fn state_digest(&self) -> Result<[u8; 32]> {
+        fixed_meta(self.meta_bytes("state_digest")?, "state_digest")
+    }
+
+    /// The last change sequence given to an entry (0 before any).
+    pub fn change_seq(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'change_seq'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .unwrap_or(0) as u64)
+    }
+
+    /// Up to `limit` entries changed after `after`, in change order, each
+    /// with its change sequence.
+    pub fn entries_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, FileEntry)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, data FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        rows.map(|row| {
+            let (seq, data) = row?;
+            Ok((seq, decode("file entry", &data)?))
+        })
+        .collect()
+    }
+
+    /// Node records changed after `after` and up to `upto`.
+    pub fn nodes_between(&self, after: u64, upto: u64) -> Result<Vec<NodeRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM nodes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq")?;
+        let rows = stmt.query_map(
+            params![after as i64, upto.min(i64::MAX as u64) as i64],
+            |r| r.get::<_, Vec<u8>>(0),
+        )?;
+        rows.map(|data| decode("node record", &data?)).collect()
+    }
+
+    /// Every known node's record.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.nodes_between(0, u64::MAX)
+    }
+
+    pub fn node(&self, id: NodeId) -> Result<Option<NodeRecord>> {
+        read_node(&self.conn, id)
+    }
+
+    /// How far this node has merged `peer`'s changes, if it knows.
+    pub fn peer_progress(&self, peer: NodeId) -> Result<Option<([u8; 8], u64)>> {
+        let row: Option<(Vec<u8>, i64)> = self
+            .conn
+            .query_row(
+                "SELECT incarnation, seq FROM peer_progress WHERE node_id = ?1",
+                [peer.0],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(inc, seq)| Ok((fixed_meta(inc, "peer incarnation")?, seq as u64)))
+            .transpose()
+    }
+
+    /// Tombstones (deleted entries) with their change sequence.
+    pub fn tombstones(&self) -> Result<Vec<(u64, FileEntry)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT seq, data FROM entries WHERE deleted = 1")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        rows.map(|row| {
+            let (seq, data) = row?;
+            Ok((seq, decode("file entry", &data)?))
+        })
+        .collect()
+    }
+
+    /// The lowest change sequence of this node that every direct peer (a
+    /// trusted peer, or a node this one synced with) is known to have merged.
+    /// `None` when there is no peer at all.
+    pub fn merged_by_all_peers(&self) -> Result<Option<u64>> {
+        let row: (i64, Option<i64>) = self.conn.query_row(
+            "SELECT COUNT(*), MIN(COALESCE(h.seq, 0)) FROM (
+                 SELECT node_id FROM peers UNION SELECT node_id FROM peer_has_mine
+             ) AS p LEFT JOIN peer_has_mine AS h ON h.node_id = p.node_id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((row.0 > 0).then(|| row.1.unwrap_or(0) as u64))
+    }
+
     /// Every path this location recorded, with its stat fields.
     pub fn local_files(&self) -> Result<Vec<LocalFile>> {
         let mut stmt = self.conn.prepare(
@@ -132,6 +262,28 @@ impl Store {
         )?;
         let rows = stmt.query_map([], LocalFile::from_row)?;
         rows.map(|r| r.map_err(StoreError::from)).collect()
+    }
+
+    /// Where this location holds the file `id`, if it does.
+    pub fn local_file_by_id(&self, id: FileId) -> Result<Option<LocalFile>> {
+        self.local_file_where("file_id", &id.0)
+    }
+
+    /// A working-tree file recorded with content `hash`, if any.
+    pub fn local_file_by_hash(&self, hash: ContentHash) -> Result<Option<LocalFile>> {
+        self.local_file_where("hash", &hash.0)
+    }
+
+    fn local_file_where(&self, column: &str, value: &[u8]) -> Result<Option<LocalFile>> {
+        let sql = format!(
+            "SELECT path, file_id, hash, size, mtime_ns, ctime_ns, inode, dev
+             FROM local_files WHERE {column} = ?1 LIMIT 1"
+        );
+        Ok(self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row([value], LocalFile::from_row)
+            .optional()?)
     }
 
     /// Every entry of the repository, in path order.
@@ -173,13 +325,21 @@ impl Store {
         let txn = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        Ok(Writer { txn })
+        Ok(Writer {
+            txn,
+            known: Default::default(),
+        })
     }
 }
 
 /// One atomic batch of changes to the state.
 pub struct Writer<'a> {
     txn: rusqlite::Transaction<'a>,
+    /// Ids of the known nodes, loaded on first need: a tombstone every one
+    /// of them has acknowledged is stable and counts for nothing in the
+    /// state digest (nodes collect stable tombstones at different moments,
+    /// and must not disagree about the state because of it).
+    known: std::cell::RefCell<Option<Vec<NodeId>>>,
 }
 
 impl Writer<'_> {
@@ -187,14 +347,16 @@ impl Writer<'_> {
     fn next(&self, key: &str) -> Result<u64> {
         let current: Option<i64> = self
             .txn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
             .optional()?;
         let next = current.unwrap_or(0) + 1;
-        self.txn.execute(
-            "INSERT INTO meta(key, value) VALUES (?1, ?2)
+        self.txn
+            .prepare_cached(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, next],
-        )?;
+            )?
+            .execute(params![key, next])?;
         Ok(next as u64)
     }
 
@@ -207,31 +369,190 @@ impl Writer<'_> {
         read_entry(&self.txn, id)
     }
 
-    /// Stores an entry, stamping it with the next change sequence.
+    /// The live (not deleted) file shown at `path`, if any.
+    pub fn live_entry_at(&self, path: &RepoPath) -> Result<Option<FileEntry>> {
+        let data: Option<Vec<u8>> = self
+            .txn
+            .prepare_cached("SELECT data FROM entries WHERE path = ?1 AND deleted = 0 LIMIT 1")?
+            .query_row([path.as_str()], |r| r.get(0))
+            .optional()?;
+        data.map(|d| decode("file entry", &d)).transpose()
+    }
+
+    /// Stores an entry, stamping it with the next change sequence and
+    /// updating the state digest.
     pub fn put_entry(&self, entry: &FileEntry) -> Result<()> {
         let seq = self.next("change_seq")?;
-        let data = encode(entry)?;
-        self.txn.execute(
-            "INSERT INTO entries(file_id, path, deleted, seq, data) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(file_id) DO UPDATE SET path = excluded.path,
-                 deleted = excluded.deleted, seq = excluded.seq, data = excluded.data",
-            params![
+        let digest = self.digest_of(entry)?;
+        self.replace_digest(
+            "SELECT digest FROM entries WHERE file_id = ?1",
+            &entry.id.0,
+            digest,
+        )?;
+        self.txn
+            .prepare_cached(
+                "INSERT INTO entries(file_id, path, deleted, seq, digest, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(file_id) DO UPDATE SET path = excluded.path,
+                     deleted = excluded.deleted, seq = excluded.seq,
+                     digest = excluded.digest, data = excluded.data",
+            )?
+            .execute(params![
                 entry.id.0,
                 entry.current_path().as_str(),
                 entry.is_deleted(),
                 seq as i64,
-                data
-            ],
+                digest.to_vec(),
+                encode(entry)?
+            ])?;
+        Ok(())
+    }
+
+    /// Removes an entry for good (a collected tombstone).
+    pub fn remove_entry(&self, id: FileId) -> Result<()> {
+        self.replace_digest(
+            "SELECT digest FROM entries WHERE file_id = ?1",
+            &id.0,
+            [0; 32],
         )?;
+        self.txn
+            .prepare_cached("DELETE FROM entries WHERE file_id = ?1")?
+            .execute([id.0])?;
+        Ok(())
+    }
+
+    pub fn node(&self, id: NodeId) -> Result<Option<NodeRecord>> {
+        read_node(&self.txn, id)
+    }
+
+    /// An entry's part of the state digest: nothing for a stable tombstone.
+    fn digest_of(&self, entry: &FileEntry) -> Result<[u8; 32]> {
+        let mut known = self.known.borrow_mut();
+        if known.is_none() {
+            let ids = self
+                .txn
+                .prepare_cached("SELECT node_id FROM nodes")?
+                .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+                .map(|id| Ok(NodeId(fixed_meta(id?, "node id")?)))
+                .collect::<Result<Vec<_>>>()?;
+            *known = Some(ids);
+        }
+        let known = known.as_ref().expect("loaded above");
+        Ok(if entry.deletion_is_stable(known) {
+            [0; 32]
+        } else {
+            entry.digest()
+        })
+    }
+
+    /// Stores a node record, like [`Writer::put_entry`]. A node seen for the
+    /// first time may make stable tombstones unstable again: their digests
+    /// are recomputed.
+    pub fn put_node(&self, record: &NodeRecord) -> Result<()> {
+        if self.node(record.id)?.is_none() {
+            self.known.borrow_mut().take();
+            self.rehash_tombstones_with(record.id)?;
+        }
+        let seq = self.next("change_seq")?;
+        let digest = record.digest();
+        self.replace_digest(
+            "SELECT digest FROM nodes WHERE node_id = ?1",
+            &record.id.0,
+            digest,
+        )?;
+        self.txn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO nodes(node_id, seq, digest, data) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                record.id.0,
+                seq as i64,
+                digest.to_vec(),
+                encode(record)?
+            ])?;
+        Ok(())
+    }
+
+    /// Recomputes the digest of every tombstone, counting `newcomer` among
+    /// the known nodes.
+    fn rehash_tombstones_with(&self, newcomer: NodeId) -> Result<()> {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = self
+            .txn
+            .prepare_cached("SELECT file_id, data FROM entries WHERE deleted = 1")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut known: Vec<NodeId> = self
+            .txn
+            .prepare_cached("SELECT node_id FROM nodes")?
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .map(|id| Ok(NodeId(fixed_meta(id?, "node id")?)))
+            .collect::<Result<_>>()?;
+        known.push(newcomer);
+        for (id, data) in rows {
+            let entry: FileEntry = decode("file entry", &data)?;
+            let digest = if entry.deletion_is_stable(&known) {
+                [0; 32]
+            } else {
+                entry.digest()
+            };
+            self.replace_digest("SELECT digest FROM entries WHERE file_id = ?1", &id, digest)?;
+            self.txn
+                .prepare_cached("UPDATE entries SET digest = ?1 WHERE file_id = ?2")?
+                .execute(params![digest.to_vec(), id])?;
+        }
+        Ok(())
+    }
+
+    /// Swaps a row's old digest (found by `select_old` with `key`) for `new`
+    /// in the state digest; XOR makes the order of changes irrelevant.
+    fn replace_digest(&self, select_old: &str, key: &[u8], new: [u8; 32]) -> Result<()> {
+        let old: Option<Vec<u8>> = self
+            .txn
+            .prepare_cached(select_old)?
+            .query_row([key], |r| r.get(0))
+            .optional()?;
+        let mut state: [u8; 32] = fixed_meta(
+            self.txn
+                .prepare_cached("SELECT value FROM meta WHERE key = 'state_digest'")?
+                .query_row([], |r| r.get(0))?,
+            "state_digest",
+        )?;
+        if let Some(old) = old {
+            xor_into(&mut state, &fixed_meta(old, "row digest")?);
+        }
+        xor_into(&mut state, &new);
+        self.txn
+            .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'state_digest'")?
+            .execute([state.to_vec()])?;
+        Ok(())
+    }
+
+    /// Records that `peer` has merged this node's changes up to `seq`.
+    pub fn set_peer_has_mine(&self, peer: NodeId, seq: u64) -> Result<()> {
+        self.txn
+            .prepare_cached("INSERT OR REPLACE INTO peer_has_mine(node_id, seq) VALUES (?1, ?2)")?
+            .execute(params![peer.0, seq as i64])?;
+        Ok(())
+    }
+
+    /// Records that every change of `peer` up to `seq` (in its database
+    /// `incarnation`) is merged here.
+    pub fn set_peer_progress(&self, peer: NodeId, incarnation: [u8; 8], seq: u64) -> Result<()> {
+        self.txn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO peer_progress(node_id, incarnation, seq) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![peer.0, incarnation.to_vec(), seq as i64])?;
         Ok(())
     }
 
     pub fn put_local_file(&self, file: &LocalFile) -> Result<()> {
         let s = &file.stat;
-        self.txn.execute(
-            "INSERT OR REPLACE INTO local_files(path, file_id, hash, size, mtime_ns, ctime_ns, inode, dev)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
+        self.txn.prepare_cached("INSERT OR REPLACE INTO local_files(path, file_id, hash, size, mtime_ns, ctime_ns, inode, dev)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
                 file.path.as_str(),
                 file.file_id.0,
                 file.hash.0,
@@ -247,24 +568,25 @@ impl Writer<'_> {
 
     pub fn remove_local_file(&self, path: &RepoPath) -> Result<()> {
         self.txn
-            .execute("DELETE FROM local_files WHERE path = ?1", [path.as_str()])?;
+            .prepare_cached("DELETE FROM local_files WHERE path = ?1")?
+            .execute([path.as_str()])?;
         Ok(())
     }
 
     pub fn put_manifest(&self, hash: ContentHash, manifest: &Manifest) -> Result<()> {
         let data = encode(manifest)?;
-        self.txn.execute(
-            "INSERT OR IGNORE INTO manifests(hash, chunks) VALUES (?1, ?2)",
-            params![hash.0, data],
-        )?;
+        self.txn
+            .prepare_cached("INSERT OR IGNORE INTO manifests(hash, chunks) VALUES (?1, ?2)")?
+            .execute(params![hash.0, data])?;
         Ok(())
     }
 
     pub fn add_peer(&self, peer: &PeerRecord) -> Result<()> {
-        self.txn.execute(
-            "INSERT INTO peers(name, node_id, addr, added_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![peer.name, peer.node_id.0, peer.addr, peer.added_ms],
-        )?;
+        self.txn
+            .prepare_cached(
+                "INSERT INTO peers(name, node_id, addr, added_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![peer.name, peer.node_id.0, peer.addr, peer.added_ms])?;
         Ok(())
     }
 
@@ -272,7 +594,8 @@ impl Writer<'_> {
     pub fn remove_peer(&self, name: &str) -> Result<bool> {
         Ok(self
             .txn
-            .execute("DELETE FROM peers WHERE name = ?1", [name])?
+            .prepare_cached("DELETE FROM peers WHERE name = ?1")?
+            .execute([name])?
             > 0)
     }
 
@@ -285,11 +608,40 @@ impl Writer<'_> {
 
 fn read_entry(conn: &Connection, id: FileId) -> Result<Option<FileEntry>> {
     let data: Option<Vec<u8>> = conn
-        .query_row("SELECT data FROM entries WHERE file_id = ?1", [id.0], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT data FROM entries WHERE file_id = ?1")?
+        .query_row([id.0], |r| r.get(0))
         .optional()?;
     data.map(|d| decode("file entry", &d)).transpose()
+}
+
+/// Whether the database holds any replicated state or sync history.
+fn holds_state(conn: &Connection) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM entries) OR EXISTS(SELECT 1 FROM peer_progress)
+                OR (SELECT COUNT(*) FROM nodes) > 1",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+fn xor_into(acc: &mut [u8; 32], digest: &[u8; 32]) {
+    for (a, d) in acc.iter_mut().zip(digest) {
+        *a ^= d;
+    }
+}
+
+fn fixed_meta<const N: usize>(bytes: Vec<u8>, what: &str) -> Result<[u8; N]> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not {N} bytes")))
+}
+
+fn read_node(conn: &Connection, id: NodeId) -> Result<Option<NodeRecord>> {
+    let data: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT data FROM nodes WHERE node_id = ?1")?
+        .query_row([id.0], |r| r.get(0))
+        .optional()?;
+    data.map(|d| decode("node record", &d)).transpose()
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {

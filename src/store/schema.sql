@@ -1,7 +1,10 @@
 -- Harmony state database, schema version 1.
 -- Replicated state lives in `entries`; everything else is this location's own.
 
--- Small settings and counters: repo_id, node_name, listen, counters, chunking.
+-- Small settings and counters: repo_id, node_name, listen, chunking,
+-- incarnation (random, new with every database), write_counter (this node's
+-- version-vector counter), change_seq (the last change sequence given to an
+-- entry) and state_digest (XOR of every entry's digest).
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -10,12 +13,14 @@ CREATE TABLE meta (
 -- One row per file of the repository (also files not held here, and
 -- tombstones), as a postcard-encoded model::FileEntry. `path` and `deleted`
 -- mirror the entry for lookups; `seq` is this node's change sequence at the
--- row's last change, so "everything changed since N" is one index range.
+-- row's last change, so "everything changed since N" is one index range;
+-- `digest` is the entry's fingerprint, kept to update state_digest.
 CREATE TABLE entries (
     file_id BLOB PRIMARY KEY,
     path    TEXT NOT NULL,
     deleted INTEGER NOT NULL,
     seq     INTEGER NOT NULL,
+    digest  BLOB NOT NULL,
     data    BLOB NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX entries_by_path ON entries(path);
@@ -34,6 +39,7 @@ CREATE TABLE local_files (
     dev      INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX local_files_by_hash ON local_files(hash);
+CREATE INDEX local_files_by_id ON local_files(file_id);
 
 -- Chunk manifests of contents cut into more than one chunk (a content of one
 -- chunk is its own manifest: its chunk hash is its content hash).
@@ -48,4 +54,29 @@ CREATE TABLE peers (
     node_id  BLOB NOT NULL UNIQUE,
     addr     TEXT NOT NULL,
     added_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Every known node's record (model::NodeRecord, postcard), replicated like
+-- entries: `seq` and `digest` as there.
+CREATE TABLE nodes (
+    node_id BLOB PRIMARY KEY,
+    seq     INTEGER NOT NULL,
+    digest  BLOB NOT NULL,
+    data    BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX nodes_by_seq ON nodes(seq);
+
+-- How far this node has merged each peer's changes: every entry the peer
+-- had given a change sequence <= seq, in the peer's database `incarnation`.
+CREATE TABLE peer_progress (
+    node_id     BLOB PRIMARY KEY,
+    incarnation BLOB NOT NULL,
+    seq         INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- How far each peer has merged this node's changes, as it said in its last
+-- sync hello: a tombstone is removed only once every peer has it.
+CREATE TABLE peer_has_mine (
+    node_id BLOB PRIMARY KEY,
+    seq     INTEGER NOT NULL
 ) WITHOUT ROWID;

@@ -26,6 +26,16 @@ impl Location {
         Location { dir, repo }
     }
 
+    /// A new location of `other`'s repository (as its first sync would make it).
+    pub fn joining(name: &str, other: &Location) -> Location {
+        let mut loc = Location::new(name);
+        assert!(loc
+            .repo
+            .join_if_fresh(other.repo.settings().repo_id)
+            .unwrap());
+        loc
+    }
+
     pub fn root(&self) -> PathBuf {
         self.repo.root().to_path_buf()
     }
@@ -36,10 +46,13 @@ impl Location {
         write_old(&self.root().join(path), bytes);
     }
 
+    /// Commits; deleting every file is allowed here (tests that check the
+    /// mass-deletion guard call `repo.commit` themselves).
     pub fn commit(&mut self) -> CommitReport {
-        self.repo
-            .commit(&CommitOptions::default(), &NoProgress)
-            .expect("commit")
+        let options = CommitOptions {
+            allow_mass_delete: true,
+        };
+        self.repo.commit(&options, &NoProgress).expect("commit")
     }
 
     pub fn ls(&self) -> Vec<ListedFile> {
@@ -94,4 +107,61 @@ pub fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(2) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// One bidirectional state sync between two locations, in process, through
+/// the same library calls the network session makes: commit, hellos, batches
+/// both ways, merge, apply to the working trees. Returns the number of
+/// batches exchanged (0 when the digests were equal).
+pub fn sync_pair(a: &mut Location, b: &mut Location) -> usize {
+    a.commit();
+    b.commit();
+    sync_pair_committed(a, b)
+}
+
+/// [`sync_pair`] without the commits first: what is in the working trees but
+/// not committed stays a local change.
+pub fn sync_pair_committed(a: &mut Location, b: &mut Location) -> usize {
+    use harmony::sync;
+    // A fresh location joins the repository of its first peer.
+    let repo_a = a.repo.settings().repo_id;
+    let repo_b = b.repo.settings().repo_id;
+    assert!(b.repo.join_if_fresh(repo_a).unwrap() || a.repo.join_if_fresh(repo_b).unwrap());
+    let (id_a, id_b) = (a.repo.node_id(), b.repo.node_id());
+    let hello_a = sync::hello(a.repo.store(), id_b).unwrap();
+    let hello_b = sync::hello(b.repo.store(), id_a).unwrap();
+    let in_sync = sync::begin(a.repo.store_mut(), id_b, &hello_a, &hello_b).unwrap();
+    sync::begin(b.repo.store_mut(), id_a, &hello_b, &hello_a).unwrap();
+    if in_sync {
+        sync::collect_tombstones(a.repo.store_mut()).unwrap();
+        sync::collect_tombstones(b.repo.store_mut()).unwrap();
+        return 0;
+    }
+    let batches = |loc: &Location, mine: &sync::SyncHello, theirs: &sync::SyncHello| {
+        let mut out = sync::Outgoing::new(sync::send_from(mine, theirs), mine);
+        let mut batches = Vec::new();
+        while let Some(batch) = out.next_batch(loc.repo.store()).unwrap() {
+            batches.push(batch);
+        }
+        batches
+    };
+    let from_a = batches(a, &hello_a, &hello_b);
+    let from_b = batches(b, &hello_b, &hello_a);
+    let count = from_a.len() + from_b.len();
+    for (to, from_id, hello, batches) in [
+        (&mut *b, id_a, &hello_a, from_a),
+        (&mut *a, id_b, &hello_b, from_b),
+    ] {
+        let me = to.repo.node_id();
+        let mut changed = Vec::new();
+        for batch in batches {
+            let merged =
+                sync::merge_batch(to.repo.store_mut(), me, from_id, hello.incarnation, batch)
+                    .unwrap();
+            changed.extend(merged.changed);
+        }
+        to.repo.apply_remote(&changed).unwrap();
+        sync::collect_tombstones(to.repo.store_mut()).unwrap();
+    }
+    count
 }

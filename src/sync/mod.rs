@@ -1,0 +1,247 @@
+//! State sync, the part that is independent of the transport: what a node
+//! says first (a digest and how far it has merged the other's changes),
+//! which entries it then sends (only those changed since that point, in
+//! bounded batches, in change order), and how received batches are merged.
+//!
+//! One session, seen from either side:
+//! 1. both send a [`SyncHello`];
+//! 2. equal digests: done, after one round trip;
+//! 3. otherwise both stream [`Batch`]es of what the other lacks, from
+//!    [`Outgoing`], and merge the other's batches with [`merge_batch`];
+//!    each merged batch records how far the other's changes are merged, so a
+//!    cut connection resumes where it stopped.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{FileEntry, NodeId, NodeRecord};
+use crate::store::{Store, StoreError};
+
+/// Entries per batch, at most; batches also stay under [`BATCH_BYTES`].
+pub const BATCH_ENTRIES: usize = 1024;
+/// Encoded bytes per batch, at most (one entry alone may exceed it, up to
+/// the frame limit).
+pub const BATCH_BYTES: usize = 256 * 1024;
+
+/// What a node says first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncHello {
+    /// XOR of the digests of every entry held: equal digests, equal state.
+    pub digest: [u8; 32],
+    /// The sender's database incarnation and last change sequence.
+    pub incarnation: [u8; 8],
+    pub seq: u64,
+    /// How far the sender has merged the receiver's changes: the receiver's
+    /// incarnation and change sequence, if the sender knows.
+    pub merged_yours: Option<([u8; 8], u64)>,
+}
+
+/// A run of entries in the sender's change order. After merging it, the
+/// receiver holds every change of the sender up to `upto`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub entries: Vec<FileEntry>,
+    /// Node records changed in the same range of the sender's changes.
+    pub nodes: Vec<NodeRecord>,
+    pub upto: u64,
+}
+
+/// The hello this node sends to `peer`.
+pub fn hello(store: &Store, peer: NodeId) -> Result<SyncHello, StoreError> {
+    Ok(SyncHello {
+        digest: store.state_digest()?,
+        incarnation: store.incarnation()?,
+        seq: store.change_seq()?,
+        merged_yours: store.peer_progress(peer)?,
+    })
+}
+
+/// The change sequence after which this node must send its entries, given
+/// the peer's hello: where the peer says it is, unless that claim is about
+/// another incarnation of this database or lies in its future (a restored
+/// backup), in which case everything is sent.
+pub fn send_from(mine: &SyncHello, theirs: &SyncHello) -> u64 {
+    match theirs.merged_yours {
+        Some((incarnation, seq)) if incarnation == mine.incarnation && seq <= mine.seq => seq,
+        _ => 0,
+    }
+}
+
+/// The batches this node sends, read lazily from the store. The last batch
+/// is always empty: it only tells the receiver how far it is now up to date.
+pub struct Outgoing {
+    after: u64,
+    /// This node's change sequence when the session began: everything up to
+    /// it is covered once the iteration ends.
+    floor: u64,
+    done: bool,
+}
+
+impl Outgoing {
+    /// Sends the changes after `after`, given this node's `hello`.
+    pub fn new(after: u64, hello: &SyncHello) -> Self {
+        Outgoing {
+            after,
+            floor: hello.seq,
+            done: false,
+        }
+    }
+
+    /// The next batch, or `None` after the final, empty one. Entries changed
+    /// while sending move to a later sequence and are sent later, so none is
+    /// missed.
+    pub fn next_batch(&mut self, store: &Store) -> Result<Option<Batch>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let start = self.after;
+        let rows = store.entries_since(start, BATCH_ENTRIES)?;
+        if rows.is_empty() {
+            self.done = true;
+            return Ok(Some(Batch {
+                entries: Vec::new(),
+                nodes: store.nodes_between(start, u64::MAX)?,
+                upto: self.after.max(self.floor),
+            }));
+        }
+        let mut entries = Vec::with_capacity(rows.len());
+        let mut bytes = 0;
+        for (seq, entry) in rows {
+            let size = postcard::experimental::serialized_size(&entry).unwrap_or(usize::MAX);
+            if !entries.is_empty() && bytes + size > BATCH_BYTES {
+                break;
+            }
+            bytes += size;
+            entries.push(entry);
+            self.after = seq;
+        }
+        Ok(Some(Batch {
+            entries,
+            nodes: store.nodes_between(start, self.after)?,
+            upto: self.after,
+        }))
+    }
+}
+
+/// What merging one batch did.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// Entries that changed here, as they are now.
+    pub changed: Vec<FileEntry>,
+    /// Entries and node records refused as malformed.
+    pub rejected: usize,
+}
+
+/// Merges a batch received from `peer` (database `incarnation`) in one
+/// transaction, and records that `peer`'s changes up to `batch.upto` are
+/// merged. Only entries that really change are written, so merging what is
+/// already known costs no write and no new change sequence.
+pub fn merge_batch(
+    store: &mut Store,
+    me: NodeId,
+    peer: NodeId,
+    incarnation: [u8; 8],
+    batch: Batch,
+) -> Result<Merged, StoreError> {
+    let known: Vec<NodeId> = store.nodes()?.into_iter().map(|n| n.id).collect();
+    let writer = store.write()?;
+    let mut merged = Merged::default();
+    for incoming in batch.entries {
+        let Some(incoming) = incoming.normalized() else {
+            merged.rejected += 1;
+            continue;
+        };
+        let updated = match writer.entry(incoming.id)? {
+            Some(local) => {
+                let mut updated = local.clone();
+                updated.merge_remote(&incoming, me);
+                updated.acknowledge_deletion(me);
+                (updated != local).then_some(updated)
+            }
+            // A stable tombstone unknown here was collected here already (or
+            // is of a file never seen): taking it again would only send it
+            // back and forth.
+            None if incoming.deletion_is_stable(&known) => None,
+            None => {
+                let mut fresh = incoming.clone();
+                fresh.holders.remove(&me);
+                fresh.deletion_seen.remove(&me);
+                fresh.acknowledge_deletion(me);
+                Some(fresh)
+            }
+        };
+        if let Some(entry) = updated {
+            writer.put_entry(&entry)?;
+            merged.changed.push(entry);
+        }
+    }
+    for incoming in batch.nodes {
+        if !incoming.is_valid() {
+            merged.rejected += 1;
+            continue;
+        }
+        if incoming.id == me {
+            continue; // only this node writes its own record
+        }
+        let updated = match writer.node(incoming.id)? {
+            Some(local) => {
+                let mut updated = local.clone();
+                updated.merge(&incoming);
+                (updated != local).then_some(updated)
+            }
+            None => Some(incoming),
+        };
+        if let Some(record) = updated {
+            writer.put_node(&record)?;
+        }
+    }
+    writer.set_peer_progress(peer, incarnation, batch.upto)?;
+    writer.commit()?;
+    Ok(merged)
+}
+
+/// Takes in the peer's hello before any batch: remembers how far the peer
+/// has merged this node's changes, and, when the digests are equal (the
+/// session ends here), that each side has all of the other's changes.
+/// Returns whether the digests are equal.
+pub fn begin(
+    store: &mut Store,
+    peer: NodeId,
+    mine: &SyncHello,
+    theirs: &SyncHello,
+) -> Result<bool, StoreError> {
+    let in_sync = mine.digest == theirs.digest;
+    let writer = store.write()?;
+    if in_sync {
+        writer.set_peer_progress(peer, theirs.incarnation, theirs.seq)?;
+        writer.set_peer_has_mine(peer, mine.seq)?;
+    } else {
+        writer.set_peer_has_mine(peer, send_from(mine, theirs))?;
+    }
+    writer.commit()?;
+    Ok(in_sync)
+}
+
+/// Removes tombstones that are stable (every known node has seen the
+/// deletion) and that every direct peer already has with that knowledge, so
+/// that none of them sends it back. Returns how many were removed.
+pub fn collect_tombstones(store: &mut Store) -> Result<usize, StoreError> {
+    let known: Vec<NodeId> = store.nodes()?.into_iter().map(|n| n.id).collect();
+    let merged_by_peers = store.merged_by_all_peers()?;
+    let collectable: Vec<_> = store
+        .tombstones()?
+        .into_iter()
+        .filter(|(seq, entry)| {
+            entry.deletion_is_stable(&known) && merged_by_peers.is_none_or(|m| *seq <= m)
+        })
+        .map(|(_, entry)| entry.id)
+        .collect();
+    if collectable.is_empty() {
+        return Ok(0);
+    }
+    let writer = store.write()?;
+    for id in &collectable {
+        writer.remove_entry(*id)?;
+    }
+    writer.commit()?;
+    Ok(collectable.len())
+}

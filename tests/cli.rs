@@ -1,0 +1,177 @@
+//! The `harmony` binary driven as a user would: output formats, exit codes,
+//! and what the command line promises in CLI.md.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+use support::write_old;
+
+fn harmony(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("harmony").unwrap();
+    cmd.arg("-C").arg(dir);
+    cmd
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let out = harmony(dir).arg("--json").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn init_creates_an_identity_and_refuses_to_run_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    harmony(dir.path())
+        .args(["init", "--name", "laptop", "--listen", "127.0.0.1:7447"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("node id: "));
+    let key = dir.path().join(".harmony/node.key");
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    let id = json(dir.path(), &["id"]);
+    assert_eq!(id["name"], "laptop");
+    assert_eq!(id["listen"], "127.0.0.1:7447");
+    let node_id = id["id"].as_str().unwrap();
+    assert!(node_id.parse::<harmony::model::NodeId>().is_ok());
+
+    harmony(dir.path())
+        .arg("init")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("already a Harmony location"));
+    // The identity is unchanged by the refused init.
+    assert_eq!(json(dir.path(), &["id"])["id"], node_id);
+}
+
+#[test]
+fn init_validates_its_arguments_and_nesting() {
+    let dir = tempfile::tempdir().unwrap();
+    harmony(dir.path())
+        .args(["init", "--listen", "nowhere"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("invalid listen address"));
+    harmony(dir.path())
+        .args(["init", "--name", "has space"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("invalid node name"));
+    assert!(!dir.path().join(".harmony").exists());
+    harmony(dir.path()).arg("init").assert().success();
+    let inner = dir.path().join("inner");
+    fs::create_dir(&inner).unwrap();
+    harmony(&inner)
+        .arg("init")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("inside the Harmony location"));
+}
+
+#[test]
+fn errors_and_usage_have_their_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    harmony(dir.path())
+        .arg("status")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with(
+            "error: not inside a Harmony location",
+        ));
+    harmony(dir.path()).arg("frobnicate").assert().code(2);
+    harmony(dir.path())
+        .args(["commit", "--no-such-flag"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn commit_ls_and_status_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    harmony(root)
+        .args(["init", "--name", "a"])
+        .assert()
+        .success();
+    write_old(&root.join("music/song.flac"), &[1u8; 70_000]);
+    write_old(&root.join("readme.txt"), b"hello");
+
+    let status = json(root, &["status"]);
+    assert_eq!(status.as_array().unwrap().len(), 2);
+    assert_eq!(status[0]["state"], "new");
+
+    // In a pipe: no progress bar, no warnings, only the summary on stdout.
+    harmony(root)
+        .arg("commit")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("2 added"))
+        .stderr("");
+    harmony(root)
+        .args(["-q", "commit"])
+        .assert()
+        .success()
+        .stdout("");
+
+    let ls = json(root, &["ls"]);
+    let files = ls.as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    let song = &files[0];
+    assert_eq!(song["path"], "music/song.flac");
+    assert_eq!(song["size"], 70_000);
+    assert_eq!(song["hash"], blake3::hash(&[1u8; 70_000]).to_hex().as_str());
+    assert_eq!(song["present"], true);
+    assert_eq!(song["copies"], 1);
+    assert_eq!(song["state"], "ok");
+
+    // `ls PATH` is relative to the current folder, and works from a sub-folder.
+    let music = json(&root.join("music"), &["ls", "."]);
+    assert_eq!(music.as_array().unwrap().len(), 1);
+    let by_prefix = json(root, &["ls", "music"]);
+    assert_eq!(by_prefix.as_array().unwrap().len(), 1);
+
+    fs::write(root.join("readme.txt"), b"changed").unwrap();
+    let status = json(root, &["status"]);
+    assert_eq!(status[0]["path"], "readme.txt");
+    assert_eq!(status[0]["state"], "modified");
+    harmony(root)
+        .arg("status")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("modified  readme.txt"));
+}
+
+#[test]
+fn commit_refuses_to_record_an_emptied_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    harmony(root).arg("init").assert().success();
+    for i in 0..5 {
+        write_old(&root.join(format!("disk/{i}.bin")), &[i; 10]);
+    }
+    harmony(root).arg("commit").assert().success();
+    fs::remove_dir_all(root.join("disk")).unwrap();
+    harmony(root)
+        .arg("commit")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--allow-mass-delete"));
+    harmony(root)
+        .args(["commit", "--allow-mass-delete"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("5 deleted"));
+}

@@ -1,0 +1,384 @@
+//! State sync between locations in one process, through the library calls
+//! the network session makes (no network): merge rules, transitive
+//! knowledge, and the working tree after a sync.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use harmony::model::RepoPath;
+use harmony::FileState;
+use support::{b3, pseudo_random, sync_pair, sync_pair_committed, Location};
+
+fn states(loc: &Location) -> BTreeMap<String, (FileState, bool)> {
+    loc.ls()
+        .into_iter()
+        .map(|f| (f.path.to_string(), (f.state, f.present)))
+        .collect()
+}
+
+fn digest(loc: &Location) -> [u8; 32] {
+    loc.repo.store().state_digest().unwrap()
+}
+
+#[test]
+fn a_fresh_location_joins_and_learns_everything_transitively() {
+    let (mut a, mut b, mut c) = (Location::new("a"), Location::new("b"), Location::new("c"));
+    a.write("music/one.flac", &pseudo_random(100_000, 1));
+    a.write("docs/readme.txt", b"hello");
+    assert!(sync_pair(&mut a, &mut b) > 0);
+    assert_eq!(b.repo.settings().repo_id, a.repo.settings().repo_id);
+    assert!(sync_pair(&mut b, &mut c) > 0);
+    assert_eq!(digest(&b), digest(&c));
+    // c's own record reaches a through b.
+    assert!(sync_pair(&mut a, &mut b) > 0);
+    assert_eq!(digest(&a), digest(&c));
+
+    let listed = c.ls();
+    assert_eq!(listed.len(), 2);
+    for file in &listed {
+        assert!(!file.present, "content does not travel with state");
+        assert_eq!(file.copies, 1);
+    }
+    let entry = c.repo.store().entries().unwrap().remove(0);
+    assert!(entry.holders.contains_key(&a.repo.node_id()));
+    // c knows a's name and address, though it never talked to a.
+    let record = c
+        .repo
+        .store()
+        .node(a.repo.node_id())
+        .unwrap()
+        .expect("a's record");
+    assert_eq!(record.name, "a");
+    assert_eq!(record.addrs, [a.repo.settings().listen.clone()]);
+    assert_eq!(c.repo.store().nodes().unwrap().len(), 3);
+    // Nothing was written to the working trees of b and c.
+    assert!(!c.root().join("music").exists());
+    // A location with state of its own does not change repository.
+    let mut d = Location::new("d");
+    d.write("mine.txt", b"d's own");
+    d.commit();
+    assert!(!d.repo.join_if_fresh(a.repo.settings().repo_id).unwrap());
+}
+
+#[test]
+fn sync_is_idempotent_and_digest_first() {
+    let (mut a, mut b) = (Location::new("a"), Location::new("b"));
+    a.write("f.txt", b"x");
+    assert!(sync_pair(&mut a, &mut b) > 0);
+    assert_eq!(
+        sync_pair(&mut a, &mut b),
+        0,
+        "equal digests: nothing exchanged"
+    );
+    assert_eq!(sync_pair(&mut b, &mut a), 0);
+    // After a change, only the changed entry travels.
+    a.write("g.txt", b"y");
+    a.commit();
+    let seq_before = b.repo.store().change_seq().unwrap();
+    sync_pair(&mut a, &mut b);
+    assert_eq!(b.repo.store().change_seq().unwrap(), seq_before + 1);
+    assert_eq!(digest(&a), digest(&b));
+}
+
+/// a and b both hold `shared.bin` after this.
+fn shared_pair(bytes: &[u8]) -> (Location, Location) {
+    let (mut a, mut b) = (Location::new("a"), Location::new("b"));
+    a.write("shared.bin", bytes);
+    sync_pair(&mut a, &mut b);
+    // b takes a copy by hand (as `get` will) and commits it: both hold it.
+    b.write("shared.bin", bytes);
+    b.commit();
+    sync_pair(&mut a, &mut b);
+    assert_eq!(a.ls()[0].copies, 2);
+    (a, b)
+}
+
+#[test]
+fn a_rename_here_and_an_edit_there_merge_into_one_renamed_edited_file() {
+    let original = pseudo_random(50_000, 2);
+    let (mut a, mut b) = shared_pair(&original);
+    fs::create_dir(a.root().join("renamed")).unwrap();
+    fs::rename(
+        a.root().join("shared.bin"),
+        a.root().join("renamed/new.bin"),
+    )
+    .unwrap();
+    let edited = pseudo_random(50_000, 3);
+    b.write("shared.bin", &edited);
+    sync_pair(&mut a, &mut b);
+    assert_eq!(digest(&a), digest(&b));
+
+    // One file, renamed and edited, on both sides; no conflict.
+    for loc in [&a, &b] {
+        let listed = loc.ls();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].path.as_str(), "renamed/new.bin");
+        assert_eq!(listed[0].hash.as_deref(), Some(b3(&edited).as_str()));
+    }
+    // b's working tree followed the rename, keeping its edit.
+    assert_eq!(fs::read(b.root().join("renamed/new.bin")).unwrap(), edited);
+    assert!(!b.root().join("shared.bin").exists());
+    // a still holds the old content under the new name: outdated until `get`.
+    assert_eq!(states(&a)["renamed/new.bin"], (FileState::Outdated, false));
+    assert_eq!(
+        fs::read(a.root().join("renamed/new.bin")).unwrap(),
+        original
+    );
+}
+
+#[test]
+fn concurrent_edits_are_a_conflict_with_both_versions_kept() {
+    let (mut a, mut b) = shared_pair(b"base");
+    a.write("shared.bin", b"edit by a");
+    b.write("shared.bin", b"edit by b");
+    sync_pair(&mut a, &mut b);
+    assert_eq!(digest(&a), digest(&b));
+    for loc in [&a, &b] {
+        assert_eq!(states(loc)["shared.bin"].0, FileState::Conflict);
+        let entry = loc.repo.store().entries().unwrap().remove(0);
+        let hashes: Vec<_> = entry
+            .content
+            .versions()
+            .iter()
+            .filter_map(|v| v.value.hash())
+            .map(|h| h.to_string())
+            .collect();
+        assert!(hashes.contains(&b3(b"edit by a")) && hashes.contains(&b3(b"edit by b")));
+    }
+    // Each working tree keeps its own version.
+    assert_eq!(fs::read(a.root().join("shared.bin")).unwrap(), b"edit by a");
+    assert_eq!(fs::read(b.root().join("shared.bin")).unwrap(), b"edit by b");
+    let (status, _) = a.repo.status(&harmony::scan::NoProgress).unwrap();
+    assert!(status.iter().any(|l| l.state == FileState::Conflict));
+}
+
+#[test]
+fn an_edit_concurrent_with_a_delete_keeps_the_edit() {
+    let (mut a, mut b) = shared_pair(b"base");
+    fs::remove_file(a.root().join("shared.bin")).unwrap();
+    b.write("shared.bin", b"edited by b");
+    sync_pair(&mut a, &mut b);
+    assert_eq!(digest(&a), digest(&b));
+    assert_eq!(states(&a)["shared.bin"], (FileState::Ok, false));
+    assert_eq!(states(&b)["shared.bin"], (FileState::Ok, true));
+    assert_eq!(
+        fs::read(b.root().join("shared.bin")).unwrap(),
+        b"edited by b"
+    );
+}
+
+#[test]
+fn remote_renames_move_held_files_and_deletions_remove_them() {
+    let (mut a, mut b) = (Location::new("a"), Location::new("b"));
+    for i in 0..5 {
+        a.write(&format!("album/{i}.jpg"), &pseudo_random(10_000, i));
+    }
+    a.write("old.txt", b"to be deleted");
+    sync_pair(&mut a, &mut b);
+    // b holds copies of everything (as `get` would leave it).
+    for i in 0..5 {
+        b.write(&format!("album/{i}.jpg"), &pseudo_random(10_000, i));
+    }
+    b.write("old.txt", b"to be deleted");
+    sync_pair(&mut a, &mut b);
+
+    fs::rename(a.root().join("album"), a.root().join("album-2026")).unwrap();
+    fs::remove_file(a.root().join("old.txt")).unwrap();
+    sync_pair(&mut a, &mut b);
+
+    // The folder rename was applied on b without any content transfer.
+    assert!(!b.root().join("album").exists());
+    for i in 0..5 {
+        assert_eq!(
+            fs::read(b.root().join(format!("album-2026/{i}.jpg"))).unwrap(),
+            pseudo_random(10_000, i)
+        );
+    }
+    // The deleted file's last copy was on b: it went to the trash, not away.
+    assert!(!b.root().join("old.txt").exists());
+    let trash: Vec<_> = fs::read_dir(b.root().join(".harmony/trash"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(trash.len(), 1);
+    assert_eq!(fs::read(&trash[0]).unwrap(), b"to be deleted");
+    // b now records exactly what its tree holds: a commit finds nothing.
+    assert_eq!(b.commit().changed(), 0);
+    // b's holder slot changed when the deletion was applied: one more
+    // exchange carries that back, then both agree.
+    assert!(sync_pair(&mut a, &mut b) > 0);
+    assert_eq!(sync_pair(&mut a, &mut b), 0);
+    let paths: Vec<String> = b.paths();
+    assert_eq!(paths.len(), 5);
+    assert!(paths.iter().all(|p| p.starts_with("album-2026/")));
+}
+
+#[test]
+fn a_file_changed_here_since_the_last_commit_is_never_moved_or_deleted() {
+    let (mut a, mut b) = shared_pair(b"base");
+    a.write("keep.txt", b"k");
+    sync_pair(&mut a, &mut b);
+    b.write("keep.txt", b"k");
+    b.commit();
+    sync_pair(&mut a, &mut b);
+
+    fs::rename(a.root().join("shared.bin"), a.root().join("moved.bin")).unwrap();
+    fs::remove_file(a.root().join("keep.txt")).unwrap();
+    a.commit();
+    // b changes both files after its last commit, then syncs without committing.
+    fs::write(b.root().join("shared.bin"), b"local, uncommitted").unwrap();
+    fs::write(b.root().join("keep.txt"), b"also local").unwrap();
+    sync_pair_committed(&mut a, &mut b);
+    assert_eq!(
+        fs::read(b.root().join("shared.bin")).unwrap(),
+        b"local, uncommitted"
+    );
+    assert_eq!(fs::read(b.root().join("keep.txt")).unwrap(), b"also local");
+    assert!(!b.root().join("moved.bin").exists());
+    // The next commit records them as b's changes: the edit survives the delete.
+    b.commit();
+    sync_pair(&mut a, &mut b);
+    let listed = states(&b);
+    assert!(listed.contains_key("keep.txt"), "{listed:?}");
+    let path = RepoPath::new("moved.bin").unwrap();
+    let moved = b
+        .repo
+        .store()
+        .entries()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.current_path() == &path)
+        .expect("the renamed file");
+    assert!(!moved.is_deleted());
+}
+
+#[test]
+fn content_already_held_here_is_reused_instead_of_fetched() {
+    let (mut a, mut b) = shared_pair(b"version 1");
+    // b already has version 2 under another name (say, a download).
+    b.write("download.bin", b"version 2");
+    b.commit();
+    a.write("shared.bin", b"version 2");
+    sync_pair(&mut a, &mut b);
+    assert_eq!(fs::read(b.root().join("shared.bin")).unwrap(), b"version 2");
+    assert_eq!(states(&b)["shared.bin"], (FileState::Ok, true));
+    // Version 1 had a copy only on b: kept in the trash.
+    let trash = fs::read_dir(b.root().join(".harmony/trash"))
+        .unwrap()
+        .count();
+    assert_eq!(trash, 1);
+    assert_eq!(b.commit().changed(), 0);
+}
+
+#[test]
+fn resolve_keeps_the_chosen_version_and_the_resolution_syncs() {
+    use harmony::Keep;
+    let (mut a, mut b) = shared_pair(b"base");
+    a.write("shared.bin", b"edit by a");
+    b.write("shared.bin", b"edit by b");
+    sync_pair(&mut a, &mut b);
+    let conflicts = a.repo.conflicts().unwrap();
+    assert_eq!(conflicts.len(), 1);
+    let sides = &conflicts[0].sides;
+    assert_eq!(sides.len(), 2);
+    assert!(sides
+        .iter()
+        .any(|s| s.name.as_deref() == Some("b") && !s.here));
+    assert!(sides
+        .iter()
+        .any(|s| s.name.as_deref() == Some("a") && s.here));
+
+    let path = RepoPath::new("shared.bin").unwrap();
+    let err = b
+        .repo
+        .resolve(&path, &Keep::Node("nobody".into()))
+        .unwrap_err();
+    assert!(err.to_string().contains("no node is called"), "{err}");
+    let done = b.repo.resolve(&path, &Keep::Node("a".into())).unwrap();
+    assert_eq!(done.kept, b3(b"edit by a"));
+    assert!(b.repo.conflicts().unwrap().is_empty());
+    // b now holds an outdated version; a holds the kept one.
+    assert_eq!(states(&b)["shared.bin"], (FileState::Outdated, false));
+    sync_pair(&mut a, &mut b);
+    assert!(a.repo.conflicts().unwrap().is_empty());
+    assert_eq!(states(&a)["shared.bin"], (FileState::Ok, true));
+    assert_eq!(digest(&a), digest(&b));
+}
+
+#[test]
+fn resolve_both_keeps_every_version_under_its_own_name() {
+    use harmony::Keep;
+    let (mut a, mut b) = shared_pair(b"base");
+    a.write("shared.bin", b"edit by a");
+    b.write("shared.bin", b"edit by b");
+    sync_pair(&mut a, &mut b);
+    let path = RepoPath::new("shared.bin").unwrap();
+    let done = a.repo.resolve(&path, &Keep::Both).unwrap();
+    assert_eq!(
+        done.created,
+        [RepoPath::new("shared.conflict-b.bin").unwrap()]
+    );
+    sync_pair(&mut a, &mut b);
+    for loc in [&a, &b] {
+        assert!(loc.repo.conflicts().unwrap().is_empty());
+        let listed = loc.ls();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].path.as_str(), "shared.bin");
+        assert_eq!(listed[0].hash.as_deref(), Some(b3(b"edit by a").as_str()));
+        assert_eq!(listed[1].path.as_str(), "shared.conflict-b.bin");
+        assert_eq!(listed[1].hash.as_deref(), Some(b3(b"edit by b").as_str()));
+    }
+    // b had that version: it copied it to the new name, without a transfer.
+    assert_eq!(
+        fs::read(b.root().join("shared.conflict-b.bin")).unwrap(),
+        b"edit by b"
+    );
+    sync_pair(&mut a, &mut b);
+    assert_eq!(a.ls()[1].copies, 1);
+    assert!(!a.ls()[1].present);
+    assert!(b.ls()[1].present);
+}
+
+fn tombstones(loc: &Location) -> usize {
+    loc.repo.store().tombstones().unwrap().len()
+}
+
+#[test]
+fn tombstones_are_collected_once_every_known_node_has_seen_them() {
+    let (mut a, mut b, mut c) = (Location::new("a"), Location::new("b"), Location::new("c"));
+    a.write("doomed.txt", b"old news");
+    a.write("kept.txt", b"stays");
+    sync_pair(&mut a, &mut b);
+    sync_pair(&mut b, &mut c);
+    c.write("doomed.txt", b"old news"); // c holds a copy, then goes offline
+    c.commit();
+    sync_pair(&mut b, &mut c);
+
+    fs::remove_file(a.root().join("doomed.txt")).unwrap();
+    for _ in 0..4 {
+        sync_pair(&mut a, &mut b);
+    }
+    // c is known and has not seen the deletion: the tombstone must stay, or
+    // c's old copy would bring the file back.
+    assert_eq!(tombstones(&a), 1);
+    assert_eq!(tombstones(&b), 1);
+
+    // c comes back: it learns of the deletion (its copy goes to the trash,
+    // a's copy is gone too), acknowledges it, and nothing is resurrected.
+    sync_pair(&mut b, &mut c);
+    assert!(!c.root().join("doomed.txt").exists());
+    for _ in 0..4 {
+        sync_pair(&mut a, &mut b);
+        sync_pair(&mut b, &mut c);
+    }
+    for loc in [&a, &b, &c] {
+        assert_eq!(tombstones(loc), 0, "{}", loc.repo.settings().node_name);
+        assert_eq!(loc.paths(), ["kept.txt"]);
+    }
+    assert_eq!(digest(&a), digest(&b));
+    assert_eq!(digest(&b), digest(&c));
+    assert_eq!(sync_pair(&mut a, &mut b), 0);
+    assert_eq!(sync_pair(&mut b, &mut c), 0);
+}

@@ -1,0 +1,136 @@
+//! Random histories on 3-5 locations, synced in random orders: every
+//! location ends with the same digest, no committed version is lost, and
+//! every working tree agrees with what its location recorded.
+
+mod support;
+
+use std::collections::HashMap;
+use std::fs;
+
+use harmony::model::{Content, FileId, Versioned};
+use proptest::prelude::*;
+use support::{sync_pair, Location};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Write { node: usize, file: u8, byte: u8 },
+    Rename { node: usize, from: u8, to: u8 },
+    Delete { node: usize, file: u8 },
+    Sync { a: usize, b: usize },
+}
+
+fn op(nodes: usize) -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..nodes, 0u8..5, any::<u8>()).prop_map(|(node, file, byte)| Op::Write { node, file, byte }),
+        1 => (0..nodes, 0u8..5, 0u8..5).prop_map(|(node, from, to)| Op::Rename { node, from, to }),
+        1 => (0..nodes, 0u8..5).prop_map(|(node, file)| Op::Delete { node, file }),
+        3 => (0..nodes, 0..nodes).prop_map(|(a, b)| Op::Sync { a, b }),
+    ]
+}
+
+fn history() -> impl Strategy<Value = (usize, Vec<Op>)> {
+    (3usize..=5).prop_flat_map(|n| (Just(n), prop::collection::vec(op(n), 5..40)))
+}
+
+fn pair(locs: &mut [Location], a: usize, b: usize) -> (&mut Location, &mut Location) {
+    assert_ne!(a, b);
+    if a < b {
+        let (left, right) = locs.split_at_mut(b);
+        (&mut left[a], &mut right[0])
+    } else {
+        let (left, right) = locs.split_at_mut(a);
+        (&mut right[0], &mut left[b])
+    }
+}
+
+/// Every content version each location had after each of its commits.
+type Written = HashMap<FileId, Vec<Versioned<Content>>>;
+
+fn remember(written: &mut Written, loc: &Location) {
+    for entry in loc.repo.store().entries().unwrap() {
+        written
+            .entry(entry.id)
+            .or_default()
+            .extend(entry.content.versions().iter().cloned());
+    }
+}
+
+fn run(nodes: usize, ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut locs = vec![Location::new("n0")];
+    for i in 1..nodes {
+        locs.push(Location::joining(&format!("n{i}"), &locs[0]));
+    }
+    let mut written = Written::new();
+    for op in ops {
+        match *op {
+            Op::Write { node, file, byte } => {
+                locs[node].write(&format!("f{file}"), &[byte; 100]);
+            }
+            Op::Rename { node, from, to } => {
+                let root = locs[node].root();
+                let (from, to) = (root.join(format!("f{from}")), root.join(format!("f{to}")));
+                if from.exists() && !to.exists() {
+                    fs::rename(from, to).unwrap();
+                }
+            }
+            Op::Delete { node, file } => {
+                let _ = fs::remove_file(locs[node].root().join(format!("f{file}")));
+            }
+            Op::Sync { a, b } if a != b => {
+                let (x, y) = pair(&mut locs, a, b);
+                sync_pair(x, y);
+                remember(&mut written, x);
+                remember(&mut written, y);
+            }
+            Op::Sync { .. } => {}
+        }
+    }
+    // Gossip around the ring until everyone agrees.
+    for _ in 0..4 {
+        for i in 0..nodes {
+            let (x, y) = pair(&mut locs, i, (i + 1) % nodes);
+            sync_pair(x, y);
+            remember(&mut written, x);
+            remember(&mut written, y);
+        }
+    }
+    let digest = locs[0].repo.store().state_digest().unwrap();
+    for loc in &locs {
+        prop_assert_eq!(loc.repo.store().state_digest().unwrap(), digest);
+    }
+    let finals: HashMap<FileId, _> = locs[0]
+        .repo
+        .store()
+        .entries()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.id, e))
+        .collect();
+    for (id, versions) in &written {
+        // An entry gone from the state was a collected tombstone.
+        let Some(entry) = finals.get(id) else {
+            continue;
+        };
+        for version in versions {
+            let kept = entry
+                .content
+                .versions()
+                .iter()
+                .any(|held| held == version || held.version.dominates(&version.version));
+            prop_assert!(kept, "version lost: {:?}", version);
+        }
+    }
+    for loc in &mut locs {
+        prop_assert_eq!(loc.commit().changed(), 0, "tree and record disagree");
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn random_histories_converge_and_lose_nothing((nodes, ops) in history()) {
+        run(nodes, &ops)?;
+    }
+}
