@@ -682,3 +682,31 @@ async fn shutdown_closes_connections_and_stops_serving() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_node_may_talk_to_another_repository() {
+    within(60, async {
+        let p = pair();
+        let mut cfg = config(RepoId([0xcd; 16]), "client");
+        cfg.fresh = true;
+        let node = client(&p.client_ident, cfg);
+        let conn = node
+            .connect(p.server.addr, p.server.id(), "server")
+            .await
+            .expect("a fresh node is not a repository mismatch");
+        assert_eq!(conn.peer().repo_id, p.repo);
+        assert!(!conn.peer().fresh);
+        conn.ping(b"join me").await.unwrap();
+        // Once it joined, it announces the server's repository.
+        *node.membership().write().unwrap() = harmony::net::Membership {
+            repo_id: p.repo,
+            fresh: false,
+        };
+        let again = node
+            .connect(p.server.addr, p.server.id(), "server")
+            .await
+            .unwrap();
+        again.ping(b"member").await.unwrap();
+    })
+    .await;
+}

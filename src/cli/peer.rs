@@ -158,11 +158,18 @@ fn list(out: &Output) -> anyhow::Result<()> {
     out.report(&report, || {
         if report.is_empty() {
             if !out.quiet {
-                println!("no trusted peers; add one with `harmony peer add NAME NODE_ID HOST:PORT`");
+                println!(
+                    "no trusted peers; add one with `harmony peer add NAME NODE_ID HOST:PORT`"
+                );
             }
             return;
         }
-        let width = report.iter().map(|p| p.name.len()).max().unwrap_or(4).max(4);
+        let width = report
+            .iter()
+            .map(|p| p.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         for p in &report {
             println!("{:width$}  {}  {}", p.name, p.id, p.addr);
         }
@@ -196,6 +203,10 @@ struct PingReport {
     remote: String,
     protocol: u32,
     rtt_ms: Vec<f64>,
+    /// Set when the two locations are in different repositories because one
+    /// is fresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 fn ping(out: &Output, name: &str, count: u32) -> anyhow::Result<()> {
@@ -210,6 +221,7 @@ fn ping(out: &Output, name: &str, count: u32) -> anyhow::Result<()> {
         })?;
     let identity = repo.identity().clone();
     let settings = repo.settings().clone();
+    let fresh = repo.store().is_fresh()?;
     drop(repo);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -220,13 +232,19 @@ fn ping(out: &Output, name: &str, count: u32) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot resolve the address {} of peer {name}", peer.addr))?
             .next()
-            .with_context(|| format!("the address {} of peer {name} resolves to nothing", peer.addr))?;
+            .with_context(|| {
+                format!(
+                    "the address {} of peer {name} resolves to nothing",
+                    peer.addr
+                )
+            })?;
         let local: SocketAddr = if remote.is_ipv4() {
             "0.0.0.0:0".parse()?
         } else {
             "[::]:0".parse()?
         };
-        let config = NodeConfig::new(settings.repo_id, &settings.node_name, local);
+        let mut config = NodeConfig::new(settings.repo_id, &settings.node_name, local);
+        config.fresh = fresh;
         let node = Node::bind_client(identity, config)?;
         let conn = node.connect(remote, peer.node_id, name).await?;
         let mut rtt_ms = Vec::new();
@@ -238,6 +256,16 @@ fn ping(out: &Output, name: &str, count: u32) -> anyhow::Result<()> {
             rtt_ms.push(rtt.as_secs_f64() * 1000.0);
         }
         let protocol = conn.peer().version;
+        let joins = (conn.peer().repo_id != settings.repo_id).then(|| {
+            if fresh {
+                format!(
+                    "this location is fresh and joins repository {} at its first sync with {name}",
+                    conn.peer().repo_id
+                )
+            } else {
+                format!("{name} is fresh and joins this repository at its first sync")
+            }
+        });
         conn.close();
         node.shutdown().await;
         Ok::<_, anyhow::Error>(PingReport {
@@ -247,6 +275,7 @@ fn ping(out: &Output, name: &str, count: u32) -> anyhow::Result<()> {
             remote: remote.to_string(),
             protocol,
             rtt_ms,
+            note: joins,
         })
     })?;
     out.report(&report, || {
@@ -254,12 +283,18 @@ fn ping(out: &Output, name: &str, count: u32) -> anyhow::Result<()> {
             return;
         }
         for rtt in &report.rtt_ms {
-            println!("reply from {} ({}): {rtt:.2} ms", report.name, report.remote);
+            println!(
+                "reply from {} ({}): {rtt:.2} ms",
+                report.name, report.remote
+            );
         }
         println!(
-            "peer {} is reachable, trusts this node, same repository, protocol {}",
+            "peer {} is reachable, trusts this node, protocol {}",
             report.name, report.protocol
         );
+        if let Some(note) = &report.note {
+            println!("{note}");
+        }
     })
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use clap::Args;
 use harmony::model::STATE_DIR;
-use harmony::net::{Builtin, Node, NodeConfig, TrustList, TrustSource};
+use harmony::net::{Builtin, Membership, Node, NodeConfig, TrustList, TrustSource};
 use harmony::store::{Store, DB_FILE};
 use harmony::Repo;
 use serde::Serialize;
@@ -43,31 +43,39 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
     let settings = repo.settings().clone();
     let identity = repo.identity().clone();
     let peers = repo.store().peers()?;
+    let fresh = repo.store().is_fresh()?;
     let db = repo.root().join(STATE_DIR).join(DB_FILE);
     drop(repo);
 
-    // The trust list is re-read from the state database before each new
-    // connection's handshake, on a connection of its own, so `peer add` and
-    // `peer remove` apply while serving.
     let trust = TrustList::from_peers(peers.iter().map(|p| (p.node_id, p.name.clone())));
-    let store = Mutex::new(
-        Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?,
-    );
-    let source: TrustSource = Arc::new(move || {
-        let store = store.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(store
-            .peers()?
-            .into_iter()
-            .map(|p| (p.node_id, p.name))
-            .collect())
-    });
+    let store =
+        Mutex::new(Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let config = NodeConfig::new(settings.repo_id, &settings.node_name, listen);
+        let mut config = NodeConfig::new(settings.repo_id, &settings.node_name, listen);
+        config.fresh = fresh;
         let node = Node::bind(identity, config, trust)?;
+        // The trust list (and the repository membership, which changes when
+        // a fresh location joins a repository) is re-read from the state
+        // database before each new connection's handshake, on a connection of
+        // its own, so `peer add` and `peer remove` apply while serving.
+        let membership = node.membership();
+        let source: TrustSource = Arc::new(move || {
+            let store = store.lock().unwrap_or_else(|e| e.into_inner());
+            let current = Membership {
+                repo_id: store.settings()?.repo_id,
+                fresh: store.is_fresh()?,
+            };
+            *membership.write().unwrap_or_else(|e| e.into_inner()) = current;
+            Ok(store
+                .peers()?
+                .into_iter()
+                .map(|p| (p.node_id, p.name))
+                .collect())
+        });
         let bound = node.local_addr()?;
         let started = Started {
             id: node.node_id().to_string(),

@@ -31,8 +31,12 @@ pub const UDP_BUFFER: usize = 4 << 20;
 /// Settings of one node's endpoint.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
-    /// The repository this node belongs to (sent in `Hello`).
+    /// The repository this node belongs to (sent in `Hello`); the starting
+    /// value of [`Node::membership`](super::Node::membership).
     pub repo_id: RepoId,
+    /// This location is fresh (recorded nothing, synced with no one) and may
+    /// join a peer's repository.
+    pub fresh: bool,
     /// This node's name (sent in `Hello`, informational).
     pub node_name: String,
     /// Where to listen (`127.0.0.1:0` picks a free port).
@@ -59,6 +63,7 @@ impl NodeConfig {
     pub fn new(repo_id: RepoId, node_name: &str, listen: SocketAddr) -> Self {
         NodeConfig {
             repo_id,
+            fresh: false,
             node_name: node_name.to_owned(),
             listen,
             handshake_timeout: Duration::from_secs(10),

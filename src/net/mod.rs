@@ -17,7 +17,7 @@ pub use config::{
 };
 pub use error::NetError;
 pub use identity::{node_id_of_certificate, Identity, IdentityError};
-pub use node::{Node, PeerConnection, PeerInfo, Stats};
+pub use node::{Membership, Node, PeerConnection, PeerInfo, Stats};
 pub use server::{bulk_pattern, BoxFuture, Builtin, Handler, ServerEvent, TrustSource};
 pub use stream::FramedStream;
 pub use trust::TrustList;

@@ -15,7 +15,7 @@ use super::config::bind_socket;
 use super::stream::{connection_error, is_tls_refusal, FramedStream};
 use super::tls::{client_crypto, server_crypto, SERVER_NAME};
 use super::{Identity, NetError, NodeConfig, ServerEvent, TrustList};
-use crate::model::NodeId;
+use crate::model::{NodeId, RepoId};
 use crate::proto::{self, close, Hello, Request, Response};
 
 /// Who is at the other end of an established connection.
@@ -29,6 +29,12 @@ pub struct PeerInfo {
     pub own_name: String,
     /// The negotiated protocol version.
     pub version: u32,
+    /// The repository the peer said it belongs to. It differs from ours only
+    /// when one side is fresh: the fresh side joins the other's repository
+    /// (that is the state-sync layer's job, e.g. `Repo::join_if_fresh`).
+    pub repo_id: RepoId,
+    /// The peer is fresh.
+    pub fresh: bool,
     pub addr: SocketAddr,
 }
 
@@ -68,8 +74,16 @@ impl Drop for Gauge {
     }
 }
 
+/// The repository a node belongs to right now, as its `Hello` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Membership {
+    pub repo_id: RepoId,
+    pub fresh: bool,
+}
+
 /// One node's endpoint: its identity, settings, trust list and QUIC socket.
 pub struct Node {
+    pub(crate) membership: Arc<std::sync::RwLock<Membership>>,
     pub(crate) endpoint: Endpoint,
     pub(crate) identity: Arc<Identity>,
     pub(crate) config: NodeConfig,
@@ -104,7 +118,12 @@ impl Node {
         )
         .map_err(bind_err)?;
         let (events, _) = broadcast::channel(256);
+        let membership = Arc::new(std::sync::RwLock::new(Membership {
+            repo_id: config.repo_id,
+            fresh: config.fresh,
+        }));
         Ok(Node {
+            membership,
             endpoint,
             identity: Arc::new(identity),
             config,
@@ -130,7 +149,12 @@ impl Node {
         )
         .map_err(bind_err)?;
         let (events, _) = broadcast::channel(16);
+        let membership = Arc::new(std::sync::RwLock::new(Membership {
+            repo_id: config.repo_id,
+            fresh: config.fresh,
+        }));
         Ok(Node {
+            membership,
             endpoint,
             identity: Arc::new(identity),
             config,
@@ -167,13 +191,21 @@ impl Node {
         self.events.subscribe()
     }
 
+    /// The repository this node announces; shared, so whoever keeps it
+    /// current (a join, the end of freshness) can update it while serving.
+    pub fn membership(&self) -> Arc<std::sync::RwLock<Membership>> {
+        self.membership.clone()
+    }
+
     pub(crate) fn our_hello(&self) -> Hello {
+        let membership = *self.membership.read().unwrap_or_else(|e| e.into_inner());
         Hello {
             version: self.config.protocol.0,
             min_version: self.config.protocol.1,
-            repo_id: self.config.repo_id,
+            repo_id: membership.repo_id,
             node_id: self.node_id(),
             node_name: self.config.node_name.clone(),
+            fresh: membership.fresh,
         }
     }
 
@@ -281,6 +313,8 @@ impl Node {
                     name: peer.to_owned(),
                     own_name: hello.node_name,
                     version,
+                    repo_id: hello.repo_id,
+                    fresh: hello.fresh,
                     addr,
                 },
                 our_name: self.config.node_name.clone(),

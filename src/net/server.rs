@@ -118,6 +118,7 @@ struct Shared {
     trust: TrustList,
     stats: Arc<Stats>,
     events: tokio::sync::broadcast::Sender<ServerEvent>,
+    membership: Arc<std::sync::RwLock<super::node::Membership>>,
     hello: proto::Hello,
 }
 
@@ -145,6 +146,7 @@ impl Node {
             trust: self.trust.clone(),
             stats: self.stats.clone(),
             events: self.events.clone(),
+            membership: self.membership(),
             hello: self.our_hello(),
         });
         let mut connections = JoinSet::new();
@@ -285,10 +287,18 @@ async fn serve_connection(shared: Arc<Shared>, incoming: Incoming) {
             return refused(Some(node_id), "no Hello in time".into());
         }
     };
-    let verdict = proto::check_hello(&body, &shared.hello, node_id);
+    let ours = {
+        let membership = *shared.membership.read().unwrap_or_else(|e| e.into_inner());
+        proto::Hello {
+            repo_id: membership.repo_id,
+            fresh: membership.fresh,
+            ..shared.hello.clone()
+        }
+    };
+    let verdict = proto::check_hello(&body, &ours, node_id);
     // Our Hello goes out whatever the verdict, so the client can word the
     // mismatch from its side too.
-    if let Ok(frame) = proto::encode_frame(&shared.hello) {
+    if let Ok(frame) = proto::encode_frame(&ours) {
         let _ = timeout(deadline, send.write_all(&frame)).await;
         let _ = send.finish();
     }
@@ -324,6 +334,8 @@ async fn serve_connection(shared: Arc<Shared>, incoming: Incoming) {
         name: name.clone(),
         own_name: hello.node_name,
         version,
+        repo_id: hello.repo_id,
+        fresh: hello.fresh,
         addr,
     });
 

@@ -43,6 +43,9 @@ pub struct Hello {
     pub node_id: NodeId,
     /// The sender's name, informational only (at most [`MAX_NAME`] bytes).
     pub node_name: String,
+    /// The sender has recorded nothing and synced with no one: it will join
+    /// the peer's repository, so a different `repo_id` is not a mismatch.
+    pub fresh: bool,
 }
 
 impl Hello {
@@ -54,6 +57,7 @@ impl Hello {
             repo_id,
             node_id,
             node_name: node_name.to_owned(),
+            fresh: false,
         }
     }
 }
@@ -149,7 +153,9 @@ impl fmt::Display for HelloMismatch {
 }
 
 /// Checks a peer's `Hello` body against ours and the node id its TLS
-/// certificate proved. Versions are checked first, from the fixed prefix, so
+/// certificate proved. Different repositories are a mismatch unless one side
+/// is fresh (it joins the other's repository; when both are fresh, the
+/// client joins the server's). Versions are checked first, from the fixed prefix, so
 /// that a `Hello` of a future version still yields a readable reason.
 /// Returns the decoded `Hello` and the negotiated version.
 pub fn check_hello(
@@ -172,7 +178,7 @@ pub fn check_hello(
             proven,
         }));
     }
-    if hello.repo_id != ours.repo_id {
+    if hello.repo_id != ours.repo_id && !hello.fresh && !ours.fresh {
         return Ok(Err(HelloMismatch::Repository {
             theirs: hello.repo_id,
             ours: ours.repo_id,

@@ -131,6 +131,19 @@ fn hello_checks_give_readable_reasons() {
     assert!(mismatch
         .describe("nas")
         .starts_with("peer nas belongs to repository 01010101"));
+    // A fresh node (either side) joins the other's repository.
+    let fresh = Hello {
+        fresh: true,
+        ..other_repo.clone()
+    };
+    let body = postcard::to_stdvec(&fresh).unwrap();
+    assert!(check_hello(&body, &ours, proven).unwrap().is_ok());
+    let fresh_ours = Hello {
+        fresh: true,
+        ..ours.clone()
+    };
+    let body = postcard::to_stdvec(&other_repo).unwrap();
+    assert!(check_hello(&body, &fresh_ours, proven).unwrap().is_ok());
 
     let liar = postcard::to_stdvec(&ours).unwrap();
     let mismatch = check_hello(&liar, &ours, NodeId([1; 32]))
@@ -182,6 +195,7 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
             repo_id: RepoId(repo),
             node_id: NodeId(node),
             node_name,
+            fresh: version % 2 == 0,
         })
 }
 
