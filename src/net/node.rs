@@ -442,12 +442,15 @@ impl PeerConnection {
             });
         }
         let mut got = 0u64;
-        while let Some(chunk) = stream
-            .recv_raw(usize::MAX)
-            .await
-            .map_err(|e| self.explain(e))?
-        {
-            got += chunk.bytes.len() as u64;
+        loop {
+            let (n, end) = stream
+                .skip_raw(8 << 20)
+                .await
+                .map_err(|e| self.explain(e))?;
+            got += n;
+            if end {
+                break;
+            }
         }
         if got != len {
             return Err(NetError::Unexpected {

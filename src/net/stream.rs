@@ -106,6 +106,28 @@ impl FramedStream {
         }
     }
 
+    /// Reads and discards up to `at_most` raw bytes under one timeout (one
+    /// timer per call, not per packet-sized chunk); returns the bytes read
+    /// and whether the stream ended.
+    pub async fn skip_raw(&mut self, at_most: u64) -> Result<(u64, bool), NetError> {
+        let limit = self.timeout;
+        let recv = &mut self.recv;
+        let read = async {
+            let mut got = 0u64;
+            while got < at_most {
+                match recv.read_chunk((at_most - got) as usize, true).await? {
+                    Some(chunk) => got += chunk.bytes.len() as u64,
+                    None => return Ok((got, true)),
+                }
+            }
+            Ok::<_, ReadError>((got, false))
+        };
+        match timeout(limit, read).await {
+            Ok(result) => result.map_err(|e| read_error(e, &self.peer)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
     /// Waits for the end of the peer's side; anything more is an error.
     pub async fn expect_end(&mut self) -> Result<(), NetError> {
         match self.recv_raw(1).await? {
