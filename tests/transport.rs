@@ -710,3 +710,91 @@ async fn a_fresh_node_may_talk_to_another_repository() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_claiming_another_id_is_refused() {
+    within(60, async {
+        let mut p = pair();
+        let node = client(&p.client_ident, config(p.repo, "client"));
+        let conn = node
+            .connect_tls(p.server.addr, p.server.id(), "server")
+            .await
+            .unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let liar = proto::Hello::new(p.repo, NodeId([3; 32]), "client");
+        send.write_all(&proto::encode_frame(&liar).unwrap())
+            .await
+            .unwrap();
+        send.finish().unwrap();
+        // The server still sends its Hello, then closes with the reason.
+        let _ = recv.read_to_end(proto::MAX_FRAME + 4).await;
+        let reason = tokio::time::timeout(Duration::from_secs(10), conn.closed())
+            .await
+            .unwrap();
+        match reason {
+            quinn::ConnectionError::ApplicationClosed(c) => {
+                assert_eq!(
+                    c.error_code,
+                    quinn::VarInt::from_u32(close::IDENTITY_MISMATCH)
+                );
+                assert!(String::from_utf8_lossy(&c.reason).contains("certificate proves"));
+            }
+            other => panic!("{other:?}"),
+        }
+        p.server
+            .event(|e| matches!(e, ServerEvent::Refused { .. }))
+            .await;
+        p.good_peer_is_served().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused() {
+    within(60, async {
+        let p = pair_with(|c| c.max_connections = 2);
+        let node = client(&p.client_ident, config(p.repo, "client"));
+        let first = node
+            .connect(p.server.addr, p.server.id(), "server")
+            .await
+            .unwrap();
+        let second = node
+            .connect(p.server.addr, p.server.id(), "server")
+            .await
+            .unwrap();
+        let third = node.connect(p.server.addr, p.server.id(), "server").await;
+        assert!(third.is_err(), "a third connection must be refused");
+        first.ping(b"1").await.unwrap();
+        second.close();
+        let stats = p.server.node.stats().clone();
+        eventually("a slot is free again", || stats.connections() == 1).await;
+        let again = node
+            .connect(p.server.addr, p.server.id(), "server")
+            .await
+            .expect("accepted once a slot is free");
+        again.ping(b"3").await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_a_bulk_answer_does_not_hold_the_server() {
+    within(60, async {
+        let p = pair_with(|c| c.stream_timeout = Duration::from_millis(500));
+        let node = client(&p.client_ident, config(p.repo, "client"));
+        let conn = node
+            .connect(p.server.addr, p.server.id(), "server")
+            .await
+            .unwrap();
+        // Ask for 1 GiB and never read it: flow control stops the server's
+        // writes, and the stream timeout ends the handler.
+        let stalled = conn.open(&Request::Bulk { len: 1 << 30 }).await.unwrap();
+        let stats = p.server.node.stats().clone();
+        eventually("bulk handler running", || stats.streams() == 1).await;
+        eventually("stalled bulk abandoned", || stats.streams() == 0).await;
+        drop(stalled);
+        conn.ping(b"still fine").await.unwrap();
+        p.good_peer_is_served().await;
+    })
+    .await;
+}

@@ -61,9 +61,8 @@ fn peers_serve_ping_and_sigterm_through_the_binary() {
     let (c, _) = location("gamma");
 
     // peer add: typos and bad addresses are caught.
-    let mut typo = b_id.clone();
-    let last = typo.pop().unwrap();
-    typo.push(if last == 'A' { 'B' } else { 'A' });
+    let first = if b_id.starts_with('A') { "B" } else { "A" };
+    let typo = format!("{first}{}", &b_id[1..]);
     let err = fails(a.path(), &["peer", "add", "beta", &typo, "127.0.0.1:7447"]);
     assert!(err.contains("checksum does not match"), "{err}");
     let err = fails(a.path(), &["peer", "add", "beta", &b_id, "nohost"]);

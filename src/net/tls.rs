@@ -55,12 +55,6 @@ pub struct TrustedClientVerifier {
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl std::fmt::Debug for TrustList {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TrustList({} nodes)", self.len())
-    }
-}
-
 impl TrustedClientVerifier {
     pub fn new(trust: TrustList, provider: &CryptoProvider) -> Self {
         TrustedClientVerifier {

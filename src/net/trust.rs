@@ -74,3 +74,9 @@ impl TrustList {
         self.len() == 0
     }
 }
+
+impl std::fmt::Debug for TrustList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TrustList({} nodes)", self.len())
+    }
+}
