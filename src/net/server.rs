@@ -303,8 +303,8 @@ async fn serve_connection(shared: Arc<Shared>, incoming: Incoming) {
         let _ = send.finish();
     }
     drop(send);
-    let version = match verdict {
-        Ok(Ok((_, version))) => version,
+    let (hello, version) = match verdict {
+        Ok(Ok(accepted)) => accepted,
         Ok(Err(mismatch)) => {
             let reason = mismatch.describe(&name);
             warn!("{reason}; closing the connection");
@@ -319,10 +319,6 @@ async fn serve_connection(shared: Arc<Shared>, incoming: Incoming) {
             conn.close(VarInt::from_u32(close::PROTOCOL_ERROR), reason.as_bytes());
             return refused(Some(node_id), reason);
         }
-    };
-    let hello: proto::Hello = match proto::decode_body(&body) {
-        Ok(hello) => hello,
-        Err(_) => return, // cannot happen: check_hello decoded it
     };
     info!("peer {name} ({node_id}) connected, protocol {version}");
     shared.event(ServerEvent::Accepted {
