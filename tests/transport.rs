@@ -480,7 +480,7 @@ async fn silent_streams_are_bounded_and_timed_out() {
         const MAX: u32 = 8;
         let p = pair_with(|c| {
             c.max_streams = MAX;
-            c.stream_timeout = Duration::from_millis(800);
+            c.stream_timeout = Duration::from_secs(2);
         });
         let node = client(&p.client_ident, config(p.repo, "client"));
         let conn = node
