@@ -13,6 +13,7 @@ pub mod chunk;
 mod error;
 pub mod model;
 pub mod net;
+pub mod proto;
 mod repo;
 pub mod scan;
 pub mod store;

@@ -4,7 +4,9 @@
 mod conflicts;
 mod local;
 mod output;
+mod peer;
 mod progress;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +63,11 @@ enum Command {
     Conflicts,
     /// Settle a conflict: keep the local version, a node's, or both.
     Resolve(conflicts::ResolveArgs),
+    /// Manage the trusted peers: add, list, remove, ping.
+    #[command(subcommand)]
+    Peer(peer::PeerCommand),
+    /// Run this node: answer trusted peers until Ctrl-C or SIGTERM.
+    Serve(serve::ServeArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -80,6 +87,8 @@ pub fn main() -> ExitCode {
         Command::Whereis(args) => local::whereis(&out, args),
         Command::Conflicts => conflicts::conflicts(&out),
         Command::Resolve(args) => conflicts::resolve(&out, args),
+        Command::Peer(command) => peer::run(&out, command),
+        Command::Serve(args) => serve::serve(&out, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

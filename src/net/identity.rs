@@ -42,6 +42,16 @@ pub struct Identity {
     key: PrivatePkcs8KeyDer<'static>,
 }
 
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity {
+            node_id: self.node_id,
+            cert: self.cert.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
 impl Identity {
     /// Creates a fresh ECDSA P-256 key and a self-signed certificate for it, and
     /// writes them as `node.crt` and `node.key` into `dir`. The key file is

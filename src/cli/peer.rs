@@ -1,0 +1,305 @@
+//! `harmony peer add|list|remove|ping`: the nodes this location trusts.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use harmony::model::NodeId;
+use harmony::net::{Node, NodeConfig};
+use harmony::store::PeerRecord;
+use harmony::Repo;
+use serde::Serialize;
+
+use super::Output;
+
+#[derive(Subcommand, Debug)]
+pub enum PeerCommand {
+    /// Trust the node NODE_ID, reachable at ADDR (host:port). Both sides must
+    /// add each other.
+    Add {
+        /// The name you will use for this peer (letters, digits, `-`, `_`, `.`).
+        name: String,
+        /// Its node id, as `harmony id` prints it there.
+        node_id: String,
+        /// Where it listens, host:port (e.g. nas.local:7447 or [::1]:7447).
+        addr: String,
+    },
+    /// List the trusted peers.
+    List,
+    /// Forget a peer: it can no longer connect to this node.
+    Remove { name: String },
+    /// Connect to a peer, check both identities and the repository, and
+    /// report the round-trip time.
+    Ping {
+        name: String,
+        /// How many pings.
+        #[arg(long, short = 'n', default_value_t = 3)]
+        count: u32,
+    },
+}
+
+pub fn run(out: &Output, command: PeerCommand) -> anyhow::Result<()> {
+    match command {
+        PeerCommand::Add {
+            name,
+            node_id,
+            addr,
+        } => add(out, &name, &node_id, &addr),
+        PeerCommand::List => list(out),
+        PeerCommand::Remove { name } => remove(out, &name),
+        PeerCommand::Ping { name, count } => ping(out, &name, count),
+    }
+}
+
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        bail!("invalid peer name `{name}`: use 1-64 letters, digits, `-`, `_` or `.`");
+    }
+    Ok(())
+}
+
+/// Checks `host:port` syntax without resolving the host (it may not resolve
+/// from here yet).
+fn check_addr(addr: &str) -> anyhow::Result<()> {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let bad = || {
+        anyhow::anyhow!(
+            "invalid address `{addr}`: expected host:port, e.g. 192.168.1.20:7447, nas.local:7447 or [::1]:7447"
+        )
+    };
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'));
+    match port.parse::<u16>() {
+        Ok(port) if port != 0 && host_ok => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
+fn add(out: &Output, name: &str, node_id: &str, addr: &str) -> anyhow::Result<()> {
+    check_name(name)?;
+    let node_id = NodeId::from_str(node_id)?;
+    check_addr(addr)?;
+    let mut repo = Repo::open(&out.dir)?;
+    if node_id == repo.node_id() {
+        bail!("{node_id} is this node's own id; add the id that `harmony id` prints on the other node");
+    }
+    let peers = repo.store().peers()?;
+    if let Some(same) = peers.iter().find(|p| p.name == name) {
+        bail!(
+            "a peer named {name} already exists (node id {}); remove it first with `harmony peer remove {name}`",
+            same.node_id
+        );
+    }
+    if let Some(same) = peers.iter().find(|p| p.node_id == node_id) {
+        bail!(
+            "node id {node_id} is already trusted as {}; remove that entry first with `harmony peer remove {}`",
+            same.name,
+            same.name
+        );
+    }
+    let record = PeerRecord {
+        name: name.to_owned(),
+        node_id,
+        addr: addr.to_owned(),
+        added_ms: now_ms(),
+    };
+    let writer = repo.store_mut().write()?;
+    writer
+        .add_peer(&record)
+        .with_context(|| format!("cannot add peer {name}"))?;
+    writer.commit()?;
+    let report = PeerJson::from(&record);
+    out.report(&report, || {
+        if !out.quiet {
+            println!("trusting peer {name} ({node_id}) at {addr}");
+            println!(
+                "It must trust this node too: on {name}, run `harmony peer add {} {} <this node's host:port>`",
+                repo.settings().node_name,
+                repo.node_id()
+            );
+        }
+    })
+}
+
+#[derive(Serialize)]
+struct PeerJson {
+    name: String,
+    id: String,
+    addr: String,
+}
+
+impl From<&PeerRecord> for PeerJson {
+    fn from(p: &PeerRecord) -> Self {
+        PeerJson {
+            name: p.name.clone(),
+            id: p.node_id.to_string(),
+            addr: p.addr.clone(),
+        }
+    }
+}
+
+fn list(out: &Output) -> anyhow::Result<()> {
+    let repo = Repo::open(&out.dir)?;
+    let peers = repo.store().peers()?;
+    let report: Vec<PeerJson> = peers.iter().map(PeerJson::from).collect();
+    out.report(&report, || {
+        if report.is_empty() {
+            if !out.quiet {
+                println!(
+                    "no trusted peers; add one with `harmony peer add NAME NODE_ID HOST:PORT`"
+                );
+            }
+            return;
+        }
+        let width = report
+            .iter()
+            .map(|p| p.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        for p in &report {
+            println!("{:width$}  {}  {}", p.name, p.id, p.addr);
+        }
+    })
+}
+
+fn remove(out: &Output, name: &str) -> anyhow::Result<()> {
+    let mut repo = Repo::open(&out.dir)?;
+    let writer = repo.store_mut().write()?;
+    if !writer.remove_peer(name)? {
+        bail!("there is no peer named {name}; `harmony peer list` shows the trusted peers");
+    }
+    writer.commit()?;
+    #[derive(Serialize)]
+    struct Removed<'a> {
+        removed: &'a str,
+    }
+    out.report(&Removed { removed: name }, || {
+        if !out.quiet {
+            println!("no longer trusting peer {name} (connections already open end when they close or `serve` restarts)");
+        }
+    })
+}
+
+#[derive(Serialize)]
+struct PingReport {
+    name: String,
+    id: String,
+    addr: String,
+    /// The resolved address actually used.
+    remote: String,
+    protocol: u32,
+    rtt_ms: Vec<f64>,
+    /// Set when the two locations are in different repositories because one
+    /// is fresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+fn ping(out: &Output, name: &str, count: u32) -> anyhow::Result<()> {
+    let repo = Repo::open(&out.dir)?;
+    let peer = repo
+        .store()
+        .peers()?
+        .into_iter()
+        .find(|p| p.name == name)
+        .with_context(|| {
+            format!("there is no peer named {name}; `harmony peer list` shows the trusted peers")
+        })?;
+    let identity = repo.identity().clone();
+    let settings = repo.settings().clone();
+    let fresh = repo.store().is_fresh()?;
+    drop(repo);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        let remote = tokio::net::lookup_host(&peer.addr)
+            .await
+            .with_context(|| format!("cannot resolve the address {} of peer {name}", peer.addr))?
+            .next()
+            .with_context(|| {
+                format!(
+                    "the address {} of peer {name} resolves to nothing",
+                    peer.addr
+                )
+            })?;
+        let local: SocketAddr = if remote.is_ipv4() {
+            "0.0.0.0:0".parse()?
+        } else {
+            "[::]:0".parse()?
+        };
+        let mut config = NodeConfig::new(settings.repo_id, &settings.node_name, local);
+        config.fresh = fresh;
+        let node = Node::bind_client(identity, config)?;
+        let conn = node.connect(remote, peer.node_id, name).await?;
+        let mut rtt_ms = Vec::new();
+        for i in 0..count.max(1) {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let rtt = conn.ping(&i.to_be_bytes()).await?;
+            rtt_ms.push(rtt.as_secs_f64() * 1000.0);
+        }
+        let protocol = conn.peer().version;
+        let joins = (conn.peer().repo_id != settings.repo_id).then(|| {
+            if fresh {
+                format!(
+                    "this location is fresh and joins repository {} at its first sync with {name}",
+                    conn.peer().repo_id
+                )
+            } else {
+                format!("{name} is fresh and joins this repository at its first sync")
+            }
+        });
+        conn.close();
+        node.shutdown().await;
+        Ok::<_, anyhow::Error>(PingReport {
+            name: name.to_owned(),
+            id: peer.node_id.to_string(),
+            addr: peer.addr.clone(),
+            remote: remote.to_string(),
+            protocol,
+            rtt_ms,
+            note: joins,
+        })
+    })?;
+    out.report(&report, || {
+        if out.quiet {
+            return;
+        }
+        for rtt in &report.rtt_ms {
+            println!(
+                "reply from {} ({}): {rtt:.2} ms",
+                report.name, report.remote
+            );
+        }
+        println!(
+            "peer {} is reachable, trusts this node, protocol {}",
+            report.name, report.protocol
+        );
+        if let Some(note) = &report.note {
+            println!("{note}");
+        }
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,132 @@
+//! `harmony serve`: run this node's QUIC endpoint in the foreground until
+//! Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use clap::Args;
+use harmony::model::STATE_DIR;
+use harmony::net::{Builtin, Membership, Node, NodeConfig, TrustList, TrustSource};
+use harmony::store::{Store, DB_FILE};
+use harmony::Repo;
+use serde::Serialize;
+
+use super::Output;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Listen on ADDR (host:port) instead of the address set at `init`;
+    /// port 0 picks a free port (printed on start).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Started {
+    id: String,
+    name: String,
+    listen: String,
+    peers: usize,
+}
+
+pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
+    let repo = Repo::open(&out.dir)?;
+    let listen_text = args
+        .listen
+        .unwrap_or_else(|| repo.settings().listen.clone());
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid listen address `{listen_text}`: expected ip:port, e.g. 0.0.0.0:7447 or [::]:7447"
+        )
+    })?;
+    let settings = repo.settings().clone();
+    let identity = repo.identity().clone();
+    let peers = repo.store().peers()?;
+    let fresh = repo.store().is_fresh()?;
+    let db = repo.root().join(STATE_DIR).join(DB_FILE);
+    drop(repo);
+
+    let trust = TrustList::from_peers(peers.iter().map(|p| (p.node_id, p.name.clone())));
+    let store =
+        Mutex::new(Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut config = NodeConfig::new(settings.repo_id, &settings.node_name, listen);
+        config.fresh = fresh;
+        let node = Node::bind(identity, config, trust)?;
+        // The trust list (and the repository membership, which changes when
+        // a fresh location joins a repository) is re-read from the state
+        // database before each new connection's handshake, on a connection of
+        // its own, so `peer add` and `peer remove` apply while serving.
+        let membership = node.membership();
+        let source: TrustSource = Arc::new(move || {
+            let store = store.lock().unwrap_or_else(|e| e.into_inner());
+            let current = Membership {
+                repo_id: store.settings()?.repo_id,
+                fresh: store.is_fresh()?,
+            };
+            *membership.write().unwrap_or_else(|e| e.into_inner()) = current;
+            Ok(store
+                .peers()?
+                .into_iter()
+                .map(|p| (p.node_id, p.name))
+                .collect())
+        });
+        let bound = node.local_addr()?;
+        let started = Started {
+            id: node.node_id().to_string(),
+            name: settings.node_name.clone(),
+            listen: bound.to_string(),
+            peers: peers.len(),
+        };
+        if out.json {
+            println!("{}", serde_json::to_string(&started)?);
+        } else if !out.quiet {
+            println!(
+                "serving node {} ({}) on {}, trusting {} peers; Ctrl-C to stop",
+                started.name, started.id, started.listen, started.peers
+            );
+        }
+        if peers.is_empty() {
+            out.warn("no trusted peers yet: nobody can connect until you `harmony peer add` one");
+        }
+        tracing::info!("listening on {bound}");
+        node.serve(Arc::new(Builtin), Some(source), stop_signal())
+            .await;
+        if !out.json && !out.quiet {
+            println!("stopped");
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // Do not wait for blocking tasks that may still run (a trust reload).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: stopping"),
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

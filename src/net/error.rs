@@ -1,0 +1,67 @@
+//! What can go wrong between two nodes, worded for the user.
+
+use std::net::SocketAddr;
+
+use crate::model::NodeId;
+use crate::proto::{ErrorCode, ProtoError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot bind the QUIC endpoint to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot reach peer {peer} at {addr}: {reason}; is `harmony serve` running there and the address right?")]
+    Unreachable {
+        peer: String,
+        addr: SocketAddr,
+        reason: String,
+    },
+    #[error("peer {peer} does not trust this node (ask its owner to run `harmony peer add {our_name} {our_id} <this node's host:port>`)")]
+    NotTrusted {
+        peer: String,
+        our_name: String,
+        our_id: NodeId,
+    },
+    #[error("the node at {addr} is {found}, not peer {peer} ({expected}); check the address, or the peer's key changed (then `harmony peer remove {peer}` and add its new id)")]
+    WrongPeer {
+        peer: String,
+        addr: SocketAddr,
+        expected: NodeId,
+        found: NodeId,
+    },
+    #[error("TLS handshake with peer {peer} at {addr} failed: {reason}")]
+    Handshake {
+        peer: String,
+        addr: SocketAddr,
+        reason: String,
+    },
+    /// The handshake found the nodes incompatible (reason worded by this side).
+    #[error("{0}")]
+    Incompatible(String),
+    #[error("peer {peer} closed the connection: {reason}")]
+    Closed { peer: String, reason: String },
+    #[error("connection to peer {peer} lost: {reason}")]
+    Lost { peer: String, reason: String },
+    #[error("peer {peer} sent an invalid message: {source}")]
+    Protocol {
+        peer: String,
+        #[source]
+        source: ProtoError,
+    },
+    #[error("peer {peer} answered: {code}: {message}")]
+    Remote {
+        peer: String,
+        code: ErrorCode,
+        message: String,
+    },
+    #[error("peer {peer} aborted the stream (code {code})")]
+    StreamReset { peer: String, code: u64 },
+    #[error("peer {peer} did not answer within {secs} s")]
+    Timeout { peer: String, secs: u64 },
+    #[error("peer {peer} sent an unexpected answer: {what}")]
+    Unexpected { peer: String, what: String },
+}

@@ -1,0 +1,265 @@
+//! A bidirectional QUIC stream that speaks frames: the unit both request
+//! handlers (server side) and requests (client side) work with.
+
+use std::time::Duration;
+
+use quinn::{
+    ConnectionError, ReadError, ReadExactError, RecvStream, SendStream, VarInt, WriteError,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::time::timeout;
+
+use super::NetError;
+use crate::proto::{self, ProtoError, Validate, FRAME_HEADER_LEN};
+
+/// One request stream: frames and raw bytes both ways, every read and write
+/// bounded by the stream timeout.
+pub struct FramedStream {
+    pub(crate) send: SendStream,
+    pub(crate) recv: RecvStream,
+    /// The peer's name, for error messages.
+    pub(crate) peer: String,
+    pub(crate) timeout: Duration,
+    finished: bool,
+}
+
+impl Drop for FramedStream {
+    /// A stream dropped before [`FramedStream::finish`] (an error, a task
+    /// aborted at shutdown) is reset, so the peer sees an error instead of
+    /// an ordinary end of stream after a partial answer.
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self
+                .send
+                .reset(VarInt::from_u32(crate::proto::stream::SHUTDOWN));
+        }
+    }
+}
+
+impl FramedStream {
+    pub(crate) fn new(send: SendStream, recv: RecvStream, peer: &str, timeout: Duration) -> Self {
+        FramedStream {
+            send,
+            recv,
+            peer: peer.to_owned(),
+            timeout,
+            finished: false,
+        }
+    }
+
+    fn timed_out(&self) -> NetError {
+        NetError::Timeout {
+            peer: self.peer.clone(),
+            secs: self.timeout.as_secs().max(1),
+        }
+    }
+
+    /// Reads the body of the next frame (at most `MAX_FRAME` bytes, checked
+    /// before allocating).
+    pub async fn recv_body(&mut self) -> Result<Vec<u8>, NetError> {
+        let limit = self.timeout;
+        match timeout(limit, read_body(&mut self.recv)).await {
+            Ok(result) => result.map_err(|e| e.into_net(&self.peer)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// Reads and decodes the next frame.
+    pub async fn recv_frame<T: DeserializeOwned + Serialize + Validate>(
+        &mut self,
+    ) -> Result<T, NetError> {
+        let body = self.recv_body().await?;
+        proto::decode_body(&body).map_err(|source| NetError::Protocol {
+            peer: self.peer.clone(),
+            source,
+        })
+    }
+
+    /// Encodes and sends one frame.
+    pub async fn send_frame<T: Serialize + Validate>(
+        &mut self,
+        message: &T,
+    ) -> Result<(), NetError> {
+        let frame = proto::encode_frame(message).map_err(|source| NetError::Protocol {
+            peer: "this node".into(),
+            source,
+        })?;
+        self.send_raw(&frame).await
+    }
+
+    /// Sends raw bytes (e.g. after a header frame announcing their length).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        let limit = self.timeout;
+        match timeout(limit, self.send.write_all(bytes)).await {
+            Ok(result) => result.map_err(|e| write_error(e, &self.peer)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// Reads up to `max` raw bytes; `None` at the end of the stream.
+    pub async fn recv_raw(&mut self, max: usize) -> Result<Option<quinn::Chunk>, NetError> {
+        let limit = self.timeout;
+        match timeout(limit, self.recv.read_chunk(max, true)).await {
+            Ok(result) => result.map_err(|e| read_error(e, &self.peer)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// Reads and discards up to `at_most` raw bytes under one timeout (one
+    /// timer per call, not per packet-sized chunk); returns the bytes read
+    /// and whether the stream ended.
+    pub async fn skip_raw(&mut self, at_most: u64) -> Result<(u64, bool), NetError> {
+        let limit = self.timeout;
+        let recv = &mut self.recv;
+        let read = async {
+            let mut got = 0u64;
+            while got < at_most {
+                match recv.read_chunk((at_most - got) as usize, true).await? {
+                    Some(chunk) => got += chunk.bytes.len() as u64,
+                    None => return Ok((got, true)),
+                }
+            }
+            Ok::<_, ReadError>((got, false))
+        };
+        match timeout(limit, read).await {
+            Ok(result) => result.map_err(|e| read_error(e, &self.peer)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    /// Waits for the end of the peer's side; anything more is an error.
+    pub async fn expect_end(&mut self) -> Result<(), NetError> {
+        match self.recv_raw(1).await? {
+            None => Ok(()),
+            Some(_) => Err(NetError::Unexpected {
+                peer: self.peer.clone(),
+                what: "more data after the last frame".into(),
+            }),
+        }
+    }
+
+    /// Ends our direction of the stream (the peer reads the end).
+    pub fn finish(&mut self) {
+        self.finished = true;
+        let _ = self.send.finish();
+    }
+
+    /// Tells the peer we will not read the rest of what it sends.
+    pub fn stop_reading(&mut self, code: u32) {
+        let _ = self.recv.stop(VarInt::from_u32(code));
+    }
+
+    /// Aborts both directions with a stream error code (`proto::stream`).
+    pub fn abort(&mut self, code: u32) {
+        self.finished = true;
+        let _ = self.send.reset(VarInt::from_u32(code));
+        let _ = self.recv.stop(VarInt::from_u32(code));
+    }
+
+    /// The peer's name as this node knows it.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// The underlying QUIC streams, for handlers that need more control.
+    pub fn parts(&mut self) -> (&mut SendStream, &mut RecvStream) {
+        (&mut self.send, &mut self.recv)
+    }
+}
+
+/// A failure to read one frame, before it is worded for a peer.
+pub(crate) enum FrameReadError {
+    Proto(ProtoError),
+    Read(ReadError),
+}
+
+impl FrameReadError {
+    pub(crate) fn into_net(self, peer: &str) -> NetError {
+        match self {
+            FrameReadError::Proto(source) => NetError::Protocol {
+                peer: peer.to_owned(),
+                source,
+            },
+            FrameReadError::Read(e) => read_error(e, peer),
+        }
+    }
+}
+
+pub(crate) async fn read_body(recv: &mut RecvStream) -> Result<Vec<u8>, FrameReadError> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    read_exact(recv, &mut header).await?;
+    let len = proto::frame_len(header).map_err(FrameReadError::Proto)?;
+    let mut body = vec![0u8; len];
+    read_exact(recv, &mut body).await?;
+    Ok(body)
+}
+
+async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), FrameReadError> {
+    recv.read_exact(buf).await.map_err(|e| match e {
+        ReadExactError::FinishedEarly(_) => FrameReadError::Proto(ProtoError::Truncated),
+        ReadExactError::ReadError(e) => FrameReadError::Read(e),
+    })
+}
+
+pub(crate) fn read_error(e: ReadError, peer: &str) -> NetError {
+    match e {
+        ReadError::Reset(code) => NetError::StreamReset {
+            peer: peer.to_owned(),
+            code: code.into_inner(),
+        },
+        ReadError::ConnectionLost(e) => connection_error(e, peer),
+        other => NetError::Lost {
+            peer: peer.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+pub(crate) fn write_error(e: WriteError, peer: &str) -> NetError {
+    match e {
+        WriteError::Stopped(code) => NetError::StreamReset {
+            peer: peer.to_owned(),
+            code: code.into_inner(),
+        },
+        WriteError::ConnectionLost(e) => connection_error(e, peer),
+        other => NetError::Lost {
+            peer: peer.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// True for a QUIC close caused by a TLS alert (transport error codes
+/// 0x100-0x1ff): after our side accepted the peer's certificate, that means
+/// the peer refused ours.
+pub(crate) fn is_tls_refusal(e: &ConnectionError) -> bool {
+    match e {
+        ConnectionError::ConnectionClosed(close) => {
+            let code = u64::from(close.error_code);
+            (0x100..0x200).contains(&code)
+        }
+        ConnectionError::TransportError(t) => {
+            let code = u64::from(t.code);
+            (0x100..0x200).contains(&code)
+        }
+        _ => false,
+    }
+}
+
+pub(crate) fn connection_error(e: ConnectionError, peer: &str) -> NetError {
+    match e {
+        ConnectionError::ApplicationClosed(close) => NetError::Closed {
+            peer: peer.to_owned(),
+            reason: if close.reason.is_empty() {
+                format!("code {}", close.error_code)
+            } else {
+                String::from_utf8_lossy(&close.reason).into_owned()
+            },
+        },
+        other => NetError::Lost {
+            peer: peer.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}

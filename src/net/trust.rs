@@ -1,0 +1,82 @@
+//! The set of node ids this node trusts, shared between the TLS verifier
+//! (which runs synchronously inside rustls) and whoever keeps it current.
+//!
+//! `serve` keeps it current from the state database: the accept loop reloads
+//! the `peers` table (on a separate SQLite connection) every time a new
+//! connection arrives, before the TLS handshake runs, so a `peer add` or
+//! `peer remove` made while `serve` runs applies to the next connection.
+//! Connections already established are not cut by a `peer remove`; they end
+//! when the peer disconnects, idles out, or `serve` stops.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::model::NodeId;
+
+/// Trusted node ids and the names this node knows them by. Cheap to clone
+/// (all clones share one set).
+#[derive(Clone, Default)]
+pub struct TrustList {
+    inner: Arc<RwLock<HashMap<NodeId, String>>>,
+}
+
+impl TrustList {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A trust list holding `peers` (node id, name).
+    pub fn from_peers(peers: impl IntoIterator<Item = (NodeId, String)>) -> Self {
+        let list = Self::new();
+        list.replace(peers);
+        list
+    }
+
+    /// Replaces the whole set at once.
+    pub fn replace(&self, peers: impl IntoIterator<Item = (NodeId, String)>) {
+        let fresh: HashMap<_, _> = peers.into_iter().collect();
+        *self.inner.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+
+    pub fn insert(&self, id: NodeId, name: &str) {
+        self.inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, name.to_owned());
+    }
+
+    pub fn remove(&self, id: &NodeId) -> bool {
+        self.inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+            .is_some()
+    }
+
+    /// The name of a trusted node, `None` if it is not trusted.
+    pub fn name_of(&self, id: &NodeId) -> Option<String> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub fn contains(&self, id: &NodeId) -> bool {
+        self.name_of(id).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Debug for TrustList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TrustList({} nodes)", self.len())
+    }
+}

@@ -1,0 +1,287 @@
+//! The messages of protocol version 1 and their limits.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ProtoError, MAX_BULK, MAX_ERROR_TEXT, MAX_NAME, MAX_PING_PAYLOAD, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+};
+use crate::model::{NodeId, RepoId};
+
+/// A message whose lengths and counts can be checked after decoding (and
+/// before encoding). Types are not recursive, so nesting is fixed by the types.
+pub trait Validate {
+    fn validate(&self) -> Result<(), ProtoError>;
+}
+
+fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), ProtoError> {
+    if len > max {
+        return Err(ProtoError::TooLong {
+            field,
+            len: len as u64,
+            max: max as u64,
+        });
+    }
+    Ok(())
+}
+
+/// The first message on a connection, sent by both sides on the first
+/// bidirectional stream (client first). The first two fields keep their place
+/// and encoding in every protocol version, so that any version can read
+/// another's version range and say why they cannot talk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The newest protocol version the sender speaks.
+    pub version: u32,
+    /// The oldest protocol version the sender speaks.
+    pub min_version: u32,
+    /// The repository the sender belongs to.
+    pub repo_id: RepoId,
+    /// The sender's node id; must be the one its TLS certificate proves.
+    pub node_id: NodeId,
+    /// The sender's name, informational only (at most [`MAX_NAME`] bytes).
+    pub node_name: String,
+    /// The sender has recorded nothing and synced with no one: it will join
+    /// the peer's repository, so a different `repo_id` is not a mismatch.
+    pub fresh: bool,
+}
+
+impl Hello {
+    /// A `Hello` for this build's protocol range.
+    pub fn new(repo_id: RepoId, node_id: NodeId, node_name: &str) -> Self {
+        Hello {
+            version: PROTOCOL_VERSION,
+            min_version: MIN_PROTOCOL_VERSION,
+            repo_id,
+            node_id,
+            node_name: node_name.to_owned(),
+            fresh: false,
+        }
+    }
+}
+
+impl Validate for Hello {
+    fn validate(&self) -> Result<(), ProtoError> {
+        check_len("node name", self.node_name.len(), MAX_NAME)?;
+        if self.min_version > self.version {
+            return Err(ProtoError::Malformed(format!(
+                "version range {}..={} is empty",
+                self.min_version, self.version
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Reads only the version range at the start of a `Hello` body, which every
+/// protocol version encodes the same way: `(version, min_version)`.
+pub fn hello_versions(body: &[u8]) -> Result<(u32, u32), ProtoError> {
+    let ((version, min_version), _) = postcard::take_from_bytes::<(u32, u32)>(body)
+        .map_err(|e| ProtoError::Malformed(e.to_string()))?;
+    Ok((version, min_version))
+}
+
+/// The version both sides speak: the highest in both ranges.
+pub fn negotiate(ours: (u32, u32), theirs: (u32, u32)) -> Option<u32> {
+    let high = ours.0.min(theirs.0);
+    let low = ours.1.max(theirs.1);
+    (high >= low).then_some(high)
+}
+
+/// Why two nodes cannot talk, worded from the point of view of the side that
+/// checks (`peer` is the other side's name as this side knows it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HelloMismatch {
+    Version {
+        theirs: (u32, u32),
+        ours: (u32, u32),
+    },
+    Repository {
+        theirs: RepoId,
+        ours: RepoId,
+    },
+    Identity {
+        claimed: NodeId,
+        proven: NodeId,
+    },
+}
+
+impl HelloMismatch {
+    /// The application close code that goes with this mismatch.
+    pub fn close_code(&self) -> u32 {
+        match self {
+            HelloMismatch::Version { .. } => super::close::VERSION_MISMATCH,
+            HelloMismatch::Repository { .. } => super::close::REPO_MISMATCH,
+            HelloMismatch::Identity { .. } => super::close::IDENTITY_MISMATCH,
+        }
+    }
+
+    /// A readable sentence naming the peer.
+    pub fn describe(&self, peer: &str) -> String {
+        match self {
+            HelloMismatch::Version { theirs, ours } => {
+                let range = |(high, low): (u32, u32)| {
+                    if high == low {
+                        format!("{high}")
+                    } else {
+                        format!("{low} to {high}")
+                    }
+                };
+                format!(
+                    "peer {peer} speaks protocol {}, we speak {}; upgrade the older harmony",
+                    range(*theirs),
+                    range(*ours)
+                )
+            }
+            HelloMismatch::Repository { theirs, ours } => format!(
+                "peer {peer} belongs to repository {theirs}, this location to repository {ours}; \
+                 nodes of different repositories do not exchange anything"
+            ),
+            HelloMismatch::Identity { claimed, proven } => {
+                format!("peer {peer} claims node id {claimed} but its certificate proves {proven}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for HelloMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe("the peer"))
+    }
+}
+
+/// Checks a peer's `Hello` body against ours and the node id its TLS
+/// certificate proved. Different repositories are a mismatch unless one side
+/// is fresh (it joins the other's repository; when both are fresh, the
+/// client joins the server's). Versions are checked first, from the fixed prefix, so
+/// that a `Hello` of a future version still yields a readable reason.
+/// Returns the decoded `Hello` and the negotiated version.
+pub fn check_hello(
+    body: &[u8],
+    ours: &Hello,
+    proven: NodeId,
+) -> Result<Result<(Hello, u32), HelloMismatch>, ProtoError> {
+    let theirs_range = hello_versions(body)?;
+    let ours_range = (ours.version, ours.min_version);
+    let Some(version) = negotiate(ours_range, theirs_range) else {
+        return Ok(Err(HelloMismatch::Version {
+            theirs: theirs_range,
+            ours: ours_range,
+        }));
+    };
+    let hello: Hello = super::decode_body(body)?;
+    if hello.node_id != proven {
+        return Ok(Err(HelloMismatch::Identity {
+            claimed: hello.node_id,
+            proven,
+        }));
+    }
+    if hello.repo_id != ours.repo_id && !hello.fresh && !ours.fresh {
+        return Ok(Err(HelloMismatch::Repository {
+            theirs: hello.repo_id,
+            ours: ours.repo_id,
+        }));
+    }
+    Ok(Ok((hello, version)))
+}
+
+/// A request, the first frame a client sends on a request stream (a
+/// bidirectional stream after the handshake stream). Later protocol versions
+/// add variants at the end; a server answers an unknown one with
+/// `Response::Error { code: ErrorCode::UNSUPPORTED }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Echo `payload` back (at most [`MAX_PING_PAYLOAD`] bytes).
+    Ping { payload: Vec<u8> },
+    /// Send `len` bytes of a fixed pattern (at most [`MAX_BULK`]): the
+    /// throughput probe. Answered by `Response::Bulk` and then `len` raw bytes.
+    Bulk { len: u64 },
+}
+
+impl Request {
+    /// How many request kinds (enum variants) this version knows: a frame
+    /// whose leading variant index is at least this is a request of a newer
+    /// version, answered with `ErrorCode::UNSUPPORTED` rather than as garbage.
+    pub const KNOWN_KINDS: u32 = 2;
+
+    /// The variant index at the start of a request body, if it can be read.
+    pub fn kind_of(body: &[u8]) -> Option<u32> {
+        postcard::take_from_bytes::<u32>(body).ok().map(|(k, _)| k)
+    }
+}
+
+impl Validate for Request {
+    fn validate(&self) -> Result<(), ProtoError> {
+        match self {
+            Request::Ping { payload } => check_len("ping payload", payload.len(), MAX_PING_PAYLOAD),
+            Request::Bulk { len } => {
+                if *len > MAX_BULK {
+                    return Err(ProtoError::TooLong {
+                        field: "bulk length",
+                        len: *len,
+                        max: MAX_BULK,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The first frame a server sends back on a request stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The `Ping` payload, unchanged.
+    Pong { payload: Vec<u8> },
+    /// `len` raw bytes follow this frame, then the stream ends.
+    Bulk { len: u64 },
+    /// The request failed; the stream ends.
+    Error { code: ErrorCode, message: String },
+}
+
+impl Validate for Response {
+    fn validate(&self) -> Result<(), ProtoError> {
+        match self {
+            Response::Pong { payload } => {
+                check_len("pong payload", payload.len(), MAX_PING_PAYLOAD)
+            }
+            Response::Bulk { len } => Request::Bulk { len: *len }.validate(),
+            Response::Error { message, .. } => {
+                check_len("error text", message.len(), MAX_ERROR_TEXT)
+            }
+        }
+    }
+}
+
+/// Request-level error codes carried by `Response::Error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ErrorCode(pub u32);
+
+impl ErrorCode {
+    /// The request frame could not be decoded or broke a limit.
+    pub const MALFORMED: ErrorCode = ErrorCode(1);
+    /// This server does not handle that kind of request.
+    pub const UNSUPPORTED: ErrorCode = ErrorCode(2);
+    /// The server failed while handling the request.
+    pub const INTERNAL: ErrorCode = ErrorCode(3);
+    /// The server is shutting down.
+    pub const SHUTDOWN: ErrorCode = ErrorCode(4);
+    /// The request was refused (e.g. a resource is not available).
+    pub const REFUSED: ErrorCode = ErrorCode(5);
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match *self {
+            ErrorCode::MALFORMED => "malformed request",
+            ErrorCode::UNSUPPORTED => "unsupported request",
+            ErrorCode::INTERNAL => "internal error",
+            ErrorCode::SHUTDOWN => "shutting down",
+            ErrorCode::REFUSED => "refused",
+            _ => "unknown error",
+        };
+        write!(f, "{name} ({})", self.0)
+    }
+}

@@ -1,0 +1,94 @@
+//! The wire protocol, sans I/O: message types, framing, limits, version and
+//! error-code constants. Nothing here touches a socket or an async runtime, so
+//! every rule can be unit- and property-tested; `net` is the shell that moves
+//! these bytes over QUIC. `protocol.md` at the top of the repository is the
+//! specification this module implements (a test checks its hex examples).
+
+mod frame;
+mod message;
+
+#[cfg(test)]
+mod tests;
+
+pub use frame::{decode_body, decode_frame, encode_frame, frame_len, FRAME_HEADER_LEN};
+pub use message::{
+    check_hello, hello_versions, negotiate, ErrorCode, Hello, HelloMismatch, Request, Response,
+    Validate,
+};
+
+/// The protocol version this build speaks (the newest it understands).
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The oldest protocol version this build still speaks.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
+
+/// The TLS application protocol (ALPN) of the wire family: the framing and
+/// the layout of the first two `Hello` fields. Protocol versions inside the
+/// family are negotiated by `Hello`, so that a mismatch gets a readable reason
+/// instead of a bare TLS alert.
+pub const ALPN: &[u8] = b"harmony/1";
+
+/// Largest frame body (postcard bytes after the length prefix) for control
+/// messages. Bulk bytes that follow a header frame are not framed.
+pub const MAX_FRAME: usize = 1024 * 1024;
+/// Longest node name in a `Hello` (bytes of UTF-8).
+pub const MAX_NAME: usize = 64;
+/// Longest human-readable error text in a `Response::Error` (bytes of UTF-8).
+pub const MAX_ERROR_TEXT: usize = 1024;
+/// Longest `Ping` payload.
+pub const MAX_PING_PAYLOAD: usize = 64 * 1024;
+/// Most bytes one `Bulk` request may ask for (16 GiB).
+pub const MAX_BULK: u64 = 16 << 30;
+
+/// Application error codes used to close a QUIC connection (`CONNECTION_CLOSE`
+/// of type 0x1d) together with a UTF-8 reason.
+pub mod close {
+    /// Orderly close: the client is done.
+    pub const DONE: u32 = 0;
+    /// A peer sent a frame or message that breaks this specification.
+    pub const PROTOCOL_ERROR: u32 = 1;
+    /// No common protocol version.
+    pub const VERSION_MISMATCH: u32 = 2;
+    /// The peers belong to different repositories.
+    pub const REPO_MISMATCH: u32 = 3;
+    /// The node id in `Hello` is not the one the TLS handshake authenticated.
+    pub const IDENTITY_MISMATCH: u32 = 4;
+    /// No `Hello` within the handshake timeout.
+    pub const HANDSHAKE_TIMEOUT: u32 = 5;
+    /// The server is shutting down.
+    pub const SHUTDOWN: u32 = 6;
+    /// The server has as many connections as it accepts.
+    pub const BUSY: u32 = 7;
+}
+
+/// Application error codes used to reset (`RESET_STREAM`) or stop
+/// (`STOP_SENDING`) one stream; the connection goes on.
+pub mod stream {
+    /// A malformed, oversized or truncated frame.
+    pub const MALFORMED: u32 = 1;
+    /// The request was not complete within the stream timeout.
+    pub const TIMEOUT: u32 = 2;
+    /// The server is shutting down.
+    pub const SHUTDOWN: u32 = 3;
+    /// The handler failed.
+    pub const INTERNAL: u32 = 4;
+}
+
+/// Why a frame or message was rejected. Never panics, never allocates more
+/// than the frame it is given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtoError {
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    Oversized { len: u64, max: usize },
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("{trailing} unexpected bytes after the message")]
+    Trailing { trailing: usize },
+    #[error("{field} is {len} long, the limit is {max}")]
+    TooLong {
+        field: &'static str,
+        len: u64,
+        max: u64,
+    },
+    #[error("stream ended inside a frame")]
+    Truncated,
+}

@@ -1,0 +1,155 @@
+//! Helpers for the transport tests: identities, nodes serving on 127.0.0.1:0,
+//! waiting for server events. Included with `#[path]` by the tests that use it.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use harmony::model::{NodeId, RepoId};
+use harmony::net::{Builtin, Handler, Identity, Node, NodeConfig, ServerEvent, TrustList};
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+
+/// A node identity in its own temporary folder.
+pub struct Ident {
+    pub dir: tempfile::TempDir,
+    pub identity: Identity,
+}
+
+impl Ident {
+    pub fn new() -> Ident {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let identity = Identity::create(dir.path()).expect("identity");
+        Ident { dir, identity }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.identity.node_id()
+    }
+}
+
+pub fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Test settings: loopback, short timeouts.
+pub fn config(repo: RepoId, name: &str) -> NodeConfig {
+    let mut config = NodeConfig::new(repo, name, localhost());
+    config.handshake_timeout = Duration::from_secs(3);
+    config.stream_timeout = Duration::from_secs(3);
+    config
+}
+
+/// A client-only node (it never serves).
+pub fn client(ident: &Ident, config: NodeConfig) -> Node {
+    Node::bind(ident.identity.clone(), config, TrustList::new()).expect("bind client")
+}
+
+/// A node serving in the background until dropped or stopped.
+pub struct Server {
+    pub node: Arc<Node>,
+    pub addr: SocketAddr,
+    pub events: broadcast::Receiver<ServerEvent>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start(ident: &Ident, config: NodeConfig, trust: TrustList) -> Server {
+        Server::start_with(ident, config, trust, Arc::new(Builtin))
+    }
+
+    pub fn start_with(
+        ident: &Ident,
+        config: NodeConfig,
+        trust: TrustList,
+        handler: Arc<dyn Handler>,
+    ) -> Server {
+        let node = Arc::new(Node::bind(ident.identity.clone(), config, trust).expect("bind"));
+        let addr = node.local_addr().unwrap();
+        let events = node.subscribe();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving = node.clone();
+        let task = tokio::spawn(async move {
+            serving
+                .serve(handler, None, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Server {
+            node,
+            addr,
+            events,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.node.node_id()
+    }
+
+    /// Waits (up to 10 s) for an event matching `pred`, skipping others.
+    pub async fn event(&mut self, pred: impl Fn(&ServerEvent) -> bool) -> ServerEvent {
+        let wait = async {
+            loop {
+                match self.events.recv().await {
+                    Ok(event) if pred(&event) => return event,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("server events ended: {e}"),
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("expected server event")
+    }
+
+    /// Stops serving and waits for the loop to end.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("serve stops in time")
+                .expect("serve task");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Polls `check` every 20 ms for up to 10 s.
+pub async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// Runs a test body with an overall time limit.
+pub async fn within<T>(secs: u64, body: impl Future<Output = T>) -> T {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    tokio::time::timeout(Duration::from_secs(secs), body)
+        .await
+        .expect("test timed out")
+}
