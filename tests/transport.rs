@@ -570,7 +570,7 @@ async fn custom_handlers_plug_in_and_many_peers_are_served_at_once() {
                 .map(|(i, c)| (c.id(), format!("client{i}"))),
         );
         let count = Arc::new(AtomicUsize::new(0));
-        let server = Server::start_with(
+        let mut server = Server::start_with(
             &server_ident,
             config(repo, "server"),
             trust,
@@ -653,7 +653,7 @@ async fn trust_changes_apply_to_the_next_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_connections_and_stops_serving() {
     within(60, async {
-        let p = pair();
+        let mut p = pair();
         let node = client(&p.client_ident, config(p.repo, "client"));
         let conn = node
             .connect(p.server.addr, p.server.id(), "server")

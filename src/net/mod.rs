@@ -52,5 +52,5 @@ pub use error::NetError;
 pub use identity::{node_id_of_certificate, Identity, IdentityError};
 pub use node::{Membership, Node, PeerConnection, PeerInfo, Stats};
 pub use server::{bulk_pattern, BoxFuture, Builtin, Handler, ServerEvent, TrustSource};
-pub use stream::FramedStream;
+pub use stream::{FrameReceiver, FrameSender, FramedStream};
 pub use trust::TrustList;

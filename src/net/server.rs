@@ -85,6 +85,15 @@ impl Handler for Builtin {
                     }
                     Ok(())
                 }
+                // Served by the state-sync handler (`sync::SyncService`),
+                // which passes only the other kinds on to `Builtin`.
+                Request::Sync(_) => {
+                    let refusal = Response::Error {
+                        code: ErrorCode::UNSUPPORTED,
+                        message: "this endpoint does not serve state sync".into(),
+                    };
+                    stream.send_frame(&refusal).await
+                }
             }
         })
     }
@@ -120,11 +129,48 @@ struct Shared {
     events: tokio::sync::broadcast::Sender<ServerEvent>,
     membership: Arc<std::sync::RwLock<super::node::Membership>>,
     hello: proto::Hello,
+    /// Every established connection, so that shutdown closes each with
+    /// `SHUTDOWN` before its task is aborted: quinn closes a connection whose
+    /// last handle is dropped with code 0, which could otherwise overtake the
+    /// endpoint-wide close and tell the peer "done" instead of "shutting down".
+    live: std::sync::Mutex<std::collections::HashMap<usize, quinn::Connection>>,
 }
 
 impl Shared {
     fn event(&self, event: ServerEvent) {
         let _ = self.events.send(event);
+    }
+
+    fn close_all(&self) {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        for conn in live.values() {
+            conn.close(VarInt::from_u32(close::SHUTDOWN), b"node shutting down");
+        }
+    }
+}
+
+/// Keeps a connection in [`Shared::live`] while its task runs.
+struct Live<'a>(&'a Shared, usize);
+
+impl<'a> Live<'a> {
+    fn register(shared: &'a Shared, conn: &quinn::Connection) -> Self {
+        let id = conn.stable_id();
+        shared
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, conn.clone());
+        Live(shared, id)
+    }
+}
+
+impl Drop for Live<'_> {
+    fn drop(&mut self) {
+        self.0
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
     }
 }
 
@@ -148,6 +194,7 @@ impl Node {
             events: self.events.clone(),
             membership: self.membership(),
             hello: self.our_hello(),
+            live: Default::default(),
         });
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
@@ -196,6 +243,7 @@ impl Node {
             );
         }
         info!("shutting down: closing {} connections", connections.len());
+        shared.close_all();
         self.endpoint
             .close(VarInt::from_u32(close::SHUTDOWN), b"node shutting down");
         // Aborting drops every connection and stream task (their gauges too).
@@ -241,6 +289,7 @@ async fn serve_connection(shared: Arc<Shared>, incoming: Incoming) {
             return refused(None, "TLS handshake timed out".into());
         }
     };
+    let _live = Live::register(&shared, &conn);
     let Some(node_id) = peer_node_id(&conn) else {
         conn.close(
             VarInt::from_u32(close::PROTOCOL_ERROR),
@@ -445,6 +494,7 @@ impl std::fmt::Debug for RequestKind<'_> {
         match self.0 {
             Request::Ping { payload } => write!(f, "Ping ({} bytes)", payload.len()),
             Request::Bulk { len } => write!(f, "Bulk ({len} bytes)"),
+            Request::Sync(hello) => write!(f, "Sync (their seq {})", hello.seq),
         }
     }
 }

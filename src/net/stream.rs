@@ -14,18 +14,30 @@ use super::NetError;
 use crate::proto::{self, ProtoError, Validate, FRAME_HEADER_LEN};
 
 /// One request stream: frames and raw bytes both ways, every read and write
-/// bounded by the stream timeout.
+/// bounded by the stream timeout. [`FramedStream::split`] gives the two
+/// directions separately, for protocols where both sides send at once.
 pub struct FramedStream {
-    pub(crate) send: SendStream,
-    pub(crate) recv: RecvStream,
-    /// The peer's name, for error messages.
-    pub(crate) peer: String,
-    pub(crate) timeout: Duration,
+    sender: FrameSender,
+    receiver: FrameReceiver,
+}
+
+/// The sending direction of a [`FramedStream`].
+pub struct FrameSender {
+    send: SendStream,
+    peer: String,
+    timeout: Duration,
     finished: bool,
 }
 
-impl Drop for FramedStream {
-    /// A stream dropped before [`FramedStream::finish`] (an error, a task
+/// The receiving direction of a [`FramedStream`].
+pub struct FrameReceiver {
+    recv: RecvStream,
+    peer: String,
+    timeout: Duration,
+}
+
+impl Drop for FrameSender {
+    /// A stream dropped before [`FrameSender::finish`] (an error, a task
     /// aborted at shutdown) is reset, so the peer sees an error instead of
     /// an ordinary end of stream after a partial answer.
     fn drop(&mut self) {
@@ -37,31 +49,139 @@ impl Drop for FramedStream {
     }
 }
 
+fn timed_out(peer: &str, limit: Duration) -> NetError {
+    NetError::Timeout {
+        peer: peer.to_owned(),
+        secs: limit.as_secs().max(1),
+    }
+}
+
 impl FramedStream {
     pub(crate) fn new(send: SendStream, recv: RecvStream, peer: &str, timeout: Duration) -> Self {
         FramedStream {
-            send,
-            recv,
-            peer: peer.to_owned(),
-            timeout,
-            finished: false,
+            sender: FrameSender {
+                send,
+                peer: peer.to_owned(),
+                timeout,
+                finished: false,
+            },
+            receiver: FrameReceiver {
+                recv,
+                peer: peer.to_owned(),
+                timeout,
+            },
         }
     }
 
-    fn timed_out(&self) -> NetError {
-        NetError::Timeout {
-            peer: self.peer.clone(),
-            secs: self.timeout.as_secs().max(1),
+    /// Both directions, to send and receive concurrently.
+    pub fn split(&mut self) -> (&mut FrameSender, &mut FrameReceiver) {
+        (&mut self.sender, &mut self.receiver)
+    }
+
+    /// Reads the body of the next frame (see [`FrameReceiver::recv_body`]).
+    pub async fn recv_body(&mut self) -> Result<Vec<u8>, NetError> {
+        self.receiver.recv_body().await
+    }
+
+    /// Reads and decodes the next frame.
+    pub async fn recv_frame<T: DeserializeOwned + Serialize + Validate>(
+        &mut self,
+    ) -> Result<T, NetError> {
+        self.receiver.recv_frame().await
+    }
+
+    /// Encodes and sends one frame.
+    pub async fn send_frame<T: Serialize + Validate>(
+        &mut self,
+        message: &T,
+    ) -> Result<(), NetError> {
+        self.sender.send_frame(message).await
+    }
+
+    /// Sends raw bytes (e.g. after a header frame announcing their length).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        self.sender.send_raw(bytes).await
+    }
+
+    /// Reads up to `max` raw bytes; `None` at the end of the stream.
+    pub async fn recv_raw(&mut self, max: usize) -> Result<Option<quinn::Chunk>, NetError> {
+        self.receiver.recv_raw(max).await
+    }
+
+    /// Reads and discards up to `at_most` raw bytes (see
+    /// [`FrameReceiver::skip_raw`]).
+    pub async fn skip_raw(&mut self, at_most: u64) -> Result<(u64, bool), NetError> {
+        self.receiver.skip_raw(at_most).await
+    }
+
+    /// Waits for the end of the peer's side; anything more is an error.
+    pub async fn expect_end(&mut self) -> Result<(), NetError> {
+        self.receiver.expect_end().await
+    }
+
+    /// Ends our direction of the stream (the peer reads the end).
+    pub fn finish(&mut self) {
+        self.sender.finish();
+    }
+
+    /// Tells the peer we will not read the rest of what it sends.
+    pub fn stop_reading(&mut self, code: u32) {
+        let _ = self.receiver.recv.stop(VarInt::from_u32(code));
+    }
+
+    /// Aborts both directions with a stream error code (`proto::stream`).
+    pub fn abort(&mut self, code: u32) {
+        self.sender.finished = true;
+        let _ = self.sender.send.reset(VarInt::from_u32(code));
+        let _ = self.receiver.recv.stop(VarInt::from_u32(code));
+    }
+
+    /// The peer's name as this node knows it.
+    pub fn peer(&self) -> &str {
+        &self.sender.peer
+    }
+
+    /// The underlying QUIC streams, for handlers that need more control.
+    pub fn parts(&mut self) -> (&mut SendStream, &mut RecvStream) {
+        (&mut self.sender.send, &mut self.receiver.recv)
+    }
+}
+
+impl FrameSender {
+    /// Encodes and sends one frame.
+    pub async fn send_frame<T: Serialize + Validate>(
+        &mut self,
+        message: &T,
+    ) -> Result<(), NetError> {
+        let frame = proto::encode_frame(message).map_err(|source| NetError::Protocol {
+            peer: "this node".into(),
+            source,
+        })?;
+        self.send_raw(&frame).await
+    }
+
+    /// Sends raw bytes, within the stream timeout.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        match timeout(self.timeout, self.send.write_all(bytes)).await {
+            Ok(result) => result.map_err(|e| write_error(e, &self.peer)),
+            Err(_) => Err(timed_out(&self.peer, self.timeout)),
         }
     }
 
+    /// Ends this direction (the peer reads the end).
+    pub fn finish(&mut self) {
+        self.finished = true;
+        let _ = self.send.finish();
+    }
+}
+
+impl FrameReceiver {
     /// Reads the body of the next frame (at most `MAX_FRAME` bytes, checked
     /// before allocating).
     pub async fn recv_body(&mut self) -> Result<Vec<u8>, NetError> {
-        let limit = self.timeout;
-        match timeout(limit, read_body(&mut self.recv)).await {
+        match timeout(self.timeout, read_body(&mut self.recv)).await {
             Ok(result) => result.map_err(|e| e.into_net(&self.peer)),
-            Err(_) => Err(self.timed_out()),
+            Err(_) => Err(timed_out(&self.peer, self.timeout)),
         }
     }
 
@@ -76,33 +196,11 @@ impl FramedStream {
         })
     }
 
-    /// Encodes and sends one frame.
-    pub async fn send_frame<T: Serialize + Validate>(
-        &mut self,
-        message: &T,
-    ) -> Result<(), NetError> {
-        let frame = proto::encode_frame(message).map_err(|source| NetError::Protocol {
-            peer: "this node".into(),
-            source,
-        })?;
-        self.send_raw(&frame).await
-    }
-
-    /// Sends raw bytes (e.g. after a header frame announcing their length).
-    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        let limit = self.timeout;
-        match timeout(limit, self.send.write_all(bytes)).await {
-            Ok(result) => result.map_err(|e| write_error(e, &self.peer)),
-            Err(_) => Err(self.timed_out()),
-        }
-    }
-
     /// Reads up to `max` raw bytes; `None` at the end of the stream.
     pub async fn recv_raw(&mut self, max: usize) -> Result<Option<quinn::Chunk>, NetError> {
-        let limit = self.timeout;
-        match timeout(limit, self.recv.read_chunk(max, true)).await {
+        match timeout(self.timeout, self.recv.read_chunk(max, true)).await {
             Ok(result) => result.map_err(|e| read_error(e, &self.peer)),
-            Err(_) => Err(self.timed_out()),
+            Err(_) => Err(timed_out(&self.peer, self.timeout)),
         }
     }
 
@@ -110,7 +208,6 @@ impl FramedStream {
     /// timer per call, not per packet-sized chunk); returns the bytes read
     /// and whether the stream ended.
     pub async fn skip_raw(&mut self, at_most: u64) -> Result<(u64, bool), NetError> {
-        let limit = self.timeout;
         let recv = &mut self.recv;
         let read = async {
             let mut got = 0u64;
@@ -122,9 +219,9 @@ impl FramedStream {
             }
             Ok::<_, ReadError>((got, false))
         };
-        match timeout(limit, read).await {
+        match timeout(self.timeout, read).await {
             Ok(result) => result.map_err(|e| read_error(e, &self.peer)),
-            Err(_) => Err(self.timed_out()),
+            Err(_) => Err(timed_out(&self.peer, self.timeout)),
         }
     }
 
@@ -137,34 +234,6 @@ impl FramedStream {
                 what: "more data after the last frame".into(),
             }),
         }
-    }
-
-    /// Ends our direction of the stream (the peer reads the end).
-    pub fn finish(&mut self) {
-        self.finished = true;
-        let _ = self.send.finish();
-    }
-
-    /// Tells the peer we will not read the rest of what it sends.
-    pub fn stop_reading(&mut self, code: u32) {
-        let _ = self.recv.stop(VarInt::from_u32(code));
-    }
-
-    /// Aborts both directions with a stream error code (`proto::stream`).
-    pub fn abort(&mut self, code: u32) {
-        self.finished = true;
-        let _ = self.send.reset(VarInt::from_u32(code));
-        let _ = self.recv.stop(VarInt::from_u32(code));
-    }
-
-    /// The peer's name as this node knows it.
-    pub fn peer(&self) -> &str {
-        &self.peer
-    }
-
-    /// The underlying QUIC streams, for handlers that need more control.
-    pub fn parts(&mut self) -> (&mut SendStream, &mut RecvStream) {
-        (&mut self.send, &mut self.recv)
     }
 }
 

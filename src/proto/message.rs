@@ -5,8 +5,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ProtoError, MAX_BULK, MAX_ERROR_TEXT, MAX_NAME, MAX_PING_PAYLOAD, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    ProtoError, SyncHello, MAX_BULK, MAX_ERROR_TEXT, MAX_NAME, MAX_PING_PAYLOAD,
+    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use crate::model::{NodeId, RepoId};
 
@@ -198,13 +198,17 @@ pub enum Request {
     /// Send `len` bytes of a fixed pattern (at most [`MAX_BULK`]): the
     /// throughput probe. Answered by `Response::Bulk` and then `len` raw bytes.
     Bulk { len: u64 },
+    /// Start a state sync session with the client's hello. Answered by
+    /// `Response::Sync` with the server's; then, unless the digests are
+    /// equal, each side sends `Batch` frames until its last (empty) batch.
+    Sync(SyncHello),
 }
 
 impl Request {
     /// How many request kinds (enum variants) this version knows: a frame
     /// whose leading variant index is at least this is a request of a newer
     /// version, answered with `ErrorCode::UNSUPPORTED` rather than as garbage.
-    pub const KNOWN_KINDS: u32 = 2;
+    pub const KNOWN_KINDS: u32 = 3;
 
     /// The variant index at the start of a request body, if it can be read.
     pub fn kind_of(body: &[u8]) -> Option<u32> {
@@ -226,6 +230,7 @@ impl Validate for Request {
                 }
                 Ok(())
             }
+            Request::Sync(hello) => hello.validate(),
         }
     }
 }
@@ -239,6 +244,8 @@ pub enum Response {
     Bulk { len: u64 },
     /// The request failed; the stream ends.
     Error { code: ErrorCode, message: String },
+    /// The server's hello in a sync session.
+    Sync(SyncHello),
 }
 
 impl Validate for Response {
@@ -251,6 +258,7 @@ impl Validate for Response {
             Response::Error { message, .. } => {
                 check_len("error text", message.len(), MAX_ERROR_TEXT)
             }
+            Response::Sync(hello) => hello.validate(),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod frame;
 mod message;
+mod sync;
 
 #[cfg(test)]
 mod tests;
@@ -14,6 +15,9 @@ pub use frame::{decode_body, decode_frame, encode_frame, frame_len, FRAME_HEADER
 pub use message::{
     check_hello, hello_versions, negotiate, ErrorCode, Hello, HelloMismatch, Request, Response,
     Validate,
+};
+pub use sync::{
+    Batch, SyncHello, MAX_BATCH_ENTRIES, MAX_BATCH_NODES, MAX_NODES_PER_ENTRY, MAX_SIBLINGS,
 };
 
 /// The protocol version this build speaks (the newest it understands).

@@ -11,39 +11,16 @@
 //!    each merged batch records how far the other's changes are merged, so a
 //!    cut connection resumes where it stopped.
 
-use serde::{Deserialize, Serialize};
-
-use crate::model::{FileEntry, NodeId, NodeRecord};
+use crate::model::{FileEntry, NodeId};
 use crate::store::{Store, StoreError};
 
+pub use crate::proto::{Batch, SyncHello};
+
 /// Entries per batch, at most; batches also stay under [`BATCH_BYTES`].
-pub const BATCH_ENTRIES: usize = 1024;
+pub const BATCH_ENTRIES: usize = crate::proto::MAX_BATCH_ENTRIES;
 /// Encoded bytes per batch, at most (one entry alone may exceed it, up to
 /// the frame limit).
 pub const BATCH_BYTES: usize = 256 * 1024;
-
-/// What a node says first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SyncHello {
-    /// XOR of the digests of every entry held: equal digests, equal state.
-    pub digest: [u8; 32],
-    /// The sender's database incarnation and last change sequence.
-    pub incarnation: [u8; 8],
-    pub seq: u64,
-    /// How far the sender has merged the receiver's changes: the receiver's
-    /// incarnation and change sequence, if the sender knows.
-    pub merged_yours: Option<([u8; 8], u64)>,
-}
-
-/// A run of entries in the sender's change order. After merging it, the
-/// receiver holds every change of the sender up to `upto`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Batch {
-    pub entries: Vec<FileEntry>,
-    /// Node records changed in the same range of the sender's changes.
-    pub nodes: Vec<NodeRecord>,
-    pub upto: u64,
-}
 
 /// The hello this node sends to `peer`.
 pub fn hello(store: &Store, peer: NodeId) -> Result<SyncHello, StoreError> {

@@ -110,8 +110,9 @@ impl Server {
             .expect("expected server event")
     }
 
-    /// Stops serving and waits for the loop to end.
-    pub async fn stop(mut self) {
+    /// Stops serving and waits for the loop to end. The endpoint stays open
+    /// while `self` lives, so it can repeat its close to a peer that lost it.
+    pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

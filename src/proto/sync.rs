@@ -1,0 +1,101 @@
+//! The messages of state sync (see `sync` for the session they make up).
+
+use serde::{Deserialize, Serialize};
+
+use super::{ProtoError, Validate};
+use crate::model::{FileEntry, NodeRecord};
+
+/// Entries per [`Batch`], at most.
+pub const MAX_BATCH_ENTRIES: usize = 1024;
+/// Node records per [`Batch`], at most.
+pub const MAX_BATCH_NODES: usize = 1024;
+/// Versions one register of an entry may hold side by side.
+pub const MAX_SIBLINGS: usize = 64;
+/// Nodes named in one version vector, holder map or acknowledgement map.
+pub const MAX_NODES_PER_ENTRY: usize = 1024;
+
+/// What each side says first in a sync session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncHello {
+    /// XOR of the digests of every entry and node record held (stable
+    /// tombstones count as zero): equal digests, equal state.
+    pub digest: [u8; 32],
+    /// The sender's database incarnation (random, new with every database).
+    pub incarnation: [u8; 8],
+    /// The sender's last change sequence.
+    pub seq: u64,
+    /// How far the sender has merged the receiver's changes: the receiver's
+    /// incarnation and change sequence, if the sender knows.
+    pub merged_yours: Option<([u8; 8], u64)>,
+}
+
+impl Validate for SyncHello {
+    fn validate(&self) -> Result<(), ProtoError> {
+        Ok(())
+    }
+}
+
+/// A run of entries and node records in the sender's change order. After
+/// merging it, the receiver holds every change of the sender up to `upto`.
+/// The last batch of a session has no entries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub entries: Vec<FileEntry>,
+    pub nodes: Vec<NodeRecord>,
+    pub upto: u64,
+}
+
+impl Batch {
+    /// The last batch of a session: nothing follows it.
+    pub fn is_last(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn too_many(field: &'static str, len: usize, max: usize) -> Result<(), ProtoError> {
+    if len > max {
+        return Err(ProtoError::TooLong {
+            field,
+            len: len as u64,
+            max: max as u64,
+        });
+    }
+    Ok(())
+}
+
+impl Validate for Batch {
+    fn validate(&self) -> Result<(), ProtoError> {
+        too_many("batch entries", self.entries.len(), MAX_BATCH_ENTRIES)?;
+        too_many("batch node records", self.nodes.len(), MAX_BATCH_NODES)?;
+        for entry in &self.entries {
+            too_many("path versions", entry.path.versions().len(), MAX_SIBLINGS)?;
+            too_many(
+                "content versions",
+                entry.content.versions().len(),
+                MAX_SIBLINGS,
+            )?;
+            too_many("holders", entry.holders.len(), MAX_NODES_PER_ENTRY)?;
+            too_many(
+                "deletion acknowledgements",
+                entry.deletion_seen.len(),
+                MAX_NODES_PER_ENTRY,
+            )?;
+            let vectors = entry
+                .path
+                .versions()
+                .iter()
+                .map(|v| &v.version)
+                .chain(entry.content.versions().iter().map(|v| &v.version))
+                .chain(entry.deletion_seen.values());
+            for vector in vectors {
+                too_many("version vector", vector.len(), MAX_NODES_PER_ENTRY)?;
+            }
+        }
+        if self.nodes.iter().any(|n| !n.is_valid()) {
+            return Err(ProtoError::Malformed(
+                "a node record breaks the name or address limits".into(),
+            ));
+        }
+        Ok(())
+    }
+}
