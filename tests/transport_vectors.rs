@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use harmony::model::{NodeId, RepoId};
-use harmony::proto::{self, ErrorCode, Hello, Request, Response};
+use harmony::proto::{self, Batch, ErrorCode, Hello, Request, Response, SyncHello};
 
 /// `name -> bytes` for every fenced block opened with "```hex vector=NAME".
 fn vectors() -> BTreeMap<String, Vec<u8>> {
@@ -111,7 +111,30 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
             message: "unknown request kind".into(),
         },
     );
-    assert_eq!(vectors.len(), 6, "every vector in protocol.md is checked");
+    let mut digest = [0u8; 32];
+    for (i, b) in digest.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    round_trip(
+        "request-sync",
+        &get("request-sync"),
+        &Request::Sync(SyncHello {
+            digest,
+            incarnation: [0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7],
+            seq: 300,
+            merged_yours: Some(([0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7], 5)),
+        }),
+    );
+    round_trip(
+        "batch-last",
+        &get("batch-last"),
+        &Batch {
+            entries: vec![],
+            nodes: vec![],
+            upto: 300,
+        },
+    );
+    assert_eq!(vectors.len(), 8, "every vector in protocol.md is checked");
 }
 
 #[test]

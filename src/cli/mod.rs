@@ -2,11 +2,13 @@
 //! command group, each a thin call into the library.
 
 mod conflicts;
+mod dial;
 mod local;
 mod output;
 mod peer;
 mod progress;
 mod serve;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +70,9 @@ enum Command {
     Peer(peer::PeerCommand),
     /// Run this node: answer trusted peers until Ctrl-C or SIGTERM.
     Serve(serve::ServeArgs),
+    /// Commit, then exchange state with peers both ways and apply what
+    /// needs no transfer (renames, deletions, content already here).
+    Sync(sync::SyncArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -89,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Resolve(args) => conflicts::resolve(&out, args),
         Command::Peer(command) => peer::run(&out, command),
         Command::Serve(args) => serve::serve(&out, args),
+        Command::Sync(args) => sync::sync(&out, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use harmony::model::NodeId;
-use harmony::net::{Node, NodeConfig};
 use harmony::store::PeerRecord;
 use harmony::Repo;
 use serde::Serialize;
@@ -228,24 +227,8 @@ fn ping(out: &Output, name: &str, count: u32) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let report = runtime.block_on(async {
-        let remote = tokio::net::lookup_host(&peer.addr)
-            .await
-            .with_context(|| format!("cannot resolve the address {} of peer {name}", peer.addr))?
-            .next()
-            .with_context(|| {
-                format!(
-                    "the address {} of peer {name} resolves to nothing",
-                    peer.addr
-                )
-            })?;
-        let local: SocketAddr = if remote.is_ipv4() {
-            "0.0.0.0:0".parse()?
-        } else {
-            "[::]:0".parse()?
-        };
-        let mut config = NodeConfig::new(settings.repo_id, &settings.node_name, local);
-        config.fresh = fresh;
-        let node = Node::bind_client(identity, config)?;
+        let remote = super::dial::resolve(&peer).await?;
+        let node = super::dial::client_node(identity, &settings, fresh, remote)?;
         let conn = node.connect(remote, peer.node_id, name).await?;
         let mut rtt_ms = Vec::new();
         for i in 0..count.max(1) {

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use clap::Args;
 use harmony::model::STATE_DIR;
-use harmony::net::{Builtin, Membership, Node, NodeConfig, TrustList, TrustSource};
+use harmony::net::{Membership, Node, NodeConfig, TrustList, TrustSource};
 use harmony::store::{Store, DB_FILE};
+use harmony::sync::SyncService;
 use harmony::Repo;
 use serde::Serialize;
 
@@ -44,7 +45,8 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
     let identity = repo.identity().clone();
     let peers = repo.store().peers()?;
     let fresh = repo.store().is_fresh()?;
-    let db = repo.root().join(STATE_DIR).join(DB_FILE);
+    let root = repo.root().to_path_buf();
+    let db = root.join(STATE_DIR).join(DB_FILE);
     drop(repo);
 
     let trust = TrustList::from_peers(peers.iter().map(|p| (p.node_id, p.name.clone())));
@@ -95,7 +97,8 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             out.warn("no trusted peers yet: nobody can connect until you `harmony peer add` one");
         }
         tracing::info!("listening on {bound}");
-        node.serve(Arc::new(Builtin), Some(source), stop_signal())
+        let service = SyncService::new(root.clone(), node.membership());
+        node.serve(Arc::new(service), Some(source), stop_signal())
             .await;
         if !out.json && !out.quiet {
             println!("stopped");

@@ -45,12 +45,14 @@ pub mod tls;
 mod trust;
 
 pub use config::{
-    NodeConfig, CONNECTION_RECEIVE_WINDOW, IDLE_TIMEOUT, KEEP_ALIVE, SEND_WINDOW,
+    NodeConfig, CONNECTION_RECEIVE_WINDOW, IDLE_TIMEOUT, INITIAL_MTU, KEEP_ALIVE, SEND_WINDOW,
     STREAM_RECEIVE_WINDOW, UDP_BUFFER,
 };
 pub use error::NetError;
 pub use identity::{node_id_of_certificate, Identity, IdentityError};
 pub use node::{Membership, Node, PeerConnection, PeerInfo, Stats};
-pub use server::{bulk_pattern, BoxFuture, Builtin, Handler, ServerEvent, TrustSource};
+pub use server::{
+    bulk_pattern, truncate_error_text, BoxFuture, Builtin, Handler, ServerEvent, TrustSource,
+};
 pub use stream::{FrameReceiver, FrameSender, FramedStream};
 pub use trust::TrustList;

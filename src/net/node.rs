@@ -372,7 +372,9 @@ impl PeerConnection {
         &self.conn
     }
 
-    fn explain(&self, e: NetError) -> NetError {
+    /// Words a failure on this connection for the user: once the peer's TLS
+    /// refused our certificate, any error means "does not trust this node".
+    pub fn explain(&self, e: NetError) -> NetError {
         match self.conn.close_reason() {
             Some(reason) if is_tls_refusal(&reason) => NetError::NotTrusted {
                 peer: self.info.name.clone(),
@@ -386,6 +388,14 @@ impl PeerConnection {
     /// Opens a request stream and sends `request` on it; the caller reads
     /// the response (and whatever follows it) from the returned stream.
     pub async fn open(&self, request: &Request) -> Result<FramedStream, NetError> {
+        let mut stream = self.open_session(request).await?;
+        stream.finish();
+        Ok(stream)
+    }
+
+    /// Opens a request stream and sends `request`, leaving our direction
+    /// open for the frames the request's protocol sends next (state sync).
+    pub async fn open_session(&self, request: &Request) -> Result<FramedStream, NetError> {
         let (send, recv) = self
             .conn
             .open_bi()
@@ -396,7 +406,6 @@ impl PeerConnection {
             .send_frame(request)
             .await
             .map_err(|e| self.explain(e))?;
-        stream.finish();
         Ok(stream)
     }
 

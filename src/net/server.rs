@@ -475,7 +475,7 @@ async fn reject(
     let _ = stream
         .send_frame(&Response::Error {
             code,
-            message: truncate(&message),
+            message: truncate_error_text(&message),
         })
         .await;
     stream.finish();
@@ -499,7 +499,8 @@ impl std::fmt::Debug for RequestKind<'_> {
     }
 }
 
-fn truncate(message: &str) -> String {
+/// Cuts an error text to `MAX_ERROR_TEXT` bytes at a character boundary.
+pub fn truncate_error_text(message: &str) -> String {
     let mut end = message.len().min(proto::MAX_ERROR_TEXT);
     while !message.is_char_boundary(end) {
         end -= 1;

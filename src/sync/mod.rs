@@ -11,6 +11,10 @@
 //!    each merged batch records how far the other's changes are merged, so a
 //!    cut connection resumes where it stopped.
 
+mod session;
+
+pub use session::{sync_with, SessionReport, SyncError, SyncService};
+
 use crate::model::{FileEntry, NodeId};
 use crate::store::{Store, StoreError};
 

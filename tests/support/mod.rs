@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod relay;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -34,6 +36,20 @@ impl Location {
             .join_if_fresh(other.repo.settings().repo_id)
             .unwrap());
         loc
+    }
+
+    /// `loc`, made a location of `other`'s repository even though it holds
+    /// state of its own (as if it had been initialised from `other`).
+    pub fn joining_repo(loc: Location, other: &Location) -> Location {
+        let db = loc.root().join(".harmony/state.db");
+        let conn = rusqlite::Connection::open(db).unwrap();
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'repo_id'",
+            [other.repo.settings().repo_id.0.to_vec()],
+        )
+        .unwrap();
+        let repo = Repo::open(&loc.root()).unwrap();
+        Location { dir: loc.dir, repo }
     }
 
     pub fn root(&self) -> PathBuf {

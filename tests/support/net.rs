@@ -68,7 +68,13 @@ impl Server {
         trust: TrustList,
         handler: Arc<dyn Handler>,
     ) -> Server {
-        let node = Arc::new(Node::bind(ident.identity.clone(), config, trust).expect("bind"));
+        let node = Node::bind(ident.identity.clone(), config, trust).expect("bind");
+        Server::start_node(node, handler)
+    }
+
+    /// Serves with an already bound `node`.
+    pub fn start_node(node: Node, handler: Arc<dyn Handler>) -> Server {
+        let node = Arc::new(node);
         let addr = node.local_addr().unwrap();
         let events = node.subscribe();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -44,11 +44,14 @@ impl Relay {
             rng: Arc::new(AtomicU64::new(seed | 1)),
         };
         let upstream = {
-            let (front, back, client, link) = (front.clone(), back.clone(), client.clone(), link.clone());
+            let (front, back, client, link) =
+                (front.clone(), back.clone(), client.clone(), link.clone());
             async move {
                 let mut buf = vec![0u8; 65_536];
                 loop {
-                    let Ok((n, from)) = front.recv_from(&mut buf).await else { return };
+                    let Ok((n, from)) = front.recv_from(&mut buf).await else {
+                        return;
+                    };
                     *client.lock().unwrap() = Some(from);
                     link.pass(back.clone(), buf[..n].to_vec(), server);
                 }
@@ -59,7 +62,9 @@ impl Relay {
             async move {
                 let mut buf = vec![0u8; 65_536];
                 loop {
-                    let Ok((n, _)) = back.recv_from(&mut buf).await else { return };
+                    let Ok((n, _)) = back.recv_from(&mut buf).await else {
+                        return;
+                    };
                     let to = *client.lock().unwrap();
                     if let Some(to) = to {
                         link.pass(front.clone(), buf[..n].to_vec(), to);
@@ -86,7 +91,10 @@ impl Relay {
 
     /// Datagrams forwarded and dropped so far.
     pub fn counts(&self) -> (u64, u64) {
-        (self.forwarded.load(Ordering::Relaxed), self.dropped.load(Ordering::Relaxed))
+        (
+            self.forwarded.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -1,0 +1,175 @@
+//! `sync [PEER...]`: commit, then exchange state with each peer in both
+//! directions and apply what needs no transfer.
+
+use anyhow::Context;
+use clap::Args;
+use harmony::sync::{sync_with, SessionReport};
+use harmony::{CommitOptions, Repo};
+use serde::Serialize;
+
+use super::progress::ScanBar;
+use super::{dial, Output};
+
+/// Sessions with one peer at most: the second carries back what applying
+/// the first changed here (holder slots); a third is never needed in tests
+/// and is the safety bound.
+const MAX_SESSIONS: usize = 3;
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Trusted peers to sync with (all of them when none is given).
+    peers: Vec<String>,
+    /// Record the deletion of (nearly) every file if the commit finds it.
+    #[arg(long)]
+    allow_mass_delete: bool,
+}
+
+#[derive(Serialize)]
+struct PeerOutcome {
+    peer: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    sessions: Vec<SessionReport>,
+}
+
+pub fn sync(out: &Output, args: SyncArgs) -> anyhow::Result<()> {
+    let mut repo = Repo::open(&out.dir)?;
+    let options = CommitOptions {
+        allow_mass_delete: args.allow_mass_delete,
+    };
+    let committed = {
+        let bar = ScanBar::new(out);
+        repo.commit(&options, &bar)?
+    };
+    for warning in &committed.warnings {
+        out.warn(warning);
+    }
+    let trusted = repo.store().peers()?;
+    if trusted.is_empty() {
+        anyhow::bail!(
+            "no peers to sync with: trust one first with `harmony peer add NAME NODE_ID HOST:PORT`"
+        );
+    }
+    let peers = if args.peers.is_empty() {
+        trusted
+    } else {
+        args.peers
+            .iter()
+            .map(|name| {
+                trusted.iter().find(|p| &p.name == name).cloned().with_context(|| {
+                    format!("there is no peer named {name}; `harmony peer list` shows the trusted peers")
+                })
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let root = repo.root().to_path_buf();
+    let identity = repo.identity().clone();
+    drop(repo);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let outcomes: Vec<PeerOutcome> = runtime.block_on(async {
+        let mut outcomes = Vec::new();
+        for peer in &peers {
+            let mut sessions = Vec::new();
+            let result = async {
+                // Re-read settings per peer: the first sync may join a repository.
+                let repo = Repo::open(&root)?;
+                let (settings, fresh) = (repo.settings().clone(), repo.store().is_fresh()?);
+                drop(repo);
+                let remote = dial::resolve(peer).await?;
+                let node = dial::client_node(identity.clone(), &settings, fresh, remote)?;
+                let conn = node.connect(remote, peer.node_id, &peer.name).await?;
+                for _ in 0..MAX_SESSIONS {
+                    let report = sync_with(&conn, root.clone()).await?;
+                    let again = report.left_news();
+                    sessions.push(report);
+                    if !again {
+                        break;
+                    }
+                }
+                conn.close();
+                node.shutdown().await;
+                Ok::<_, anyhow::Error>(())
+            }
+            .await;
+            outcomes.push(PeerOutcome {
+                peer: peer.name.clone(),
+                ok: result.is_ok(),
+                error: result.err().map(|e| format!("{e:#}")),
+                sessions,
+            });
+        }
+        outcomes
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+
+    out.report(&outcomes, || {
+        if out.quiet {
+            return;
+        }
+        if committed.changed() > 0 {
+            println!(
+                "committed: {} added, {} edited, {} renamed, {} deleted",
+                committed.added, committed.edited, committed.renamed, committed.deleted
+            );
+        }
+        for outcome in &outcomes {
+            if outcome.error.is_some() {
+                continue;
+            }
+            print_outcome(outcome);
+        }
+    })?;
+    let failed: Vec<&PeerOutcome> = outcomes.iter().filter(|o| !o.ok).collect();
+    for outcome in &failed {
+        eprintln!(
+            "error: sync with {} failed: {}",
+            outcome.peer,
+            outcome.error.as_deref().unwrap_or("unknown error")
+        );
+    }
+    match failed.len() {
+        0 => Ok(()),
+        n => Err(anyhow::anyhow!(
+            "{n} of {} peers could not be synced (see above)",
+            outcomes.len()
+        )),
+    }
+}
+
+fn print_outcome(outcome: &PeerOutcome) {
+    let (sent, received, changed) = outcome.sessions.iter().fold((0, 0, 0), |acc, s| {
+        (
+            acc.0 + s.entries_sent,
+            acc.1 + s.entries_received,
+            acc.2 + s.changed,
+        )
+    });
+    if outcome.sessions.first().is_some_and(|s| s.in_sync) {
+        println!("{}: already in sync", outcome.peer);
+        return;
+    }
+    println!(
+        "{}: sent {sent} and received {received} entries, {changed} changed here",
+        outcome.peer
+    );
+    for session in &outcome.sessions {
+        let a = &session.applied;
+        if session.joined {
+            println!("  joined the repository of {}", outcome.peer);
+        }
+        if a.moved + a.deleted + a.copied_locally > 0 {
+            println!(
+                "  working tree: {} moved, {} deleted ({} kept in .harmony/trash), {} filled from local copies",
+                a.moved, a.deleted, a.trashed, a.copied_locally
+            );
+        }
+        for skipped in &a.skipped {
+            println!("  not applied: {skipped}");
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! The async shell of a sync session: runs [`super`]'s steps over one
+//! request stream, both directions at once, with the database work on
+//! blocking threads.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+use super::{begin, collect_tombstones, hello, merge_batch, send_from, Outgoing};
+use crate::model::{FileEntry, NodeId, STATE_DIR};
+use crate::net::{
+    BoxFuture, Builtin, FrameReceiver, FrameSender, FramedStream, Handler, Membership, NetError,
+    PeerConnection, PeerInfo,
+};
+use crate::proto::{Batch, ErrorCode, Request, Response, SyncHello};
+use crate::store::{Store, StoreError, DB_FILE};
+use crate::{ApplyReport, Repo};
+
+/// Why a sync session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Repo(#[from] crate::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot join the repository of peer {peer}: this location already has state of its own; a location joins a repository only while it is empty and has never synced")]
+    CannotJoin { peer: String },
+    #[error("a sync worker failed: {0}")]
+    Worker(String),
+}
+
+/// What one session did, seen from this side.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SessionReport {
+    pub peer: String,
+    /// The digests were equal: nothing was exchanged beyond the hellos.
+    pub in_sync: bool,
+    /// This location joined the peer's repository in this session.
+    pub joined: bool,
+    pub entries_sent: usize,
+    pub entries_received: usize,
+    /// Entries that changed here.
+    pub changed: usize,
+    /// Entries or records refused as malformed.
+    pub rejected: usize,
+    /// What the working tree got from the changes.
+    pub applied: ApplyReport,
+    pub tombstones_collected: usize,
+}
+
+impl SessionReport {
+    /// This side changed its own state after merging (a holder slot, by
+    /// applying changes to the tree): the peer learns it in one more session.
+    pub fn left_news(&self) -> bool {
+        let a = &self.applied;
+        a.moved + a.deleted + a.copied_locally > 0
+    }
+}
+
+/// Runs `f` on `value` on a blocking thread and gives `value` back.
+async fn blocking<T, R>(
+    mut value: T,
+    f: impl FnOnce(&mut T) -> R + Send + 'static,
+) -> Result<(T, R), SyncError>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let result = f(&mut value);
+        (value, result)
+    })
+    .await
+    .map_err(|e| SyncError::Worker(e.to_string()))
+}
+
+/// Syncs the location at `root` with the peer at the other end of `conn`.
+/// The caller commits first if it wants local changes included.
+pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionReport, SyncError> {
+    let peer = conn.peer().clone();
+    let (_, opened) = blocking(root, |root| Repo::open(root)).await?;
+    let mut repo = opened?;
+    let mut joined = false;
+    if peer.repo_id != repo.settings().repo_id {
+        // The transport let us talk: one side is fresh. The server joins us
+        // when it is the fresh one; otherwise we join it.
+        if repo.store().is_fresh()? {
+            let repo_id = peer.repo_id;
+            let (back, result) = blocking(repo, move |r| r.join_if_fresh(repo_id)).await?;
+            repo = back;
+            if !result? {
+                return Err(SyncError::CannotJoin { peer: peer.name });
+            }
+            joined = true;
+        } else if !peer.fresh {
+            return Err(SyncError::CannotJoin { peer: peer.name });
+        }
+    }
+    let mine = hello(repo.store(), peer.node_id)?;
+    let mut stream = conn.open_session(&Request::Sync(mine.clone())).await?;
+    let theirs = match stream
+        .recv_frame::<Response>()
+        .await
+        .map_err(|e| conn.explain(e))?
+    {
+        Response::Sync(theirs) => theirs,
+        Response::Error { code, message } => {
+            return Err(NetError::Remote {
+                peer: peer.name,
+                code,
+                message,
+            }
+            .into())
+        }
+        other => {
+            return Err(NetError::Unexpected {
+                peer: peer.name,
+                what: format!("{other:?} in answer to Sync"),
+            }
+            .into())
+        }
+    };
+    let mut report = exchange(&mut stream, repo, &peer, mine, theirs).await?;
+    // The server ends the stream once it has merged and applied all we sent.
+    stream.finish();
+    stream.expect_end().await?;
+    report.joined = joined;
+    Ok(report)
+}
+
+/// Both sides after the hellos: record them, then (digests differing) send
+/// our batches while merging theirs, then apply what changed.
+async fn exchange(
+    stream: &mut FramedStream,
+    repo: Repo,
+    peer: &PeerInfo,
+    mine: SyncHello,
+    theirs: SyncHello,
+) -> Result<SessionReport, SyncError> {
+    let peer_id = peer.node_id;
+    let db = repo.root().join(STATE_DIR).join(DB_FILE);
+    let mut report = SessionReport {
+        peer: peer.name.clone(),
+        ..SessionReport::default()
+    };
+    let (mine2, theirs2) = (mine.clone(), theirs.clone());
+    let (repo, in_sync) = blocking(repo, move |r| {
+        begin(r.store_mut(), peer_id, &mine2, &theirs2)
+    })
+    .await?;
+    let in_sync = in_sync?;
+    if in_sync {
+        report.in_sync = true;
+        let (_, collected) = blocking(repo, |r| collect_tombstones(r.store_mut())).await?;
+        report.tombstones_collected = collected?;
+        return Ok(report);
+    }
+    let (sender, receiver) = stream.split();
+    let after = send_from(&mine, &theirs);
+    let (sent, (repo, received)) = tokio::try_join!(
+        send_batches(sender, db, after, mine),
+        receive_batches(receiver, repo, peer_id, theirs.incarnation),
+    )?;
+    report.entries_sent = sent;
+    report.entries_received = received.entries;
+    report.changed = received.changed.len();
+    report.rejected = received.rejected;
+    let changed = received.changed;
+    let (_, result) = blocking(repo, move |r| {
+        let applied = r.apply_remote(&changed)?;
+        let collected = collect_tombstones(r.store_mut())?;
+        Ok::<_, SyncError>((applied, collected))
+    })
+    .await?;
+    let (applied, collected) = result?;
+    report.applied = applied;
+    report.tombstones_collected = collected;
+    Ok(report)
+}
+
+/// Sends our changes after `after`, read from a connection of our own to
+/// the database, until the last (empty) batch. Returns the entries sent.
+async fn send_batches(
+    sender: &mut FrameSender,
+    db: PathBuf,
+    after: u64,
+    mine: SyncHello,
+) -> Result<usize, SyncError> {
+    let (_, opened) = blocking(db, |db| Store::open(db)).await?;
+    let mut state = (opened?, Outgoing::new(after, &mine));
+    let mut sent = 0;
+    loop {
+        let (back, batch) = blocking(state, |(store, out)| out.next_batch(store)).await?;
+        state = back;
+        let Some(batch) = batch? else { break };
+        sent += batch.entries.len();
+        let last = batch.is_last();
+        sender.send_frame(&batch).await?;
+        if last {
+            break;
+        }
+    }
+    Ok(sent)
+}
+
+struct Received {
+    entries: usize,
+    changed: Vec<FileEntry>,
+    rejected: usize,
+}
+
+/// Merges the peer's batches as they arrive, each in one transaction that
+/// also records how far the peer's changes are merged (so a cut session
+/// resumes from there).
+async fn receive_batches(
+    receiver: &mut FrameReceiver,
+    mut repo: Repo,
+    peer: NodeId,
+    incarnation: [u8; 8],
+) -> Result<(Repo, Received), SyncError> {
+    let me = repo.node_id();
+    let mut received = Received {
+        entries: 0,
+        changed: Vec::new(),
+        rejected: 0,
+    };
+    loop {
+        let batch: Batch = receiver.recv_frame().await?;
+        let last = batch.is_last();
+        received.entries += batch.entries.len();
+        let (back, merged) = blocking(repo, move |r| {
+            merge_batch(r.store_mut(), me, peer, incarnation, batch)
+        })
+        .await?;
+        repo = back;
+        let merged = merged?;
+        received.changed.extend(merged.changed);
+        received.rejected += merged.rejected;
+        if last {
+            return Ok((repo, received));
+        }
+    }
+}
+
+/// Serves state sync for the location at `root`; every other request goes
+/// to [`Builtin`].
+pub struct SyncService {
+    root: PathBuf,
+    membership: Arc<RwLock<Membership>>,
+}
+
+impl SyncService {
+    /// `membership` is the serving node's (see `Node::membership`): joining a
+    /// repository updates it for later connections.
+    pub fn new(root: PathBuf, membership: Arc<RwLock<Membership>>) -> Self {
+        SyncService { root, membership }
+    }
+
+    /// Opens the location (joining the client's repository if this one is
+    /// the fresh side) and makes our hello.
+    async fn prepare(&self, peer: &PeerInfo) -> Result<(Repo, SyncHello), SyncError> {
+        let (_, opened) = blocking(self.root.clone(), |root| Repo::open(root)).await?;
+        let mut repo = opened?;
+        if peer.repo_id != repo.settings().repo_id && !peer.fresh {
+            // The client is not the fresh one, so we are: join it.
+            let repo_id = peer.repo_id;
+            let (back, result) = blocking(repo, move |r| r.join_if_fresh(repo_id)).await?;
+            repo = back;
+            if !result? {
+                return Err(SyncError::CannotJoin {
+                    peer: peer.name.clone(),
+                });
+            }
+            let mut membership = self.membership.write().unwrap_or_else(|e| e.into_inner());
+            *membership = Membership {
+                repo_id,
+                fresh: false,
+            };
+        }
+        let mine = hello(repo.store(), peer.node_id)?;
+        Ok((repo, mine))
+    }
+}
+
+impl Handler for SyncService {
+    fn handle<'a>(
+        &'a self,
+        peer: &'a PeerInfo,
+        request: Request,
+        stream: &'a mut FramedStream,
+    ) -> BoxFuture<'a, Result<(), NetError>> {
+        Box::pin(async move {
+            let Request::Sync(theirs) = request else {
+                return Builtin.handle(peer, request, stream).await;
+            };
+            let (repo, mine) = match self.prepare(peer).await {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    tracing::warn!("cannot sync with {}: {e}", peer.name);
+                    let refusal = Response::Error {
+                        code: ErrorCode::REFUSED,
+                        message: crate::net::truncate_error_text(&e.to_string()),
+                    };
+                    return stream.send_frame(&refusal).await;
+                }
+            };
+            stream.send_frame(&Response::Sync(mine.clone())).await?;
+            // From here on a failure resets the stream (the client sees the
+            // session fail; what was merged so far stays merged).
+            match exchange(stream, repo, peer, mine, theirs).await {
+                Ok(report) => {
+                    tracing::info!(
+                        "synced with {}: sent {}, received {} entries, {} changed here",
+                        peer.name,
+                        report.entries_sent,
+                        report.entries_received,
+                        report.changed
+                    );
+                    Ok(())
+                }
+                Err(SyncError::Net(e)) => Err(e),
+                Err(e) => Err(NetError::Unexpected {
+                    peer: peer.name.clone(),
+                    what: format!("sync failed here: {e}"),
+                }),
+            }
+        })
+    }
+}
