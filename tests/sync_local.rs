@@ -391,3 +391,29 @@ fn tombstones_are_collected_once_every_known_node_has_seen_them() {
     assert_eq!(sync_pair(&mut a, &mut b), 0);
     assert_eq!(sync_pair(&mut b, &mut c), 0);
 }
+
+#[test]
+fn concurrent_renames_settle_on_the_same_name_everywhere_and_are_reported() {
+    let (mut a, mut b) = shared_pair(b"base");
+    fs::rename(a.root().join("shared.bin"), a.root().join("by-a.bin")).unwrap();
+    a.commit();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    fs::rename(b.root().join("shared.bin"), b.root().join("by-b.bin")).unwrap();
+    sync_pair(&mut a, &mut b);
+    sync_pair(&mut a, &mut b);
+    assert_eq!(digest(&a), digest(&b));
+    // The later rename (b's) wins on both; both working trees follow it.
+    assert_eq!(a.paths(), ["by-b.bin"]);
+    assert_eq!(b.paths(), ["by-b.bin"]);
+    assert!(a.root().join("by-b.bin").exists() && !a.root().join("by-a.bin").exists());
+    assert!(b.root().join("by-b.bin").exists());
+    let entry = a.repo.store().entries().unwrap().remove(0);
+    assert!(entry.path.is_conflict());
+    let report = a.repo.apply_remote(&[entry]).unwrap();
+    assert_eq!(report.rename_conflicts.len(), 1);
+    assert!(
+        report.rename_conflicts[0].contains("by-a.bin"),
+        "{:?}",
+        report.rename_conflicts
+    );
+}

@@ -1,58 +1,10 @@
 //! The real binary: `peer add|list|remove|ping` and `serve`, as a user runs
 //! them, on 127.0.0.1.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+#[path = "support/cli.rs"]
+mod cli;
 
-use assert_cmd::cargo::CommandCargoExt;
-
-fn harmony(dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::cargo_bin("harmony").unwrap();
-    cmd.arg("-C").arg(dir).args(args);
-    cmd.output().unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = harmony(dir, args);
-    assert!(
-        out.status.success(),
-        "harmony {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Fails with exit status 1; returns stderr.
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let out = harmony(dir, args);
-    assert_eq!(out.status.code(), Some(1), "harmony {args:?} should fail");
-    String::from_utf8(out.stderr).unwrap()
-}
-
-fn location(name: &str) -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    ok(
-        dir.path(),
-        &["init", "--name", name, "--listen", "127.0.0.1:0"],
-    );
-    let id = ok(dir.path(), &["id", "-q"]).trim().to_owned();
-    (dir, id)
-}
-
-/// A `harmony serve` child, killed if the test fails.
-struct Serving(Option<Child>);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use cli::{fails, location, ok, Serving};
 
 #[test]
 fn peers_serve_ping_and_sigterm_through_the_binary() {
@@ -77,30 +29,10 @@ fn peers_serve_ping_and_sigterm_through_the_binary() {
     let err = fails(b.path(), &["peer", "add", "other", &a_id, "127.0.0.1:9"]);
     assert!(err.contains("already trusted as alpha"), "{err}");
 
-    let mut child = Command::cargo_bin("harmony")
-        .unwrap()
-        .arg("-C")
-        .arg(b.path())
-        .args(["--json", "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let stdout = child.stdout.take().unwrap();
-    let mut serving = Serving(Some(child));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("serve prints its address");
-    let started: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let serving = Serving::start(b.path());
+    let started = &serving.started;
     assert_eq!(started["id"], b_id.as_str());
-    let addr = started["listen"].as_str().unwrap().to_owned();
+    let addr = serving.addr.clone();
     assert!(
         addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
         "{addr}"
@@ -148,22 +80,6 @@ fn peers_serve_ping_and_sigterm_through_the_binary() {
     assert!(err.contains("does not trust this node"), "{err}");
 
     // SIGTERM stops serve cleanly, exit status 0.
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut child = serving.0.take().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("serve did not stop on SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = serving.terminate();
     assert_eq!(status.code(), Some(0), "serve exits 0 on SIGTERM");
 }

@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// port 0 picks a free port (printed on start).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// Do not commit this location's working tree before answering a sync
+    /// (peers then see only what `harmony commit` recorded here).
+    #[arg(long)]
+    no_commit: bool,
 }
 
 #[derive(Serialize)]
@@ -97,7 +101,8 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             out.warn("no trusted peers yet: nobody can connect until you `harmony peer add` one");
         }
         tracing::info!("listening on {bound}");
-        let service = SyncService::new(root.clone(), node.membership());
+        let service =
+            SyncService::new(root.clone(), node.membership()).commit_first(!args.no_commit);
         node.serve(Arc::new(service), Some(source), stop_signal())
             .await;
         if !out.json && !out.quiet {

@@ -171,5 +171,8 @@ fn print_outcome(outcome: &PeerOutcome) {
         for skipped in &a.skipped {
             println!("  not applied: {skipped}");
         }
+        for conflict in &a.rename_conflicts {
+            println!("  rename conflict: {conflict}");
+        }
     }
 }

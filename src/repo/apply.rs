@@ -34,6 +34,9 @@ pub struct ApplyReport {
     pub copied_locally: usize,
     /// Remote changes not applied, each with the reason.
     pub skipped: Vec<String>,
+    /// Files renamed to different names on different locations at once:
+    /// every location keeps the same one (the latest rename), listed here.
+    pub rename_conflicts: Vec<String>,
 }
 
 /// One file to move: the first step takes it out of the tree, the second
@@ -51,6 +54,21 @@ impl Repo {
         let mut report = ApplyReport::default();
         let mut moves = Vec::new();
         for entry in changed {
+            if entry.path.is_conflict() {
+                let others: Vec<&str> = entry
+                    .path
+                    .versions()
+                    .iter()
+                    .map(|v| v.value.as_str())
+                    .filter(|p| *p != entry.current_path().as_str())
+                    .collect();
+                report.rename_conflicts.push(format!(
+                    "{}: also renamed to {} elsewhere at the same time; kept {} everywhere",
+                    entry.current_path(),
+                    others.join(", "),
+                    entry.current_path()
+                ));
+            }
             let Some(record) = self.store.local_file_by_id(entry.id)? else {
                 // Not held here: a file never held here (not dropped) is
                 // copied in when its content is already here.

@@ -175,13 +175,19 @@ impl Store {
             .unwrap_or(0) as u64)
     }
 
-    /// Up to `limit` entries changed after `after`, in change order, each
-    /// with its change sequence.
-    pub fn entries_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, FileEntry)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT seq, data FROM entries WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-        let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+    /// Up to `limit` entries whose last change is after `after` and at most
+    /// `upto`, in change order, each with its change sequence.
+    pub fn entries_between(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, FileEntry)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, data FROM entries WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let upto = upto.min(i64::MAX as u64) as i64;
+        let rows = stmt.query_map(params![after as i64, upto, limit as i64], |r| {
             Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
         })?;
         rows.map(|row| {

@@ -47,13 +47,15 @@ pub fn send_from(mine: &SyncHello, theirs: &SyncHello) -> u64 {
     }
 }
 
-/// The batches this node sends, read lazily from the store. The last batch
+/// The batches this node sends, read lazily from the store: its changes
+/// after the point the peer has merged, up to its change sequence when the
+/// session began. Changes made during the session (also those merged from
+/// the peer) wait for the next one, so nothing is echoed back. The last batch
 /// is always empty: it only tells the receiver how far it is now up to date.
 pub struct Outgoing {
     after: u64,
-    /// This node's change sequence when the session began: everything up to
-    /// it is covered once the iteration ends.
-    floor: u64,
+    /// This node's change sequence when the session began.
+    upto: u64,
     done: bool,
 }
 
@@ -62,26 +64,26 @@ impl Outgoing {
     pub fn new(after: u64, hello: &SyncHello) -> Self {
         Outgoing {
             after,
-            floor: hello.seq,
+            upto: hello.seq,
             done: false,
         }
     }
 
-    /// The next batch, or `None` after the final, empty one. Entries changed
-    /// while sending move to a later sequence and are sent later, so none is
-    /// missed.
+    /// The next batch, or `None` after the final, empty one. An entry changed
+    /// again while sending moves past `upto` and goes with the next session;
+    /// its newer state includes the older one, so nothing is lost.
     pub fn next_batch(&mut self, store: &Store) -> Result<Option<Batch>, StoreError> {
         if self.done {
             return Ok(None);
         }
         let start = self.after;
-        let rows = store.entries_since(start, BATCH_ENTRIES)?;
+        let rows = store.entries_between(start, self.upto, BATCH_ENTRIES)?;
         if rows.is_empty() {
             self.done = true;
             return Ok(Some(Batch {
                 entries: Vec::new(),
-                nodes: store.nodes_between(start, u64::MAX)?,
-                upto: self.after.max(self.floor),
+                nodes: store.nodes_between(start, self.upto)?,
+                upto: self.upto.max(start),
             }));
         }
         let mut entries = Vec::with_capacity(rows.len());

@@ -14,8 +14,9 @@ use crate::net::{
     PeerConnection, PeerInfo,
 };
 use crate::proto::{Batch, ErrorCode, Request, Response, SyncHello};
+use crate::scan::NoProgress;
 use crate::store::{Store, StoreError, DB_FILE};
-use crate::{ApplyReport, Repo};
+use crate::{ApplyReport, CommitOptions, Repo};
 
 /// Why a sync session failed.
 #[derive(Debug, thiserror::Error)]
@@ -250,13 +251,26 @@ async fn receive_batches(
 pub struct SyncService {
     root: PathBuf,
     membership: Arc<RwLock<Membership>>,
+    commit_first: bool,
 }
 
 impl SyncService {
     /// `membership` is the serving node's (see `Node::membership`): joining a
     /// repository updates it for later connections.
     pub fn new(root: PathBuf, membership: Arc<RwLock<Membership>>) -> Self {
-        SyncService { root, membership }
+        SyncService {
+            root,
+            membership,
+            commit_first: true,
+        }
+    }
+
+    /// Whether each session starts with a commit of this location's working
+    /// tree (the default), so that a peer's sync also picks up what changed
+    /// here since the last commit.
+    pub fn commit_first(mut self, yes: bool) -> Self {
+        self.commit_first = yes;
+        self
     }
 
     /// Opens the location (joining the client's repository if this one is
@@ -264,6 +278,16 @@ impl SyncService {
     async fn prepare(&self, peer: &PeerInfo) -> Result<(Repo, SyncHello), SyncError> {
         let (_, opened) = blocking(self.root.clone(), |root| Repo::open(root)).await?;
         let mut repo = opened?;
+        if self.commit_first {
+            let (back, committed) =
+                blocking(repo, |r| r.commit(&CommitOptions::default(), &NoProgress)).await?;
+            repo = back;
+            // A refused commit (e.g. the tree looks unmounted) leaves the
+            // state as it was; the session goes on with that.
+            if let Err(e) = committed {
+                tracing::warn!("not committing before the sync with {}: {e}", peer.name);
+            }
+        }
         if peer.repo_id != repo.settings().repo_id && !peer.fresh {
             // The client is not the fresh one, so we are: join it.
             let repo_id = peer.repo_id;

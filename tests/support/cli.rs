@@ -1,0 +1,125 @@
+//! Driving the real `harmony` binary: commands, and `serve` children.
+//! Included with `#[path]` by the tests that use it.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+
+pub fn harmony(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::cargo_bin("harmony").unwrap();
+    cmd.arg("-C").arg(dir).args(args);
+    cmd.output().unwrap()
+}
+
+/// Succeeds; returns stdout.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = harmony(dir, args);
+    assert!(
+        out.status.success(),
+        "harmony {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Fails with exit status 1; returns stderr.
+pub fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = harmony(dir, args);
+    assert_eq!(out.status.code(), Some(1), "harmony {args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// `ok` with `--json`, parsed.
+pub fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok(dir, &all)).unwrap()
+}
+
+/// A new location named `name`; returns its folder and node id.
+pub fn location(name: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        dir.path(),
+        &["init", "--name", name, "--listen", "127.0.0.1:0"],
+    );
+    let id = ok(dir.path(), &["id", "-q"]).trim().to_owned();
+    (dir, id)
+}
+
+/// A `harmony serve` child on 127.0.0.1, killed if the test fails.
+pub struct Serving {
+    child: Option<Child>,
+    /// The address it bound, as it printed it.
+    pub addr: String,
+    /// What it printed on start (`--json`).
+    pub started: serde_json::Value,
+}
+
+impl Serving {
+    pub fn start(dir: &Path) -> Serving {
+        let mut child = Command::cargo_bin("harmony")
+            .unwrap()
+            .arg("-C")
+            .arg(dir)
+            .args(["--json", "serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut serving = Serving {
+            child: Some(child),
+            addr: String::new(),
+            started: serde_json::Value::Null,
+        };
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("serve prints its address");
+        serving.started = serde_json::from_str(&line).unwrap();
+        serving.addr = serving.started["listen"].as_str().unwrap().to_owned();
+        serving
+    }
+
+    /// Sends SIGTERM and waits (up to 15 s) for the exit status.
+    pub fn terminate(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("serve did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
