@@ -100,19 +100,34 @@ impl Node {
         config: NodeConfig,
         trust: TrustList,
     ) -> Result<Node, NetError> {
-        let bind_err = |source| NetError::Bind {
-            addr: config.listen,
-            source,
-        };
         let crypto = server_crypto(&identity, trust.clone())?;
         let crypto = QuicServerConfig::try_from(crypto)
             .map_err(|e| NetError::Tls(rustls::Error::General(e.to_string())))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(config.transport());
+        Node::with_endpoint(identity, config, trust, Some(server))
+    }
+
+    /// Binds a client-only endpoint (it refuses incoming connections) on
+    /// `config.listen`, typically `0.0.0.0:0` or `[::]:0`.
+    pub fn bind_client(identity: Identity, config: NodeConfig) -> Result<Node, NetError> {
+        Node::with_endpoint(identity, config, TrustList::new(), None)
+    }
+
+    fn with_endpoint(
+        identity: Identity,
+        config: NodeConfig,
+        trust: TrustList,
+        server: Option<quinn::ServerConfig>,
+    ) -> Result<Node, NetError> {
+        let bind_err = |source| NetError::Bind {
+            addr: config.listen,
+            source,
+        };
         let socket = bind_socket(config.listen, config.tuned).map_err(bind_err)?;
         let endpoint = Endpoint::new(
             EndpointConfig::default(),
-            Some(server),
+            server,
             socket,
             Arc::new(quinn::TokioRuntime),
         )
@@ -128,37 +143,6 @@ impl Node {
             identity: Arc::new(identity),
             config,
             trust,
-            stats: Arc::default(),
-            events,
-        })
-    }
-
-    /// Binds a client-only endpoint (it refuses incoming connections) on
-    /// `config.listen`, typically `0.0.0.0:0` or `[::]:0`.
-    pub fn bind_client(identity: Identity, config: NodeConfig) -> Result<Node, NetError> {
-        let bind_err = |source| NetError::Bind {
-            addr: config.listen,
-            source,
-        };
-        let socket = bind_socket(config.listen, config.tuned).map_err(bind_err)?;
-        let endpoint = Endpoint::new(
-            EndpointConfig::default(),
-            None,
-            socket,
-            Arc::new(quinn::TokioRuntime),
-        )
-        .map_err(bind_err)?;
-        let (events, _) = broadcast::channel(16);
-        let membership = Arc::new(std::sync::RwLock::new(Membership {
-            repo_id: config.repo_id,
-            fresh: config.fresh,
-        }));
-        Ok(Node {
-            membership,
-            endpoint,
-            identity: Arc::new(identity),
-            config,
-            trust: TrustList::new(),
             stats: Arc::default(),
             events,
         })

@@ -16,7 +16,8 @@ pub trait Validate {
     fn validate(&self) -> Result<(), ProtoError>;
 }
 
-fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), ProtoError> {
+/// Refuses a length or count above its limit.
+pub(super) fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), ProtoError> {
     if len > max {
         return Err(ProtoError::TooLong {
             field,

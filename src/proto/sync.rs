@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::message::check_len;
 use super::{ProtoError, Validate};
 use crate::model::{FileEntry, NodeRecord};
 
@@ -52,30 +53,19 @@ impl Batch {
     }
 }
 
-fn too_many(field: &'static str, len: usize, max: usize) -> Result<(), ProtoError> {
-    if len > max {
-        return Err(ProtoError::TooLong {
-            field,
-            len: len as u64,
-            max: max as u64,
-        });
-    }
-    Ok(())
-}
-
 impl Validate for Batch {
     fn validate(&self) -> Result<(), ProtoError> {
-        too_many("batch entries", self.entries.len(), MAX_BATCH_ENTRIES)?;
-        too_many("batch node records", self.nodes.len(), MAX_BATCH_NODES)?;
+        check_len("batch entries", self.entries.len(), MAX_BATCH_ENTRIES)?;
+        check_len("batch node records", self.nodes.len(), MAX_BATCH_NODES)?;
         for entry in &self.entries {
-            too_many("path versions", entry.path.versions().len(), MAX_SIBLINGS)?;
-            too_many(
+            check_len("path versions", entry.path.versions().len(), MAX_SIBLINGS)?;
+            check_len(
                 "content versions",
                 entry.content.versions().len(),
                 MAX_SIBLINGS,
             )?;
-            too_many("holders", entry.holders.len(), MAX_NODES_PER_ENTRY)?;
-            too_many(
+            check_len("holders", entry.holders.len(), MAX_NODES_PER_ENTRY)?;
+            check_len(
                 "deletion acknowledgements",
                 entry.deletion_seen.len(),
                 MAX_NODES_PER_ENTRY,
@@ -88,7 +78,7 @@ impl Validate for Batch {
                 .chain(entry.content.versions().iter().map(|v| &v.version))
                 .chain(entry.deletion_seen.values());
             for vector in vectors {
-                too_many("version vector", vector.len(), MAX_NODES_PER_ENTRY)?;
+                check_len("version vector", vector.len(), MAX_NODES_PER_ENTRY)?;
             }
         }
         if self.nodes.iter().any(|n| !n.is_valid()) {

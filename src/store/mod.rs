@@ -183,11 +183,21 @@ impl Store {
         upto: u64,
         limit: usize,
     ) -> Result<Vec<(u64, FileEntry)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, data FROM entries WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
-        )?;
         let upto = upto.min(i64::MAX as u64) as i64;
-        let rows = stmt.query_map(params![after as i64, upto, limit as i64], |r| {
+        self.entries_with_seq(
+            "SELECT seq, data FROM entries WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+            params![after as i64, upto, limit as i64],
+        )
+    }
+
+    /// The `(seq, data)` rows of `sql` as decoded entries.
+    fn entries_with_seq(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<(u64, FileEntry)>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, |r| {
             Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
         })?;
         rows.map(|row| {
@@ -234,17 +244,7 @@ impl Store {
 
     /// Tombstones (deleted entries) with their change sequence.
     pub fn tombstones(&self) -> Result<Vec<(u64, FileEntry)>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT seq, data FROM entries WHERE deleted = 1")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
-        })?;
-        rows.map(|row| {
-            let (seq, data) = row?;
-            Ok((seq, decode("file entry", &data)?))
-        })
-        .collect()
+        self.entries_with_seq("SELECT seq, data FROM entries WHERE deleted = 1", [])
     }
 
     /// The lowest change sequence of this node that every direct peer (a
@@ -435,20 +435,17 @@ impl Writer<'_> {
     fn digest_of(&self, entry: &FileEntry) -> Result<[u8; 32]> {
         let mut known = self.known.borrow_mut();
         if known.is_none() {
-            let ids = self
-                .txn
-                .prepare_cached("SELECT node_id FROM nodes")?
-                .query_map([], |r| r.get::<_, Vec<u8>>(0))?
-                .map(|id| Ok(NodeId(fixed_meta(id?, "node id")?)))
-                .collect::<Result<Vec<_>>>()?;
-            *known = Some(ids);
+            *known = Some(self.known_nodes()?);
         }
-        let known = known.as_ref().expect("loaded above");
-        Ok(if entry.deletion_is_stable(known) {
-            [0; 32]
-        } else {
-            entry.digest()
-        })
+        Ok(digest_part(entry, known.as_ref().expect("loaded above")))
+    }
+
+    fn known_nodes(&self) -> Result<Vec<NodeId>> {
+        self.txn
+            .prepare_cached("SELECT node_id FROM nodes")?
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .map(|id| Ok(NodeId(fixed_meta(id?, "node id")?)))
+            .collect()
     }
 
     /// Stores a node record, like [`Writer::put_entry`]. A node seen for the
@@ -490,20 +487,10 @@ impl Writer<'_> {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut known: Vec<NodeId> = self
-            .txn
-            .prepare_cached("SELECT node_id FROM nodes")?
-            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
-            .map(|id| Ok(NodeId(fixed_meta(id?, "node id")?)))
-            .collect::<Result<_>>()?;
+        let mut known = self.known_nodes()?;
         known.push(newcomer);
         for (id, data) in rows {
-            let entry: FileEntry = decode("file entry", &data)?;
-            let digest = if entry.deletion_is_stable(&known) {
-                [0; 32]
-            } else {
-                entry.digest()
-            };
+            let digest = digest_part(&decode("file entry", &data)?, &known);
             self.replace_digest("SELECT digest FROM entries WHERE file_id = ?1", &id, digest)?;
             self.txn
                 .prepare_cached("UPDATE entries SET digest = ?1 WHERE file_id = ?2")?
@@ -618,6 +605,16 @@ fn read_entry(conn: &Connection, id: FileId) -> Result<Option<FileEntry>> {
         .query_row([id.0], |r| r.get(0))
         .optional()?;
     data.map(|d| decode("file entry", &d)).transpose()
+}
+
+/// An entry's part of the state digest: nothing for a stable tombstone
+/// (every `known` node has acknowledged the deletion).
+fn digest_part(entry: &FileEntry, known: &[NodeId]) -> [u8; 32] {
+    if entry.deletion_is_stable(known) {
+        [0; 32]
+    } else {
+        entry.digest()
+    }
 }
 
 /// Whether the database holds any replicated state or sync history.
