@@ -350,3 +350,20 @@ fn status_shows_uncommitted_changes() {
     // Status recorded nothing.
     assert_eq!(loc.commit().changed(), 4);
 }
+
+#[test]
+fn a_folder_rename_is_recorded_without_reading_the_files() {
+    let mut loc = Location::new("a");
+    for i in 0..3 {
+        loc.write(&format!("album/{i}.raw"), &pseudo_random(200_000, i));
+    }
+    loc.commit();
+    fs::rename(loc.root().join("album"), loc.root().join("album-2026")).unwrap();
+    let report = loc.commit();
+    assert_eq!((report.renamed, report.added, report.deleted), (3, 0, 0));
+    assert_eq!(report.files_read, 0, "{report:?}");
+    assert_eq!(
+        hashes(&loc)["album-2026/1.raw"],
+        b3(&pseudo_random(200_000, 1))
+    );
+}

@@ -409,7 +409,7 @@ fn concurrent_renames_settle_on_the_same_name_everywhere_and_are_reported() {
     assert!(b.root().join("by-b.bin").exists());
     let entry = a.repo.store().entries().unwrap().remove(0);
     assert!(entry.path.is_conflict());
-    let report = a.repo.apply_remote(&[entry]).unwrap();
+    let report = a.repo.apply_remote(&[entry.id]).unwrap();
     assert_eq!(report.rename_conflicts.len(), 1);
     assert!(
         report.rename_conflicts[0].contains("by-a.bin"),

@@ -48,12 +48,17 @@ struct Move {
 }
 
 impl Repo {
-    /// Applies `changed` entries (as merged from a peer) to the working tree.
-    pub fn apply_remote(&mut self, changed: &[FileEntry]) -> Result<ApplyReport> {
+    /// Applies the entries `changed` by merging a peer's state to the working
+    /// tree, as they are in the store now.
+    pub fn apply_remote(&mut self, changed: &[FileId]) -> Result<ApplyReport> {
         self.recover_interrupted_moves()?;
         let mut report = ApplyReport::default();
         let mut moves = Vec::new();
-        for entry in changed {
+        for id in changed {
+            let Some(entry) = self.store.entry(*id)? else {
+                continue; // collected since
+            };
+            let entry = &entry;
             if entry.path.is_conflict() {
                 let others: Vec<&str> = entry
                     .path

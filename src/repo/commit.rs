@@ -110,9 +110,10 @@ impl Repo {
                         record_local(&writer, entry.id, &file)?;
                     }
                     None => {
-                        let id = FileId::random();
+                        let stamp = stamp()?;
+                        let id = FileId::new_at(stamp.at_ms as u64);
                         let entry =
-                            FileEntry::new_file(id, file.path.clone(), content_of(&file), stamp()?);
+                            FileEntry::new_file(id, file.path.clone(), content_of(&file), stamp);
                         writer.put_entry(&entry)?;
                         record_local(&writer, id, &file)?;
                         report.added += 1;

@@ -148,7 +148,7 @@ impl Repo {
 }
 
 /// Makes `version` a file of its own next to the conflicted one, named
-/// `stem.conflict-NODE.ext`, held by whoever held it in the original.
+/// `stem.conflict-NODE.ext`.
 fn split_off(
     writer: &Writer<'_>,
     entry: &FileEntry,
@@ -167,16 +167,12 @@ fn split_off(
         counter: writer.next_write_counter()?,
         at_ms: now_ms(),
     };
-    let mut copy =
-        FileEntry::new_file(FileId::random(), path.clone(), version.value.clone(), stamp);
+    // Nobody holds the new file yet (each node writes only its own holder
+    // slot): every location that has this content fills the file with a
+    // local copy, and says so, when the entry reaches it.
+    let id = FileId::new_at(stamp.at_ms as u64);
+    let mut copy = FileEntry::new_file(id, path.clone(), version.value.clone(), stamp);
     copy.holders.clear();
-    if let Some(hash) = version.value.hash() {
-        for (node, holding) in &entry.holders {
-            if holding.hash == Some(hash) && *node != me {
-                copy.set_holding(*node, Some(hash), holding.counter);
-            }
-        }
-    }
     writer.put_entry(&copy)?;
     Ok(path)
 }

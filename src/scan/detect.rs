@@ -15,25 +15,55 @@ use super::WalkedFile;
 pub struct Triage {
     /// Files whose stat fields changed, or new paths: they must be read.
     pub to_read: Vec<WalkedFile>,
+    /// New paths that are a recorded file moved (same device, inode, size
+    /// and mtime as a recorded path now missing): known without reading, so
+    /// renaming a folder of large files reads nothing. Its recorded content
+    /// is taken as is, like an unchanged file's (a rename changes ctime, so
+    /// an edit that keeps size and mtime during a move would go unseen).
+    pub moved: Vec<ReadFile>,
     /// Recorded paths not found by the walk.
     pub missing: Vec<LocalFile>,
     /// How many files were recognised as unchanged without reading them.
     pub unchanged: usize,
 }
 
-/// Splits the walk into unchanged files, files to read, and missing paths.
+/// Splits the walk into unchanged files, moved files, files to read, and
+/// missing paths.
 pub fn triage(recorded: &[LocalFile], walked: Vec<WalkedFile>) -> Triage {
     let mut by_path: HashMap<&RepoPath, &LocalFile> =
         recorded.iter().map(|f| (&f.path, f)).collect();
     let mut triage = Triage::default();
+    let mut new_paths = Vec::new();
     for file in walked {
         match by_path.remove(&file.path) {
             Some(old) if old.stat == file.stat => triage.unchanged += 1,
-            Some(_) | None => triage.to_read.push(file),
+            Some(_) => triage.to_read.push(file),
+            None => new_paths.push(file),
         }
     }
     triage.missing = by_path.into_values().cloned().collect();
     triage.missing.sort_by(|a, b| a.path.cmp(&b.path));
+    let missing_by_inode: HashMap<(u64, u64), &LocalFile> = triage
+        .missing
+        .iter()
+        .map(|f| ((f.stat.dev, f.stat.inode), f))
+        .collect();
+    for file in new_paths {
+        let same = missing_by_inode
+            .get(&(file.stat.dev, file.stat.inode))
+            .filter(|old| {
+                old.stat.size == file.stat.size && old.stat.mtime_ns == file.stat.mtime_ns
+            });
+        match same {
+            Some(old) => triage.moved.push(ReadFile {
+                path: file.path,
+                stat: file.stat,
+                hash: old.hash,
+                recheck: false,
+            }),
+            None => triage.to_read.push(file),
+        }
+    }
     triage.to_read.sort_by(|a, b| a.path.cmp(&b.path));
     triage
 }
@@ -203,6 +233,20 @@ mod tests {
             path: path(p),
             stat: stat(inode, mtime),
         }
+    }
+
+    #[test]
+    fn a_moved_file_is_recognised_without_reading_it() {
+        let rec = vec![recorded("old/name", 7, 3)];
+        let mut moved = walked("new/name", 7, 1);
+        moved.stat.ctime_ns = 99; // a rename changes ctime
+        let t = triage(&rec, vec![moved]);
+        assert!(t.to_read.is_empty());
+        assert_eq!(t.moved.len(), 1);
+        assert_eq!(t.moved[0].hash, ContentHash([3; 32]));
+        // Edited on the way (new mtime): read it.
+        let t = triage(&rec, vec![walked("new/name", 7, 5)]);
+        assert_eq!((t.to_read.len(), t.moved.len()), (1, 0));
     }
 
     #[test]

@@ -93,7 +93,8 @@ pub fn scan(
     });
     outcome.files_read = read.len();
     outcome.bytes_read = read.iter().map(|r| r.size).sum();
-    let mut files = Vec::with_capacity(read.len());
+    let mut files = Vec::with_capacity(read.len() + triaged.moved.len());
+    files.extend(triaged.moved);
     for r in read {
         if let Some(manifest) = r.manifest {
             outcome.manifests.push((r.file.hash, manifest));

@@ -334,6 +334,7 @@ impl Store {
         Ok(Writer {
             txn,
             known: Default::default(),
+            meta: Default::default(),
         })
     }
 }
@@ -346,24 +347,33 @@ pub struct Writer<'a> {
     /// state digest (nodes collect stable tombstones at different moments,
     /// and must not disagree about the state because of it).
     known: std::cell::RefCell<Option<Vec<NodeId>>>,
+    /// Counters and the state digest, read on first use and written back
+    /// once at commit (a merge of 100,000 entries would otherwise run four
+    /// more statements per entry).
+    meta: std::cell::RefCell<CachedMeta>,
+}
+
+#[derive(Default)]
+struct CachedMeta {
+    counters: std::collections::HashMap<&'static str, u64>,
+    digest: Option<[u8; 32]>,
 }
 
 impl Writer<'_> {
     /// Takes the next value of the counter `key` (starting at 1).
-    fn next(&self, key: &str) -> Result<u64> {
-        let current: Option<i64> = self
-            .txn
-            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-            .query_row([key], |r| r.get(0))
-            .optional()?;
-        let next = current.unwrap_or(0) + 1;
-        self.txn
-            .prepare_cached(
-                "INSERT INTO meta(key, value) VALUES (?1, ?2)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            )?
-            .execute(params![key, next])?;
-        Ok(next as u64)
+    fn next(&self, key: &'static str) -> Result<u64> {
+        let mut meta = self.meta.borrow_mut();
+        let value = match meta.counters.get(key) {
+            Some(value) => *value,
+            None => self
+                .txn
+                .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+                .query_row([key], |r| r.get::<_, i64>(0))
+                .optional()?
+                .unwrap_or(0) as u64,
+        };
+        meta.counters.insert(key, value + 1);
+        Ok(value + 1)
     }
 
     /// The next write counter of this node, for version vectors.
@@ -507,19 +517,20 @@ impl Writer<'_> {
             .prepare_cached(select_old)?
             .query_row([key], |r| r.get(0))
             .optional()?;
-        let mut state: [u8; 32] = fixed_meta(
-            self.txn
-                .prepare_cached("SELECT value FROM meta WHERE key = 'state_digest'")?
-                .query_row([], |r| r.get(0))?,
-            "state_digest",
-        )?;
+        let mut meta = self.meta.borrow_mut();
+        let state = match &mut meta.digest {
+            Some(state) => state,
+            empty => empty.insert(fixed_meta(
+                self.txn
+                    .prepare_cached("SELECT value FROM meta WHERE key = 'state_digest'")?
+                    .query_row([], |r| r.get(0))?,
+                "state_digest",
+            )?),
+        };
         if let Some(old) = old {
-            xor_into(&mut state, &fixed_meta(old, "row digest")?);
+            xor_into(state, &fixed_meta(old, "row digest")?);
         }
-        xor_into(&mut state, &new);
-        self.txn
-            .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'state_digest'")?
-            .execute([state.to_vec()])?;
+        xor_into(state, &new);
         Ok(())
     }
 
@@ -594,6 +605,20 @@ impl Writer<'_> {
 
     /// Makes every change of this batch durable at once.
     pub fn commit(self) -> Result<()> {
+        let meta = self.meta.take();
+        for (key, value) in meta.counters {
+            self.txn
+                .prepare_cached(
+                    "INSERT INTO meta(key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![key, value as i64])?;
+        }
+        if let Some(digest) = meta.digest {
+            self.txn
+                .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'state_digest'")?
+                .execute([digest.to_vec()])?;
+        }
         self.txn.commit()?;
         Ok(())
     }

@@ -25,6 +25,7 @@ CREATE TABLE entries (
 ) WITHOUT ROWID;
 CREATE INDEX entries_by_path ON entries(path);
 CREATE INDEX entries_by_seq ON entries(seq);
+CREATE INDEX tombstones ON entries(file_id) WHERE deleted = 1;
 
 -- The working tree as last recorded here: which file id and content each
 -- path holds, and the stat fields that let a rescan skip unchanged files.

@@ -15,7 +15,7 @@ mod session;
 
 pub use session::{sync_with, SessionReport, SyncError, SyncService};
 
-use crate::model::{FileEntry, NodeId};
+use crate::model::{FileId, NodeId};
 use crate::store::{Store, StoreError};
 
 pub use crate::proto::{Batch, SyncHello};
@@ -108,8 +108,8 @@ impl Outgoing {
 /// What merging one batch did.
 #[derive(Debug, Default)]
 pub struct Merged {
-    /// Entries that changed here, as they are now.
-    pub changed: Vec<FileEntry>,
+    /// Entries that changed here (by id: a first sync may change 100,000).
+    pub changed: Vec<FileId>,
     /// Entries and node records refused as malformed.
     pub rejected: usize,
 }
@@ -154,7 +154,7 @@ pub fn merge_batch(
         };
         if let Some(entry) = updated {
             writer.put_entry(&entry)?;
-            merged.changed.push(entry);
+            merged.changed.push(entry.id);
         }
     }
     for incoming in batch.nodes {

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 
 use super::{begin, collect_tombstones, hello, merge_batch, send_from, Outgoing};
-use crate::model::{FileEntry, NodeId, STATE_DIR};
+use crate::model::{FileId, NodeId, STATE_DIR};
 use crate::net::{
     BoxFuture, Builtin, FrameReceiver, FrameSender, FramedStream, Handler, Membership, NetError,
     PeerConnection, PeerInfo,
@@ -209,13 +209,17 @@ async fn send_batches(
 
 struct Received {
     entries: usize,
-    changed: Vec<FileEntry>,
+    changed: Vec<FileId>,
     rejected: usize,
 }
 
-/// Merges the peer's batches as they arrive, each in one transaction that
-/// also records how far the peer's changes are merged (so a cut session
-/// resumes from there).
+/// Batches waiting for the merger, at most: decoding the next batch overlaps
+/// merging the previous one, and memory stays bounded (a few MiB).
+const MERGE_QUEUE: usize = 4;
+
+/// Merges the peer's batches as they arrive, on a blocking thread of its own
+/// fed by this task, each batch in one transaction that also records how far
+/// the peer's changes are merged (so a cut session resumes from there).
 async fn receive_batches(
     receiver: &mut FrameReceiver,
     mut repo: Repo,
@@ -223,27 +227,38 @@ async fn receive_batches(
     incarnation: [u8; 8],
 ) -> Result<(Repo, Received), SyncError> {
     let me = repo.node_id();
-    let mut received = Received {
-        entries: 0,
-        changed: Vec::new(),
-        rejected: 0,
-    };
-    loop {
-        let batch: Batch = receiver.recv_frame().await?;
-        let last = batch.is_last();
-        received.entries += batch.entries.len();
-        let (back, merged) = blocking(repo, move |r| {
-            merge_batch(r.store_mut(), me, peer, incarnation, batch)
-        })
-        .await?;
-        repo = back;
-        let merged = merged?;
-        received.changed.extend(merged.changed);
-        received.rejected += merged.rejected;
-        if last {
-            return Ok((repo, received));
+    let (queue, mut batches) = tokio::sync::mpsc::channel::<Batch>(MERGE_QUEUE);
+    let merger = tokio::task::spawn_blocking(move || {
+        let mut received = Received {
+            entries: 0,
+            changed: Vec::new(),
+            rejected: 0,
+        };
+        while let Some(batch) = batches.blocking_recv() {
+            received.entries += batch.entries.len();
+            let merged = merge_batch(repo.store_mut(), me, peer, incarnation, batch)?;
+            received.changed.extend(merged.changed);
+            received.rejected += merged.rejected;
         }
-    }
+        Ok::<_, SyncError>((repo, received))
+    });
+    let fed = async {
+        loop {
+            let batch: Batch = receiver.recv_frame().await?;
+            let last = batch.is_last();
+            if queue.send(batch).await.is_err() {
+                return Ok(()); // the merger stopped: its error says why
+            }
+            if last {
+                return Ok::<_, SyncError>(());
+            }
+        }
+    };
+    let fed = fed.await;
+    drop(queue);
+    let merged = merger.await.map_err(|e| SyncError::Worker(e.to_string()))?;
+    fed?;
+    merged
 }
 
 /// Serves state sync for the location at `root`; every other request goes
