@@ -40,6 +40,8 @@ pub enum Error {
     NotConflicted(crate::model::RepoPath),
     #[error("cannot resolve: {0}")]
     Resolve(String),
+    #[error("{0}")]
+    Refused(String),
     #[error("the state database is inconsistent: {0}")]
     Inconsistent(String),
 }

@@ -18,6 +18,7 @@ mod repo;
 pub mod scan;
 pub mod store;
 pub mod sync;
+pub mod transfer;
 
 pub use error::{Error, Result};
 pub use repo::{

@@ -2,68 +2,15 @@
 //! the one-round-trip no-change sync and its bytes, transitive knowledge,
 //! a lossy slow link, and a connection cut in the middle of a sync.
 
-#[path = "support/net.rs"]
-mod net;
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use harmony::net::{Node, TrustList};
-use harmony::sync::{sync_with, SessionReport, SyncError, SyncService};
+use harmony::net::Node;
+use harmony::sync::sync_with;
 use harmony::Repo;
-use net::Server;
 use support::relay::{Faults, Relay};
-use support::Location;
-
-/// Serves `loc` to the `trusted` locations.
-fn serve(loc: &Location, trusted: &[&Location]) -> Server {
-    let trust = TrustList::from_peers(
-        trusted
-            .iter()
-            .map(|t| (t.repo.node_id(), t.repo.settings().node_name.clone())),
-    );
-    let settings = Repo::open(&loc.root()).unwrap().settings().clone();
-    let mut config = sync_config(settings.repo_id, &settings.node_name);
-    config.fresh = loc.repo.store().is_fresh().unwrap();
-    let node = Node::bind(loc.repo.identity().clone(), config, trust).unwrap();
-    let service = SyncService::new(loc.root(), node.membership());
-    Server::start_node(node, Arc::new(service))
-}
-
-/// One `harmony sync` from `loc` to the node serving at `addr`: commit,
-/// connect, one session. Returns the report and the UDP bytes the
-/// connection moved (both directions, handshake included).
-async fn sync_once(
-    loc: &mut Location,
-    server: &Location,
-    addr: std::net::SocketAddr,
-) -> Result<(SessionReport, u64), SyncError> {
-    loc.commit();
-    let repo = Repo::open(&loc.root()).unwrap();
-    let mut config = sync_config(repo.settings().repo_id, &repo.settings().node_name);
-    config.fresh = repo.store().is_fresh().unwrap();
-    let node = Node::bind_client(repo.identity().clone(), config).unwrap();
-    let conn = node
-        .connect(
-            addr,
-            server.repo.node_id(),
-            &server.repo.settings().node_name,
-        )
-        .await?;
-    let report = sync_with(&conn, loc.root()).await;
-    let stats = conn.connection().stats();
-    conn.close();
-    Ok((report?, stats.udp_tx.bytes + stats.udp_rx.bytes))
-}
-
-/// Test settings for sync: short handshakes, but batch frames of 256 KiB
-/// over a slow lossy link need more than the transport tests' 3 s per read.
-fn sync_config(repo: harmony::model::RepoId, name: &str) -> harmony::net::NodeConfig {
-    let mut config = net::config(repo, name);
-    config.stream_timeout = Duration::from_secs(20);
-    config
-}
+use support::{net, serve, sync_once, Location};
 
 fn digest(loc: &Location) -> [u8; 32] {
     loc.repo.store().state_digest().unwrap()

@@ -9,6 +9,7 @@ mod peer;
 mod progress;
 mod serve;
 mod sync;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +74,10 @@ enum Command {
     /// Commit, then exchange state with peers both ways and apply what
     /// needs no transfer (renames, deletions, content already here).
     Sync(sync::SyncArgs),
+    /// Fetch the newest content of files from locations holding it.
+    Get(transfer::GetArgs),
+    /// Remove local copies once another location confirms it holds them.
+    Drop(transfer::DropArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -95,6 +100,8 @@ pub fn main() -> ExitCode {
         Command::Peer(command) => peer::run(&out, command),
         Command::Serve(args) => serve::serve(&out, args),
         Command::Sync(args) => sync::sync(&out, args),
+        Command::Get(args) => transfer::get_files(&out, args),
+        Command::Drop(args) => transfer::drop_local(&out, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -85,12 +85,15 @@ impl Handler for Builtin {
                     }
                     Ok(())
                 }
-                // Served by the state-sync handler (`sync::SyncService`),
+                // Served by the location's handler (`sync::SyncService`),
                 // which passes only the other kinds on to `Builtin`.
-                Request::Sync(_) => {
+                Request::Sync(_)
+                | Request::Manifest { .. }
+                | Request::Chunks(_)
+                | Request::Has { .. } => {
                     let refusal = Response::Error {
                         code: ErrorCode::UNSUPPORTED,
-                        message: "this endpoint does not serve state sync".into(),
+                        message: "this endpoint serves no repository location".into(),
                     };
                     stream.send_frame(&refusal).await
                 }
@@ -495,6 +498,9 @@ impl std::fmt::Debug for RequestKind<'_> {
             Request::Ping { payload } => write!(f, "Ping ({} bytes)", payload.len()),
             Request::Bulk { len } => write!(f, "Bulk ({len} bytes)"),
             Request::Sync(hello) => write!(f, "Sync (their seq {})", hello.seq),
+            Request::Manifest { hash, first } => write!(f, "Manifest ({hash} from {first})"),
+            Request::Chunks(r) => write!(f, "Chunks ({} ranges of {})", r.ranges.len(), r.hash),
+            Request::Has { hash } => write!(f, "Has ({hash})"),
         }
     }
 }

@@ -5,10 +5,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ProtoError, SyncHello, MAX_BULK, MAX_ERROR_TEXT, MAX_NAME, MAX_PING_PAYLOAD,
-    MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    ChunkRanges, ManifestPage, ProtoError, SyncHello, MAX_BULK, MAX_ERROR_TEXT, MAX_NAME,
+    MAX_PING_PAYLOAD, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
-use crate::model::{NodeId, RepoId};
+use crate::model::{ContentHash, NodeId, RepoId};
 
 /// A message whose lengths and counts can be checked after decoding (and
 /// before encoding). Types are not recursive, so nesting is fixed by the types.
@@ -203,13 +203,23 @@ pub enum Request {
     /// `Response::Sync` with the server's; then, unless the digests are
     /// equal, each side sends `Batch` frames until its last (empty) batch.
     Sync(SyncHello),
+    /// A page of the chunk manifest of content `hash`, from chunk `first`.
+    /// Answered by `Response::Manifest`, or `Error(REFUSED)` when the server
+    /// does not hold that content.
+    Manifest { hash: ContentHash, first: u32 },
+    /// Bytes of content `hash`. Answered by `Response::Chunks { len }` and
+    /// then exactly `len` raw bytes: the ranges back to back.
+    Chunks(ChunkRanges),
+    /// Does the server hold content `hash` now (checked on its disk)?
+    /// Answered by `Response::Has`. `drop` asks it before deleting a copy.
+    Has { hash: ContentHash },
 }
 
 impl Request {
     /// How many request kinds (enum variants) this version knows: a frame
     /// whose leading variant index is at least this is a request of a newer
     /// version, answered with `ErrorCode::UNSUPPORTED` rather than as garbage.
-    pub const KNOWN_KINDS: u32 = 3;
+    pub const KNOWN_KINDS: u32 = 6;
 
     /// The variant index at the start of a request body, if it can be read.
     pub fn kind_of(body: &[u8]) -> Option<u32> {
@@ -232,6 +242,8 @@ impl Validate for Request {
                 Ok(())
             }
             Request::Sync(hello) => hello.validate(),
+            Request::Manifest { .. } | Request::Has { .. } => Ok(()),
+            Request::Chunks(ranges) => ranges.validate(),
         }
     }
 }
@@ -240,13 +252,26 @@ impl Validate for Request {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
     /// The `Ping` payload, unchanged.
-    Pong { payload: Vec<u8> },
+    Pong {
+        payload: Vec<u8>,
+    },
     /// `len` raw bytes follow this frame, then the stream ends.
-    Bulk { len: u64 },
+    Bulk {
+        len: u64,
+    },
     /// The request failed; the stream ends.
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
     /// The server's hello in a sync session.
     Sync(SyncHello),
+    Manifest(ManifestPage),
+    /// `len` raw bytes follow.
+    Chunks {
+        len: u64,
+    },
+    Has(bool),
 }
 
 impl Validate for Response {
@@ -260,6 +285,8 @@ impl Validate for Response {
                 check_len("error text", message.len(), MAX_ERROR_TEXT)
             }
             Response::Sync(hello) => hello.validate(),
+            Response::Manifest(page) => page.validate(),
+            Response::Chunks { .. } | Response::Has(_) => Ok(()),
         }
     }
 }

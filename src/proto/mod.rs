@@ -7,6 +7,7 @@
 mod frame;
 mod message;
 mod sync;
+mod transfer;
 
 #[cfg(test)]
 mod tests;
@@ -18,6 +19,9 @@ pub use message::{
 };
 pub use sync::{
     Batch, SyncHello, MAX_BATCH_ENTRIES, MAX_BATCH_NODES, MAX_NODES_PER_ENTRY, MAX_SIBLINGS,
+};
+pub use transfer::{
+    ChunkRanges, ManifestPage, MAX_CHUNKS_BYTES, MAX_MANIFEST_PAGE, MAX_RANGE, MAX_RANGES,
 };
 
 /// The protocol version this build speaks (the newest it understands).

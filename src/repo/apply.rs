@@ -267,7 +267,7 @@ impl Repo {
     }
 
     /// A fresh name in `.harmony/trash/` for the last copy of `path`.
-    fn trash_path(&self, path: &RepoPath) -> Result<PathBuf> {
+    pub(crate) fn trash_path(&self, path: &RepoPath) -> Result<PathBuf> {
         let trash = self.state_dir().join(TRASH_DIR);
         fs::create_dir_all(&trash).map_err(Error::io("create", &trash))?;
         Ok(trash.join(format!(
@@ -326,7 +326,7 @@ impl Repo {
 }
 
 /// Removes the folders that held `path` while they are empty, up to the root.
-fn remove_empty_parents(root: &Path, path: &RepoPath) {
+pub(crate) fn remove_empty_parents(root: &Path, path: &RepoPath) {
     let mut dir = path.to_path(root);
     while dir.pop() && dir != root && dir.starts_with(root) {
         if fs::remove_dir(&dir).is_err() {

@@ -2,7 +2,7 @@
 //! tests and the examples use. It ties the pure model to the store, the
 //! working tree and the node identity.
 
-mod apply;
+pub(crate) mod apply;
 mod commit;
 mod resolve;
 mod view;

@@ -261,8 +261,8 @@ async fn receive_batches(
     merged
 }
 
-/// Serves state sync for the location at `root`; every other request goes
-/// to [`Builtin`].
+/// Serves the location at `root`: state sync, and content transfer
+/// (`transfer::serve`); every other request goes to [`Builtin`].
 pub struct SyncService {
     root: PathBuf,
     membership: Arc<RwLock<Membership>>,
@@ -332,8 +332,12 @@ impl Handler for SyncService {
         stream: &'a mut FramedStream,
     ) -> BoxFuture<'a, Result<(), NetError>> {
         Box::pin(async move {
-            let Request::Sync(theirs) = request else {
-                return Builtin.handle(peer, request, stream).await;
+            let theirs = match request {
+                Request::Sync(theirs) => theirs,
+                Request::Manifest { .. } | Request::Chunks(_) | Request::Has { .. } => {
+                    return crate::transfer::serve::answer(self.root.clone(), request, stream).await
+                }
+                other => return Builtin.handle(peer, other, stream).await,
             };
             let (repo, mine) = match self.prepare(peer).await {
                 Ok(prepared) => prepared,

@@ -2,14 +2,21 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod net;
 pub mod relay;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use std::sync::Arc;
+
+use harmony::model::RepoPath;
+use harmony::net::{Node, TrustList};
 use harmony::scan::NoProgress;
+use harmony::sync::{sync_with, SessionReport, SyncError, SyncService};
 use harmony::{CommitOptions, CommitReport, InitOptions, ListedFile, Repo};
+use net::Server;
 
 /// A location in a temporary folder, removed on drop.
 pub struct Location {
@@ -180,4 +187,102 @@ pub fn sync_pair_committed(a: &mut Location, b: &mut Location) -> usize {
         sync::collect_tombstones(to.repo.store_mut()).unwrap();
     }
     count
+}
+
+/// Serves `loc` to the `trusted` locations.
+pub fn serve(loc: &Location, trusted: &[&Location]) -> Server {
+    let trust = TrustList::from_peers(
+        trusted
+            .iter()
+            .map(|t| (t.repo.node_id(), t.repo.settings().node_name.clone())),
+    );
+    let settings = Repo::open(&loc.root()).unwrap().settings().clone();
+    let mut config = sync_config(settings.repo_id, &settings.node_name);
+    config.fresh = loc.repo.store().is_fresh().unwrap();
+    let node = Node::bind(loc.repo.identity().clone(), config, trust).unwrap();
+    let service = SyncService::new(loc.root(), node.membership());
+    Server::start_node(node, Arc::new(service))
+}
+
+/// One `harmony sync` from `loc` to the node serving at `addr`: commit,
+/// connect, one session. Returns the report and the UDP bytes the
+/// connection moved (both directions, handshake included).
+pub async fn sync_once(
+    loc: &mut Location,
+    server: &Location,
+    addr: std::net::SocketAddr,
+) -> Result<(SessionReport, u64), SyncError> {
+    loc.commit();
+    let repo = Repo::open(&loc.root()).unwrap();
+    let mut config = sync_config(repo.settings().repo_id, &repo.settings().node_name);
+    config.fresh = repo.store().is_fresh().unwrap();
+    let node = Node::bind_client(repo.identity().clone(), config).unwrap();
+    let conn = node
+        .connect(
+            addr,
+            server.repo.node_id(),
+            &server.repo.settings().node_name,
+        )
+        .await?;
+    let report = sync_with(&conn, loc.root()).await;
+    let stats = conn.connection().stats();
+    conn.close();
+    Ok((report?, stats.udp_tx.bytes + stats.udp_rx.bytes))
+}
+
+/// Test settings for sync: short handshakes, but batch frames of 256 KiB
+/// over a slow lossy link need more than the transport tests' 3 s per read.
+pub fn sync_config(repo: harmony::model::RepoId, name: &str) -> harmony::net::NodeConfig {
+    let mut config = net::config(repo, name);
+    config.stream_timeout = Duration::from_secs(20);
+    config
+}
+
+/// Holders for `loc`: the given serving locations at their addresses.
+pub fn holders(
+    loc: &Location,
+    serving: &[(&Location, std::net::SocketAddr)],
+) -> harmony::transfer::Holders {
+    holders_with_timeout(loc, serving, std::time::Duration::from_secs(20))
+}
+
+/// [`holders`] giving up on a silent stream after `timeout`.
+pub fn holders_with_timeout(
+    loc: &Location,
+    serving: &[(&Location, std::net::SocketAddr)],
+    timeout: std::time::Duration,
+) -> harmony::transfer::Holders {
+    let repo = Repo::open(&loc.root()).unwrap();
+    let mut config = sync_config(repo.settings().repo_id, &repo.settings().node_name);
+    config.stream_timeout = timeout;
+    let node = Node::bind_client(repo.identity().clone(), config).unwrap();
+    let peers = serving
+        .iter()
+        .map(|(other, addr)| harmony::store::PeerRecord {
+            name: other.repo.settings().node_name.clone(),
+            node_id: other.repo.node_id(),
+            addr: addr.to_string(),
+            added_ms: 0,
+        })
+        .collect();
+    harmony::transfer::Holders::new(node, peers)
+}
+
+/// `harmony get PATHS` (every file for an empty list; `None`: the files held
+/// here in an older version) from the given serving locations.
+pub async fn get_from(
+    loc: &Location,
+    paths: Option<&[&str]>,
+    serving: &[(&Location, std::net::SocketAddr)],
+) -> harmony::transfer::GetReport {
+    let repo = Repo::open(&loc.root()).unwrap();
+    let paths: Option<Vec<RepoPath>> =
+        paths.map(|ps| ps.iter().map(|p| RepoPath::new(p).unwrap()).collect());
+    let wanted = repo.wanted(paths.as_deref()).unwrap();
+    let mut holders = holders(loc, serving);
+    let report = harmony::transfer::get(&loc.root(), &wanted, &mut holders, &NoProgress)
+        .await
+        .unwrap();
+    holders.close().await;
+    report
 }

@@ -1,0 +1,178 @@
+//! `get` and `drop`.
+
+use std::io::IsTerminal;
+
+use clap::Args;
+use harmony::model::RepoPath;
+use harmony::transfer::{drop_files, get, Holders, TransferProgress};
+use harmony::Repo;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::local::repo_path_arg;
+use super::{dial, Output};
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// Files or folders (relative to the current folder); none: bring every
+    /// file held here up to its newest version.
+    paths: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DropArgs {
+    /// Files or folders whose local copy to remove.
+    #[arg(required = true)]
+    paths: Vec<String>,
+    /// Remove even when no other location confirms it holds the content.
+    #[arg(long)]
+    force: bool,
+}
+
+/// A byte progress bar on stderr (terminal only, not with -q).
+struct TransferBar(ProgressBar);
+
+impl TransferBar {
+    fn new(out: &Output) -> Self {
+        let bar = if !out.quiet && std::io::stderr().is_terminal() {
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+        } else {
+            ProgressBar::hidden()
+        };
+        TransferBar(bar)
+    }
+}
+
+impl TransferProgress for TransferBar {
+    fn start(&self, files: u64, bytes: u64) {
+        self.0.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        self.0.set_length(bytes);
+        self.0.set_message(format!("getting {files} files"));
+    }
+
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+impl Drop for TransferBar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// The repository paths named by `args`; an empty list when one of them is
+/// the repository root (everything).
+fn paths(repo: &Repo, out: &Output, args: &[String]) -> anyhow::Result<Vec<RepoPath>> {
+    let mut paths = Vec::new();
+    for arg in args {
+        match repo_path_arg(repo, out, arg)? {
+            Some(path) => paths.push(path),
+            None => return Ok(vec![]),
+        }
+    }
+    Ok(paths)
+}
+
+/// A runtime and the trusted peers as holders.
+fn holders(repo: &Repo) -> anyhow::Result<(tokio::runtime::Runtime, Holders)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let peers = repo.store().peers()?;
+    let ipv6 = peers.iter().any(|p| p.addr.starts_with('['));
+    let local = if ipv6 { "[::]:0" } else { "0.0.0.0:0" }.parse()?;
+    let node = {
+        let _guard = runtime.enter();
+        dial::client_node(repo.identity().clone(), repo.settings(), false, local)?
+    };
+    Ok((runtime, Holders::new(node, peers)))
+}
+
+pub fn get_files(out: &Output, args: GetArgs) -> anyhow::Result<()> {
+    let repo = Repo::open(&out.dir)?;
+    let wanted = if args.paths.is_empty() {
+        repo.wanted(None)?
+    } else {
+        repo.wanted(Some(&paths(&repo, out, &args.paths)?))?
+    };
+    let root = repo.root().to_path_buf();
+    let (runtime, mut holders) = holders(&repo)?;
+    drop(repo);
+    let report = {
+        let bar = TransferBar::new(out);
+        runtime.block_on(async {
+            let report = get(&root, &wanted, &mut holders, &bar).await;
+            holders.close().await;
+            report
+        })?
+    };
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    out.report(&report, || {
+        if out.quiet {
+            return;
+        }
+        println!(
+            "got {} files: {} fetched, {} reused from copies here",
+            report.files,
+            indicatif::HumanBytes(report.bytes_fetched),
+            indicatif::HumanBytes(report.bytes_reused)
+        );
+        for (holder, bytes) in &report.per_holder {
+            println!("  from {holder}: {}", indicatif::HumanBytes(*bytes));
+        }
+    })?;
+    for failure in &report.failed {
+        eprintln!("error: {failure}");
+    }
+    match report.failed.len() {
+        0 => Ok(()),
+        n => Err(anyhow::anyhow!(
+            "{n} files could not be fetched (see above)"
+        )),
+    }
+}
+
+pub fn drop_local(out: &Output, args: DropArgs) -> anyhow::Result<()> {
+    let repo = Repo::open(&out.dir)?;
+    let selected = paths(&repo, out, &args.paths)?;
+    let ids: Vec<_> = repo
+        .store()
+        .local_files()?
+        .into_iter()
+        .filter(|f| selected.is_empty() || selected.iter().any(|p| f.path.starts_with(p)))
+        .map(|f| f.file_id)
+        .collect();
+    if ids.is_empty() {
+        anyhow::bail!("nothing to drop: no file held here matches");
+    }
+    let root = repo.root().to_path_buf();
+    let (runtime, mut holders) = holders(&repo)?;
+    drop(repo);
+    let report = runtime.block_on(async {
+        let report = drop_files(&root, &ids, &mut holders, args.force).await;
+        holders.close().await;
+        report
+    })?;
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    out.report(&report, || {
+        if !out.quiet {
+            for path in &report.dropped {
+                println!("dropped {path} (still in the repository; `harmony get` brings it back)");
+            }
+        }
+    })?;
+    for refusal in &report.refused {
+        eprintln!("error: {refusal}");
+    }
+    match report.refused.len() {
+        0 => Ok(()),
+        n => Err(anyhow::anyhow!("{n} files were not dropped (see above)")),
+    }
+}

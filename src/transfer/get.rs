@@ -1,0 +1,545 @@
+//! `get`: the newest content of files, from the locations that hold it.
+//!
+//! Per file: the manifest (asked of a holder, or implied for a one-chunk
+//! content), then each chunk from a local copy when one exists (another
+//! file, the old version), else from a holder, verified against its blake3
+//! before it is written. The file is assembled in `.harmony/staging/`, with
+//! a record of the chunks done so that a killed `get` resumes with the
+//! missing ones only, verified whole against the content hash, synced, and
+//! renamed into the working tree. A holder that sends a bad chunk or a bad
+//! manifest is dropped for that file and the rest comes from another.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::Holders;
+use crate::chunk::{ChunkRef, Manifest};
+use crate::model::{Content, ContentHash, FileEntry, FileId, NodeId, Resolved, STATE_DIR};
+use crate::net::PeerConnection;
+use crate::proto::{ChunkRanges, ManifestPage, Request, Response, MAX_RANGES};
+use crate::scan::{stat_of, still_as_recorded};
+use crate::store::LocalFile;
+use crate::{Error, Repo};
+
+/// Where downloads are assembled.
+pub const STAGING_DIR: &str = "staging";
+/// Bytes asked of a holder per request (several chunks back to back).
+const REQUEST_BYTES: u64 = 4 << 20;
+
+/// Told how a `get` advances (e.g. to draw a progress bar).
+pub trait TransferProgress: Sync {
+    fn start(&self, files: u64, bytes: u64);
+    fn advance(&self, bytes: u64);
+}
+
+impl TransferProgress for crate::scan::NoProgress {
+    fn start(&self, _: u64, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// What a `get` did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GetReport {
+    /// Files brought to their newest content.
+    pub files: usize,
+    /// Bytes received from holders.
+    pub bytes_fetched: u64,
+    /// Bytes taken from copies already here (other files, older versions,
+    /// an interrupted earlier `get`).
+    pub bytes_reused: u64,
+    /// Bytes received per holder (by name).
+    pub per_holder: BTreeMap<String, u64>,
+    /// Files not fetched, each with the reason.
+    pub failed: Vec<String>,
+}
+
+/// Fetches the newest content of the files `ids` into the location at `root`.
+pub async fn get(
+    root: &Path,
+    ids: &[FileId],
+    holders: &mut Holders,
+    progress: &dyn TransferProgress,
+) -> Result<GetReport, Error> {
+    let mut repo = Repo::open(root)?;
+    let mut report = GetReport::default();
+    let mut wanted = Vec::new();
+    for id in ids {
+        if let Some(entry) = repo.store().entry(*id)? {
+            if let Resolved::File(v) = entry.resolved() {
+                if let Content::File { size, .. } = v.value {
+                    wanted.push((entry.clone(), size));
+                }
+            }
+        }
+    }
+    progress.start(wanted.len() as u64, wanted.iter().map(|(_, s)| s).sum());
+    for (entry, _) in wanted {
+        match fetch_file(&mut repo, &entry, holders, progress, &mut report).await {
+            Ok(()) => report.files += 1,
+            Err(reason) => report
+                .failed
+                .push(format!("{}: {reason}", entry.current_path())),
+        }
+    }
+    Ok(report)
+}
+
+/// The newest content of `entry`: hash, size and mtime.
+fn newest(entry: &FileEntry) -> Option<(ContentHash, u64, i64)> {
+    match entry.resolved() {
+        Resolved::File(v) => match v.value {
+            Content::File {
+                hash,
+                size,
+                mtime_ns,
+            } => Some((hash, size, mtime_ns)),
+            Content::Deleted => None,
+        },
+        _ => None,
+    }
+}
+
+async fn fetch_file(
+    repo: &mut Repo,
+    entry: &FileEntry,
+    holders: &mut Holders,
+    progress: &dyn TransferProgress,
+    report: &mut GetReport,
+) -> Result<(), String> {
+    let me = repo.node_id();
+    let (hash, size, mtime_ns) = newest(entry).ok_or("it has no content to fetch")?;
+    let sources: Vec<NodeId> = entry
+        .holders_of(hash)
+        .filter(|n| **n != me)
+        .copied()
+        .collect();
+    let mut staged = Staged::open(repo.root(), hash, size).map_err(|e| e.to_string())?;
+
+    let mut manifest = None;
+    let mut why_not = Vec::new();
+    if size < u64::from(repo.settings().chunking.min) {
+        // One chunk: the content hash is the chunk hash.
+        manifest = Some(Manifest {
+            chunks: if size == 0 {
+                vec![]
+            } else {
+                vec![ChunkRef {
+                    hash,
+                    len: size as u32,
+                }]
+            },
+        });
+    }
+    let mut usable = Vec::new();
+    for source in &sources {
+        match holders.conn(*source).await {
+            Ok(_) => usable.push(*source),
+            Err(e) => why_not.push(e),
+        }
+    }
+    if manifest.is_none() {
+        for source in &usable {
+            let conn = holders.conn(*source).await.map_err(|e| e.to_string())?;
+            match fetch_manifest(conn, hash, size).await {
+                Ok(m) => {
+                    manifest = Some(m);
+                    break;
+                }
+                Err(e) => why_not.push(format!("{}: {e}", conn.peer().name)),
+            }
+        }
+    }
+    let manifest = manifest.ok_or_else(|| no_holder(&sources, &why_not))?;
+    staged.prepare(&manifest).map_err(|e| e.to_string())?;
+
+    // Chunks an interrupted earlier `get` left, then chunks already here.
+    let resumed: u64 = manifest
+        .chunks
+        .iter()
+        .zip(&staged.done)
+        .filter(|(_, done)| **done)
+        .map(|(c, _)| u64::from(c.len))
+        .sum();
+    report.bytes_reused += resumed;
+    progress.advance(resumed);
+    let local = LocalChunks::new(repo);
+    for (index, chunk) in manifest.chunks.iter().enumerate() {
+        if staged.done[index] {
+            continue;
+        }
+        if let Some(bytes) = local.find(chunk) {
+            staged.write(index, &bytes).map_err(|e| e.to_string())?;
+            report.bytes_reused += bytes.len() as u64;
+            progress.advance(bytes.len() as u64);
+        }
+    }
+
+    // The rest from holders, in requests of a few MiB; a holder that fails
+    // or lies is dropped for this file.
+    let mut sources = usable.into_iter();
+    let mut current = sources.next();
+    while let Some(missing) = staged.next_missing(&manifest) {
+        let Some(source) = current else {
+            return Err(no_holder(&[], &why_not));
+        };
+        let conn = holders.conn(source).await.map_err(|e| e.to_string())?;
+        let name = conn.peer().name.clone();
+        match fetch_chunks(conn, hash, &manifest, &missing, &mut staged).await {
+            Ok(bytes) => {
+                report.bytes_fetched += bytes;
+                *report.per_holder.entry(name).or_default() += bytes;
+                progress.advance(bytes);
+            }
+            Err(e) => {
+                tracing::warn!("dropping {name} for {}: {e}", entry.current_path());
+                why_not.push(format!("{name}: {e}"));
+                current = sources.next();
+            }
+        }
+    }
+    staged.finish(hash).map_err(|e| e.to_string())?;
+    install(repo, entry, &staged, hash, mtime_ns, &manifest).map_err(|e| e.to_string())
+}
+
+fn no_holder(sources: &[NodeId], why_not: &[String]) -> String {
+    if why_not.is_empty() && sources.is_empty() {
+        "no other location holds its newest content".to_owned()
+    } else {
+        format!("no holder could provide it ({})", why_not.join("; "))
+    }
+}
+
+async fn fetch_manifest(
+    conn: &PeerConnection,
+    hash: ContentHash,
+    size: u64,
+) -> Result<Manifest, String> {
+    let mut chunks = Vec::new();
+    loop {
+        let request = Request::Manifest {
+            hash,
+            first: chunks.len() as u32,
+        };
+        let page: ManifestPage = match conn.request(&request).await.map_err(|e| e.to_string())?.0 {
+            Response::Manifest(page) => page,
+            other => return Err(format!("unexpected answer {other:?}")),
+        };
+        if page.first as usize != chunks.len()
+            || (page.chunks.is_empty() && chunks.len() < page.total as usize)
+        {
+            return Err("a manifest page out of order".into());
+        }
+        chunks.extend(page.chunks);
+        if chunks.len() >= page.total as usize {
+            break;
+        }
+    }
+    let manifest = Manifest { chunks };
+    if manifest.total_len() != size {
+        return Err(format!(
+            "its manifest covers {} bytes, the content has {size}",
+            manifest.total_len()
+        ));
+    }
+    Ok(manifest)
+}
+
+/// Asks for the chunks `missing` (indexes into `manifest`) and writes each
+/// after checking its hash. Returns the bytes received.
+async fn fetch_chunks(
+    conn: &PeerConnection,
+    hash: ContentHash,
+    manifest: &Manifest,
+    missing: &[usize],
+    staged: &mut Staged,
+) -> Result<u64, String> {
+    let ranges: Vec<(u64, u32)> = missing
+        .iter()
+        .map(|i| (staged.offsets[*i], manifest.chunks[*i].len))
+        .collect();
+    let (response, mut stream) = conn
+        .request(&Request::Chunks(ChunkRanges { hash, ranges }))
+        .await
+        .map_err(|e| e.to_string())?;
+    let Response::Chunks { len } = response else {
+        return Err(format!("unexpected answer {response:?}"));
+    };
+    let expected: u64 = missing
+        .iter()
+        .map(|i| u64::from(manifest.chunks[*i].len))
+        .sum();
+    if len != expected {
+        return Err(format!("announced {len} bytes, {expected} were asked"));
+    }
+    let mut received = 0;
+    for index in missing {
+        let chunk = &manifest.chunks[*index];
+        let mut bytes = Vec::with_capacity(chunk.len as usize);
+        while bytes.len() < chunk.len as usize {
+            let want = chunk.len as usize - bytes.len();
+            match stream.recv_raw(want).await.map_err(|e| e.to_string())? {
+                Some(part) => bytes.extend_from_slice(&part.bytes),
+                None => return Err("the answer ended early".into()),
+            }
+        }
+        if ContentHash::from(blake3::hash(&bytes)) != chunk.hash {
+            return Err(format!("sent a corrupted chunk (#{index})"));
+        }
+        staged.write(*index, &bytes).map_err(|e| e.to_string())?;
+        received += bytes.len() as u64;
+    }
+    staged.save_progress().map_err(|e| e.to_string())?;
+    Ok(received)
+}
+
+/// Chunks that can be copied from files already here: whole files equal to
+/// a chunk, and chunks of multi-chunk contents held here.
+struct LocalChunks<'a> {
+    repo: &'a Repo,
+    index: std::cell::OnceCell<HashMap<ContentHash, (LocalFile, u64)>>,
+}
+
+impl<'a> LocalChunks<'a> {
+    fn new(repo: &'a Repo) -> Self {
+        LocalChunks {
+            repo,
+            index: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The bytes of `chunk` from a local file, verified; `None` if none has it.
+    fn find(&self, chunk: &ChunkRef) -> Option<Vec<u8>> {
+        let root = self.repo.root();
+        if let Ok(Some(file)) = self.repo.store().local_file_by_hash(chunk.hash) {
+            if let Some(bytes) = read_verified(root, &file, 0, chunk) {
+                return Some(bytes);
+            }
+        }
+        let index = self.index.get_or_init(|| self.build());
+        let (file, offset) = index.get(&chunk.hash)?;
+        read_verified(root, file, *offset, chunk)
+    }
+
+    fn build(&self) -> HashMap<ContentHash, (LocalFile, u64)> {
+        let mut index = HashMap::new();
+        let Ok(files) = self.repo.store().local_files() else {
+            return index;
+        };
+        for file in files {
+            let Ok(Some(manifest)) = self.repo.store().manifest(file.hash) else {
+                continue;
+            };
+            let mut offset = 0;
+            for chunk in manifest.chunks {
+                index.entry(chunk.hash).or_insert((file.clone(), offset));
+                offset += u64::from(chunk.len);
+            }
+        }
+        index
+    }
+}
+
+fn read_verified(root: &Path, file: &LocalFile, offset: u64, chunk: &ChunkRef) -> Option<Vec<u8>> {
+    let mut handle = File::open(file.path.to_path(root)).ok()?;
+    handle.seek(SeekFrom::Start(offset)).ok()?;
+    let mut bytes = vec![0; chunk.len as usize];
+    handle.read_exact(&mut bytes).ok()?;
+    (ContentHash::from(blake3::hash(&bytes)) == chunk.hash).then_some(bytes)
+}
+
+/// A content being assembled in `.harmony/staging/`: `<hash>.part` and the
+/// record of chunks done, `<hash>.done` (one byte per chunk).
+struct Staged {
+    part: PathBuf,
+    done_path: PathBuf,
+    file: File,
+    size: u64,
+    done: Vec<bool>,
+    offsets: Vec<u64>,
+}
+
+impl Staged {
+    fn open(root: &Path, hash: ContentHash, size: u64) -> std::io::Result<Staged> {
+        let dir = root.join(STATE_DIR).join(STAGING_DIR);
+        fs::create_dir_all(&dir)?;
+        let part = dir.join(format!("{hash}.part"));
+        let done_path = dir.join(format!("{hash}.done"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&part)?;
+        Ok(Staged {
+            part,
+            done_path,
+            file,
+            size,
+            done: Vec::new(),
+            offsets: Vec::new(),
+        })
+    }
+
+    /// Sizes the file and loads the chunks an earlier, interrupted `get` left.
+    fn prepare(&mut self, manifest: &Manifest) -> std::io::Result<()> {
+        let mut offset = 0;
+        self.offsets = manifest
+            .chunks
+            .iter()
+            .map(|c| {
+                let at = offset;
+                offset += u64::from(c.len);
+                at
+            })
+            .collect();
+        let previous = fs::read(&self.done_path).unwrap_or_default();
+        self.done = if previous.len() == manifest.chunks.len()
+            && self.file.metadata()?.len() == self.size
+        {
+            previous.iter().map(|b| *b == 1).collect()
+        } else {
+            vec![false; manifest.chunks.len()]
+        };
+        self.file.set_len(self.size)?;
+        Ok(())
+    }
+
+    fn write(&mut self, index: usize, bytes: &[u8]) -> std::io::Result<()> {
+        self.file.seek(SeekFrom::Start(self.offsets[index]))?;
+        self.file.write_all(bytes)?;
+        self.done[index] = true;
+        Ok(())
+    }
+
+    /// Makes the chunks written so far durable, then records them as done:
+    /// a crash never marks a chunk done whose bytes are not on disk.
+    fn save_progress(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()?;
+        let record: Vec<u8> = self.done.iter().map(|d| u8::from(*d)).collect();
+        let tmp = self.done_path.with_extension("done.tmp");
+        fs::write(&tmp, record)?;
+        fs::rename(&tmp, &self.done_path)
+    }
+
+    /// The next missing chunks, up to one request's worth.
+    fn next_missing(&self, manifest: &Manifest) -> Option<Vec<usize>> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        for (index, chunk) in manifest.chunks.iter().enumerate() {
+            if self.done[index] {
+                continue;
+            }
+            if !batch.is_empty()
+                && (bytes + u64::from(chunk.len) > REQUEST_BYTES || batch.len() == MAX_RANGES)
+            {
+                break;
+            }
+            bytes += u64::from(chunk.len);
+            batch.push(index);
+        }
+        (!batch.is_empty()).then_some(batch)
+    }
+
+    /// Syncs the whole file and checks it against the content hash; a file
+    /// that does not match is thrown away (and fetched again next time).
+    fn finish(&mut self, hash: ContentHash) -> Result<(), String> {
+        self.file.sync_all().map_err(|e| e.to_string())?;
+        let mut hasher = blake3::Hasher::new();
+        let mut reader = File::open(&self.part).map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        if ContentHash::from(hasher.finalize()) != hash {
+            let _ = fs::remove_file(&self.part);
+            let _ = fs::remove_file(&self.done_path);
+            return Err("the assembled file does not match its content hash; discarded".into());
+        }
+        Ok(())
+    }
+}
+
+/// Moves the verified file into the working tree: over the held older
+/// version if it is still as recorded (kept in the trash when no other
+/// location holds it), or at a free path; never over anything else.
+fn install(
+    repo: &mut Repo,
+    entry: &FileEntry,
+    staged: &Staged,
+    hash: ContentHash,
+    mtime_ns: i64,
+    manifest: &Manifest,
+) -> crate::Result<()> {
+    let me = repo.node_id();
+    let root = repo.root().to_path_buf();
+    let target_path = entry.current_path().clone();
+    let target = target_path.to_path(&root);
+    let old = repo.store().local_file_by_id(entry.id)?;
+    match &old {
+        Some(old) => {
+            if !still_as_recorded(&root, old).map_err(Error::io("read", &target))? {
+                return Err(Error::Refused(format!(
+                    "{} changed here since the last commit; not overwritten (commit it, then get again)",
+                    old.path
+                )));
+            }
+            if !entry.holders_of(old.hash).any(|n| *n != me) {
+                let kept = repo.trash_path(&old.path)?;
+                fs::hard_link(old.path.to_path(&root), &kept)
+                    .map_err(Error::io("keep in trash", &kept))?;
+            }
+            if old.path != target_path && fs::symlink_metadata(&target).is_ok() {
+                return Err(Error::Refused(format!(
+                    "{target_path} is taken by a file Harmony does not know"
+                )));
+            }
+        }
+        None if fs::symlink_metadata(&target).is_ok() => {
+            return Err(Error::Refused(format!(
+                "{target_path} exists here but is not recorded; commit it first (it may become a conflict)"
+            )));
+        }
+        None => {}
+    }
+    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(mtime_ns.max(0) as u64);
+    let _ = staged.file.set_modified(mtime);
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+    }
+    fs::rename(&staged.part, &target).map_err(Error::io("place", &target))?;
+    let _ = fs::remove_file(&staged.done_path);
+    if let Some(old) = &old {
+        if old.path != target_path {
+            let _ = fs::remove_file(old.path.to_path(&root));
+        }
+    }
+    let meta = fs::symlink_metadata(&target).map_err(Error::io("stat", &target))?;
+    let writer = repo.store_mut().write()?;
+    if let Some(old) = &old {
+        writer.remove_local_file(&old.path)?;
+    }
+    // Its chunks can serve later gets (another file, the next version).
+    if manifest.chunks.len() > 1 {
+        writer.put_manifest(hash, manifest)?;
+    }
+    writer.put_local_file(&LocalFile {
+        path: target_path,
+        file_id: entry.id,
+        hash,
+        stat: stat_of(&meta),
+    })?;
+    let counter = writer.next_write_counter()?;
+    let mut current = writer.entry(entry.id)?.unwrap_or_else(|| entry.clone());
+    current.set_holding(me, Some(hash), counter);
+    writer.put_entry(&current)?;
+    writer.commit()?;
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! Content transfer: `get` fetches the newest content of files from the
+//! locations holding it, chunk by chunk, verified, resumable, reusing every
+//! chunk already here; `drop` frees a local copy once another location
+//! confirms it holds one. [`serve`] answers the other side.
+
+mod get;
+pub mod serve;
+
+use std::collections::HashMap;
+
+pub use get::{get, GetReport, TransferProgress};
+
+use crate::model::NodeId;
+use crate::net::{NetError, Node, PeerConnection};
+use crate::proto::{Request, Response};
+use crate::store::PeerRecord;
+
+/// Reaches holders by node id: the trusted peers, each connected once, on
+/// first need. A holder this location does not trust is never contacted.
+pub struct Holders {
+    node: Node,
+    peers: HashMap<NodeId, PeerRecord>,
+    conns: HashMap<NodeId, Result<PeerConnection, String>>,
+}
+
+impl Holders {
+    pub fn new(node: Node, peers: Vec<PeerRecord>) -> Self {
+        Holders {
+            node,
+            peers: peers.into_iter().map(|p| (p.node_id, p)).collect(),
+            conns: HashMap::new(),
+        }
+    }
+
+    /// The name this location knows `id` by, if it trusts it.
+    pub fn name(&self, id: &NodeId) -> Option<&str> {
+        self.peers.get(id).map(|p| p.name.as_str())
+    }
+
+    /// A connection to `id`, or why there is none.
+    pub async fn conn(&mut self, id: NodeId) -> Result<&PeerConnection, String> {
+        if !self.conns.contains_key(&id) {
+            let result = match self.peers.get(&id) {
+                None => Err(format!("node {} is not a trusted peer", id.short())),
+                Some(peer) => connect(&self.node, peer).await,
+            };
+            self.conns.insert(id, result);
+        }
+        self.conns[&id].as_ref().map_err(Clone::clone)
+    }
+
+    /// Closes every connection.
+    pub async fn close(self) {
+        for conn in self.conns.values().flatten() {
+            conn.close();
+        }
+        self.node.shutdown().await;
+    }
+}
+
+async fn connect(node: &Node, peer: &PeerRecord) -> Result<PeerConnection, String> {
+    let addr = tokio::net::lookup_host(&peer.addr)
+        .await
+        .map_err(|e| format!("cannot resolve {}: {e}", peer.addr))?
+        .next()
+        .ok_or_else(|| format!("{} resolves to nothing", peer.addr))?;
+    node.connect(addr, peer.node_id, &peer.name)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Asks `conn` whether it holds `hash` now (checked on its disk).
+pub async fn confirms(
+    conn: &PeerConnection,
+    hash: crate::model::ContentHash,
+) -> Result<bool, NetError> {
+    match conn.request(&Request::Has { hash }).await?.0 {
+        Response::Has(held) => Ok(held),
+        other => Err(NetError::Unexpected {
+            peer: conn.peer().name.clone(),
+            what: format!("{other:?} in answer to Has"),
+        }),
+    }
+}
+
+/// What `drop` did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct DropReport {
+    /// Files whose local copy was removed.
+    pub dropped: Vec<crate::model::RepoPath>,
+    /// Files kept, each with the reason.
+    pub refused: Vec<String>,
+}
+
+/// Removes the local copies of the files `ids`, each only after another
+/// location confirmed (live, on its disk) that it holds the same content,
+/// unless `force`. The files stay in the repository; the change of holder
+/// syncs like any change.
+pub async fn drop_files(
+    root: &std::path::Path,
+    ids: &[crate::model::FileId],
+    holders: &mut Holders,
+    force: bool,
+) -> Result<DropReport, crate::Error> {
+    let mut repo = crate::Repo::open(root)?;
+    let me = repo.node_id();
+    let mut report = DropReport::default();
+    for id in ids {
+        let (Some(entry), Some(record)) = (
+            repo.store().entry(*id)?,
+            repo.store().local_file_by_id(*id)?,
+        ) else {
+            continue;
+        };
+        if !crate::scan::still_as_recorded(root, &record)
+            .map_err(crate::Error::io("read", record.path.to_path(root)))?
+        {
+            report.refused.push(format!(
+                "{}: changed here since the last commit; commit it first",
+                record.path
+            ));
+            continue;
+        }
+        if !force {
+            let mut confirmed = None;
+            let mut why_not = Vec::new();
+            let others: Vec<NodeId> = entry
+                .holders_of(record.hash)
+                .filter(|n| **n != me)
+                .copied()
+                .collect();
+            for other in others {
+                match holders.conn(other).await {
+                    Ok(conn) => match confirms(conn, record.hash).await {
+                        Ok(true) => {
+                            confirmed = Some(conn.peer().name.clone());
+                            break;
+                        }
+                        Ok(false) => {
+                            why_not.push(format!("{} no longer holds it", conn.peer().name))
+                        }
+                        Err(e) => why_not.push(e.to_string()),
+                    },
+                    Err(e) => why_not.push(e),
+                }
+            }
+            if confirmed.is_none() {
+                report.refused.push(format!(
+                    "{}: no other location confirmed it holds this content{}; nothing removed (`--force` removes it anyway)",
+                    record.path,
+                    if why_not.is_empty() { String::new() } else { format!(" ({})", why_not.join("; ")) }
+                ));
+                continue;
+            }
+        }
+        let path = record.path.to_path(root);
+        std::fs::remove_file(&path).map_err(crate::Error::io("remove", &path))?;
+        crate::repo::apply::remove_empty_parents(root, &record.path);
+        let writer = repo.store_mut().write()?;
+        writer.remove_local_file(&record.path)?;
+        let counter = writer.next_write_counter()?;
+        let mut current = entry.clone();
+        current.set_holding(me, None, counter);
+        writer.put_entry(&current)?;
+        writer.commit()?;
+        report.dropped.push(record.path);
+    }
+    Ok(report)
+}
