@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use harmony::model::{NodeId, RepoId};
-use harmony::proto::{self, Batch, ErrorCode, Hello, Request, Response, SyncHello};
+use harmony::model::{ContentHash, NodeId, RepoId};
+use harmony::proto::{self, Batch, ChunkRanges, ErrorCode, Hello, Request, Response, SyncHello};
 
 /// `name -> bytes` for every fenced block opened with "```hex vector=NAME".
 fn vectors() -> BTreeMap<String, Vec<u8>> {
@@ -134,7 +134,22 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
             upto: 300,
         },
     );
-    assert_eq!(vectors.len(), 8, "every vector in protocol.md is checked");
+    round_trip(
+        "request-has",
+        &get("request-has"),
+        &Request::Has {
+            hash: ContentHash(digest),
+        },
+    );
+    round_trip(
+        "request-chunks",
+        &get("request-chunks"),
+        &Request::Chunks(ChunkRanges {
+            hash: ContentHash(digest),
+            ranges: vec![(0, 32768), (32768, 16384)],
+        }),
+    );
+    assert_eq!(vectors.len(), 10, "every vector in protocol.md is checked");
 }
 
 #[test]

@@ -167,6 +167,35 @@ fn arb_request() -> impl Strategy<Value = Request> {
         proptest::collection::vec(any::<u8>(), 0..300)
             .prop_map(|payload| Request::Ping { payload }),
         (0..=MAX_BULK).prop_map(|len| Request::Bulk { len }),
+        (
+            any::<[u8; 32]>(),
+            any::<[u8; 8]>(),
+            any::<u64>(),
+            any::<Option<([u8; 8], u64)>>()
+        )
+            .prop_map(|(digest, incarnation, seq, merged_yours)| Request::Sync(
+                crate::proto::SyncHello {
+                    digest,
+                    incarnation,
+                    seq,
+                    merged_yours
+                }
+            )),
+        (any::<[u8; 32]>(), any::<u32>()).prop_map(|(hash, first)| Request::Manifest {
+            hash: crate::model::ContentHash(hash),
+            first
+        }),
+        (
+            any::<[u8; 32]>(),
+            proptest::collection::vec((any::<u64>(), 0..=crate::proto::MAX_RANGE / 1024), 0..16)
+        )
+            .prop_map(|(hash, ranges)| Request::Chunks(crate::proto::ChunkRanges {
+                hash: crate::model::ContentHash(hash),
+                ranges
+            })),
+        any::<[u8; 32]>().prop_map(|hash| Request::Has {
+            hash: crate::model::ContentHash(hash)
+        }),
     ]
 }
 
@@ -179,6 +208,8 @@ fn arb_response() -> impl Strategy<Value = Response> {
             code: ErrorCode(code),
             message
         }),
+        any::<u64>().prop_map(|len| Response::Chunks { len }),
+        any::<bool>().prop_map(Response::Has),
     ]
 }
 
