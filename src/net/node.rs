@@ -337,7 +337,9 @@ impl Node {
     }
 }
 
-/// An established, authenticated connection to a peer, after `Hello`.
+/// An established, authenticated connection to a peer, after `Hello`. Cheap to
+/// clone: clones share the one QUIC connection.
+#[derive(Clone)]
 pub struct PeerConnection {
     conn: Connection,
     info: PeerInfo,

@@ -292,6 +292,23 @@ impl Store {
             .optional()?)
     }
 
+    /// The files held here whose content has a stored manifest (several
+    /// chunks), with it: where each such chunk can be read locally.
+    pub fn local_manifests(&self) -> Result<Vec<(LocalFile, Manifest)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT l.path, l.file_id, l.hash, l.size, l.mtime_ns, l.ctime_ns, l.inode, l.dev, m.chunks
+             FROM local_files AS l JOIN manifests AS m ON m.hash = l.hash",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((LocalFile::from_row(r)?, r.get::<_, Vec<u8>>(8)?))
+        })?;
+        rows.map(|row| {
+            let (file, chunks) = row?;
+            Ok((file, decode("manifest", &chunks)?))
+        })
+        .collect()
+    }
+
     /// Every entry of the repository, in path order.
     pub fn entries(&self) -> Result<Vec<FileEntry>> {
         let mut stmt = self

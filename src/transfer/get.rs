@@ -28,7 +28,7 @@ use crate::{Error, Repo};
 /// Where downloads are assembled.
 pub const STAGING_DIR: &str = "staging";
 /// Bytes asked of a holder per request (several chunks back to back).
-const REQUEST_BYTES: u64 = 4 << 20;
+const REQUEST_BYTES: u64 = 2 << 20;
 
 /// Told how a `get` advances (e.g. to draw a progress bar).
 pub trait TransferProgress: Sync {
@@ -77,8 +77,18 @@ pub async fn get(
         }
     }
     progress.start(wanted.len() as u64, wanted.iter().map(|(_, s)| s).sum());
+    let mut local = LocalChunks::load(&repo)?;
     for (entry, _) in wanted {
-        match fetch_file(&mut repo, &entry, holders, progress, &mut report).await {
+        match fetch_file(
+            &mut repo,
+            &mut local,
+            &entry,
+            holders,
+            progress,
+            &mut report,
+        )
+        .await
+        {
             Ok(()) => report.files += 1,
             Err(reason) => report
                 .failed
@@ -105,6 +115,7 @@ fn newest(entry: &FileEntry) -> Option<(ContentHash, u64, i64)> {
 
 async fn fetch_file(
     repo: &mut Repo,
+    local: &mut LocalChunks,
     entry: &FileEntry,
     holders: &mut Holders,
     progress: &dyn TransferProgress,
@@ -137,13 +148,12 @@ async fn fetch_file(
     let mut usable = Vec::new();
     for source in &sources {
         match holders.conn(*source).await {
-            Ok(_) => usable.push(*source),
+            Ok(conn) => usable.push(conn),
             Err(e) => why_not.push(e),
         }
     }
     if manifest.is_none() {
-        for source in &usable {
-            let conn = holders.conn(*source).await.map_err(|e| e.to_string())?;
+        for conn in &usable {
             match fetch_manifest(conn, hash, size).await {
                 Ok(m) => {
                     manifest = Some(m);
@@ -166,43 +176,89 @@ async fn fetch_file(
         .sum();
     report.bytes_reused += resumed;
     progress.advance(resumed);
-    let local = LocalChunks::new(repo);
     for (index, chunk) in manifest.chunks.iter().enumerate() {
         if staged.done[index] {
             continue;
         }
-        if let Some(bytes) = local.find(chunk) {
+        if let Some(bytes) = local.find(repo, chunk) {
             staged.write(index, &bytes).map_err(|e| e.to_string())?;
             report.bytes_reused += bytes.len() as u64;
             progress.advance(bytes.len() as u64);
         }
     }
 
-    // The rest from holders, in requests of a few MiB; a holder that fails
-    // or lies is dropped for this file.
-    let mut sources = usable.into_iter();
-    let mut current = sources.next();
-    while let Some(missing) = staged.next_missing(&manifest) {
-        let Some(source) = current else {
+    let mut lanes: Vec<Lane> = usable.into_iter().map(Lane::new).collect();
+    let mut queue = staged.missing_batches(&manifest);
+    while !queue.is_empty() || lanes.iter().any(|l| !l.inflight.is_empty()) {
+        if lanes.is_empty() {
             return Err(no_holder(&[], &why_not));
-        };
-        let conn = holders.conn(source).await.map_err(|e| e.to_string())?;
-        let name = conn.peer().name.clone();
-        match fetch_chunks(conn, hash, &manifest, &missing, &mut staged).await {
-            Ok(bytes) => {
-                report.bytes_fetched += bytes;
-                *report.per_holder.entry(name).or_default() += bytes;
-                progress.advance(bytes);
-            }
-            Err(e) => {
-                tracing::warn!("dropping {name} for {}: {e}", entry.current_path());
-                why_not.push(format!("{name}: {e}"));
-                current = sources.next();
+        }
+        // Keep every holder's window full, then take the oldest answer of
+        // each in turn: holders send in parallel, each several answers ahead.
+        for lane in &mut lanes {
+            while lane.inflight.len() < WINDOW {
+                let Some(batch) = queue.pop_front() else {
+                    break;
+                };
+                let ranges = batch
+                    .iter()
+                    .map(|i| (staged.offsets[*i], manifest.chunks[*i].len))
+                    .collect();
+                match lane
+                    .conn
+                    .open(&Request::Chunks(ChunkRanges { hash, ranges }))
+                    .await
+                {
+                    Ok(stream) => lane.inflight.push_back((batch, stream)),
+                    Err(e) => {
+                        queue.push_front(batch);
+                        lane.failed = Some(e.to_string());
+                        break;
+                    }
+                }
             }
         }
+        for lane in &mut lanes {
+            if lane.failed.is_some() {
+                continue;
+            }
+            let Some((batch, mut stream)) = lane.inflight.pop_front() else {
+                continue;
+            };
+            match receive_chunks(&mut stream, &manifest, &batch, &mut staged).await {
+                Ok(bytes) => {
+                    report.bytes_fetched += bytes;
+                    *report.per_holder.entry(lane.name()).or_default() += bytes;
+                    progress.advance(bytes);
+                }
+                Err(e) => {
+                    queue.push_front(batch);
+                    lane.failed = Some(e);
+                }
+            }
+        }
+        if manifest.chunks.len() > 1 {
+            staged.save_progress().map_err(|e| e.to_string())?;
+        }
+        // A holder that failed or lied is dropped for this file; what it was
+        // asked for goes to the others.
+        for lane in lanes.iter_mut().filter(|l| l.failed.is_some()) {
+            let name = lane.name();
+            let reason = lane.failed.take().unwrap_or_default();
+            tracing::warn!("dropping {name} for {}: {reason}", entry.current_path());
+            why_not.push(format!("{name}: {reason}"));
+            queue.extend(lane.inflight.drain(..).map(|(batch, _)| batch));
+            lane.dropped = true;
+        }
+        lanes.retain(|l| !l.dropped);
     }
-    staged.finish(hash).map_err(|e| e.to_string())?;
-    install(repo, entry, &staged, hash, mtime_ns, &manifest).map_err(|e| e.to_string())
+    staged.finish(hash, &manifest).map_err(|e| e.to_string())?;
+    let placed =
+        install(repo, entry, &staged, hash, mtime_ns, &manifest).map_err(|e| e.to_string())?;
+    if manifest.chunks.len() > 1 {
+        local.add(placed, &manifest);
+    }
+    Ok(())
 }
 
 fn no_holder(sources: &[NodeId], why_not: &[String]) -> String {
@@ -248,27 +304,53 @@ async fn fetch_manifest(
     Ok(manifest)
 }
 
-/// Asks for the chunks `missing` (indexes into `manifest`) and writes each
-/// after checking its hash. Returns the bytes received.
-async fn fetch_chunks(
-    conn: &PeerConnection,
-    hash: ContentHash,
+/// Requests in flight per holder: enough to keep a fast link busy while the
+/// previous answer is checked and written. Answers are read oldest first,
+/// so all of them together must fit the connection's receive window: else
+/// later answers could take all the credit while the oldest waits for it,
+/// and the transfer would stall.
+const WINDOW: usize = 3;
+const _: () = assert!(WINDOW as u64 * REQUEST_BYTES < crate::net::CONNECTION_RECEIVE_WINDOW as u64);
+
+/// One holder serving a file: its connection and its requests in flight.
+struct Lane {
+    conn: PeerConnection,
+    inflight: std::collections::VecDeque<(Vec<usize>, crate::net::FramedStream)>,
+    failed: Option<String>,
+    dropped: bool,
+}
+
+impl Lane {
+    fn new(conn: PeerConnection) -> Self {
+        Lane {
+            conn,
+            inflight: Default::default(),
+            failed: None,
+            dropped: false,
+        }
+    }
+
+    fn name(&self) -> String {
+        self.conn.peer().name.clone()
+    }
+}
+
+/// Reads the answer to a `Chunks` request for the chunks `batch` (indexes
+/// into `manifest`) and writes each chunk after checking its hash. Returns
+/// the bytes received.
+async fn receive_chunks(
+    stream: &mut crate::net::FramedStream,
     manifest: &Manifest,
-    missing: &[usize],
+    batch: &[usize],
     staged: &mut Staged,
 ) -> Result<u64, String> {
-    let ranges: Vec<(u64, u32)> = missing
-        .iter()
-        .map(|i| (staged.offsets[*i], manifest.chunks[*i].len))
-        .collect();
-    let (response, mut stream) = conn
-        .request(&Request::Chunks(ChunkRanges { hash, ranges }))
-        .await
-        .map_err(|e| e.to_string())?;
-    let Response::Chunks { len } = response else {
-        return Err(format!("unexpected answer {response:?}"));
+    let response: Response = stream.recv_frame().await.map_err(|e| e.to_string())?;
+    let len = match response {
+        Response::Chunks { len } => len,
+        Response::Error { code, message } => return Err(format!("{code}: {message}")),
+        other => return Err(format!("unexpected answer {other:?}")),
     };
-    let expected: u64 = missing
+    let expected: u64 = batch
         .iter()
         .map(|i| u64::from(manifest.chunks[*i].len))
         .sum();
@@ -276,9 +358,10 @@ async fn fetch_chunks(
         return Err(format!("announced {len} bytes, {expected} were asked"));
     }
     let mut received = 0;
-    for index in missing {
+    let mut bytes = Vec::new();
+    for index in batch {
         let chunk = &manifest.chunks[*index];
-        let mut bytes = Vec::with_capacity(chunk.len as usize);
+        bytes.clear();
         while bytes.len() < chunk.len as usize {
             let want = chunk.len as usize - bytes.len();
             match stream.recv_raw(want).await.map_err(|e| e.to_string())? {
@@ -292,54 +375,46 @@ async fn fetch_chunks(
         staged.write(*index, &bytes).map_err(|e| e.to_string())?;
         received += bytes.len() as u64;
     }
-    staged.save_progress().map_err(|e| e.to_string())?;
     Ok(received)
 }
 
 /// Chunks that can be copied from files already here: whole files equal to
-/// a chunk, and chunks of multi-chunk contents held here.
-struct LocalChunks<'a> {
-    repo: &'a Repo,
-    index: std::cell::OnceCell<HashMap<ContentHash, (LocalFile, u64)>>,
+/// a chunk (found by content hash), and chunks of multi-chunk contents held
+/// here (indexed once per `get`, extended as files arrive).
+struct LocalChunks {
+    index: HashMap<ContentHash, (LocalFile, u64)>,
 }
 
-impl<'a> LocalChunks<'a> {
-    fn new(repo: &'a Repo) -> Self {
-        LocalChunks {
-            repo,
-            index: std::cell::OnceCell::new(),
+impl LocalChunks {
+    fn load(repo: &Repo) -> crate::Result<Self> {
+        let mut local = LocalChunks {
+            index: HashMap::new(),
+        };
+        for (file, manifest) in repo.store().local_manifests()? {
+            local.add(file, &manifest);
+        }
+        Ok(local)
+    }
+
+    fn add(&mut self, file: LocalFile, manifest: &Manifest) {
+        let mut offset = 0;
+        for chunk in &manifest.chunks {
+            self.index
+                .entry(chunk.hash)
+                .or_insert_with(|| (file.clone(), offset));
+            offset += u64::from(chunk.len);
         }
     }
 
     /// The bytes of `chunk` from a local file, verified; `None` if none has it.
-    fn find(&self, chunk: &ChunkRef) -> Option<Vec<u8>> {
-        let root = self.repo.root();
-        if let Ok(Some(file)) = self.repo.store().local_file_by_hash(chunk.hash) {
-            if let Some(bytes) = read_verified(root, &file, 0, chunk) {
+    fn find(&self, repo: &Repo, chunk: &ChunkRef) -> Option<Vec<u8>> {
+        if let Ok(Some(file)) = repo.store().local_file_by_hash(chunk.hash) {
+            if let Some(bytes) = read_verified(repo.root(), &file, 0, chunk) {
                 return Some(bytes);
             }
         }
-        let index = self.index.get_or_init(|| self.build());
-        let (file, offset) = index.get(&chunk.hash)?;
-        read_verified(root, file, *offset, chunk)
-    }
-
-    fn build(&self) -> HashMap<ContentHash, (LocalFile, u64)> {
-        let mut index = HashMap::new();
-        let Ok(files) = self.repo.store().local_files() else {
-            return index;
-        };
-        for file in files {
-            let Ok(Some(manifest)) = self.repo.store().manifest(file.hash) else {
-                continue;
-            };
-            let mut offset = 0;
-            for chunk in manifest.chunks {
-                index.entry(chunk.hash).or_insert((file.clone(), offset));
-                offset += u64::from(chunk.len);
-            }
-        }
-        index
+        let (file, offset) = self.index.get(&chunk.hash)?;
+        read_verified(repo.root(), file, *offset, chunk)
     }
 }
 
@@ -425,8 +500,9 @@ impl Staged {
         fs::rename(&tmp, &self.done_path)
     }
 
-    /// The next missing chunks, up to one request's worth.
-    fn next_missing(&self, manifest: &Manifest) -> Option<Vec<usize>> {
+    /// The missing chunks, in requests of up to [`REQUEST_BYTES`].
+    fn missing_batches(&self, manifest: &Manifest) -> std::collections::VecDeque<Vec<usize>> {
+        let mut batches = std::collections::VecDeque::new();
         let mut batch = Vec::new();
         let mut bytes = 0;
         for (index, chunk) in manifest.chunks.iter().enumerate() {
@@ -436,18 +512,29 @@ impl Staged {
             if !batch.is_empty()
                 && (bytes + u64::from(chunk.len) > REQUEST_BYTES || batch.len() == MAX_RANGES)
             {
-                break;
+                batches.push_back(std::mem::take(&mut batch));
+                bytes = 0;
             }
             bytes += u64::from(chunk.len);
             batch.push(index);
         }
-        (!batch.is_empty()).then_some(batch)
+        if !batch.is_empty() {
+            batches.push_back(batch);
+        }
+        batches
     }
 
-    /// Syncs the whole file and checks it against the content hash; a file
-    /// that does not match is thrown away (and fetched again next time).
-    fn finish(&mut self, hash: ContentHash) -> Result<(), String> {
+    /// Syncs the whole file and checks it against the content hash (reading
+    /// it again, unless it is one chunk already checked); a file that does
+    /// not match is thrown away (and fetched again next time).
+    fn finish(&mut self, hash: ContentHash, manifest: &Manifest) -> Result<(), String> {
         self.file.sync_all().map_err(|e| e.to_string())?;
+        // One chunk named by the content hash was checked when it arrived.
+        if let [only] = manifest.chunks.as_slice() {
+            if only.hash == hash {
+                return Ok(());
+            }
+        }
         let mut hasher = blake3::Hasher::new();
         let mut reader = File::open(&self.part).map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; 1 << 20];
@@ -477,7 +564,7 @@ fn install(
     hash: ContentHash,
     mtime_ns: i64,
     manifest: &Manifest,
-) -> crate::Result<()> {
+) -> crate::Result<LocalFile> {
     let me = repo.node_id();
     let root = repo.root().to_path_buf();
     let target_path = entry.current_path().clone();
@@ -530,16 +617,17 @@ fn install(
     if manifest.chunks.len() > 1 {
         writer.put_manifest(hash, manifest)?;
     }
-    writer.put_local_file(&LocalFile {
+    let placed = LocalFile {
         path: target_path,
         file_id: entry.id,
         hash,
         stat: stat_of(&meta),
-    })?;
+    };
+    writer.put_local_file(&placed)?;
     let counter = writer.next_write_counter()?;
     let mut current = writer.entry(entry.id)?.unwrap_or_else(|| entry.clone());
     current.set_holding(me, Some(hash), counter);
     writer.put_entry(&current)?;
     writer.commit()?;
-    Ok(())
+    Ok(placed)
 }

@@ -37,8 +37,9 @@ impl Holders {
         self.peers.get(id).map(|p| p.name.as_str())
     }
 
-    /// A connection to `id`, or why there is none.
-    pub async fn conn(&mut self, id: NodeId) -> Result<&PeerConnection, String> {
+    /// A connection to `id` (a handle sharing the one connection), or why
+    /// there is none.
+    pub async fn conn(&mut self, id: NodeId) -> Result<PeerConnection, String> {
         if !self.conns.contains_key(&id) {
             let result = match self.peers.get(&id) {
                 None => Err(format!("node {} is not a trusted peer", id.short())),
@@ -46,7 +47,7 @@ impl Holders {
             };
             self.conns.insert(id, result);
         }
-        self.conns[&id].as_ref().map_err(Clone::clone)
+        self.conns[&id].clone()
     }
 
     /// Closes every connection.
@@ -131,7 +132,7 @@ pub async fn drop_files(
                 .collect();
             for other in others {
                 match holders.conn(other).await {
-                    Ok(conn) => match confirms(conn, record.hash).await {
+                    Ok(conn) => match confirms(&conn, record.hash).await {
                         Ok(true) => {
                             confirmed = Some(conn.peer().name.clone());
                             break;
