@@ -674,7 +674,15 @@ async fn shutdown_closes_connections_and_stops_serving() {
         let reason = tokio::time::timeout(Duration::from_secs(5), conn.connection().closed())
             .await
             .expect("connection closed");
-        assert!(reason.to_string().contains("shutting down"), "{reason}");
+        // The server closes with SHUTDOWN. Under a full-speed bulk burst the
+        // close frame can be lost on loopback; the server's endpoint then
+        // answers the client's next packets with a stateless reset. Either
+        // way the connection ends at once, never as an idle timeout.
+        assert!(
+            reason.to_string().contains("shutting down")
+                || matches!(reason, quinn::ConnectionError::Reset),
+            "{reason}"
+        );
         assert_eq!(stats.streams(), 0);
         assert_eq!(stats.connections(), 0);
         let again = node.connect(addr, id, "server").await;
