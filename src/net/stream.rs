@@ -108,6 +108,11 @@ impl FramedStream {
         self.receiver.recv_raw(max).await
     }
 
+    /// Fills `buf` with raw bytes (see [`FrameReceiver::recv_exact`]).
+    pub async fn recv_exact(&mut self, buf: &mut [u8]) -> Result<(), NetError> {
+        self.receiver.recv_exact(buf).await
+    }
+
     /// Reads and discards up to `at_most` raw bytes (see
     /// [`FrameReceiver::skip_raw`]).
     pub async fn skip_raw(&mut self, at_most: u64) -> Result<(u64, bool), NetError> {
@@ -200,6 +205,15 @@ impl FrameReceiver {
     pub async fn recv_raw(&mut self, max: usize) -> Result<Option<quinn::Chunk>, NetError> {
         match timeout(self.timeout, self.recv.read_chunk(max, true)).await {
             Ok(result) => result.map_err(|e| read_error(e, &self.peer)),
+            Err(_) => Err(timed_out(&self.peer, self.timeout)),
+        }
+    }
+
+    /// Fills `buf` with raw bytes under one timeout (one timer per call, not
+    /// per packet-sized piece).
+    pub async fn recv_exact(&mut self, buf: &mut [u8]) -> Result<(), NetError> {
+        match timeout(self.timeout, read_exact(&mut self.recv, buf)).await {
+            Ok(result) => result.map_err(|e| e.into_net(&self.peer)),
             Err(_) => Err(timed_out(&self.peer, self.timeout)),
         }
     }

@@ -267,6 +267,7 @@ pub struct SyncService {
     root: PathBuf,
     membership: Arc<RwLock<Membership>>,
     commit_first: bool,
+    transfer_store: crate::transfer::serve::StoreCell,
 }
 
 impl SyncService {
@@ -277,6 +278,7 @@ impl SyncService {
             root,
             membership,
             commit_first: true,
+            transfer_store: Default::default(),
         }
     }
 
@@ -335,7 +337,14 @@ impl Handler for SyncService {
             let theirs = match request {
                 Request::Sync(theirs) => theirs,
                 Request::Manifest { .. } | Request::Chunks(_) | Request::Has { .. } => {
-                    return crate::transfer::serve::answer(self.root.clone(), request, stream).await
+                    let store = self.transfer_store.clone();
+                    return crate::transfer::serve::answer(
+                        self.root.clone(),
+                        store,
+                        request,
+                        stream,
+                    )
+                    .await;
                 }
                 other => return Builtin.handle(peer, other, stream).await,
             };

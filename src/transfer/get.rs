@@ -237,7 +237,9 @@ async fn fetch_file(
                 }
             }
         }
-        if manifest.chunks.len() > 1 {
+        // Durable progress costs an fsync: take it every 1/32 of the file
+        // (at least 8 MiB), so a resumed get fetches at most ~3% again.
+        if manifest.chunks.len() > 1 && staged.unsaved >= (size / 32).max(8 << 20) {
             staged.save_progress().map_err(|e| e.to_string())?;
         }
         // A holder that failed or lied is dropped for this file; what it was
@@ -361,14 +363,11 @@ async fn receive_chunks(
     let mut bytes = Vec::new();
     for index in batch {
         let chunk = &manifest.chunks[*index];
-        bytes.clear();
-        while bytes.len() < chunk.len as usize {
-            let want = chunk.len as usize - bytes.len();
-            match stream.recv_raw(want).await.map_err(|e| e.to_string())? {
-                Some(part) => bytes.extend_from_slice(&part.bytes),
-                None => return Err("the answer ended early".into()),
-            }
-        }
+        bytes.resize(chunk.len as usize, 0);
+        stream
+            .recv_exact(&mut bytes)
+            .await
+            .map_err(|e| e.to_string())?;
         if ContentHash::from(blake3::hash(&bytes)) != chunk.hash {
             return Err(format!("sent a corrupted chunk (#{index})"));
         }
@@ -435,6 +434,8 @@ struct Staged {
     size: u64,
     done: Vec<bool>,
     offsets: Vec<u64>,
+    /// Bytes written since the progress record was last made durable.
+    unsaved: u64,
 }
 
 impl Staged {
@@ -456,6 +457,7 @@ impl Staged {
             size,
             done: Vec::new(),
             offsets: Vec::new(),
+            unsaved: 0,
         })
     }
 
@@ -487,6 +489,7 @@ impl Staged {
         self.file.seek(SeekFrom::Start(self.offsets[index]))?;
         self.file.write_all(bytes)?;
         self.done[index] = true;
+        self.unsaved += bytes.len() as u64;
         Ok(())
     }
 
@@ -497,7 +500,9 @@ impl Staged {
         let record: Vec<u8> = self.done.iter().map(|d| u8::from(*d)).collect();
         let tmp = self.done_path.with_extension("done.tmp");
         fs::write(&tmp, record)?;
-        fs::rename(&tmp, &self.done_path)
+        fs::rename(&tmp, &self.done_path)?;
+        self.unsaved = 0;
+        Ok(())
     }
 
     /// The missing chunks, in requests of up to [`REQUEST_BYTES`].

@@ -16,14 +16,35 @@ use crate::store::{LocalFile, Store, DB_FILE};
 /// Why a transfer request is refused, in words for the peer.
 type Refusal = String;
 
+/// What the serving side keeps between requests: a connection to the state
+/// database, and the files it verified by hashing (with the stat fields they
+/// had then), so that a file recorded "to check again" is hashed once per
+/// `serve`, not once per request.
+#[derive(Default)]
+pub struct ServeCache {
+    store: Option<Store>,
+    verified: std::collections::HashMap<crate::model::RepoPath, crate::store::FileStat>,
+}
+
+pub type StoreCell = std::sync::Arc<std::sync::Mutex<ServeCache>>;
+
 /// Answers a transfer request (`Manifest`, `Chunks`, `Has`) for the location
 /// at `root`.
 pub async fn answer(
     root: PathBuf,
+    store: StoreCell,
     request: Request,
     stream: &mut FramedStream,
 ) -> Result<(), NetError> {
-    let answer = tokio::task::spawn_blocking(move || prepare(&root, request)).await;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut cell = store.lock().unwrap_or_else(|e| e.into_inner());
+        if cell.store.is_none() {
+            let db = root.join(STATE_DIR).join(DB_FILE);
+            cell.store = Some(Store::open(&db).map_err(|e| e.to_string())?);
+        }
+        prepare(&mut cell, &root, request)
+    })
+    .await;
     let (response, bytes) = match answer {
         Ok(Ok(prepared)) => prepared,
         Ok(Err(refusal)) => (
@@ -49,13 +70,19 @@ pub async fn answer(
 }
 
 /// The answer and the raw bytes that follow it.
-fn prepare(root: &Path, request: Request) -> Result<(Response, Vec<u8>), Refusal> {
-    let store = Store::open(&root.join(STATE_DIR).join(DB_FILE)).map_err(|e| e.to_string())?;
+fn prepare(
+    cache: &mut ServeCache,
+    root: &Path,
+    request: Request,
+) -> Result<(Response, Vec<u8>), Refusal> {
+    let ServeCache { store, verified } = cache;
+    let store = store.as_ref().ok_or("no state database")?;
+    let mut source = |hash| source(store, root, hash, verified);
     match request {
-        Request::Has { hash } => Ok((Response::Has(source(&store, root, hash).is_ok()), vec![])),
+        Request::Has { hash } => Ok((Response::Has(source(hash).is_ok()), vec![])),
         Request::Manifest { hash, first } => {
-            let (_, record) = source(&store, root, hash)?;
-            let manifest = manifest_of(&store, &record)?;
+            let (_, record) = source(hash)?;
+            let manifest = manifest_of(store, &record)?;
             let total = manifest.chunks.len() as u32;
             let from = (first as usize).min(manifest.chunks.len());
             let to = (from + MAX_MANIFEST_PAGE).min(manifest.chunks.len());
@@ -67,7 +94,7 @@ fn prepare(root: &Path, request: Request) -> Result<(Response, Vec<u8>), Refusal
             Ok((Response::Manifest(page), vec![]))
         }
         Request::Chunks(ranges) => {
-            let (path, record) = source(&store, root, ranges.hash)?;
+            let (path, record) = source(ranges.hash)?;
             let bytes = read_ranges(&path, &record, &ranges)?;
             Ok((
                 Response::Chunks {
@@ -82,12 +109,28 @@ fn prepare(root: &Path, request: Request) -> Result<(Response, Vec<u8>), Refusal
 
 /// The working-tree file holding `hash`, checked to still be that version
 /// and to lie inside the repository (no symlinked folder leads out of it).
-fn source(store: &Store, root: &Path, hash: ContentHash) -> Result<(PathBuf, LocalFile), Refusal> {
+fn source(
+    store: &Store,
+    root: &Path,
+    hash: ContentHash,
+    verified: &mut std::collections::HashMap<crate::model::RepoPath, crate::store::FileStat>,
+) -> Result<(PathBuf, LocalFile), Refusal> {
     let record = store
         .local_file_by_hash(hash)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("this location does not hold content {hash}"))?;
-    let unchanged = still_as_recorded(root, &record).map_err(|e| e.to_string())?;
+    let now = std::fs::symlink_metadata(record.path.to_path(root))
+        .map(|m| crate::scan::stat_of(&m))
+        .ok();
+    let unchanged = if now.is_some() && verified.get(&record.path) == now.as_ref() {
+        true
+    } else {
+        let unchanged = still_as_recorded(root, &record).map_err(|e| e.to_string())?;
+        if let (true, Some(now)) = (unchanged, now) {
+            verified.insert(record.path.clone(), now);
+        }
+        unchanged
+    };
     if !unchanged {
         return Err(format!(
             "{} changed here since it was recorded; it is not served until committed again",
