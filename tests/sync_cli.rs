@@ -77,6 +77,21 @@ fn two_serving_locations_sync_through_the_binary() {
         b"beta's mix"
     );
 
+    // Content on demand: b gets a file, then drops it again (a confirms).
+    let report = json(b.path(), &["get", "notes.txt"]);
+    assert_eq!(report["files"], 1);
+    assert_eq!(report["per_holder"]["alpha"], 5);
+    assert_eq!(fs::read(b.path().join("notes.txt")).unwrap(), b"notes");
+    ok(b.path(), &["sync"]);
+    let out = ok(b.path(), &["drop", "notes.txt"]);
+    assert!(out.contains("dropped notes.txt"), "{out}");
+    assert!(!b.path().join("notes.txt").exists());
+    // a holds the last copy now: its drop is refused.
+    ok(b.path(), &["sync"]);
+    let err = fails(a.path(), &["drop", "notes.txt"]);
+    assert!(err.contains("no other location confirmed"), "{err}");
+    assert!(a.path().join("notes.txt").exists());
+
     // Someone a does not trust: a clear refusal, exit status 1.
     ok(c.path(), &["peer", "add", "alpha", &a_id, &serve_a.addr]);
     let err = fails(c.path(), &["sync", "alpha"]);
