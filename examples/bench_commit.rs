@@ -13,10 +13,14 @@
 //! per file (fastcdc + blake3 of every chunk + blake3 of the whole) run from
 //! memory on one thread and on all threads, plus blake3 and fastcdc alone.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{backdate, random_bytes, reset_peak_rss, rss, secs, threads, write_old};
 use std::fs;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use harmony::chunk::{hash_reader, ChunkParams};
 use harmony::scan::NoProgress;
@@ -214,23 +218,7 @@ fn measure<T>(f: impl FnOnce() -> T) -> (T, Duration, String) {
     let started = Instant::now();
     let value = f();
     let elapsed = started.elapsed();
-    (value, elapsed, peak_rss())
-}
-
-fn reset_peak_rss() {
-    // "5" resets VmHWM to the current RSS (Linux >= 4.0).
-    let _ = fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_rss() -> String {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l[6..].trim().to_owned())
-        })
-        .unwrap_or_else(|| "?".into())
+    (value, elapsed, rss("VmHWM:"))
 }
 
 /// MB/s of `f` over `bytes`, best of three.
@@ -242,40 +230,4 @@ fn rate(bytes: usize, mut f: impl FnMut()) -> f64 {
             bytes as f64 / 1e6 / secs(started.elapsed())
         })
         .fold(0.0, f64::max)
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
-
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn write_old(path: &Path, bytes: &[u8]) {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).unwrap();
-    }
-    fs::write(path, bytes).unwrap();
-    backdate(path);
-}
-
-/// A fixed mtime well in the past, like the peers' datasets (1700000000).
-fn backdate(path: &Path) {
-    let when = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let file = fs::File::options().write(true).open(path).unwrap();
-    file.set_modified(when).unwrap();
 }

@@ -19,11 +19,15 @@
 //! (VmHWM from connect to the end, reset through /proc/self/clear_refs; the
 //! serving side runs in the same process, so it counts both sides).
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{random_bytes, reset_peak_rss, rss, secs, threads, write_old};
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use harmony::model::NodeId;
 use harmony::net::{Node, NodeConfig, TrustList};
@@ -604,59 +608,6 @@ fn summary(rows: &[Row], count: usize) {
     );
 }
 
-fn reset_peak_rss() {
-    // "5" resets VmHWM to the current RSS (Linux >= 4.0).
-    let _ = fs::write("/proc/self/clear_refs", "5");
-}
-
-/// A field of /proc/self/status, such as "VmHWM:" (peak) or "VmRSS:".
-fn rss(field: &str) -> String {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .map(|l| l[field.len()..].trim().to_owned())
-        })
-        .unwrap_or_else(|| "?".into())
-}
-
 fn kib(bytes: u64) -> String {
     format!("{:.1} KiB", bytes as f64 / 1024.0)
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
-}
-
-fn threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn write_old(path: &Path, bytes: &[u8]) {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).unwrap();
-    }
-    fs::write(path, bytes).unwrap();
-    backdate(path);
-}
-
-/// A fixed mtime well in the past, like the peers' datasets (1700000000).
-fn backdate(path: &Path) {
-    let when = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    let file = fs::File::options().write(true).open(path).unwrap();
-    file.set_modified(when).unwrap();
 }
