@@ -7,82 +7,15 @@
 //! `cargo run --release --example bench_transport [-- GIB [ROUNDS]]`
 //! (default: 1 GiB per transfer, 3 rounds; the median is reported).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/raw_quinn.rs"]
+mod raw_quinn;
+
 use harmony::model::RepoId;
-use harmony::net::tls::{crypto_provider, PinnedServerVerifier};
 use harmony::net::{Builtin, Identity, Node, NodeConfig, TrustList};
-
-const BLOCK: usize = 1 << 20;
-
-fn localhost() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
-/// Bare quinn, default transport and socket, server-auth TLS only.
-async fn bare_quinn(server_id: &Identity, len: u64) -> anyhow::Result<Duration> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![server_id.certificate().clone()],
-            server_id.private_key(),
-        )?;
-    server_tls.alpn_protocols = vec![b"bench".to_vec()];
-    let server_config = quinn::ServerConfig::with_crypto(Arc::new(
-        quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)?,
-    ));
-    let server = quinn::Endpoint::server(server_config, localhost())?;
-    let addr = server.local_addr()?;
-
-    let verifier = PinnedServerVerifier::new(server_id.node_id(), &crypto_provider());
-    let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    client_tls.alpn_protocols = vec![b"bench".to_vec()];
-    let client_config = quinn::ClientConfig::new(Arc::new(
-        quinn::crypto::rustls::QuicClientConfig::try_from(client_tls)?,
-    ));
-    let client = quinn::Endpoint::client(localhost())?;
-
-    let serving = tokio::spawn(async move {
-        let conn = server.accept().await.unwrap().await.unwrap();
-        let (mut send, mut recv) = conn.accept_bi().await.unwrap();
-        let mut ask = [0u8; 8];
-        recv.read_exact(&mut ask).await.unwrap();
-        let mut left = u64::from_be_bytes(ask);
-        let block = vec![0xa5u8; BLOCK];
-        while left > 0 {
-            let n = left.min(BLOCK as u64) as usize;
-            send.write_all(&block[..n]).await.unwrap();
-            left -= n as u64;
-        }
-        send.finish().unwrap();
-        let _ = conn.closed().await;
-        server.wait_idle().await;
-    });
-
-    let conn = client.connect_with(client_config, addr, "bench")?.await?;
-    let start = Instant::now();
-    let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&len.to_be_bytes()).await?;
-    send.finish()?;
-    let mut got = 0u64;
-    while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
-        got += chunk.bytes.len() as u64;
-    }
-    let elapsed = start.elapsed();
-    anyhow::ensure!(got == len, "got {got} of {len} bytes");
-    conn.close(0u32.into(), b"done");
-    client.wait_idle().await;
-    serving.await?;
-    Ok(elapsed)
-}
+use raw_quinn::{bare_quinn, localhost};
 
 /// Harmony's endpoint: `Node::serve` with the built-in handler, a client
 /// `Node`, the handshake, then one `Bulk` request.
