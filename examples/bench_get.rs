@@ -24,25 +24,28 @@
 //! side runs in the same process, so it counts both sides.
 
 use std::fs;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "common/raw_quinn.rs"]
 mod raw_quinn;
+#[path = "common/serving.rs"]
+mod serving;
 
-use harmony::model::{NodeId, RepoPath};
-use harmony::net::{Identity, Node, NodeConfig, PeerConnection, TrustList};
-use harmony::scan::NoProgress;
+use common::{reset_peak_rss, rss, secs};
+use harmony::model::RepoPath;
+use harmony::net::{Identity, Node, NodeConfig, PeerConnection};
 use harmony::store::PeerRecord;
-use harmony::sync::{sync_with, SyncService};
+use harmony::sync::sync_with;
 use harmony::transfer::{get, GetReport, Holders, TransferProgress};
-use harmony::{CommitOptions, InitOptions, Repo};
+use harmony::Repo;
 use raw_quinn::{bare_quinn, localhost};
+use serving::{serve, Location, Served};
 use tokio::runtime::Runtime;
-use tokio::sync::oneshot;
 
 const MIB: usize = 1 << 20;
 const MTIME: u64 = 1_700_000_000;
@@ -96,86 +99,6 @@ fn main() {
 }
 
 // ---------------------------------------------------------------- locations
-
-/// A location in a temporary folder under the `--dir` base, removed on drop.
-struct Location {
-    dir: tempfile::TempDir,
-    name: String,
-    id: NodeId,
-}
-
-impl Location {
-    fn new(base: &Path, name: &str) -> Location {
-        let dir = tempfile::tempdir_in(base).expect("temp dir");
-        let options = InitOptions {
-            name: Some(name.into()),
-            listen: Some("127.0.0.1:0".into()),
-        };
-        let repo = Repo::init(dir.path(), &options).unwrap();
-        Location {
-            id: repo.node_id(),
-            dir,
-            name: name.into(),
-        }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-
-    fn repo(&self) -> Repo {
-        Repo::open(self.dir.path()).unwrap()
-    }
-
-    fn commit(&self) {
-        self.repo()
-            .commit(&CommitOptions::default(), &NoProgress)
-            .unwrap();
-    }
-}
-
-/// A location served in the background (as `harmony serve`) until dropped.
-struct Served {
-    addr: SocketAddr,
-    id: NodeId,
-    name: String,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-fn serve(rt: &Runtime, loc: &Location, trusted: &[&Location]) -> Served {
-    let trust = TrustList::from_peers(trusted.iter().map(|t| (t.id, t.name.clone())));
-    let repo = loc.repo();
-    let settings = repo.settings().clone();
-    let mut config = NodeConfig::new(settings.repo_id, &settings.node_name, localhost());
-    config.fresh = repo.store().is_fresh().unwrap();
-    let identity = repo.identity().clone();
-    drop(repo);
-    let _guard = rt.enter();
-    let node = Arc::new(Node::bind(identity, config, trust).unwrap());
-    let addr = node.local_addr().unwrap();
-    let service = Arc::new(SyncService::new(loc.root(), node.membership()));
-    let (stop, stopped) = oneshot::channel::<()>();
-    rt.spawn(async move {
-        node.serve(service, None, async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
-    Served {
-        addr,
-        id: loc.id,
-        name: loc.name.clone(),
-        stop: Some(stop),
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
 
 fn client_node(root: &Path) -> Node {
     let repo = Repo::open(root).unwrap();
@@ -726,23 +649,6 @@ fn summary(rows: &[Row]) {
 
 // ------------------------------------------------------------- helpers
 
-fn reset_peak_rss() {
-    // "5" resets VmHWM to the current RSS (Linux >= 4.0).
-    let _ = fs::write("/proc/self/clear_refs", "5");
-}
-
-/// A field of /proc/self/status, such as "VmHWM:" (peak) or "VmRSS:".
-fn rss(field: &str) -> String {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .map(|l| l[field.len()..].trim().to_owned())
-        })
-        .unwrap_or_else(|| "?".into())
-}
-
 /// CPU time used by this process so far (user + system, both sides).
 fn cpu_time() -> Duration {
     let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -776,10 +682,6 @@ fn human(bytes: u64) -> String {
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
 }
 
 fn mb_s(len: u64, d: Duration) -> f64 {

@@ -21,22 +21,21 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/serving.rs"]
+mod serving;
 
 use common::{random_bytes, reset_peak_rss, rss, secs, threads, write_old};
 use std::fs;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use harmony::model::NodeId;
-use harmony::net::{Node, NodeConfig, TrustList};
+use harmony::net::{Node, NodeConfig};
 use harmony::proto::{encode_frame, Request, Response};
-use harmony::scan::NoProgress;
-use harmony::sync::{hello, send_from, sync_with, Outgoing, SessionReport, SyncService};
-use harmony::{CommitOptions, CommitReport, InitOptions, Repo};
+use harmony::sync::{hello, send_from, sync_with, Outgoing, SessionReport};
+use harmony::{CommitReport, Repo};
+use serving::{serve, Location, Served};
 use tokio::runtime::Runtime;
-use tokio::sync::oneshot;
 
 /// As `harmony sync`: a second session carries back what applying the first
 /// changed here; a third is the safety bound.
@@ -89,92 +88,6 @@ fn main() {
     many_files(&rt, &base, args.files, &mut rows);
     folder_rename(&rt, &base, &mut rows);
     summary(&rows, args.files);
-}
-
-/// A location in a temporary folder under the `--dir` base, removed on drop.
-struct Location {
-    dir: tempfile::TempDir,
-    name: String,
-    id: NodeId,
-}
-
-impl Location {
-    fn new(base: &Path, name: &str) -> Location {
-        let dir = tempfile::tempdir_in(base).expect("temp dir");
-        let options = InitOptions {
-            name: Some(name.into()),
-            listen: Some("127.0.0.1:0".into()),
-        };
-        let repo = Repo::init(dir.path(), &options).unwrap();
-        Location {
-            id: repo.node_id(),
-            dir,
-            name: name.into(),
-        }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().to_path_buf()
-    }
-
-    fn repo(&self) -> Repo {
-        Repo::open(self.dir.path()).unwrap()
-    }
-
-    fn commit(&self) -> CommitReport {
-        self.repo()
-            .commit(&CommitOptions::default(), &NoProgress)
-            .unwrap()
-    }
-}
-
-/// A location served in the background (as `harmony serve`) until dropped.
-struct Served {
-    addr: SocketAddr,
-    id: NodeId,
-    name: String,
-    root: PathBuf,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-fn serve(rt: &Runtime, loc: &Location, trusted: &[&Location]) -> Served {
-    let trust = TrustList::from_peers(trusted.iter().map(|t| (t.id, t.name.clone())));
-    let repo = loc.repo();
-    let settings = repo.settings().clone();
-    let mut config = NodeConfig::new(
-        settings.repo_id,
-        &settings.node_name,
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    config.fresh = repo.store().is_fresh().unwrap();
-    let identity = repo.identity().clone();
-    drop(repo);
-    let _guard = rt.enter();
-    let node = Arc::new(Node::bind(identity, config, trust).unwrap());
-    let addr = node.local_addr().unwrap();
-    let service = Arc::new(SyncService::new(loc.root(), node.membership()));
-    let (stop, stopped) = oneshot::channel::<()>();
-    rt.spawn(async move {
-        node.serve(service, None, async {
-            let _ = stopped.await;
-        })
-        .await;
-    });
-    Served {
-        addr,
-        id: loc.id,
-        name: loc.name.clone(),
-        root: loc.root(),
-        stop: Some(stop),
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
 
 /// What one `harmony sync` with one peer cost.
