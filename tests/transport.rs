@@ -423,16 +423,7 @@ async fn a_garbage_hello_closes_the_connection() {
             .await
             .unwrap();
         send.finish().unwrap();
-        let reason = tokio::time::timeout(Duration::from_secs(10), conn.closed())
-            .await
-            .unwrap();
-        match reason {
-            quinn::ConnectionError::ApplicationClosed(c) => {
-                assert_eq!(c.error_code, quinn::VarInt::from_u32(close::PROTOCOL_ERROR));
-                assert!(String::from_utf8_lossy(&c.reason).contains("Hello"));
-            }
-            other => panic!("{other:?}"),
-        }
+        expect_closed(&conn, close::PROTOCOL_ERROR, "Hello").await;
         p.server
             .event(|e| matches!(e, ServerEvent::Refused { .. }))
             .await;
@@ -450,18 +441,7 @@ async fn a_connection_without_hello_is_closed_after_the_timeout() {
             .connect_tls(p.server.addr, p.server.id(), "server")
             .await
             .unwrap();
-        let reason = tokio::time::timeout(Duration::from_secs(10), conn.closed())
-            .await
-            .unwrap();
-        match reason {
-            quinn::ConnectionError::ApplicationClosed(c) => {
-                assert_eq!(
-                    c.error_code,
-                    quinn::VarInt::from_u32(close::HANDSHAKE_TIMEOUT)
-                )
-            }
-            other => panic!("{other:?}"),
-        }
+        expect_closed(&conn, close::HANDSHAKE_TIMEOUT, "").await;
         p.server
             .event(|e| matches!(e, ServerEvent::Refused { .. }))
             .await;
@@ -736,19 +716,7 @@ async fn a_hello_claiming_another_id_is_refused() {
         send.finish().unwrap();
         // The server still sends its Hello, then closes with the reason.
         let _ = recv.read_to_end(proto::MAX_FRAME + 4).await;
-        let reason = tokio::time::timeout(Duration::from_secs(10), conn.closed())
-            .await
-            .unwrap();
-        match reason {
-            quinn::ConnectionError::ApplicationClosed(c) => {
-                assert_eq!(
-                    c.error_code,
-                    quinn::VarInt::from_u32(close::IDENTITY_MISMATCH)
-                );
-                assert!(String::from_utf8_lossy(&c.reason).contains("certificate proves"));
-            }
-            other => panic!("{other:?}"),
-        }
+        expect_closed(&conn, close::IDENTITY_MISMATCH, "certificate proves").await;
         p.server
             .event(|e| matches!(e, ServerEvent::Refused { .. }))
             .await;
@@ -805,4 +773,19 @@ async fn a_peer_that_stops_reading_a_bulk_answer_does_not_hold_the_server() {
         p.good_peer_is_served().await;
     })
     .await;
+}
+
+/// Waits (up to 10 s) for the server to close `conn` with `code` and a reason
+/// containing `text`.
+async fn expect_closed(conn: &quinn::Connection, code: u32, text: &str) {
+    let reason = tokio::time::timeout(Duration::from_secs(10), conn.closed())
+        .await
+        .expect("connection closed in time");
+    match reason {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code, quinn::VarInt::from_u32(code));
+            assert!(String::from_utf8_lossy(&c.reason).contains(text), "{c:?}");
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -97,10 +97,7 @@ impl Store {
 
     pub fn settings(&self) -> Result<Settings> {
         let repo = self.meta_bytes("repo_id")?;
-        let repo_id = RepoId(
-            repo.try_into()
-                .map_err(|_| StoreError::Corrupt("repo_id is not 16 bytes".into()))?,
-        );
+        let repo_id = RepoId(fixed_meta(repo, "repo_id")?);
         Ok(Settings {
             repo_id,
             node_name: self.meta_text("node_name")?,
@@ -130,14 +127,6 @@ impl Store {
         )?;
         txn.commit()?;
         Ok(true)
-    }
-
-    pub fn set_listen(&self, listen: &str) -> Result<()> {
-        self.conn.execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'listen'",
-            params![listen.as_bytes()],
-        )?;
-        Ok(())
     }
 
     fn meta_bytes(&self, key: &str) -> Result<Vec<u8>> {
