@@ -232,7 +232,7 @@ async fn main() -> anyhow::Result<()> {
     let nas_repo = nas.repo();
     let wanted = nas_repo.wanted(Some(&[RepoPath::new("photos")?]))?;
     let mut holders = nas.holders(&[&laptop_served])?;
-    let report = get(&nas.root, &wanted, &mut holders, &NoProgress).await?;
+    let report = get(&nas.root, &wanted, &mut holders, Arc::new(NoProgress)).await?;
     holders.close().await;
     say(
         "harmony -C nas get photos",

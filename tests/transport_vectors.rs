@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use harmony::chunk::{page_hash, ChunkRef, PageRef, PAGE_AVG_CHUNKS, PAGE_MAX_CHUNKS};
 use harmony::model::{ContentHash, NodeId, RepoId};
-use harmony::proto::{self, Batch, ChunkRanges, ErrorCode, Hello, Request, Response, SyncHello};
+use harmony::proto::{
+    self, Batch, ChunkRanges, ErrorCode, Hello, ManifestIndex, Request, Response, SyncHello,
+};
 
 /// `name -> bytes` for every fenced block opened with "```hex vector=NAME".
 fn vectors() -> BTreeMap<String, Vec<u8>> {
@@ -146,10 +149,87 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         &get("request-chunks"),
         &Request::Chunks(ChunkRanges {
             hash: ContentHash(digest),
-            ranges: vec![(0, 32768), (32768, 16384)],
+            ranges: vec![(0, 32768), (5 << 30, 16 << 20)],
         }),
     );
-    assert_eq!(vectors.len(), 10, "every vector in protocol.md is checked");
+    round_trip(
+        "response-chunks",
+        &get("response-chunks"),
+        &Response::Chunks {
+            len: 32768 + (16 << 20),
+        },
+    );
+    round_trip(
+        "request-manifest",
+        &get("request-manifest"),
+        &Request::Manifest {
+            hash: ContentHash(digest),
+            first: 0,
+        },
+    );
+    // The page of the page-hash example, and an index of it alone.
+    let chunk = ChunkRef {
+        hash: ContentHash([7; 32]),
+        len: 0x0102_0304,
+    };
+    round_trip(
+        "response-manifest",
+        &get("response-manifest"),
+        &Response::Manifest(ManifestIndex {
+            total: 1,
+            first: 0,
+            pages: vec![PageRef {
+                hash: page_hash(&[chunk]),
+                chunks: 1,
+            }],
+        }),
+    );
+    round_trip(
+        "request-manifest-pages",
+        &get("request-manifest-pages"),
+        &Request::ManifestPages {
+            hash: ContentHash(digest),
+            pages: vec![0, 300],
+        },
+    );
+    round_trip(
+        "response-manifest-pages",
+        &get("response-manifest-pages"),
+        &Response::ManifestPages(vec![vec![chunk]]),
+    );
+    let mut second = [0u8; 32];
+    for (i, b) in second.iter_mut().enumerate() {
+        *b = 0x20 + i as u8;
+    }
+    round_trip(
+        "request-files",
+        &get("request-files"),
+        &Request::Files {
+            hashes: vec![ContentHash(digest), ContentHash(second)],
+        },
+    );
+    round_trip(
+        "response-files",
+        &get("response-files"),
+        &Response::Files {
+            lens: vec![Some(4096), None],
+        },
+    );
+    // Not frames: the bytes a page hash covers, and the hash.
+    let mut input = vec![7u8; 32];
+    input.extend_from_slice(&[4, 3, 2, 1]);
+    assert_eq!(get("page-hash-input"), input, "page-hash-input");
+    assert_eq!(
+        get("page-hash"),
+        blake3::hash(&input).as_bytes().to_vec(),
+        "page-hash is blake3 of page-hash-input"
+    );
+    assert_eq!(
+        page_hash(&[chunk]).0.to_vec(),
+        get("page-hash"),
+        "page-hash is the code's page hash"
+    );
+    assert_eq!(vectors.len(), 19, "every vector in protocol.md is checked");
 }
 
 #[test]
@@ -165,9 +245,41 @@ fn protocol_md_states_the_constants_of_the_code() {
     assert_eq!(proto::MAX_PING_PAYLOAD, 64 << 10);
     assert_eq!(proto::MAX_ERROR_TEXT, 1024);
     assert_eq!(proto::MAX_BULK, 16 << 30);
+    assert_eq!(Request::KNOWN_KINDS, 8);
+    assert!(spec.contains("(≥ 8 in version 1)"));
+    // Content transfer.
+    // The page cut rule: protocol.md must state the code's constants.
     assert!(
-        spec.contains("\"harmony node id v1\"") && spec.contains("\"harmony node id checksum v1\"")
+        spec.contains(&format!("are a multiple of **{PAGE_AVG_CHUNKS}**")),
+        "page cut: PAGE_AVG_CHUNKS = {PAGE_AVG_CHUNKS}"
     );
+    assert!(
+        spec.contains(&format!("the page holds **{PAGE_MAX_CHUNKS}** chunks")),
+        "page cut: PAGE_MAX_CHUNKS = {PAGE_MAX_CHUNKS}"
+    );
+    assert!(
+        spec.contains(&format!(
+            "| chunks per manifest page | 1 to {PAGE_MAX_CHUNKS} ({PAGE_AVG_CHUNKS} on average) |"
+        )),
+        "limits table row: chunks per manifest page"
+    );
+    assert!(spec.contains(&format!("each `chunks` from 1 to {PAGE_MAX_CHUNKS} |")));
+    assert!(spec.contains(&format!("each ≤ {PAGE_MAX_CHUNKS} chunk references")));
+    assert_eq!(proto::MAX_INDEX_PAGES, 16_384);
+    assert_eq!(proto::MAX_PAGES_ASKED, 256);
+    assert_eq!(proto::MAX_PAGE_CHUNKS_SENT, 16_384);
+    assert_eq!(proto::MAX_RANGES, 1024);
+    assert_eq!(proto::MAX_CHUNKS_BYTES, 1 << 30);
+    assert_eq!(proto::MAX_FILES, 4096);
+    assert_eq!(proto::MAX_WHOLE_FILE, 256 << 10);
+    for row in [
+        "| page references per `Manifest` answer | 16,384 |",
+        "| pages per `ManifestPages` request / chunk references per answer | 256 / 16,384 |",
+        "| ranges / bytes per `Chunks` request | 1024 / 1 GiB |",
+        "| contents per `Files` request / bytes of each | 4096 / 256 KiB |",
+    ] {
+        assert!(spec.contains(row), "limits table row {row}");
+    }
     for (code, name) in [
         (proto::close::DONE, "DONE"),
         (proto::close::PROTOCOL_ERROR, "PROTOCOL_ERROR"),
@@ -188,6 +300,7 @@ fn protocol_md_states_the_constants_of_the_code() {
         (proto::stream::TIMEOUT, "TIMEOUT"),
         (proto::stream::SHUTDOWN, "SHUTDOWN"),
         (proto::stream::INTERNAL, "INTERNAL"),
+        (proto::stream::CHANGED, "CHANGED"),
     ] {
         assert!(
             spec.contains(&format!("| {code} | `{name}` |")),
@@ -206,4 +319,64 @@ fn protocol_md_states_the_constants_of_the_code() {
             "error code {name}"
         );
     }
+}
+
+/// The page cut rule as protocol.md states it, applied by hand, gives the
+/// pages the code cuts.
+#[test]
+fn protocol_md_page_cut_rule_is_the_codes() {
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md")).unwrap();
+    // "that is, the low N bits of the hash's first byte are zero" holds only
+    // for a power of two up to 256.
+    assert!(PAGE_AVG_CHUNKS.is_power_of_two() && PAGE_AVG_CHUNKS <= 256);
+    let bits = PAGE_AVG_CHUNKS.trailing_zeros();
+    assert!(spec.contains(&format!("the low {bits} bits of the hash's first byte")));
+    // Chunks whose hashes end a page or not, including a run long enough to
+    // be cut at PAGE_MAX_CHUNKS.
+    let chunk = |n: usize, ends: bool| {
+        let mut hash = [0u8; 32];
+        hash[0] = if ends { 0 } else { 1 };
+        hash[1] = (n % 251) as u8;
+        hash[2..10].copy_from_slice(&(n as u64).to_le_bytes());
+        ChunkRef {
+            hash: ContentHash(hash),
+            len: 1000 + n as u32,
+        }
+    };
+    let mut chunks = Vec::new();
+    for n in 0..3 * PAGE_MAX_CHUNKS + 50 {
+        chunks.push(chunk(n, n % 97 == 5 && n < PAGE_MAX_CHUNKS));
+    }
+    let mut expected: Vec<Vec<ChunkRef>> = vec![vec![]];
+    for c in &chunks {
+        let page = expected.last_mut().unwrap();
+        page.push(*c);
+        let first_two = u16::from_le_bytes([c.hash.0[0], c.hash.0[1]]);
+        if first_two % PAGE_AVG_CHUNKS == 0 || page.len() == PAGE_MAX_CHUNKS {
+            expected.push(vec![]);
+        }
+    }
+    if expected.last().unwrap().is_empty() {
+        expected.pop();
+    }
+    let manifest = harmony::chunk::Manifest { chunks };
+    let cut: Vec<Vec<ChunkRef>> = manifest.pages().iter().map(|p| p.to_vec()).collect();
+    assert_eq!(cut, expected);
+    assert!(
+        cut.iter().any(|p| p.len() == PAGE_MAX_CHUNKS),
+        "a forced cut"
+    );
+    assert!(
+        cut.iter().any(|p| p.len() < PAGE_MAX_CHUNKS),
+        "a cut by hash"
+    );
+    let index: Vec<PageRef> = cut
+        .iter()
+        .map(|p| PageRef {
+            hash: page_hash(p),
+            chunks: p.len() as u32,
+        })
+        .collect();
+    assert_eq!(manifest.page_index(), index);
 }

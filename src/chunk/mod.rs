@@ -3,11 +3,13 @@
 //! manifest come out of the same read.
 
 mod hasher;
+mod pages;
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::ContentHash;
 pub use hasher::{hash_reader, ContentSummary};
+pub use pages::{page_hash, PageRef, PAGE_AVG_CHUNKS, PAGE_MAX_CHUNKS};
 
 /// Chunk size bounds, fixed per repository at `init` (changing them would make
 /// every manifest of the repository disagree with new ones).
@@ -34,7 +36,7 @@ impl ChunkParams {
 }
 
 /// One chunk of a content: its blake3 hash and length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChunkRef {
     pub hash: ContentHash,
     pub len: u32,

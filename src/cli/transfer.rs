@@ -106,9 +106,9 @@ pub fn get_files(out: &Output, args: GetArgs) -> anyhow::Result<()> {
     let (runtime, mut holders) = holders(&repo)?;
     drop(repo);
     let report = {
-        let bar = TransferBar::new(out);
+        let bar = std::sync::Arc::new(TransferBar::new(out));
         runtime.block_on(async {
-            let report = get(&root, &wanted, &mut holders, &bar).await;
+            let report = get(&root, &wanted, &mut holders, bar.clone()).await;
             holders.close().await;
             report
         })?

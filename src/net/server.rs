@@ -89,7 +89,9 @@ impl Handler for Builtin {
                 // which passes only the other kinds on to `Builtin`.
                 Request::Sync(_)
                 | Request::Manifest { .. }
+                | Request::ManifestPages { .. }
                 | Request::Chunks(_)
+                | Request::Files { .. }
                 | Request::Has { .. } => {
                     let refusal = Response::Error {
                         code: ErrorCode::UNSUPPORTED,
@@ -501,6 +503,10 @@ impl std::fmt::Debug for RequestKind<'_> {
             Request::Manifest { hash, first } => write!(f, "Manifest ({hash} from {first})"),
             Request::Chunks(r) => write!(f, "Chunks ({} ranges of {})", r.ranges.len(), r.hash),
             Request::Has { hash } => write!(f, "Has ({hash})"),
+            Request::ManifestPages { hash, pages } => {
+                write!(f, "ManifestPages ({} pages of {hash})", pages.len())
+            }
+            Request::Files { hashes } => write!(f, "Files ({} contents)", hashes.len()),
         }
     }
 }

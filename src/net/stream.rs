@@ -103,6 +103,11 @@ impl FramedStream {
         self.sender.send_raw(bytes).await
     }
 
+    /// Sends raw bytes it takes ownership of, without copying them.
+    pub async fn send_bytes(&mut self, bytes: bytes::Bytes) -> Result<(), NetError> {
+        self.sender.send_bytes(bytes).await
+    }
+
     /// Reads up to `max` raw bytes; `None` at the end of the stream.
     pub async fn recv_raw(&mut self, max: usize) -> Result<Option<quinn::Chunk>, NetError> {
         self.receiver.recv_raw(max).await
@@ -168,6 +173,14 @@ impl FrameSender {
     /// Sends raw bytes, within the stream timeout.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), NetError> {
         match timeout(self.timeout, self.send.write_all(bytes)).await {
+            Ok(result) => result.map_err(|e| write_error(e, &self.peer)),
+            Err(_) => Err(timed_out(&self.peer, self.timeout)),
+        }
+    }
+
+    /// Sends raw bytes it takes ownership of, without copying them.
+    pub async fn send_bytes(&mut self, bytes: bytes::Bytes) -> Result<(), NetError> {
+        match timeout(self.timeout, self.send.write_chunk(bytes)).await {
             Ok(result) => result.map_err(|e| write_error(e, &self.peer)),
             Err(_) => Err(timed_out(&self.peer, self.timeout)),
         }

@@ -4,10 +4,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::transfer::validate_pages;
 use super::{
-    ChunkRanges, ManifestPage, ProtoError, SyncHello, MAX_BULK, MAX_ERROR_TEXT, MAX_NAME,
-    MAX_PING_PAYLOAD, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    ChunkRanges, ManifestIndex, ProtoError, SyncHello, MAX_BULK, MAX_ERROR_TEXT, MAX_FILES,
+    MAX_NAME, MAX_PING_PAYLOAD, MAX_WHOLE_FILE, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
+use crate::chunk::ChunkRef;
 use crate::model::{ContentHash, NodeId, RepoId};
 
 /// A message whose lengths and counts can be checked after decoding (and
@@ -203,9 +205,9 @@ pub enum Request {
     /// `Response::Sync` with the server's; then, unless the digests are
     /// equal, each side sends `Batch` frames until its last (empty) batch.
     Sync(SyncHello),
-    /// A page of the chunk manifest of content `hash`, from chunk `first`.
-    /// Answered by `Response::Manifest`, or `Error(REFUSED)` when the server
-    /// does not hold that content.
+    /// The index of the chunk manifest of content `hash` (references to its
+    /// pages), from page `first`. Answered by `Response::Manifest`, or
+    /// `Error(REFUSED)` when the server does not hold that content.
     Manifest { hash: ContentHash, first: u32 },
     /// Bytes of content `hash`. Answered by `Response::Chunks { len }` and
     /// then exactly `len` raw bytes: the ranges back to back.
@@ -213,13 +215,21 @@ pub enum Request {
     /// Does the server hold content `hash` now (checked on its disk)?
     /// Answered by `Response::Has`. `drop` asks it before deleting a copy.
     Has { hash: ContentHash },
+    /// Pages of the manifest of content `hash`, by their place in its index
+    /// (at most [`super::MAX_PAGES_ASKED`]). Answered by
+    /// `Response::ManifestPages` with those pages, in the order asked.
+    ManifestPages { hash: ContentHash, pages: Vec<u32> },
+    /// Whole contents, each at most [`MAX_WHOLE_FILE`] bytes (at most
+    /// [`MAX_FILES`]): many small files in one round trip. Answered by
+    /// `Response::Files` and then the contents served, back to back.
+    Files { hashes: Vec<ContentHash> },
 }
 
 impl Request {
     /// How many request kinds (enum variants) this version knows: a frame
     /// whose leading variant index is at least this is a request of a newer
     /// version, answered with `ErrorCode::UNSUPPORTED` rather than as garbage.
-    pub const KNOWN_KINDS: u32 = 6;
+    pub const KNOWN_KINDS: u32 = 8;
 
     /// The variant index at the start of a request body, if it can be read.
     pub fn kind_of(body: &[u8]) -> Option<u32> {
@@ -244,6 +254,10 @@ impl Validate for Request {
             Request::Sync(hello) => hello.validate(),
             Request::Manifest { .. } | Request::Has { .. } => Ok(()),
             Request::Chunks(ranges) => ranges.validate(),
+            Request::ManifestPages { pages, .. } => {
+                check_len("manifest pages asked", pages.len(), super::MAX_PAGES_ASKED)
+            }
+            Request::Files { hashes } => check_len("files asked", hashes.len(), MAX_FILES),
         }
     }
 }
@@ -266,12 +280,20 @@ pub enum Response {
     },
     /// The server's hello in a sync session.
     Sync(SyncHello),
-    Manifest(ManifestPage),
+    Manifest(ManifestIndex),
     /// `len` raw bytes follow.
     Chunks {
         len: u64,
     },
     Has(bool),
+    /// The pages asked for, in the order asked.
+    ManifestPages(Vec<Vec<ChunkRef>>),
+    /// Per content asked, its length if it is served (`None`: not held,
+    /// changed since recorded, or too large); the served contents follow,
+    /// back to back, in the order asked.
+    Files {
+        lens: Vec<Option<u64>>,
+    },
 }
 
 impl Validate for Response {
@@ -285,8 +307,20 @@ impl Validate for Response {
                 check_len("error text", message.len(), MAX_ERROR_TEXT)
             }
             Response::Sync(hello) => hello.validate(),
-            Response::Manifest(page) => page.validate(),
+            Response::Manifest(index) => index.validate(),
             Response::Chunks { .. } | Response::Has(_) => Ok(()),
+            Response::ManifestPages(pages) => validate_pages(pages),
+            Response::Files { lens } => {
+                check_len("files answered", lens.len(), MAX_FILES)?;
+                match lens.iter().flatten().find(|len| **len > MAX_WHOLE_FILE) {
+                    Some(len) => Err(ProtoError::TooLong {
+                        field: "whole file",
+                        len: *len,
+                        max: MAX_WHOLE_FILE,
+                    }),
+                    None => Ok(()),
+                }
+            }
         }
     }
 }

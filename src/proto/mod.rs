@@ -21,7 +21,8 @@ pub use sync::{
     Batch, SyncHello, MAX_BATCH_ENTRIES, MAX_BATCH_NODES, MAX_NODES_PER_ENTRY, MAX_SIBLINGS,
 };
 pub use transfer::{
-    ChunkRanges, ManifestPage, MAX_CHUNKS_BYTES, MAX_MANIFEST_PAGE, MAX_RANGE, MAX_RANGES,
+    ChunkRanges, ManifestIndex, MAX_CHUNKS_BYTES, MAX_FILES, MAX_INDEX_PAGES, MAX_PAGES_ASKED,
+    MAX_PAGE_CHUNKS_SENT, MAX_RANGES, MAX_WHOLE_FILE,
 };
 
 /// The protocol version this build speaks (the newest it understands).
@@ -79,6 +80,9 @@ pub mod stream {
     pub const SHUTDOWN: u32 = 3;
     /// The handler failed.
     pub const INTERNAL: u32 = 4;
+    /// The file being sent changed on the server's disk: what was sent of
+    /// it is not that content. Not a lie: ask again later or elsewhere.
+    pub const CHANGED: u32 = 5;
 }
 
 /// Why a frame or message was rejected. Never panics, never allocates more

@@ -187,7 +187,7 @@ fn arb_request() -> impl Strategy<Value = Request> {
         }),
         (
             any::<[u8; 32]>(),
-            proptest::collection::vec((any::<u64>(), 0..=crate::proto::MAX_RANGE / 1024), 0..16)
+            proptest::collection::vec((any::<u64>(), 0..=(16u64 << 20)), 0..16)
         )
             .prop_map(|(hash, ranges)| Request::Chunks(crate::proto::ChunkRanges {
                 hash: crate::model::ContentHash(hash),
@@ -195,6 +195,17 @@ fn arb_request() -> impl Strategy<Value = Request> {
             })),
         any::<[u8; 32]>().prop_map(|hash| Request::Has {
             hash: crate::model::ContentHash(hash)
+        }),
+        (
+            any::<[u8; 32]>(),
+            proptest::collection::vec(any::<u32>(), 0..20)
+        )
+            .prop_map(|(hash, pages)| Request::ManifestPages {
+                hash: crate::model::ContentHash(hash),
+                pages
+            }),
+        proptest::collection::vec(any::<[u8; 32]>(), 0..20).prop_map(|hashes| Request::Files {
+            hashes: hashes.into_iter().map(crate::model::ContentHash).collect()
         }),
     ]
 }
@@ -210,6 +221,22 @@ fn arb_response() -> impl Strategy<Value = Response> {
         }),
         any::<u64>().prop_map(|len| Response::Chunks { len }),
         any::<bool>().prop_map(Response::Has),
+        proptest::collection::vec(
+            proptest::collection::vec(
+                (any::<[u8; 32]>(), any::<u32>()).prop_map(|(hash, len)| crate::chunk::ChunkRef {
+                    hash: crate::model::ContentHash(hash),
+                    len
+                }),
+                0..5
+            ),
+            0..5
+        )
+        .prop_map(Response::ManifestPages),
+        proptest::collection::vec(
+            proptest::option::of(0..=crate::proto::MAX_WHOLE_FILE),
+            0..20
+        )
+        .prop_map(|lens| Response::Files { lens }),
     ]
 }
 

@@ -4,40 +4,69 @@ use serde::{Deserialize, Serialize};
 
 use super::message::check_len;
 use super::{ProtoError, Validate};
-use crate::chunk::ChunkRef;
+use crate::chunk::{ChunkRef, PageRef, PAGE_MAX_CHUNKS};
 use crate::model::ContentHash;
 
-/// Chunk references per manifest page.
-pub const MAX_MANIFEST_PAGE: usize = 16_384;
+/// Page references per `Manifest` answer.
+pub const MAX_INDEX_PAGES: usize = 16_384;
+/// Pages one `ManifestPages` request may ask for.
+pub const MAX_PAGES_ASKED: usize = 256;
+/// Chunk references in one `ManifestPages` answer, in all.
+pub const MAX_PAGE_CHUNKS_SENT: usize = 16_384;
 /// Byte ranges per `Chunks` request.
 pub const MAX_RANGES: usize = 1024;
-/// Bytes per range: the largest chunk any repository may use (fastcdc's
-/// maximum).
-pub const MAX_RANGE: u32 = 16 << 20;
-/// Bytes one `Chunks` request may ask for in all: what a server reads into
-/// memory for one answer.
-pub const MAX_CHUNKS_BYTES: u64 = 16 << 20;
+/// Bytes one `Chunks` request may ask for in all. The server streams them
+/// from the file (it never holds a whole answer in memory); the limit only
+/// bounds how long one request can occupy a stream.
+pub const MAX_CHUNKS_BYTES: u64 = 1 << 30;
+/// Contents per `Files` request.
+pub const MAX_FILES: usize = 4096;
+/// Largest content a `Files` request fetches whole (larger ones go by
+/// manifest and chunks, so that what is already here is reused).
+pub const MAX_WHOLE_FILE: u64 = 256 * 1024;
 
-/// One page of a content's chunk manifest.
+/// A page of a content's manifest index: references to its pages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestPage {
-    /// Chunks in the whole manifest.
+pub struct ManifestIndex {
+    /// Pages in the whole manifest.
     pub total: u32,
-    /// Index of the first chunk of this page.
+    /// Index of the first page listed here.
     pub first: u32,
-    pub chunks: Vec<ChunkRef>,
+    pub pages: Vec<PageRef>,
 }
 
-impl Validate for ManifestPage {
+impl Validate for ManifestIndex {
     fn validate(&self) -> Result<(), ProtoError> {
-        check_len("manifest page", self.chunks.len(), MAX_MANIFEST_PAGE)?;
-        if self.first as u64 + self.chunks.len() as u64 > self.total as u64 {
+        check_len("manifest index", self.pages.len(), MAX_INDEX_PAGES)?;
+        if self.first as u64 + self.pages.len() as u64 > self.total as u64 {
             return Err(ProtoError::Malformed(
-                "manifest page beyond its total".into(),
+                "manifest index beyond its total".into(),
             ));
+        }
+        if self
+            .pages
+            .iter()
+            .any(|p| p.chunks == 0 || p.chunks as usize > PAGE_MAX_CHUNKS)
+        {
+            return Err(ProtoError::Malformed(format!(
+                "a manifest page must hold 1 to {PAGE_MAX_CHUNKS} chunks"
+            )));
         }
         Ok(())
     }
+}
+
+/// Validates the pages of a `ManifestPages` answer.
+pub(super) fn validate_pages(pages: &[Vec<ChunkRef>]) -> Result<(), ProtoError> {
+    check_len("manifest pages", pages.len(), MAX_PAGES_ASKED)?;
+    check_len(
+        "chunks in manifest pages",
+        pages.iter().map(Vec::len).sum(),
+        MAX_PAGE_CHUNKS_SENT,
+    )?;
+    pages
+        .iter()
+        .try_for_each(|p| check_len("manifest page", p.len(), PAGE_MAX_CHUNKS))
 }
 
 /// Byte ranges of one content, to be sent back to back.
@@ -45,23 +74,21 @@ impl Validate for ManifestPage {
 pub struct ChunkRanges {
     pub hash: ContentHash,
     /// `(offset, length)` pairs.
-    pub ranges: Vec<(u64, u32)>,
+    pub ranges: Vec<(u64, u64)>,
 }
 
 impl Validate for ChunkRanges {
     fn validate(&self) -> Result<(), ProtoError> {
         check_len("chunk ranges", self.ranges.len(), MAX_RANGES)?;
-        if self.ranges.iter().any(|(_, len)| *len > MAX_RANGE) {
-            return Err(ProtoError::TooLong {
-                field: "chunk range",
-                len: u64::from(MAX_RANGE) + 1,
-                max: MAX_RANGE.into(),
-            });
-        }
-        if self.total_len() > MAX_CHUNKS_BYTES {
+        let total = self
+            .ranges
+            .iter()
+            .try_fold(0u64, |sum, (_, len)| sum.checked_add(*len))
+            .unwrap_or(u64::MAX);
+        if total > MAX_CHUNKS_BYTES {
             return Err(ProtoError::TooLong {
                 field: "chunk ranges in all",
-                len: self.total_len(),
+                len: total,
                 max: MAX_CHUNKS_BYTES,
             });
         }
@@ -70,8 +97,8 @@ impl Validate for ChunkRanges {
 }
 
 impl ChunkRanges {
-    /// Bytes the answer carries.
+    /// Bytes the answer carries (valid once [`Validate::validate`] passed).
     pub fn total_len(&self) -> u64 {
-        self.ranges.iter().map(|(_, len)| u64::from(*len)).sum()
+        self.ranges.iter().map(|(_, len)| *len).sum()
     }
 }

@@ -336,7 +336,11 @@ impl Handler for SyncService {
         Box::pin(async move {
             let theirs = match request {
                 Request::Sync(theirs) => theirs,
-                Request::Manifest { .. } | Request::Chunks(_) | Request::Has { .. } => {
+                Request::Manifest { .. }
+                | Request::ManifestPages { .. }
+                | Request::Chunks(_)
+                | Request::Files { .. }
+                | Request::Has { .. } => {
                     let store = self.transfer_store.clone();
                     return crate::transfer::serve::answer(
                         self.root.clone(),

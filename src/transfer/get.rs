@@ -1,60 +1,65 @@
 //! `get`: the newest content of files, from the locations that hold it.
 //!
-//! Per file: the manifest (asked of a holder, or implied for a one-chunk
-//! content), then each chunk from a local copy when one exists (another
-//! file, the old version), else from a holder, verified against its blake3
-//! before it is written. The file is assembled in `.harmony/staging/`, with
-//! a record of the chunks done so that a killed `get` resumes with the
-//! missing ones only, verified whole against the content hash, synced, and
-//! renamed into the working tree. A holder that sends a bad chunk or a bad
-//! manifest is dropped for that file and the rest comes from another.
+//! The parts, each on its own:
+//! * planning (here): which contents are wanted, by which files, held by
+//!   whom; what is already here whole (copied, not fetched);
+//! * one task per large content (here, a few at a time): its manifest
+//!   (only the pages that differ from the version held here), its part file
+//!   in staging (resumed), the chunks found locally, then its missing chunks
+//!   queued as runs for the lanes;
+//! * the [`schedule`](super::schedule) and one [`lane`](super::lane) per
+//!   reachable holder, which fetch and check the bytes;
+//! * the [`writer`](super::writer) thread, which writes them to staging;
+//! * the [`install`](super::install) thread, which moves verified contents
+//!   into the working tree and records them, a group at a time.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::Holders;
-use crate::chunk::{ChunkRef, Manifest};
-use crate::model::{Content, ContentHash, FileEntry, FileId, NodeId, Resolved, STATE_DIR};
+use super::install::{self, Ready};
+use super::lane::Lane;
+use super::local::LocalCopies;
+use super::schedule::{LargeFetch, Schedule, SmallContent};
+use super::staging::{self, FinishError, StagedFile};
+use super::writer::{self, WriteOp};
+use super::{newest, GetReport, Holders, Shared, TransferProgress};
+use crate::chunk::{page_hash, ChunkRef, Manifest};
+use crate::model::{ContentHash, FileEntry, FileId, NodeId};
 use crate::net::PeerConnection;
-use crate::proto::{ChunkRanges, ManifestPage, Request, Response, MAX_RANGES};
-use crate::scan::{stat_of, still_as_recorded};
-use crate::store::LocalFile;
+use crate::proto::{Request, Response, MAX_PAGES_ASKED, MAX_PAGE_CHUNKS_SENT, MAX_WHOLE_FILE};
 use crate::{Error, Repo};
 
-/// Where downloads are assembled.
-pub const STAGING_DIR: &str = "staging";
-/// Bytes asked of a holder per request (several chunks back to back).
-const REQUEST_BYTES: u64 = 2 << 20;
+/// Bytes per `Chunks` request: small enough that several holders share a
+/// file's work, large enough that a request costs nothing next to its answer.
+const SPAN_BYTES: u64 = 16 << 20;
+/// Large contents prepared (manifest, staging) at once: the next one's
+/// manifest is fetched while the previous one's chunks arrive.
+const LARGE_AT_ONCE: usize = 3;
 
-/// Told how a `get` advances (e.g. to draw a progress bar).
-pub trait TransferProgress: Sync {
-    fn start(&self, files: u64, bytes: u64);
-    fn advance(&self, bytes: u64);
+/// A content wanted here, for the files `targets`.
+struct Wanted {
+    hash: ContentHash,
+    size: u64,
+    targets: Vec<FileEntry>,
+    /// The other locations holding it.
+    holders: Vec<NodeId>,
 }
 
-impl TransferProgress for crate::scan::NoProgress {
-    fn start(&self, _: u64, _: u64) {}
-    fn advance(&self, _: u64) {}
-}
-
-/// What a `get` did.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct GetReport {
-    /// Files brought to their newest content.
-    pub files: usize,
-    /// Bytes received from holders.
-    pub bytes_fetched: u64,
-    /// Bytes taken from copies already here (other files, older versions,
-    /// an interrupted earlier `get`).
-    pub bytes_reused: u64,
-    /// Bytes received per holder (by name).
-    pub per_holder: BTreeMap<String, u64>,
-    /// Files not fetched, each with the reason.
-    pub failed: Vec<String>,
+/// Everything one `get` shares between its tasks.
+struct Context {
+    staging: PathBuf,
+    copies: LocalCopies,
+    schedule: Arc<Schedule>,
+    conns: HashMap<NodeId, PeerConnection>,
+    writer: mpsc::Sender<WriteOp>,
+    ready: std::sync::mpsc::Sender<Ready>,
+    shared: Arc<Shared>,
+    progress: Arc<dyn TransferProgress>,
+    next_key: AtomicU64,
 }
 
 /// Fetches the newest content of the files `ids` into the location at `root`.
@@ -62,577 +67,498 @@ pub async fn get(
     root: &Path,
     ids: &[FileId],
     holders: &mut Holders,
-    progress: &dyn TransferProgress,
+    progress: Arc<dyn TransferProgress>,
 ) -> Result<GetReport, Error> {
-    let mut repo = Repo::open(root)?;
-    let mut report = GetReport::default();
-    let mut wanted = Vec::new();
-    for id in ids {
-        if let Some(entry) = repo.store().entry(*id)? {
-            if let Resolved::File(v) = entry.resolved() {
-                if let Content::File { size, .. } = v.value {
-                    wanted.push((entry.clone(), size));
-                }
+    let root = root.to_path_buf();
+    let (wanted, copies) = {
+        let root = root.clone();
+        let ids = ids.to_vec();
+        tokio::task::spawn_blocking(move || plan(&root, &ids))
+            .await
+            .map_err(|e| Error::Refused(format!("planning the get failed: {e}")))??
+    };
+    progress.start(
+        wanted.iter().map(|w| w.targets.len() as u64).sum(),
+        wanted.iter().map(|w| w.size).sum(),
+    );
+    let shared = Arc::new(Shared::default());
+    let staging = staging::staging_dir(&root).map_err(Error::io("create", &root))?;
+
+    // The threads that write and install.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let installer = {
+        let (root, shared) = (root.clone(), shared.clone());
+        std::thread::spawn(move || install::run(&root, ready_rx, |done| shared.installed(done)))
+    };
+    let (write_tx, write_rx) = mpsc::channel(writer::QUEUE);
+    let writer = {
+        let (staging, ready, shared) = (staging.clone(), ready_tx.clone(), shared.clone());
+        std::thread::spawn(move || writer::run(&staging, write_rx, ready, |f| shared.fail(f)))
+    };
+
+    // A connection to every holder of something wanted.
+    let mut needed: Vec<NodeId> = wanted.iter().flat_map(|w| w.holders.clone()).collect();
+    needed.sort();
+    needed.dedup();
+    let mut conns = HashMap::new();
+    let mut unreachable = HashMap::new();
+    for id in needed {
+        match holders.conn(id).await {
+            Ok(conn) => {
+                conns.insert(id, conn);
+            }
+            Err(why) => {
+                unreachable.insert(id, why);
             }
         }
     }
-    progress.start(wanted.len() as u64, wanted.iter().map(|(_, s)| s).sum());
-    let mut local = LocalChunks::load(&repo)?;
-    for (entry, _) in wanted {
-        match fetch_file(
-            &mut repo,
-            &mut local,
-            &entry,
-            holders,
-            progress,
-            &mut report,
-        )
-        .await
-        {
-            Ok(()) => report.files += 1,
-            Err(reason) => report
-                .failed
-                .push(format!("{}: {reason}", entry.current_path())),
-        }
-    }
-    Ok(report)
-}
-
-/// The newest content of `entry`: hash, size and mtime.
-fn newest(entry: &FileEntry) -> Option<(ContentHash, u64, i64)> {
-    match entry.resolved() {
-        Resolved::File(v) => match v.value {
-            Content::File {
-                hash,
-                size,
-                mtime_ns,
-            } => Some((hash, size, mtime_ns)),
-            Content::Deleted => None,
-        },
-        _ => None,
-    }
-}
-
-async fn fetch_file(
-    repo: &mut Repo,
-    local: &mut LocalChunks,
-    entry: &FileEntry,
-    holders: &mut Holders,
-    progress: &dyn TransferProgress,
-    report: &mut GetReport,
-) -> Result<(), String> {
-    let me = repo.node_id();
-    let (hash, size, mtime_ns) = newest(entry).ok_or("it has no content to fetch")?;
-    let sources: Vec<NodeId> = entry
-        .holders_of(hash)
-        .filter(|n| **n != me)
-        .copied()
-        .collect();
-    let mut staged = Staged::open(repo.root(), hash, size).map_err(|e| e.to_string())?;
-
-    let mut manifest = None;
-    let mut why_not = Vec::new();
-    if size < u64::from(repo.settings().chunking.min) {
-        // One chunk: the content hash is the chunk hash.
-        manifest = Some(Manifest {
-            chunks: if size == 0 {
-                vec![]
-            } else {
-                vec![ChunkRef {
-                    hash,
-                    len: size as u32,
-                }]
-            },
-        });
-    }
-    let mut usable = Vec::new();
-    for source in &sources {
-        match holders.conn(*source).await {
-            Ok(conn) => usable.push(conn),
-            Err(e) => why_not.push(e),
-        }
-    }
-    if manifest.is_none() {
-        for conn in &usable {
-            match fetch_manifest(conn, hash, size).await {
-                Ok(m) => {
-                    manifest = Some(m);
-                    break;
-                }
-                Err(e) => why_not.push(format!("{}: {e}", conn.peer().name)),
-            }
-        }
-    }
-    let manifest = manifest.ok_or_else(|| no_holder(&sources, &why_not))?;
-    staged.prepare(&manifest).map_err(|e| e.to_string())?;
-
-    // Chunks an interrupted earlier `get` left, then chunks already here.
-    let resumed: u64 = manifest
-        .chunks
+    let schedule = Arc::new(Schedule::new(conns.keys().copied()));
+    let ctx = Arc::new(Context {
+        staging,
+        copies,
+        schedule: schedule.clone(),
+        conns,
+        writer: write_tx,
+        ready: ready_tx,
+        shared: shared.clone(),
+        progress: progress.clone(),
+        next_key: AtomicU64::new(0),
+    });
+    let lanes: Vec<_> = ctx
+        .conns
         .iter()
-        .zip(&staged.done)
-        .filter(|(_, done)| **done)
-        .map(|(c, _)| u64::from(c.len))
-        .sum();
-    report.bytes_reused += resumed;
-    progress.advance(resumed);
-    for (index, chunk) in manifest.chunks.iter().enumerate() {
-        if staged.done[index] {
+        .map(|(id, conn)| {
+            let lane = Lane {
+                id: *id,
+                conn: conn.clone(),
+                schedule: schedule.clone(),
+                writer: ctx.writer.clone(),
+                shared: shared.clone(),
+                progress: progress.clone(),
+            };
+            tokio::spawn(lane.run())
+        })
+        .collect();
+
+    // Contents copied locally or fetched whole, then the large ones.
+    let mut small = Vec::new();
+    let mut large = Vec::new();
+    for want in wanted {
+        if copy_whole(&ctx, &want).await {
             continue;
         }
-        if let Some(bytes) = local.find(repo, chunk) {
-            staged.write(index, &bytes).map_err(|e| e.to_string())?;
-            report.bytes_reused += bytes.len() as u64;
-            progress.advance(bytes.len() as u64);
+        if !ctx.schedule.reachable(&want.holders) {
+            let why = unreachable_reason(&want.holders, &unreachable);
+            fail_targets(&ctx, &want.targets, &why);
+        } else if want.size <= MAX_WHOLE_FILE {
+            small.push(SmallContent {
+                hash: want.hash,
+                size: want.size,
+                targets: want.targets,
+                holders: want.holders,
+                refused_by: Vec::new(),
+            });
+        } else {
+            large.push(want);
         }
+    }
+    schedule.push_small(small);
+    let permits = Arc::new(Semaphore::new(LARGE_AT_ONCE));
+    let mut tasks = tokio::task::JoinSet::new();
+    for want in large {
+        let permit = permits.clone().acquire_owned().await;
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            if let Err(why) = fetch_large(&ctx, &want).await {
+                fail_targets(&ctx, &want.targets, &why);
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    schedule.close();
+    for lane in lanes {
+        let _ = lane.await;
+    }
+    for (content, why) in schedule.take_failed() {
+        fail_targets(&ctx, &content.targets, &why);
     }
 
-    let mut lanes: Vec<Lane> = usable.into_iter().map(Lane::new).collect();
-    let mut queue = staged.missing_batches(&manifest);
-    while !queue.is_empty() || lanes.iter().any(|l| !l.inflight.is_empty()) {
-        if lanes.is_empty() {
-            return Err(no_holder(&[], &why_not));
-        }
-        // Keep every holder's window full, then take the oldest answer of
-        // each in turn: holders send in parallel, each several answers ahead.
-        for lane in &mut lanes {
-            while lane.inflight.len() < WINDOW {
-                let Some(batch) = queue.pop_front() else {
-                    break;
-                };
-                let ranges = batch
-                    .iter()
-                    .map(|i| (staged.offsets[*i], manifest.chunks[*i].len))
-                    .collect();
-                match lane
-                    .conn
-                    .open(&Request::Chunks(ChunkRanges { hash, ranges }))
-                    .await
-                {
-                    Ok(stream) => lane.inflight.push_back((batch, stream)),
-                    Err(e) => {
-                        queue.push_front(batch);
-                        lane.failed = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
-        }
-        for lane in &mut lanes {
-            if lane.failed.is_some() {
-                continue;
-            }
-            let Some((batch, mut stream)) = lane.inflight.pop_front() else {
-                continue;
-            };
-            match receive_chunks(&mut stream, &manifest, &batch, &mut staged).await {
-                Ok(bytes) => {
-                    report.bytes_fetched += bytes;
-                    *report.per_holder.entry(lane.name()).or_default() += bytes;
-                    progress.advance(bytes);
-                }
-                Err(e) => {
-                    queue.push_front(batch);
-                    lane.failed = Some(e);
-                }
-            }
-        }
-        // Durable progress costs an fsync: take it every 1/32 of the file
-        // (at least 8 MiB), so a resumed get fetches at most ~3% again.
-        if manifest.chunks.len() > 1 && staged.unsaved >= (size / 32).max(8 << 20) {
-            staged.save_progress().map_err(|e| e.to_string())?;
-        }
-        // A holder that failed or lied is dropped for this file; what it was
-        // asked for goes to the others.
-        for lane in lanes.iter_mut().filter(|l| l.failed.is_some()) {
-            let name = lane.name();
-            let reason = lane.failed.take().unwrap_or_default();
-            tracing::warn!("dropping {name} for {}: {reason}", entry.current_path());
-            why_not.push(format!("{name}: {reason}"));
-            queue.extend(lane.inflight.drain(..).map(|(batch, _)| batch));
-            lane.dropped = true;
-        }
-        lanes.retain(|l| !l.dropped);
+    // Let the writer and the installer finish what they hold.
+    drop(ctx);
+    let joined = tokio::task::spawn_blocking(move || {
+        let _ = writer.join();
+        installer.join()
+    })
+    .await;
+    match joined {
+        Ok(Ok(result)) => result?,
+        _ => return Err(Error::Refused("the install thread failed".into())),
     }
-    staged.finish(hash, &manifest).map_err(|e| e.to_string())?;
-    let placed =
-        install(repo, entry, &staged, hash, mtime_ns, &manifest).map_err(|e| e.to_string())?;
-    if manifest.chunks.len() > 1 {
-        local.add(placed, &manifest);
-    }
-    Ok(())
+    Ok(Arc::try_unwrap(shared)
+        .map(Shared::into_report)
+        .unwrap_or_else(|shared| shared.report()))
 }
 
-fn no_holder(sources: &[NodeId], why_not: &[String]) -> String {
-    if why_not.is_empty() && sources.is_empty() {
+fn unreachable_reason(holders: &[NodeId], unreachable: &HashMap<NodeId, String>) -> String {
+    let reasons: Vec<&str> = holders
+        .iter()
+        .filter_map(|h| unreachable.get(h).map(String::as_str))
+        .collect();
+    if reasons.is_empty() {
         "no other location holds its newest content".to_owned()
     } else {
-        format!("no holder could provide it ({})", why_not.join("; "))
+        format!("no holder could provide it ({})", reasons.join("; "))
     }
 }
 
+fn fail_targets(ctx: &Context, targets: &[FileEntry], why: &str) {
+    for target in targets {
+        ctx.shared.fail(format!("{}: {why}", target.current_path()));
+    }
+}
+
+/// The wanted contents of the files `ids`, grouped by content, and what is
+/// here to copy from.
+fn plan(root: &Path, ids: &[FileId]) -> crate::Result<(Vec<Wanted>, LocalCopies)> {
+    let repo = Repo::open(root)?;
+    let me = repo.node_id();
+    let mut wanted: Vec<Wanted> = Vec::new();
+    let mut by_hash: HashMap<ContentHash, usize> = HashMap::new();
+    for id in ids {
+        let Some(entry) = repo.store().entry(*id)? else {
+            continue;
+        };
+        let Some((hash, size, _)) = newest(&entry) else {
+            continue;
+        };
+        let holders: Vec<NodeId> = entry
+            .holders_of(hash)
+            .filter(|n| **n != me)
+            .copied()
+            .collect();
+        match by_hash.get(&hash) {
+            Some(at) => {
+                let want = &mut wanted[*at];
+                for holder in holders {
+                    if !want.holders.contains(&holder) {
+                        want.holders.push(holder);
+                    }
+                }
+                want.targets.push(entry);
+            }
+            None => {
+                by_hash.insert(hash, wanted.len());
+                wanted.push(Wanted {
+                    hash,
+                    size,
+                    targets: vec![entry],
+                    holders,
+                });
+            }
+        }
+    }
+    let copies = LocalCopies::load(root, repo.store())?;
+    Ok((wanted, copies))
+}
+
+/// Stages a content held here whole (under another path) or empty, without
+/// the network. Returns whether it did.
+async fn copy_whole(ctx: &Arc<Context>, want: &Wanted) -> bool {
+    let empty = want.size == 0 && want.hash == ContentHash::from(blake3::hash(&[]));
+    let Some(source) = ctx
+        .copies
+        .whole(want.hash)
+        .map(Path::to_path_buf)
+        .or_else(|| empty.then(PathBuf::new))
+    else {
+        return false;
+    };
+    let (dir, hash, first) = (ctx.staging.clone(), want.hash, want.targets[0].clone());
+    let staged = tokio::task::spawn_blocking(move || -> std::io::Result<Option<PathBuf>> {
+        if source.as_os_str().is_empty() {
+            return writer::stage_whole(&dir, hash, &[], &first).map(Some);
+        }
+        // Copied, then checked: the source may have changed since recorded.
+        let part = staging::part_path(&dir, hash);
+        std::fs::copy(&source, &part)?;
+        if staging::hash_file(&part)? != hash {
+            std::fs::remove_file(&part)?;
+            return Ok(None);
+        }
+        let file = std::fs::File::options().write(true).open(&part)?;
+        install::set_mtime(&file, &first);
+        Ok(Some(part))
+    })
+    .await;
+    let Ok(Ok(Some(staged))) = staged else {
+        return false;
+    };
+    ctx.shared.reused(want.size);
+    ctx.progress.advance(want.size);
+    let _ = ctx.ready.send(Ready {
+        staged,
+        hash: want.hash,
+        manifest: None,
+        targets: want.targets.clone(),
+    });
+    true
+}
+
+/// Fetches one large content: manifest, staging, local chunks, then the
+/// missing chunks through the lanes. A holder whose manifest turns out
+/// false (the assembled file does not match) is dropped, and the content
+/// is tried again with another's.
+async fn fetch_large(ctx: &Arc<Context>, want: &Wanted) -> Result<(), String> {
+    let mut distrusted: Vec<NodeId> = Vec::new();
+    loop {
+        let (manifest, from) = manifest_from_holders(ctx, want, &mut distrusted).await?;
+        let manifest = Arc::new(manifest);
+        let prepared = {
+            let (ctx, manifest, hash) = (ctx.clone(), manifest.clone(), want.hash);
+            tokio::task::spawn_blocking(move || prepare_staged(&ctx, hash, &manifest)).await
+        };
+        let (staged, reused, missing) = match prepared {
+            Ok(Ok(prepared)) => prepared,
+            Ok(Err(e)) => return Err(format!("cannot stage it: {e}")),
+            Err(e) => return Err(e.to_string()),
+        };
+        ctx.shared.reused(reused);
+        ctx.progress.advance(reused);
+        let finished = if missing.is_empty() {
+            let hash = want.hash;
+            tokio::task::spawn_blocking(move || staged.finish(hash))
+                .await
+                .map_err(|e| e.to_string())?
+        } else {
+            fetch_missing(ctx, want, staged, manifest.clone(), &missing).await?
+        };
+        match finished {
+            Ok(path) => {
+                if let Ok(file) = std::fs::File::options().write(true).open(&path) {
+                    install::set_mtime(&file, &want.targets[0]);
+                }
+                let _ = ctx.ready.send(Ready {
+                    staged: path,
+                    hash: want.hash,
+                    manifest: (manifest.chunks.len() > 1).then(|| (*manifest).clone()),
+                    targets: want.targets.clone(),
+                });
+                return Ok(());
+            }
+            Err(FinishError::Mismatch) => {
+                let name = ctx.conns.get(&from).map_or("?", |c| c.peer().name.as_str());
+                let why = format!("{name}: sent a wrong manifest for {}", want.hash);
+                tracing::warn!("dropping {why}");
+                ctx.schedule.holder_gone(from, why, Vec::new());
+                distrusted.push(from);
+            }
+            Err(FinishError::Io(e)) => return Err(format!("cannot write it in staging: {e}")),
+        }
+    }
+}
+
+/// Hands the staged file to the writer, queues the missing chunks, and
+/// waits until the file is complete or cannot be.
+async fn fetch_missing(
+    ctx: &Arc<Context>,
+    want: &Wanted,
+    staged: StagedFile,
+    manifest: Arc<Manifest>,
+    missing: &[usize],
+) -> Result<Result<PathBuf, FinishError>, String> {
+    let key = ctx.next_key.fetch_add(1, Ordering::Relaxed);
+    let (done_tx, done_rx) = oneshot::channel();
+    let (failed_tx, mut failed_rx) = mpsc::unbounded_channel();
+    let open = WriteOp::Open {
+        key,
+        hash: want.hash,
+        staged: Box::new(staged),
+        done: done_tx,
+    };
+    ctx.writer
+        .send(open)
+        .await
+        .map_err(|_| "the writer stopped".to_owned())?;
+    let mut offsets = Vec::with_capacity(manifest.chunks.len());
+    let mut offset = 0;
+    for chunk in &manifest.chunks {
+        offsets.push(offset);
+        offset += u64::from(chunk.len);
+    }
+    let fetch = Arc::new(LargeFetch {
+        key,
+        hash: want.hash,
+        manifest,
+        offsets,
+        holders: want.holders.clone(),
+        failed: failed_tx,
+    });
+    ctx.schedule.push_spans(fetch, missing, SPAN_BYTES);
+    tokio::select! {
+        done = done_rx => done.map_err(|_| "the writer stopped".to_owned()),
+        Some(why) = failed_rx.recv() => {
+            ctx.schedule.cancel(key);
+            let _ = ctx.writer.send(WriteOp::Close { key }).await;
+            Err(why)
+        }
+    }
+}
+
+/// Opens the part file (keeping what an interrupted `get` left) and copies
+/// in every missing chunk found locally. Returns the file, the bytes not
+/// to fetch, and the chunks still missing.
+fn prepare_staged(
+    ctx: &Context,
+    hash: ContentHash,
+    manifest: &Manifest,
+) -> std::io::Result<(StagedFile, u64, Vec<usize>)> {
+    let (mut staged, mut reused) = StagedFile::open(&ctx.staging, hash, manifest)?;
+    let mut missing = Vec::new();
+    for (index, chunk) in manifest.chunks.iter().enumerate() {
+        if staged.is_done(index) {
+            continue;
+        }
+        match ctx.copies.chunk(chunk) {
+            Some(bytes) => {
+                staged.write(index, &bytes)?;
+                reused += u64::from(chunk.len);
+            }
+            None => missing.push(index),
+        }
+    }
+    Ok((staged, reused, missing))
+}
+
+/// The manifest of `want`, from the first holder (not distrusted) that gives
+/// one covering the content's size. Returns it with who gave it.
+async fn manifest_from_holders(
+    ctx: &Context,
+    want: &Wanted,
+    distrusted: &mut Vec<NodeId>,
+) -> Result<(Manifest, NodeId), String> {
+    // Pages of the versions held here of the same files: an edited file's
+    // manifest differs from the old one in a page or two.
+    let known: HashMap<ContentHash, &[ChunkRef]> = want
+        .targets
+        .iter()
+        .filter_map(|t| ctx.copies.manifest_of(t.id))
+        .flat_map(|m| m.pages())
+        .map(|page| (page_hash(page), page))
+        .collect();
+    let mut why_not = Vec::new();
+    for holder in &want.holders {
+        let Some(conn) = ctx.conns.get(holder) else {
+            continue;
+        };
+        if distrusted.contains(holder) || !ctx.schedule.reachable(&[*holder]) {
+            continue;
+        }
+        match fetch_manifest(conn, want.hash, &known).await {
+            Ok(manifest) if manifest.total_len() == want.size => return Ok((manifest, *holder)),
+            Ok(manifest) => {
+                let why = format!(
+                    "{}: its manifest covers {} bytes, the content has {}",
+                    conn.peer().name,
+                    manifest.total_len(),
+                    want.size
+                );
+                ctx.schedule.holder_gone(*holder, why.clone(), Vec::new());
+                distrusted.push(*holder);
+                why_not.push(why);
+            }
+            Err(e) => why_not.push(format!("{}: {e}", conn.peer().name)),
+        }
+    }
+    for (id, why) in ctx.schedule.dropped() {
+        if want.holders.contains(&id) && !why_not.contains(&why) {
+            why_not.push(why);
+        }
+    }
+    Err(format!(
+        "no holder could provide it ({})",
+        why_not.join("; ")
+    ))
+}
+
+/// A content's manifest from `conn`: its index, then only the pages not
+/// in `known`; every page checked against its hash in the index.
 async fn fetch_manifest(
     conn: &PeerConnection,
     hash: ContentHash,
-    size: u64,
+    known: &HashMap<ContentHash, &[ChunkRef]>,
 ) -> Result<Manifest, String> {
-    let mut chunks = Vec::new();
+    let mut index = Vec::new();
     loop {
         let request = Request::Manifest {
             hash,
-            first: chunks.len() as u32,
+            first: index.len() as u32,
         };
-        let page: ManifestPage = match conn.request(&request).await.map_err(|e| e.to_string())?.0 {
+        let page = match conn.request(&request).await.map_err(|e| e.to_string())?.0 {
             Response::Manifest(page) => page,
+            Response::Error { code, message } => return Err(format!("{code}: {message}")),
             other => return Err(format!("unexpected answer {other:?}")),
         };
-        if page.first as usize != chunks.len()
-            || (page.chunks.is_empty() && chunks.len() < page.total as usize)
+        if page.first as usize != index.len()
+            || (page.pages.is_empty() && index.len() < page.total as usize)
         {
-            return Err("a manifest page out of order".into());
+            return Err("a manifest index page out of order".into());
         }
-        chunks.extend(page.chunks);
-        if chunks.len() >= page.total as usize {
+        index.extend(page.pages);
+        if index.len() >= page.total as usize {
             break;
         }
     }
-    let manifest = Manifest { chunks };
-    if manifest.total_len() != size {
-        return Err(format!(
-            "its manifest covers {} bytes, the content has {size}",
-            manifest.total_len()
-        ));
-    }
-    Ok(manifest)
-}
-
-/// Requests in flight per holder: enough to keep a fast link busy while the
-/// previous answer is checked and written. Answers are read oldest first,
-/// so all of them together must fit the connection's receive window: else
-/// later answers could take all the credit while the oldest waits for it,
-/// and the transfer would stall.
-const WINDOW: usize = 3;
-const _: () = assert!(WINDOW as u64 * REQUEST_BYTES < crate::net::CONNECTION_RECEIVE_WINDOW as u64);
-
-/// One holder serving a file: its connection and its requests in flight.
-struct Lane {
-    conn: PeerConnection,
-    inflight: std::collections::VecDeque<(Vec<usize>, crate::net::FramedStream)>,
-    failed: Option<String>,
-    dropped: bool,
-}
-
-impl Lane {
-    fn new(conn: PeerConnection) -> Self {
-        Lane {
-            conn,
-            inflight: Default::default(),
-            failed: None,
-            dropped: false,
+    let mut pages: Vec<Option<Vec<ChunkRef>>> = index
+        .iter()
+        .map(|p| known.get(&p.hash).map(|chunks| chunks.to_vec()))
+        .collect();
+    let missing: Vec<u32> = (0..index.len() as u32)
+        .filter(|i| pages[*i as usize].is_none())
+        .collect();
+    // Ask for the missing pages in requests within the answer limits.
+    let mut batch: Vec<u32> = Vec::new();
+    let mut batch_chunks = 0;
+    for (n, page) in missing.iter().enumerate() {
+        batch.push(*page);
+        batch_chunks += index[*page as usize].chunks as usize;
+        let next_chunks = missing
+            .get(n + 1)
+            .map_or(usize::MAX, |p| index[*p as usize].chunks as usize);
+        if batch.len() == MAX_PAGES_ASKED
+            || batch_chunks.saturating_add(next_chunks) > MAX_PAGE_CHUNKS_SENT
+        {
+            let asked = std::mem::take(&mut batch);
+            batch_chunks = 0;
+            fetch_pages(conn, hash, &index, asked, &mut pages).await?;
         }
     }
-
-    fn name(&self) -> String {
-        self.conn.peer().name.clone()
-    }
+    let chunks = pages.into_iter().flatten().flatten().collect();
+    Ok(Manifest { chunks })
 }
 
-/// Reads the answer to a `Chunks` request for the chunks `batch` (indexes
-/// into `manifest`) and writes each chunk after checking its hash. Returns
-/// the bytes received.
-async fn receive_chunks(
-    stream: &mut crate::net::FramedStream,
-    manifest: &Manifest,
-    batch: &[usize],
-    staged: &mut Staged,
-) -> Result<u64, String> {
-    let response: Response = stream.recv_frame().await.map_err(|e| e.to_string())?;
-    let len = match response {
-        Response::Chunks { len } => len,
+async fn fetch_pages(
+    conn: &PeerConnection,
+    hash: ContentHash,
+    index: &[crate::chunk::PageRef],
+    asked: Vec<u32>,
+    pages: &mut [Option<Vec<ChunkRef>>],
+) -> Result<(), String> {
+    let request = Request::ManifestPages {
+        hash,
+        pages: asked.clone(),
+    };
+    let answer = match conn.request(&request).await.map_err(|e| e.to_string())?.0 {
+        Response::ManifestPages(answer) if answer.len() == asked.len() => answer,
         Response::Error { code, message } => return Err(format!("{code}: {message}")),
         other => return Err(format!("unexpected answer {other:?}")),
     };
-    let expected: u64 = batch
-        .iter()
-        .map(|i| u64::from(manifest.chunks[*i].len))
-        .sum();
-    if len != expected {
-        return Err(format!("announced {len} bytes, {expected} were asked"));
-    }
-    let mut received = 0;
-    let mut bytes = Vec::new();
-    for index in batch {
-        let chunk = &manifest.chunks[*index];
-        bytes.resize(chunk.len as usize, 0);
-        stream
-            .recv_exact(&mut bytes)
-            .await
-            .map_err(|e| e.to_string())?;
-        if ContentHash::from(blake3::hash(&bytes)) != chunk.hash {
-            return Err(format!("sent a corrupted chunk (#{index})"));
+    for (at, page) in asked.into_iter().zip(answer) {
+        let expected = &index[at as usize];
+        if page.len() != expected.chunks as usize || page_hash(&page) != expected.hash {
+            return Err(format!("manifest page {at} does not match its index"));
         }
-        staged.write(*index, &bytes).map_err(|e| e.to_string())?;
-        received += bytes.len() as u64;
+        pages[at as usize] = Some(page);
     }
-    Ok(received)
-}
-
-/// Chunks that can be copied from files already here: whole files equal to
-/// a chunk (found by content hash), and chunks of multi-chunk contents held
-/// here (indexed once per `get`, extended as files arrive).
-struct LocalChunks {
-    index: HashMap<ContentHash, (LocalFile, u64)>,
-}
-
-impl LocalChunks {
-    fn load(repo: &Repo) -> crate::Result<Self> {
-        let mut local = LocalChunks {
-            index: HashMap::new(),
-        };
-        for (file, manifest) in repo.store().local_manifests()? {
-            local.add(file, &manifest);
-        }
-        Ok(local)
-    }
-
-    fn add(&mut self, file: LocalFile, manifest: &Manifest) {
-        let mut offset = 0;
-        for chunk in &manifest.chunks {
-            self.index
-                .entry(chunk.hash)
-                .or_insert_with(|| (file.clone(), offset));
-            offset += u64::from(chunk.len);
-        }
-    }
-
-    /// The bytes of `chunk` from a local file, verified; `None` if none has it.
-    fn find(&self, repo: &Repo, chunk: &ChunkRef) -> Option<Vec<u8>> {
-        if let Ok(Some(file)) = repo.store().local_file_by_hash(chunk.hash) {
-            if let Some(bytes) = read_verified(repo.root(), &file, 0, chunk) {
-                return Some(bytes);
-            }
-        }
-        let (file, offset) = self.index.get(&chunk.hash)?;
-        read_verified(repo.root(), file, *offset, chunk)
-    }
-}
-
-fn read_verified(root: &Path, file: &LocalFile, offset: u64, chunk: &ChunkRef) -> Option<Vec<u8>> {
-    let mut handle = File::open(file.path.to_path(root)).ok()?;
-    handle.seek(SeekFrom::Start(offset)).ok()?;
-    let mut bytes = vec![0; chunk.len as usize];
-    handle.read_exact(&mut bytes).ok()?;
-    (ContentHash::from(blake3::hash(&bytes)) == chunk.hash).then_some(bytes)
-}
-
-/// A content being assembled in `.harmony/staging/`: `<hash>.part` and the
-/// record of chunks done, `<hash>.done` (one byte per chunk).
-struct Staged {
-    part: PathBuf,
-    done_path: PathBuf,
-    file: File,
-    size: u64,
-    done: Vec<bool>,
-    offsets: Vec<u64>,
-    /// Bytes written since the progress record was last made durable.
-    unsaved: u64,
-}
-
-impl Staged {
-    fn open(root: &Path, hash: ContentHash, size: u64) -> std::io::Result<Staged> {
-        let dir = root.join(STATE_DIR).join(STAGING_DIR);
-        fs::create_dir_all(&dir)?;
-        let part = dir.join(format!("{hash}.part"));
-        let done_path = dir.join(format!("{hash}.done"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&part)?;
-        Ok(Staged {
-            part,
-            done_path,
-            file,
-            size,
-            done: Vec::new(),
-            offsets: Vec::new(),
-            unsaved: 0,
-        })
-    }
-
-    /// Sizes the file and loads the chunks an earlier, interrupted `get` left.
-    fn prepare(&mut self, manifest: &Manifest) -> std::io::Result<()> {
-        let mut offset = 0;
-        self.offsets = manifest
-            .chunks
-            .iter()
-            .map(|c| {
-                let at = offset;
-                offset += u64::from(c.len);
-                at
-            })
-            .collect();
-        let previous = fs::read(&self.done_path).unwrap_or_default();
-        self.done = if previous.len() == manifest.chunks.len()
-            && self.file.metadata()?.len() == self.size
-        {
-            previous.iter().map(|b| *b == 1).collect()
-        } else {
-            vec![false; manifest.chunks.len()]
-        };
-        self.file.set_len(self.size)?;
-        Ok(())
-    }
-
-    fn write(&mut self, index: usize, bytes: &[u8]) -> std::io::Result<()> {
-        self.file.seek(SeekFrom::Start(self.offsets[index]))?;
-        self.file.write_all(bytes)?;
-        self.done[index] = true;
-        self.unsaved += bytes.len() as u64;
-        Ok(())
-    }
-
-    /// Makes the chunks written so far durable, then records them as done:
-    /// a crash never marks a chunk done whose bytes are not on disk.
-    fn save_progress(&mut self) -> std::io::Result<()> {
-        self.file.sync_data()?;
-        let record: Vec<u8> = self.done.iter().map(|d| u8::from(*d)).collect();
-        let tmp = self.done_path.with_extension("done.tmp");
-        fs::write(&tmp, record)?;
-        fs::rename(&tmp, &self.done_path)?;
-        self.unsaved = 0;
-        Ok(())
-    }
-
-    /// The missing chunks, in requests of up to [`REQUEST_BYTES`].
-    fn missing_batches(&self, manifest: &Manifest) -> std::collections::VecDeque<Vec<usize>> {
-        let mut batches = std::collections::VecDeque::new();
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        for (index, chunk) in manifest.chunks.iter().enumerate() {
-            if self.done[index] {
-                continue;
-            }
-            if !batch.is_empty()
-                && (bytes + u64::from(chunk.len) > REQUEST_BYTES || batch.len() == MAX_RANGES)
-            {
-                batches.push_back(std::mem::take(&mut batch));
-                bytes = 0;
-            }
-            bytes += u64::from(chunk.len);
-            batch.push(index);
-        }
-        if !batch.is_empty() {
-            batches.push_back(batch);
-        }
-        batches
-    }
-
-    /// Syncs the whole file and checks it against the content hash (reading
-    /// it again, unless it is one chunk already checked); a file that does
-    /// not match is thrown away (and fetched again next time).
-    fn finish(&mut self, hash: ContentHash, manifest: &Manifest) -> Result<(), String> {
-        self.file.sync_all().map_err(|e| e.to_string())?;
-        // One chunk named by the content hash was checked when it arrived.
-        if let [only] = manifest.chunks.as_slice() {
-            if only.hash == hash {
-                return Ok(());
-            }
-        }
-        let mut hasher = blake3::Hasher::new();
-        let mut reader = File::open(&self.part).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = reader.read(&mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        if ContentHash::from(hasher.finalize()) != hash {
-            let _ = fs::remove_file(&self.part);
-            let _ = fs::remove_file(&self.done_path);
-            return Err("the assembled file does not match its content hash; discarded".into());
-        }
-        Ok(())
-    }
-}
-
-/// Moves the verified file into the working tree: over the held older
-/// version if it is still as recorded (kept in the trash when no other
-/// location holds it), or at a free path; never over anything else.
-fn install(
-    repo: &mut Repo,
-    entry: &FileEntry,
-    staged: &Staged,
-    hash: ContentHash,
-    mtime_ns: i64,
-    manifest: &Manifest,
-) -> crate::Result<LocalFile> {
-    let me = repo.node_id();
-    let root = repo.root().to_path_buf();
-    let target_path = entry.current_path().clone();
-    let target = target_path.to_path(&root);
-    let old = repo.store().local_file_by_id(entry.id)?;
-    match &old {
-        Some(old) => {
-            if !still_as_recorded(&root, old).map_err(Error::io("read", &target))? {
-                return Err(Error::Refused(format!(
-                    "{} changed here since the last commit; not overwritten (commit it, then get again)",
-                    old.path
-                )));
-            }
-            if !entry.holders_of(old.hash).any(|n| *n != me) {
-                let kept = repo.trash_path(&old.path)?;
-                fs::hard_link(old.path.to_path(&root), &kept)
-                    .map_err(Error::io("keep in trash", &kept))?;
-            }
-            if old.path != target_path && fs::symlink_metadata(&target).is_ok() {
-                return Err(Error::Refused(format!(
-                    "{target_path} is taken by a file Harmony does not know"
-                )));
-            }
-        }
-        None if fs::symlink_metadata(&target).is_ok() => {
-            return Err(Error::Refused(format!(
-                "{target_path} exists here but is not recorded; commit it first (it may become a conflict)"
-            )));
-        }
-        None => {}
-    }
-    let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(mtime_ns.max(0) as u64);
-    let _ = staged.file.set_modified(mtime);
-    if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
-    }
-    fs::rename(&staged.part, &target).map_err(Error::io("place", &target))?;
-    let _ = fs::remove_file(&staged.done_path);
-    if let Some(old) = &old {
-        if old.path != target_path {
-            let _ = fs::remove_file(old.path.to_path(&root));
-        }
-    }
-    let meta = fs::symlink_metadata(&target).map_err(Error::io("stat", &target))?;
-    let writer = repo.store_mut().write()?;
-    if let Some(old) = &old {
-        writer.remove_local_file(&old.path)?;
-    }
-    // Its chunks can serve later gets (another file, the next version).
-    if manifest.chunks.len() > 1 {
-        writer.put_manifest(hash, manifest)?;
-    }
-    let placed = LocalFile {
-        path: target_path,
-        file_id: entry.id,
-        hash,
-        stat: stat_of(&meta),
-    };
-    writer.put_local_file(&placed)?;
-    let counter = writer.next_write_counter()?;
-    let mut current = writer.entry(entry.id)?.unwrap_or_else(|| entry.clone());
-    current.set_holding(me, Some(hash), counter);
-    writer.put_entry(&current)?;
-    writer.commit()?;
-    Ok(placed)
+    Ok(())
 }

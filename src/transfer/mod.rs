@@ -4,11 +4,107 @@
 //! confirms it holds one. [`serve`] answers the other side.
 
 mod get;
+mod install;
+mod lane;
+mod local;
+mod schedule;
 pub mod serve;
+mod staging;
+mod writer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 
-pub use get::{get, GetReport, TransferProgress};
+use serde::Serialize;
+
+pub use get::get;
+pub use staging::STAGING_DIR;
+
+use crate::model::{Content, ContentHash, FileEntry, Resolved};
+
+/// Told how a `get` advances (e.g. to draw a progress bar), from several
+/// tasks at once.
+pub trait TransferProgress: Send + Sync {
+    fn start(&self, files: u64, bytes: u64);
+    fn advance(&self, bytes: u64);
+}
+
+impl TransferProgress for crate::scan::NoProgress {
+    fn start(&self, _: u64, _: u64) {}
+    fn advance(&self, _: u64) {}
+}
+
+/// What a `get` did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GetReport {
+    /// Files brought to their newest content.
+    pub files: usize,
+    /// Bytes received from holders.
+    pub bytes_fetched: u64,
+    /// Bytes taken from copies already here (other files, older versions,
+    /// an interrupted earlier `get`).
+    pub bytes_reused: u64,
+    /// Bytes received per holder (by name).
+    pub per_holder: BTreeMap<String, u64>,
+    /// Files not fetched, each with the reason.
+    pub failed: Vec<String>,
+}
+
+/// The report, filled in by the tasks and threads of one `get`.
+#[derive(Default)]
+struct Shared(Mutex<GetReport>);
+
+impl Shared {
+    fn with(&self, f: impl FnOnce(&mut GetReport)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn fetched(&self, holder: &str, bytes: u64) {
+        self.with(|r| {
+            r.bytes_fetched += bytes;
+            *r.per_holder.entry(holder.to_owned()).or_default() += bytes;
+        });
+    }
+
+    fn reused(&self, bytes: u64) {
+        self.with(|r| r.bytes_reused += bytes);
+    }
+
+    fn fail(&self, why: String) {
+        self.with(|r| r.failed.push(why));
+    }
+
+    fn installed(&self, done: install::Installed) {
+        self.with(|r| {
+            r.files += done.files;
+            r.failed.extend(done.failed);
+        });
+    }
+
+    fn report(&self) -> GetReport {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn into_report(self) -> GetReport {
+        self.0.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The newest content of `entry`: hash, size and mtime; `None` when it is
+/// deleted or in conflict.
+fn newest(entry: &FileEntry) -> Option<(ContentHash, u64, i64)> {
+    match entry.resolved() {
+        Resolved::File(v) => match v.value {
+            Content::File {
+                hash,
+                size,
+                mtime_ns,
+            } => Some((hash, size, mtime_ns)),
+            Content::Deleted => None,
+        },
+        _ => None,
+    }
+}
 
 use crate::model::NodeId;
 use crate::net::{NetError, Node, PeerConnection};

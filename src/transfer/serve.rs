@@ -1,193 +1,332 @@
-//! The serving side of content transfer: manifests, chunk bytes and "do you
-//! hold this?", always read from this location's working tree, and only
-//! from a file that is still the recorded version of that content.
+//! The serving side of content transfer: manifest indexes and pages, chunk
+//! bytes, whole small files and "do you hold this?", always read from this
+//! location's working tree, and only from a file that is still the recorded
+//! version of that content and lies inside the repository.
+//!
+//! Bytes are streamed: a blocking reader fills pieces of [`PIECE`] bytes into
+//! a short queue while the stream sends the previous ones, so an answer of
+//! any size costs a few MiB of memory and the disk and the network overlap.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use bytes::{Bytes, BytesMut};
+
 use crate::chunk::{ChunkRef, Manifest};
-use crate::model::{ContentHash, STATE_DIR};
+use crate::model::{ContentHash, RepoPath, STATE_DIR};
 use crate::net::{FramedStream, NetError};
-use crate::proto::{ChunkRanges, ErrorCode, ManifestPage, Request, Response, MAX_MANIFEST_PAGE};
-use crate::scan::still_as_recorded;
-use crate::store::{LocalFile, Store, DB_FILE};
+use crate::proto::{
+    ErrorCode, ManifestIndex, Request, Response, MAX_INDEX_PAGES, MAX_PAGE_CHUNKS_SENT,
+    MAX_WHOLE_FILE,
+};
+use crate::scan::{stat_of, still_as_recorded};
+use crate::store::{FileStat, LocalFile, Store, DB_FILE};
 
 /// Why a transfer request is refused, in words for the peer.
 type Refusal = String;
 
+/// Bytes per piece handed from the reader to the stream.
+const PIECE: usize = 1 << 20;
+/// Pieces read ahead of the stream.
+const READ_AHEAD: usize = 4;
+
 /// What the serving side keeps between requests: a connection to the state
-/// database, and the files it verified by hashing (with the stat fields they
-/// had then), so that a file recorded "to check again" is hashed once per
-/// `serve`, not once per request.
+/// database, the repository's real path, and the files it verified by
+/// hashing (with the stat fields they had then), so that a file recorded
+/// "to check again" is hashed once per `serve`, not once per request.
 #[derive(Default)]
 pub struct ServeCache {
     store: Option<Store>,
-    verified: std::collections::HashMap<crate::model::RepoPath, crate::store::FileStat>,
+    real_root: Option<PathBuf>,
+    verified: HashMap<RepoPath, FileStat>,
 }
 
 pub type StoreCell = std::sync::Arc<std::sync::Mutex<ServeCache>>;
 
-/// Answers a transfer request (`Manifest`, `Chunks`, `Has`) for the location
-/// at `root`.
+/// One file to stream: ranges of it, as long as it keeps the stat it had
+/// when it was checked.
+struct FileRead {
+    path: PathBuf,
+    stat: FileStat,
+    ranges: Vec<(u64, u64)>,
+}
+
+/// Answers a transfer request (`Manifest`, `ManifestPages`, `Chunks`,
+/// `Files`, `Has`) for the location at `root`.
 pub async fn answer(
     root: PathBuf,
-    store: StoreCell,
+    cell: StoreCell,
     request: Request,
     stream: &mut FramedStream,
 ) -> Result<(), NetError> {
-    let answer = tokio::task::spawn_blocking(move || {
-        let mut cell = store.lock().unwrap_or_else(|e| e.into_inner());
-        if cell.store.is_none() {
-            let db = root.join(STATE_DIR).join(DB_FILE);
-            cell.store = Some(Store::open(&db).map_err(|e| e.to_string())?);
-        }
-        prepare(&mut cell, &root, request)
+    let prepared = tokio::task::spawn_blocking(move || {
+        let mut cache = cell.lock().unwrap_or_else(|e| e.into_inner());
+        prepare(&mut cache, &root, request)
     })
     .await;
-    let (response, bytes) = match answer {
+    let (response, reads) = match prepared {
         Ok(Ok(prepared)) => prepared,
-        Ok(Err(refusal)) => (
-            Response::Error {
-                code: ErrorCode::REFUSED,
-                message: crate::net::truncate_error_text(&refusal),
-            },
-            Vec::new(),
-        ),
-        Err(e) => (
-            Response::Error {
-                code: ErrorCode::INTERNAL,
-                message: crate::net::truncate_error_text(&e.to_string()),
-            },
-            Vec::new(),
-        ),
+        Ok(Err(refusal)) => (refused(ErrorCode::REFUSED, &refusal), Vec::new()),
+        Err(e) => (refused(ErrorCode::INTERNAL, &e.to_string()), Vec::new()),
     };
     stream.send_frame(&response).await?;
-    if !bytes.is_empty() {
-        stream.send_raw(&bytes).await?;
+    if !reads.is_empty() {
+        send_reads(stream, reads).await?;
     }
     Ok(())
 }
 
-/// The answer and the raw bytes that follow it.
+fn refused(code: ErrorCode, why: &str) -> Response {
+    Response::Error {
+        code,
+        message: crate::net::truncate_error_text(why),
+    }
+}
+
+/// The answer and the file bytes that follow it.
 fn prepare(
     cache: &mut ServeCache,
     root: &Path,
     request: Request,
-) -> Result<(Response, Vec<u8>), Refusal> {
-    let ServeCache { store, verified } = cache;
-    let store = store.as_ref().ok_or("no state database")?;
-    let mut source = |hash| source(store, root, hash, verified);
+) -> Result<(Response, Vec<FileRead>), Refusal> {
+    if cache.store.is_none() {
+        let db = root.join(STATE_DIR).join(DB_FILE);
+        cache.store = Some(Store::open(&db).map_err(|e| e.to_string())?);
+    }
+    if cache.real_root.is_none() {
+        cache.real_root = Some(std::fs::canonicalize(root).map_err(|e| e.to_string())?);
+    }
+    let mut sources = Sources {
+        store: cache.store.as_ref().ok_or("no state database")?,
+        root,
+        real_root: cache.real_root.as_deref().ok_or("no repository")?,
+        verified: &mut cache.verified,
+    };
     match request {
-        Request::Has { hash } => Ok((Response::Has(source(hash).is_ok()), vec![])),
+        Request::Has { hash } => Ok((Response::Has(sources.find(hash).is_ok()), vec![])),
         Request::Manifest { hash, first } => {
-            let (_, record) = source(hash)?;
-            let manifest = manifest_of(store, &record)?;
-            let total = manifest.chunks.len() as u32;
-            let from = (first as usize).min(manifest.chunks.len());
-            let to = (from + MAX_MANIFEST_PAGE).min(manifest.chunks.len());
-            let page = ManifestPage {
-                total,
+            let source = sources.find(hash)?;
+            let index = sources.manifest(&source.record)?.page_index();
+            let from = (first as usize).min(index.len());
+            let to = (from + MAX_INDEX_PAGES).min(index.len());
+            let page = ManifestIndex {
+                total: index.len() as u32,
                 first: from as u32,
-                chunks: manifest.chunks[from..to].to_vec(),
+                pages: index[from..to].to_vec(),
             };
             Ok((Response::Manifest(page), vec![]))
         }
+        Request::ManifestPages { hash, pages: asked } => {
+            let source = sources.find(hash)?;
+            let manifest = sources.manifest(&source.record)?;
+            let pages = manifest.pages();
+            let mut answer = Vec::with_capacity(asked.len());
+            let mut chunks = 0;
+            for index in asked {
+                let page = pages
+                    .get(index as usize)
+                    .ok_or_else(|| format!("the manifest has no page {index}"))?;
+                chunks += page.len();
+                if chunks > MAX_PAGE_CHUNKS_SENT {
+                    return Err(format!(
+                        "more than {MAX_PAGE_CHUNKS_SENT} chunk references asked at once"
+                    ));
+                }
+                answer.push(page.to_vec());
+            }
+            Ok((Response::ManifestPages(answer), vec![]))
+        }
         Request::Chunks(ranges) => {
-            let (path, record) = source(ranges.hash)?;
-            let bytes = read_ranges(&path, &record, &ranges)?;
-            Ok((
-                Response::Chunks {
-                    len: bytes.len() as u64,
-                },
-                bytes,
-            ))
+            let source = sources.find(ranges.hash)?;
+            let size = source.stat.size;
+            if ranges
+                .ranges
+                .iter()
+                .any(|(offset, len)| offset.checked_add(*len).is_none_or(|end| end > size))
+            {
+                return Err(format!(
+                    "a range lies beyond the end of the content ({size} bytes)"
+                ));
+            }
+            let len = ranges.total_len();
+            let read = FileRead {
+                path: source.path,
+                stat: source.stat,
+                ranges: ranges.ranges,
+            };
+            Ok((Response::Chunks { len }, vec![read]))
+        }
+        Request::Files { hashes } => {
+            let mut lens = Vec::with_capacity(hashes.len());
+            let mut reads = Vec::new();
+            for hash in hashes {
+                match sources.find(hash) {
+                    Ok(source) if source.stat.size <= MAX_WHOLE_FILE => {
+                        lens.push(Some(source.stat.size));
+                        reads.push(FileRead {
+                            path: source.path,
+                            stat: source.stat,
+                            ranges: vec![(0, source.stat.size)],
+                        });
+                    }
+                    _ => lens.push(None),
+                }
+            }
+            Ok((Response::Files { lens }, reads))
         }
         other => Err(format!("not a transfer request: {other:?}")),
     }
 }
 
-/// The working-tree file holding `hash`, checked to still be that version
-/// and to lie inside the repository (no symlinked folder leads out of it).
-fn source(
-    store: &Store,
-    root: &Path,
-    hash: ContentHash,
-    verified: &mut std::collections::HashMap<crate::model::RepoPath, crate::store::FileStat>,
-) -> Result<(PathBuf, LocalFile), Refusal> {
-    let record = store
-        .local_file_by_hash(hash)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("this location does not hold content {hash}"))?;
-    let now = std::fs::symlink_metadata(record.path.to_path(root))
-        .map(|m| crate::scan::stat_of(&m))
-        .ok();
-    let unchanged = if now.is_some() && verified.get(&record.path) == now.as_ref() {
-        true
-    } else {
-        let unchanged = still_as_recorded(root, &record).map_err(|e| e.to_string())?;
-        if let (true, Some(now)) = (unchanged, now) {
-            verified.insert(record.path.clone(), now);
+/// A working-tree file that holds a content, checked.
+struct Source {
+    /// Its real path (no symlink in it).
+    path: PathBuf,
+    record: LocalFile,
+    /// Its stat when it was found to be the recorded version.
+    stat: FileStat,
+}
+
+/// Finds the files that hold contents, checking each against its record.
+struct Sources<'a> {
+    store: &'a Store,
+    root: &'a Path,
+    real_root: &'a Path,
+    verified: &'a mut HashMap<RepoPath, FileStat>,
+}
+
+impl Sources<'_> {
+    /// The working-tree file holding `hash`, checked to still be that
+    /// version and to lie inside the repository (no symlinked folder leads
+    /// out of it).
+    fn find(&mut self, hash: ContentHash) -> Result<Source, Refusal> {
+        let record = self
+            .store
+            .local_file_by_hash(hash)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("this location does not hold content {hash}"))?;
+        let path = record.path.to_path(self.root);
+        let now = std::fs::symlink_metadata(&path)
+            .map(|m| stat_of(&m))
+            .map_err(|_| format!("{} is missing here", record.path))?;
+        let unchanged = now == record.stat
+            || self.verified.get(&record.path) == Some(&now)
+            || still_as_recorded(self.root, &record).map_err(|e| e.to_string())?;
+        if !unchanged {
+            return Err(format!(
+                "{} changed here since it was recorded; it is not served until committed again",
+                record.path
+            ));
         }
-        unchanged
+        if now != record.stat {
+            self.verified.insert(record.path.clone(), now);
+        }
+        let real = std::fs::canonicalize(&path).map_err(|e| e.to_string())?;
+        if !real.starts_with(self.real_root) {
+            return Err(format!(
+                "{} leads out of the repository; not served",
+                record.path
+            ));
+        }
+        Ok(Source {
+            path: real,
+            record,
+            stat: now,
+        })
+    }
+
+    /// The manifest of a held content: stored for contents of several
+    /// chunks; a content of one chunk is its own manifest.
+    fn manifest(&self, record: &LocalFile) -> Result<Manifest, Refusal> {
+        if let Some(manifest) = self
+            .store
+            .manifest(record.hash)
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(manifest);
+        }
+        let size = record.stat.size;
+        Ok(Manifest {
+            chunks: if size == 0 {
+                Vec::new()
+            } else {
+                vec![ChunkRef {
+                    hash: record.hash,
+                    len: u32::try_from(size)
+                        .map_err(|_| "content without a manifest".to_owned())?,
+                }]
+            },
+        })
+    }
+}
+
+/// Streams the bytes of `reads`, read ahead on a blocking thread. A file
+/// that changes meanwhile ends the stream with `stream::CHANGED`.
+async fn send_reads(stream: &mut FramedStream, reads: Vec<FileRead>) -> Result<(), NetError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        if let Err(why) = read_pieces(reads, &tx) {
+            let _ = tx.blocking_send(Err(why));
+        }
+    });
+    while let Some(piece) = rx.recv().await {
+        match piece {
+            Ok(bytes) => stream.send_bytes(bytes).await?,
+            Err(why) => {
+                tracing::warn!("stopped sending to {}: {why}", stream.peer());
+                stream.abort(crate::proto::stream::CHANGED);
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the ranges of each file into pieces of up to [`PIECE`] bytes (small
+/// files share a piece) and queues them; stops when the receiver is gone.
+fn read_pieces(
+    reads: Vec<FileRead>,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, String>>,
+) -> Result<(), String> {
+    let mut piece = BytesMut::with_capacity(PIECE);
+    let flush = |piece: &mut BytesMut| -> Result<(), String> {
+        if !piece.is_empty() {
+            let full = piece.split().freeze();
+            tx.blocking_send(Ok(full))
+                .map_err(|_| "the stream is gone".to_owned())?;
+            piece.reserve(PIECE);
+        }
+        Ok(())
     };
-    if !unchanged {
-        return Err(format!(
-            "{} changed here since it was recorded; it is not served until committed again",
-            record.path
-        ));
+    for read in reads {
+        let changed = || format!("{} changed while it was sent", read.path.display());
+        let mut file = File::open(&read.path).map_err(|e| e.to_string())?;
+        let stat_now = |file: &File| file.metadata().map(|m| stat_of(&m)).ok();
+        if stat_now(&file) != Some(read.stat) {
+            return Err(changed());
+        }
+        for (offset, len) in &read.ranges {
+            file.seek(SeekFrom::Start(*offset))
+                .map_err(|e| e.to_string())?;
+            let mut left = *len;
+            while left > 0 {
+                let start = piece.len();
+                let take = left.min((PIECE - start) as u64) as usize;
+                piece.resize(start + take, 0);
+                file.read_exact(&mut piece[start..])
+                    .map_err(|_| changed())?;
+                left -= take as u64;
+                if piece.len() == PIECE {
+                    flush(&mut piece)?;
+                }
+            }
+        }
+        // Written to while it was read: what was read may mix versions.
+        if stat_now(&file) != Some(read.stat) {
+            return Err(changed());
+        }
     }
-    let path = record.path.to_path(root);
-    let real = std::fs::canonicalize(&path).map_err(|e| e.to_string())?;
-    let real_root = std::fs::canonicalize(root).map_err(|e| e.to_string())?;
-    if !real.starts_with(&real_root) {
-        return Err(format!(
-            "{} leads out of the repository; not served",
-            record.path
-        ));
-    }
-    Ok((real, record))
-}
-
-/// The manifest of a held content: stored for contents of several chunks;
-/// a content of one chunk is its own manifest.
-fn manifest_of(store: &Store, record: &LocalFile) -> Result<Manifest, Refusal> {
-    if let Some(manifest) = store.manifest(record.hash).map_err(|e| e.to_string())? {
-        return Ok(manifest);
-    }
-    let size = record.stat.size;
-    Ok(Manifest {
-        chunks: if size == 0 {
-            Vec::new()
-        } else {
-            vec![ChunkRef {
-                hash: record.hash,
-                len: u32::try_from(size).map_err(|_| "content without a manifest".to_owned())?,
-            }]
-        },
-    })
-}
-
-fn read_ranges(path: &Path, record: &LocalFile, ranges: &ChunkRanges) -> Result<Vec<u8>, Refusal> {
-    let size = record.stat.size;
-    if ranges.ranges.iter().any(|(offset, len)| {
-        offset
-            .checked_add(u64::from(*len))
-            .is_none_or(|end| end > size)
-    }) {
-        return Err(format!(
-            "a range lies beyond the end of the content ({size} bytes)"
-        ));
-    }
-    let mut file = File::open(path).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::with_capacity(ranges.total_len() as usize);
-    for (offset, len) in &ranges.ranges {
-        file.seek(SeekFrom::Start(*offset))
-            .map_err(|e| e.to_string())?;
-        let start = bytes.len();
-        bytes.resize(start + *len as usize, 0);
-        file.read_exact(&mut bytes[start..])
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(bytes)
+    flush(&mut piece)
 }

@@ -280,9 +280,14 @@ pub async fn get_from(
         paths.map(|ps| ps.iter().map(|p| RepoPath::new(p).unwrap()).collect());
     let wanted = repo.wanted(paths.as_deref()).unwrap();
     let mut holders = holders(loc, serving);
-    let report = harmony::transfer::get(&loc.root(), &wanted, &mut holders, &NoProgress)
-        .await
-        .unwrap();
+    let report = harmony::transfer::get(
+        &loc.root(),
+        &wanted,
+        &mut holders,
+        std::sync::Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
     holders.close().await;
     report
 }

@@ -1,0 +1,265 @@
+//! Moving verified contents from staging into the working tree, in groups,
+//! so that durability costs a few syncs per group instead of two fsyncs and
+//! a database transaction per file:
+//!
+//! 1. the staged files of the group are made durable (one `fsync` for a
+//!    lone file, one `syncfs` for many);
+//! 2. each is renamed into place, if its target is still what the records
+//!    say (never over a local change, never over an unknown file; an older
+//!    version with no other copy is kept in `.harmony/trash/`);
+//! 3. the renames are made durable (the folders' `fsync`, or `syncfs`);
+//! 4. one database transaction records every file placed.
+//!
+//! A crash between 3 and 4 leaves files in place that the records do not
+//! know yet: the next commit adopts them (same content as the repository
+//! says, so nothing is lost or conflicted). A crash before 3 leaves the
+//! staged files in staging, where the next `get` finds them.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::chunk::Manifest;
+use crate::model::{ContentHash, FileEntry};
+use crate::scan::{stat_of, still_as_recorded};
+use crate::store::LocalFile;
+use crate::{Error, Repo};
+
+/// Files per group, at most.
+const GROUP_FILES: usize = 4096;
+/// Up to this many files (or folders) are synced one by one; more, by one
+/// `syncfs` of the whole file system.
+const SYNC_ONE_BY_ONE: usize = 4;
+
+/// A verified content in staging, for the files that get it.
+pub struct Ready {
+    pub staged: PathBuf,
+    pub hash: ContentHash,
+    /// Stored with the files, so that their chunks serve later gets and
+    /// the next version's manifest is fetched page by page.
+    pub manifest: Option<Manifest>,
+    /// The files that get this content (several when files share it).
+    pub targets: Vec<FileEntry>,
+}
+
+/// What one group did, for the report.
+#[derive(Default)]
+pub struct Installed {
+    pub files: usize,
+    pub failed: Vec<String>,
+}
+
+/// Installs what arrives on `ready` until every sender is gone; `done` is
+/// told after each group.
+pub fn run(
+    root: &Path,
+    ready: Receiver<Ready>,
+    mut done: impl FnMut(Installed),
+) -> crate::Result<()> {
+    let mut repo = Repo::open(root)?;
+    while let Ok(first) = ready.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_FILES {
+            match ready.try_recv() {
+                Ok(next) => group.push(next),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        done(install_group(&mut repo, group)?);
+    }
+    Ok(())
+}
+
+/// One file to place: a staged copy of the content and its target entry.
+struct Placement {
+    staged: PathBuf,
+    hash: ContentHash,
+    entry: FileEntry,
+}
+
+fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed> {
+    let root = repo.root().to_path_buf();
+    let mut installed = Installed::default();
+    let mut placements = Vec::new();
+    let mut manifests = Vec::new();
+    for ready in group {
+        let Some(mtime) = super::newest(&ready.targets[0]).map(|(_, _, m)| mtime_of(m)) else {
+            continue;
+        };
+        for (k, entry) in ready.targets.iter().enumerate() {
+            // The first file takes the staged copy; each other one a copy.
+            let staged = if k == 0 {
+                ready.staged.clone()
+            } else {
+                let copy = ready.staged.with_extension(format!("part{k}"));
+                if let Err(e) = copy_with_mtime(&ready.staged, &copy, mtime) {
+                    installed
+                        .failed
+                        .push(format!("{}: cannot copy: {e}", entry.current_path()));
+                    continue;
+                }
+                copy
+            };
+            placements.push(Placement {
+                staged,
+                hash: ready.hash,
+                entry: entry.clone(),
+            });
+        }
+        if let Some(manifest) = ready.manifest {
+            manifests.push((ready.hash, manifest));
+        }
+    }
+    let staged: Vec<&Path> = placements.iter().map(|p| p.staged.as_path()).collect();
+    make_durable(&staged, true).map_err(Error::io(
+        "sync",
+        super::staging::staging_dir(&root).unwrap_or_default(),
+    ))?;
+
+    let mut placed = Vec::new();
+    for placement in placements {
+        match place(repo, &placement) {
+            Ok(done) => placed.push(done),
+            Err(e) => installed
+                .failed
+                .push(format!("{}: {e}", placement.entry.current_path())),
+        }
+    }
+    let targets: Vec<PathBuf> = placed
+        .iter()
+        .map(|p: &Placed| p.file.path.to_path(&root))
+        .collect();
+    let targets: Vec<&Path> = targets.iter().map(PathBuf::as_path).collect();
+    make_durable(&targets, false).map_err(Error::io("sync", &root))?;
+
+    let me = repo.node_id();
+    let writer = repo.store_mut().write()?;
+    for (hash, manifest) in &manifests {
+        writer.put_manifest(*hash, manifest)?;
+    }
+    for done in &placed {
+        if let Some(old) = &done.old {
+            writer.remove_local_file(old)?;
+        }
+        writer.put_local_file(&done.file)?;
+        let counter = writer.next_write_counter()?;
+        let mut current = writer
+            .entry(done.file.file_id)?
+            .unwrap_or_else(|| done.entry.clone());
+        current.set_holding(me, Some(done.file.hash), counter);
+        writer.put_entry(&current)?;
+    }
+    writer.commit()?;
+    installed.files = placed.len();
+    Ok(installed)
+}
+
+fn mtime_of(mtime_ns: i64) -> std::time::SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(mtime_ns.max(0) as u64)
+}
+
+/// Gives a staged file the content's modification time.
+pub fn set_mtime(file: &File, entry: &FileEntry) {
+    if let Some((_, _, mtime_ns)) = super::newest(entry) {
+        let _ = file.set_modified(mtime_of(mtime_ns));
+    }
+}
+
+fn copy_with_mtime(from: &Path, to: &Path, mtime: std::time::SystemTime) -> std::io::Result<()> {
+    fs::copy(from, to)?;
+    File::options().write(true).open(to)?.set_modified(mtime)
+}
+
+/// Makes `paths` durable: their contents (`contents`), or else the folders
+/// holding them (their new names).
+fn make_durable(paths: &[&Path], contents: bool) -> std::io::Result<()> {
+    let targets: BTreeSet<&Path> = if contents {
+        paths.iter().copied().collect()
+    } else {
+        paths.iter().filter_map(|p| p.parent()).collect()
+    };
+    if targets.len() > SYNC_ONE_BY_ONE {
+        if let Some(any) = targets.first() {
+            rustix::fs::syncfs(File::open(any)?)?;
+        }
+        return Ok(());
+    }
+    for path in targets {
+        let file = File::open(path)?;
+        if contents {
+            file.sync_data()?;
+        } else {
+            file.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
+/// A file placed in the working tree.
+struct Placed {
+    file: LocalFile,
+    entry: FileEntry,
+    /// The path of the version it replaced, when that was recorded here.
+    old: Option<crate::model::RepoPath>,
+}
+
+/// Renames a staged content to its file's path: over the held older version
+/// if it is still as recorded (kept in the trash when no other location
+/// holds it), or at a free path; never over anything else.
+fn place(repo: &Repo, placement: &Placement) -> crate::Result<Placed> {
+    let me = repo.node_id();
+    let root = repo.root();
+    let entry = &placement.entry;
+    let target_path = entry.current_path().clone();
+    let target = target_path.to_path(root);
+    let old = repo.store().local_file_by_id(entry.id)?;
+    match &old {
+        Some(old) => {
+            if !still_as_recorded(root, old).map_err(Error::io("read", &target))? {
+                return Err(Error::Refused(format!(
+                    "{} changed here since the last commit; not overwritten (commit it, then get again)",
+                    old.path
+                )));
+            }
+            if !entry.holders_of(old.hash).any(|n| *n != me) {
+                let kept = repo.trash_path(&old.path)?;
+                fs::hard_link(old.path.to_path(root), &kept)
+                    .map_err(Error::io("keep in trash", &kept))?;
+            }
+            if old.path != target_path && fs::symlink_metadata(&target).is_ok() {
+                return Err(Error::Refused(format!(
+                    "{target_path} is taken by a file Harmony does not know"
+                )));
+            }
+        }
+        None if fs::symlink_metadata(&target).is_ok() => {
+            return Err(Error::Refused(format!(
+                "{target_path} exists here but is not recorded; commit it first (it may become a conflict)"
+            )));
+        }
+        None => {}
+    }
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+    }
+    fs::rename(&placement.staged, &target).map_err(Error::io("place", &target))?;
+    if let Some(old) = &old {
+        if old.path != target_path {
+            let _ = fs::remove_file(old.path.to_path(root));
+            crate::repo::apply::remove_empty_parents(root, &old.path);
+        }
+    }
+    let meta = fs::symlink_metadata(&target).map_err(Error::io("stat", &target))?;
+    Ok(Placed {
+        file: LocalFile {
+            path: target_path,
+            file_id: entry.id,
+            hash: placement.hash,
+            stat: stat_of(&meta),
+        },
+        entry: entry.clone(),
+        old: old.map(|o| o.path),
+    })
+}

@@ -1,0 +1,295 @@
+//! One holder's lane: takes jobs from the schedule, keeps [`IN_FLIGHT`]
+//! requests open on the holder's connection (so the holder prepares the
+//! next answer while it sends this one), reads each answer, checks every
+//! chunk and every small content against its blake3 before handing it to
+//! the writer, and says how each job ended.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::schedule::{Job, Schedule, SmallContent};
+use super::writer::WriteOp;
+use super::{Shared, TransferProgress};
+use crate::model::{ContentHash, NodeId};
+use crate::net::{FramedStream, NetError, PeerConnection};
+use crate::proto::{ChunkRanges, ErrorCode, Request, Response};
+
+/// Requests open at once per holder. Answers are read oldest first, so the
+/// later one may fill its stream window (4 MiB) while the oldest still has
+/// the rest of the connection window (8 MiB).
+const IN_FLIGHT: usize = 2;
+const _: () = assert!(
+    (IN_FLIGHT as u64 - 1) * (crate::net::STREAM_RECEIVE_WINDOW as u64)
+        < crate::net::CONNECTION_RECEIVE_WINDOW as u64
+);
+
+/// How an answer went wrong.
+enum Failure {
+    /// The holder cannot serve (part of) it now; `rest` goes to others.
+    Refused { rest: Option<Job> },
+    /// The connection failed: the holder is gone for this transfer.
+    Lost { why: String, rest: Option<Job> },
+    /// The holder sent something false or broken: dropped for this transfer.
+    Lied { why: String, rest: Option<Job> },
+}
+
+/// A lane for the holder on `conn`.
+pub struct Lane {
+    pub id: NodeId,
+    pub conn: PeerConnection,
+    pub schedule: Arc<Schedule>,
+    pub writer: mpsc::Sender<WriteOp>,
+    pub shared: Arc<Shared>,
+    pub progress: Arc<dyn TransferProgress>,
+}
+
+impl Lane {
+    fn name(&self) -> &str {
+        &self.conn.peer().name
+    }
+
+    /// Serves jobs until the transfer is over or the holder is gone.
+    pub async fn run(self) {
+        let mut inflight: VecDeque<(Job, FramedStream)> = VecDeque::new();
+        loop {
+            while inflight.len() < IN_FLIGHT {
+                let job = if inflight.is_empty() {
+                    self.schedule.take(self.id).await
+                } else {
+                    self.schedule.try_take(self.id)
+                };
+                let Some(job) = job else { break };
+                match self.conn.open(&request_for(&job)).await {
+                    Ok(stream) => inflight.push_back((job, stream)),
+                    Err(e) => {
+                        let mut unfinished: Vec<Job> =
+                            inflight.into_iter().map(|(j, _)| j).collect();
+                        unfinished.push(job);
+                        self.gone(e.to_string(), unfinished);
+                        return;
+                    }
+                }
+            }
+            let Some((job, mut stream)) = inflight.pop_front() else {
+                return;
+            };
+            let outcome = match job {
+                Job::Files(contents) => self.receive_files(contents, &mut stream).await,
+                Job::Span {
+                    fetch,
+                    chunks,
+                    refused_by,
+                } => {
+                    self.receive_span(fetch, chunks, refused_by, &mut stream)
+                        .await
+                }
+            };
+            match outcome {
+                Ok(()) => self.schedule.settle(self.id, None),
+                Err(Failure::Refused { rest }) => self.schedule.settle(self.id, rest),
+                Err(Failure::Lost { why, rest } | Failure::Lied { why, rest }) => {
+                    let mut unfinished: Vec<Job> = rest.into_iter().collect();
+                    unfinished.extend(inflight.into_iter().map(|(j, _)| j));
+                    self.gone(why, unfinished);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn gone(&self, why: String, unfinished: Vec<Job>) {
+        tracing::warn!("dropping {} for this transfer: {why}", self.name());
+        let why = format!("{}: {why}", self.name());
+        self.schedule.holder_gone(self.id, why, unfinished);
+    }
+
+    fn received(&self, bytes: u64) {
+        self.progress.advance(bytes);
+        self.shared.fetched(self.name(), bytes);
+    }
+
+    /// Reads the answer to a `Chunks` request for `chunks` of a content.
+    async fn receive_span(
+        &self,
+        fetch: Arc<super::schedule::LargeFetch>,
+        chunks: std::ops::Range<usize>,
+        refused_by: Vec<NodeId>,
+        stream: &mut FramedStream,
+    ) -> Result<(), Failure> {
+        let rest = |from: usize| Job::Span {
+            fetch: fetch.clone(),
+            chunks: from..chunks.end,
+            refused_by: refused_by.clone(),
+        };
+        let expected: u64 = fetch.manifest.chunks[chunks.clone()]
+            .iter()
+            .map(|c| u64::from(c.len))
+            .sum();
+        match answer_header(stream).await {
+            Ok(Response::Chunks { len }) if len == expected => {}
+            Ok(Response::Chunks { len }) => {
+                return Err(Failure::Lied {
+                    why: format!("announced {len} bytes, {expected} were asked"),
+                    rest: Some(rest(chunks.start)),
+                })
+            }
+            Ok(other) => return Err(unexpected(other, rest(chunks.start))),
+            Err(e) => return Err(net_failure(e, Some(rest(chunks.start)))),
+        }
+        for index in chunks.clone() {
+            let chunk = fetch.manifest.chunks[index];
+            let mut bytes = vec![0; chunk.len as usize];
+            if let Err(e) = stream.recv_exact(&mut bytes).await {
+                return Err(net_failure(e, Some(rest(index))));
+            }
+            if ContentHash::from(blake3::hash(&bytes)) != chunk.hash {
+                return Err(Failure::Lied {
+                    why: format!("sent a corrupted chunk (#{index} of {})", fetch.hash),
+                    rest: Some(rest(index)),
+                });
+            }
+            self.received(bytes.len() as u64);
+            let op = WriteOp::Chunk {
+                key: fetch.key,
+                index,
+                bytes,
+            };
+            if self.writer.send(op).await.is_err() {
+                return Ok(()); // the transfer is being torn down
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the answer to a `Files` request.
+    async fn receive_files(
+        &self,
+        contents: Vec<SmallContent>,
+        stream: &mut FramedStream,
+    ) -> Result<(), Failure> {
+        let lens = match answer_header(stream).await {
+            Ok(Response::Files { lens }) if lens.len() == contents.len() => lens,
+            Ok(Response::Files { lens }) => {
+                return Err(Failure::Lied {
+                    why: format!("answered {} files of {}", lens.len(), contents.len()),
+                    rest: Some(Job::Files(contents)),
+                })
+            }
+            Ok(other) => return Err(unexpected(other, Job::Files(contents))),
+            Err(e) => return Err(net_failure(e, Some(Job::Files(contents)))),
+        };
+        let mut items: VecDeque<(SmallContent, Option<u64>)> =
+            contents.into_iter().zip(lens).collect();
+        let mut refused = Vec::new();
+        // What is left of the job when reading stops at the front of `items`.
+        let rest = |items: VecDeque<(SmallContent, Option<u64>)>, refused: Vec<SmallContent>| {
+            Some(Job::Files(
+                items.into_iter().map(|(c, _)| c).chain(refused).collect(),
+            ))
+        };
+        while let Some((content, len)) = items.pop_front() {
+            let Some(len) = len else {
+                refused.push(content);
+                continue;
+            };
+            if len != content.size {
+                let why = format!("offered {len} bytes of a content of {}", content.size);
+                items.push_front((content, Some(len)));
+                return Err(Failure::Lied {
+                    why,
+                    rest: rest(items, refused),
+                });
+            }
+            let mut bytes = vec![0; len as usize];
+            if let Err(e) = stream.recv_exact(&mut bytes).await {
+                items.push_front((content, Some(len)));
+                return Err(net_failure(e, rest(items, refused)));
+            }
+            if ContentHash::from(blake3::hash(&bytes)) != content.hash {
+                let why = format!("sent a corrupted file ({})", content.hash);
+                items.push_front((content, Some(len)));
+                return Err(Failure::Lied {
+                    why,
+                    rest: rest(items, refused),
+                });
+            }
+            self.received(len);
+            let op = WriteOp::Whole {
+                hash: content.hash,
+                bytes,
+                targets: content.targets,
+            };
+            if self.writer.send(op).await.is_err() {
+                return Ok(());
+            }
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::Refused {
+                rest: Some(Job::Files(refused)),
+            })
+        }
+    }
+}
+
+fn request_for(job: &Job) -> Request {
+    match job {
+        Job::Files(contents) => Request::Files {
+            hashes: contents.iter().map(|c| c.hash).collect(),
+        },
+        Job::Span { fetch, chunks, .. } => {
+            let offset = fetch.offsets[chunks.start];
+            let len = fetch.manifest.chunks[chunks.clone()]
+                .iter()
+                .map(|c| u64::from(c.len))
+                .sum();
+            Request::Chunks(ChunkRanges {
+                hash: fetch.hash,
+                ranges: vec![(offset, len)],
+            })
+        }
+    }
+}
+
+/// The first frame of an answer; a refusal is an `Err` of its own kind.
+async fn answer_header(stream: &mut FramedStream) -> Result<Response, NetError> {
+    stream.recv_frame().await
+}
+
+/// An answer that is neither the one expected nor an error.
+fn unexpected(response: Response, rest: Job) -> Failure {
+    match response {
+        Response::Error { code, .. } if code == ErrorCode::REFUSED => {
+            Failure::Refused { rest: Some(rest) }
+        }
+        Response::Error { code, message } => Failure::Lost {
+            why: format!("{code}: {message}"),
+            rest: Some(rest),
+        },
+        other => Failure::Lied {
+            why: format!("unexpected answer {other:?}"),
+            rest: Some(rest),
+        },
+    }
+}
+
+/// A failure to read an answer: the holder's file changed while it was sent
+/// (ask elsewhere), a broken frame (a lie), or a lost connection.
+fn net_failure(e: NetError, rest: Option<Job>) -> Failure {
+    match e {
+        NetError::StreamReset { code, .. } if code == u64::from(crate::proto::stream::CHANGED) => {
+            Failure::Refused { rest }
+        }
+        NetError::Protocol { source, .. } => Failure::Lied {
+            why: source.to_string(),
+            rest,
+        },
+        other => Failure::Lost {
+            why: other.to_string(),
+            rest,
+        },
+    }
+}

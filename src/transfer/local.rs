@@ -1,0 +1,78 @@
+//! What can be copied instead of fetched: chunks of the contents this
+//! location holds (other files, the older version of the same file), and
+//! whole contents held under another path. Indexed once per `get`, from the
+//! records; every copy is checked against its hash when it is read, so a
+//! file changed since it was recorded is never copied from.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::chunk::{ChunkRef, Manifest};
+use crate::model::{ContentHash, FileId};
+use crate::store::{LocalFile, Store};
+
+/// Where chunks and contents can be read locally.
+pub struct LocalCopies {
+    root: PathBuf,
+    /// Chunk hash -> (file, offset). A content of one chunk (no stored
+    /// manifest) is its own chunk at offset 0.
+    chunks: HashMap<ContentHash, (PathBuf, u64)>,
+    /// The stored manifest of each file held here, by file id: the older
+    /// version of a file being fetched again, whose manifest pages are
+    /// mostly those of the new version.
+    manifests: HashMap<FileId, Manifest>,
+    /// Content hash -> a file holding that whole content.
+    wholes: HashMap<ContentHash, PathBuf>,
+}
+
+impl LocalCopies {
+    pub fn load(root: &Path, store: &Store) -> crate::Result<Self> {
+        let mut copies = LocalCopies {
+            root: root.to_path_buf(),
+            chunks: HashMap::new(),
+            manifests: HashMap::new(),
+            wholes: HashMap::new(),
+        };
+        for (file, manifest) in store.local_manifests()? {
+            copies.add(&file, &manifest);
+            copies.manifests.insert(file.file_id, manifest);
+        }
+        for file in store.local_files()? {
+            let path = file.path.to_path(root);
+            if !copies.manifests.contains_key(&file.file_id) {
+                copies.chunks.entry(file.hash).or_insert((path.clone(), 0));
+            }
+            copies.wholes.entry(file.hash).or_insert(path);
+        }
+        Ok(copies)
+    }
+
+    fn add(&mut self, file: &LocalFile, manifest: &Manifest) {
+        let path = file.path.to_path(&self.root);
+        let mut offset = 0;
+        for chunk in &manifest.chunks {
+            self.chunks
+                .entry(chunk.hash)
+                .or_insert_with(|| (path.clone(), offset));
+            offset += u64::from(chunk.len);
+        }
+    }
+
+    /// The bytes of `chunk` from a local file, checked; `None` if no file
+    /// here has it (any more).
+    pub fn chunk(&self, chunk: &ChunkRef) -> Option<Vec<u8>> {
+        let (path, offset) = self.chunks.get(&chunk.hash)?;
+        super::staging::read_verified(path, *offset, chunk.len, chunk.hash)
+    }
+
+    /// A file here that holds content `hash` whole (as recorded: check
+    /// what is read from it).
+    pub fn whole(&self, hash: ContentHash) -> Option<&Path> {
+        self.wholes.get(&hash).map(PathBuf::as_path)
+    }
+
+    /// The manifest of the version of file `id` held here, if it has one.
+    pub fn manifest_of(&self, id: FileId) -> Option<&Manifest> {
+        self.manifests.get(&id)
+    }
+}

@@ -1,0 +1,325 @@
+//! The work of one `get`, shared by the lanes (one per reachable holder):
+//! a queue of jobs that each lane takes from as fast as its holder answers,
+//! so that several holders send in parallel and the faster ones send more.
+//!
+//! A job is either many small contents (one `Files` request) or a run of a
+//! large content's missing chunks (one `Chunks` request). A job a holder
+//! could not serve goes back to the queue for the others; a holder that
+//! lied (a bad chunk, a bad manifest, a broken answer) is dropped for the
+//! whole transfer; a job no live holder can serve any more fails.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, Notify};
+
+use crate::chunk::Manifest;
+use crate::model::{ContentHash, FileEntry, NodeId};
+
+/// A content small enough to fetch whole.
+#[derive(Clone, Debug)]
+pub struct SmallContent {
+    pub hash: ContentHash,
+    pub size: u64,
+    pub targets: Vec<FileEntry>,
+    pub holders: Vec<NodeId>,
+    /// Holders that said they cannot serve it now.
+    pub refused_by: Vec<NodeId>,
+}
+
+/// A large content being fetched chunk by chunk.
+pub struct LargeFetch {
+    /// Its key with the writer.
+    pub key: u64,
+    pub hash: ContentHash,
+    pub manifest: Arc<Manifest>,
+    pub offsets: Vec<u64>,
+    pub holders: Vec<NodeId>,
+    /// Told why, when a part of it can no longer be fetched.
+    pub failed: mpsc::UnboundedSender<String>,
+}
+
+/// Work for one request.
+pub enum Job {
+    Files(Vec<SmallContent>),
+    Span {
+        fetch: Arc<LargeFetch>,
+        chunks: Range<usize>,
+        refused_by: Vec<NodeId>,
+    },
+}
+
+/// Contents per `Files` request, and their bytes, at most.
+const FILES_PER_JOB: usize = 1024;
+const FILES_BYTES_PER_JOB: u64 = 8 << 20;
+
+impl Job {
+    /// Whether holder `id` may be asked for this job.
+    fn servable_by(&self, id: &NodeId) -> bool {
+        match self {
+            Job::Files(contents) => contents.iter().any(|c| c.servable_by(id)),
+            Job::Span {
+                fetch, refused_by, ..
+            } => fetch.holders.contains(id) && !refused_by.contains(id),
+        }
+    }
+}
+
+impl SmallContent {
+    fn servable_by(&self, id: &NodeId) -> bool {
+        self.holders.contains(id) && !self.refused_by.contains(id)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    /// Jobs handed to a lane and not settled yet.
+    active: usize,
+    /// No more jobs will be added (but some may come back).
+    closed: bool,
+    live: HashSet<NodeId>,
+    /// Holders dropped for this transfer, with the reason.
+    dropped: HashMap<NodeId, String>,
+    /// Small contents no holder could serve, with the reason.
+    failed: Vec<(SmallContent, String)>,
+}
+
+/// The shared queue.
+#[derive(Default)]
+pub struct Schedule {
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl Schedule {
+    /// A schedule served by lanes for the holders `live`.
+    pub fn new(live: impl IntoIterator<Item = NodeId>) -> Self {
+        let schedule = Schedule::default();
+        schedule.lock().live = live.into_iter().collect();
+        schedule
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether some live holder may serve a content held by `holders`.
+    pub fn reachable(&self, holders: &[NodeId]) -> bool {
+        let state = self.lock();
+        holders.iter().any(|h| state.live.contains(h))
+    }
+
+    /// Queues small contents, in jobs of a request each.
+    pub fn push_small(&self, contents: Vec<SmallContent>) {
+        let mut state = self.lock();
+        let mut job = Vec::new();
+        let mut bytes = 0;
+        for content in contents {
+            if job.len() == FILES_PER_JOB || bytes + content.size > FILES_BYTES_PER_JOB {
+                state.jobs.push_back(Job::Files(std::mem::take(&mut job)));
+                bytes = 0;
+            }
+            bytes += content.size;
+            job.push(content);
+        }
+        if !job.is_empty() {
+            state.jobs.push_back(Job::Files(job));
+        }
+        state.settle_unservable();
+        drop(state);
+        self.wake.notify_waiters();
+    }
+
+    /// Queues the missing chunks of a large content, in runs of contiguous
+    /// chunks of up to `span_bytes`.
+    pub fn push_spans(&self, fetch: Arc<LargeFetch>, missing: &[usize], span_bytes: u64) {
+        let mut state = self.lock();
+        let mut run: Option<(Range<usize>, u64)> = None;
+        for &index in missing {
+            let len = u64::from(fetch.manifest.chunks[index].len);
+            run = match run {
+                Some((range, bytes)) if range.end == index && bytes + len <= span_bytes => {
+                    Some((range.start..index + 1, bytes + len))
+                }
+                other => {
+                    if let Some((range, _)) = other {
+                        state.jobs.push_back(Job::Span {
+                            fetch: fetch.clone(),
+                            chunks: range,
+                            refused_by: Vec::new(),
+                        });
+                    }
+                    Some((index..index + 1, len))
+                }
+            };
+        }
+        if let Some((range, _)) = run {
+            state.jobs.push_back(Job::Span {
+                fetch,
+                chunks: range,
+                refused_by: Vec::new(),
+            });
+        }
+        state.settle_unservable();
+        drop(state);
+        self.wake.notify_waiters();
+    }
+
+    /// Removes what is queued of large content `key` (it failed).
+    pub fn cancel(&self, key: u64) {
+        self.lock()
+            .jobs
+            .retain(|job| !matches!(job, Job::Span { fetch, .. } if fetch.key == key));
+    }
+
+    /// The next job holder `id` can serve; waits while there is none but
+    /// more may come; `None` when the transfer is over for this holder.
+    pub async fn take(&self, id: NodeId) -> Option<Job> {
+        loop {
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if !state.live.contains(&id) {
+                    return None;
+                }
+                if let Some(job) = state.take_for(&id) {
+                    return Some(job);
+                }
+                if state.closed && state.active == 0 && state.jobs.is_empty() {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// The next job holder `id` can serve, if one is queued now.
+    pub fn try_take(&self, id: NodeId) -> Option<Job> {
+        let mut state = self.lock();
+        if !state.live.contains(&id) {
+            return None;
+        }
+        state.take_for(&id)
+    }
+
+    /// A job taken is done (`rest`: what of it is left to do, e.g. contents
+    /// the holder refused, with the holder marked as refusing them).
+    pub fn settle(&self, by: NodeId, rest: Option<Job>) {
+        let mut state = self.lock();
+        state.active -= 1;
+        if let Some(mut job) = rest {
+            match &mut job {
+                Job::Files(contents) => contents.iter_mut().for_each(|c| c.refused_by.push(by)),
+                Job::Span { refused_by, .. } => refused_by.push(by),
+            }
+            state.jobs.push_front(job);
+        }
+        state.settle_unservable();
+        drop(state);
+        self.wake.notify_waiters();
+    }
+
+    /// Holder `id` is gone (its connection failed) or dropped for lying:
+    /// what it had taken and not done (`unfinished`) goes back for others.
+    pub fn holder_gone(&self, id: NodeId, why: String, unfinished: Vec<Job>) {
+        let mut state = self.lock();
+        state.active -= unfinished.len();
+        for job in unfinished.into_iter().rev() {
+            state.jobs.push_front(job);
+        }
+        state.live.remove(&id);
+        state.dropped.entry(id).or_insert(why);
+        state.settle_unservable();
+        drop(state);
+        self.wake.notify_waiters();
+    }
+
+    /// No more jobs will be added.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_waiters();
+    }
+
+    /// Small contents that could not be fetched, with the reason.
+    pub fn take_failed(&self) -> Vec<(SmallContent, String)> {
+        std::mem::take(&mut self.lock().failed)
+    }
+
+    /// Why each dropped holder was dropped.
+    pub fn dropped(&self) -> HashMap<NodeId, String> {
+        self.lock().dropped.clone()
+    }
+}
+
+impl State {
+    fn take_for(&mut self, id: &NodeId) -> Option<Job> {
+        let at = self.jobs.iter().position(|job| job.servable_by(id))?;
+        let job = match &mut self.jobs[at] {
+            Job::Files(contents) if contents.iter().any(|c| !c.servable_by(id)) => {
+                // Take what this holder can serve; leave the rest queued.
+                let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(contents)
+                    .into_iter()
+                    .partition(|c| c.servable_by(id));
+                *contents = rest;
+                Job::Files(mine)
+            }
+            _ => self.jobs.remove(at)?,
+        };
+        self.jobs
+            .retain(|job| !matches!(job, Job::Files(c) if c.is_empty()));
+        self.active += 1;
+        Some(job)
+    }
+
+    /// Fails the queued jobs no live holder may serve.
+    fn settle_unservable(&mut self) {
+        let live = &self.live;
+        let dropped = &self.dropped;
+        let why = |holders: &[NodeId]| -> String {
+            let reasons: Vec<&str> = holders
+                .iter()
+                .filter_map(|h| dropped.get(h).map(String::as_str))
+                .collect();
+            if reasons.is_empty() {
+                "no reachable location holds it".to_owned()
+            } else {
+                format!("no holder could provide it ({})", reasons.join("; "))
+            }
+        };
+        let mut kept = VecDeque::with_capacity(self.jobs.len());
+        for job in self.jobs.drain(..) {
+            if live.iter().any(|id| job.servable_by(id)) {
+                match job {
+                    Job::Files(contents) => {
+                        let (ok, lost): (Vec<_>, Vec<_>) = contents
+                            .into_iter()
+                            .partition(|c| live.iter().any(|id| c.servable_by(id)));
+                        for content in lost {
+                            let reason = why(&content.holders);
+                            self.failed.push((content, reason));
+                        }
+                        kept.push_back(Job::Files(ok));
+                    }
+                    span => kept.push_back(span),
+                }
+                continue;
+            }
+            match job {
+                Job::Files(contents) => {
+                    for content in contents {
+                        let reason = why(&content.holders);
+                        self.failed.push((content, reason));
+                    }
+                }
+                Job::Span { fetch, .. } => {
+                    let _ = fetch.failed.send(why(&fetch.holders));
+                }
+            }
+        }
+        self.jobs = kept;
+    }
+}
