@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use harmony::chunk::{page_hash, ChunkRef, PageRef, PAGE_AVG_CHUNKS, PAGE_MAX_CHUNKS};
+use harmony::chunk::{
+    page_hash, ChunkParams, ChunkRef, PageRef, PAGE_AVG_CHUNKS, PAGE_MAX_CHUNKS, REFINE_PARAMS,
+};
 use harmony::model::{ContentHash, NodeId, RepoId};
 use harmony::proto::{
     self, Batch, ChunkRanges, ErrorCode, Hello, ManifestIndex, Request, Response, SyncHello,
@@ -215,6 +217,29 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
             lens: vec![Some(4096), None],
         },
     );
+    round_trip(
+        "request-refine",
+        &get("request-refine"),
+        &Request::Refine {
+            hash: ContentHash(digest),
+            offset: 32 << 20,
+            len: 57_000,
+        },
+    );
+    round_trip(
+        "response-refined",
+        &get("response-refined"),
+        &Response::Refined(vec![
+            ChunkRef {
+                hash: ContentHash([0x11; 32]),
+                len: 2048,
+            },
+            ChunkRef {
+                hash: ContentHash([0x22; 32]),
+                len: 5000,
+            },
+        ]),
+    );
     // Not frames: the bytes a page hash covers, and the hash.
     let mut input = vec![7u8; 32];
     input.extend_from_slice(&[4, 3, 2, 1]);
@@ -229,7 +254,7 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         get("page-hash"),
         "page-hash is the code's page hash"
     );
-    assert_eq!(vectors.len(), 19, "every vector in protocol.md is checked");
+    assert_eq!(vectors.len(), 21, "every vector in protocol.md is checked");
 }
 
 #[test]
@@ -245,8 +270,8 @@ fn protocol_md_states_the_constants_of_the_code() {
     assert_eq!(proto::MAX_PING_PAYLOAD, 64 << 10);
     assert_eq!(proto::MAX_ERROR_TEXT, 1024);
     assert_eq!(proto::MAX_BULK, 16 << 30);
-    assert_eq!(Request::KNOWN_KINDS, 8);
-    assert!(spec.contains("(≥ 8 in version 1)"));
+    assert_eq!(Request::KNOWN_KINDS, 9);
+    assert!(spec.contains("(≥ 9 in version 1)"));
     // Content transfer.
     // The page cut rule: protocol.md must state the code's constants.
     assert!(
@@ -272,11 +297,38 @@ fn protocol_md_states_the_constants_of_the_code() {
     assert_eq!(proto::MAX_CHUNKS_BYTES, 1 << 30);
     assert_eq!(proto::MAX_FILES, 4096);
     assert_eq!(proto::MAX_WHOLE_FILE, 256 << 10);
+    assert_eq!(proto::MAX_REFINE, 1 << 20);
+    assert_eq!(proto::MAX_SUB_CHUNKS, 2048);
+    // The sub-chunk cut of `Refine`.
+    assert_eq!(
+        REFINE_PARAMS,
+        ChunkParams {
+            min: 512,
+            avg: 2048,
+            max: 8192,
+        }
+    );
+    let ChunkParams { min, avg, max } = REFINE_PARAMS;
+    assert!(
+        spec.contains(&format!(
+            "`v2020::FastCDC::new(bytes, {min}, {avg}, {max})`"
+        )),
+        "sub-chunk cut: REFINE_PARAMS"
+    );
+    assert!(
+        spec.contains(&format!("**{min} / {avg} / {max}** bytes")),
+        "sub-chunk cut: REFINE_PARAMS"
+    );
+    assert!(spec.contains(&format!(
+        "≤ {} sub-chunk references (`MAX_SUB_CHUNKS`)",
+        proto::MAX_SUB_CHUNKS
+    )));
     for row in [
         "| page references per `Manifest` answer | 16,384 |",
         "| pages per `ManifestPages` request / chunk references per answer | 256 / 16,384 |",
         "| ranges / bytes per `Chunks` request | 1024 / 1 GiB |",
         "| contents per `Files` request / bytes of each | 4096 / 256 KiB |",
+        "| bytes per `Refine` request / sub-chunk references per `Refined` answer | 1 MiB / 2048 |",
     ] {
         assert!(spec.contains(row), "limits table row {row}");
     }

@@ -92,6 +92,7 @@ impl Handler for Builtin {
                 | Request::ManifestPages { .. }
                 | Request::Chunks(_)
                 | Request::Files { .. }
+                | Request::Refine { .. }
                 | Request::Has { .. } => {
                     let refusal = Response::Error {
                         code: ErrorCode::UNSUPPORTED,
@@ -507,6 +508,9 @@ impl std::fmt::Debug for RequestKind<'_> {
                 write!(f, "ManifestPages ({} pages of {hash})", pages.len())
             }
             Request::Files { hashes } => write!(f, "Files ({} contents)", hashes.len()),
+            Request::Refine { hash, offset, len } => {
+                write!(f, "Refine ({len} bytes at {offset} of {hash})")
+            }
         }
     }
 }

@@ -223,13 +223,22 @@ pub enum Request {
     /// [`MAX_FILES`]): many small files in one round trip. Answered by
     /// `Response::Files` and then the contents served, back to back.
     Files { hashes: Vec<ContentHash> },
+    /// The bytes `offset..offset + len` of content `hash` (at most
+    /// [`super::MAX_REFINE`]; a chunk the client lacks) cut into sub-chunks
+    /// with `chunk::REFINE_PARAMS`. Answered by `Response::Refined`: the
+    /// client fetches only the sub-chunks it does not have.
+    Refine {
+        hash: ContentHash,
+        offset: u64,
+        len: u32,
+    },
 }
 
 impl Request {
     /// How many request kinds (enum variants) this version knows: a frame
     /// whose leading variant index is at least this is a request of a newer
     /// version, answered with `ErrorCode::UNSUPPORTED` rather than as garbage.
-    pub const KNOWN_KINDS: u32 = 8;
+    pub const KNOWN_KINDS: u32 = 9;
 
     /// The variant index at the start of a request body, if it can be read.
     pub fn kind_of(body: &[u8]) -> Option<u32> {
@@ -258,6 +267,9 @@ impl Validate for Request {
                 check_len("manifest pages asked", pages.len(), super::MAX_PAGES_ASKED)
             }
             Request::Files { hashes } => check_len("files asked", hashes.len(), MAX_FILES),
+            Request::Refine { len, .. } => {
+                check_len("bytes to refine", *len as usize, super::MAX_REFINE as usize)
+            }
         }
     }
 }
@@ -294,6 +306,8 @@ pub enum Response {
     Files {
         lens: Vec<Option<u64>>,
     },
+    /// The sub-chunks of the range asked, in order.
+    Refined(Vec<ChunkRef>),
 }
 
 impl Validate for Response {
@@ -310,6 +324,7 @@ impl Validate for Response {
             Response::Manifest(index) => index.validate(),
             Response::Chunks { .. } | Response::Has(_) => Ok(()),
             Response::ManifestPages(pages) => validate_pages(pages),
+            Response::Refined(subs) => check_len("sub-chunks", subs.len(), super::MAX_SUB_CHUNKS),
             Response::Files { lens } => {
                 check_len("files answered", lens.len(), MAX_FILES)?;
                 match lens.iter().flatten().find(|len| **len > MAX_WHOLE_FILE) {

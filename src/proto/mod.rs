@@ -22,7 +22,7 @@ pub use sync::{
 };
 pub use transfer::{
     ChunkRanges, ManifestIndex, MAX_CHUNKS_BYTES, MAX_FILES, MAX_INDEX_PAGES, MAX_PAGES_ASKED,
-    MAX_PAGE_CHUNKS_SENT, MAX_RANGES, MAX_WHOLE_FILE,
+    MAX_PAGE_CHUNKS_SENT, MAX_RANGES, MAX_REFINE, MAX_SUB_CHUNKS, MAX_WHOLE_FILE,
 };
 
 /// The protocol version this build speaks (the newest it understands).

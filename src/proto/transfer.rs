@@ -25,6 +25,12 @@ pub const MAX_FILES: usize = 4096;
 /// manifest and chunks, so that what is already here is reused).
 pub const MAX_WHOLE_FILE: u64 = 256 * 1024;
 
+/// Bytes one `Refine` request may ask to cut: more than the largest chunk
+/// of the default chunking (128 KiB), less than a frame of sub-chunks.
+pub const MAX_REFINE: u32 = 1 << 20;
+/// Sub-chunks in one `Refined` answer: `MAX_REFINE` cut at the smallest.
+pub const MAX_SUB_CHUNKS: usize = (MAX_REFINE / crate::chunk::REFINE_PARAMS.min) as usize;
+
 /// A page of a content's manifest index: references to its pages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestIndex {

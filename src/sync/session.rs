@@ -340,6 +340,7 @@ impl Handler for SyncService {
                 | Request::ManifestPages { .. }
                 | Request::Chunks(_)
                 | Request::Files { .. }
+                | Request::Refine { .. }
                 | Request::Has { .. } => {
                     let store = self.transfer_store.clone();
                     return crate::transfer::serve::answer(

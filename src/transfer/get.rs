@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use super::install::{self, Ready};
 use super::lane::Lane;
 use super::local::LocalCopies;
+use super::refine::{self, OldPieces, RefineError};
 use super::schedule::{LargeFetch, Schedule, SmallContent};
 use super::staging::{self, FinishError, StagedFile};
 use super::writer::{self, WriteOp};
@@ -53,6 +54,9 @@ struct Wanted {
 struct Context {
     staging: PathBuf,
     copies: LocalCopies,
+    /// The repository's smallest chunk: bounds how many chunks (and pages)
+    /// a manifest of a given size can have.
+    min_chunk: u32,
     schedule: Arc<Schedule>,
     conns: HashMap<NodeId, PeerConnection>,
     writer: mpsc::Sender<WriteOp>,
@@ -70,7 +74,7 @@ pub async fn get(
     progress: Arc<dyn TransferProgress>,
 ) -> Result<GetReport, Error> {
     let root = root.to_path_buf();
-    let (wanted, copies) = {
+    let (wanted, copies, min_chunk) = {
         let root = root.clone();
         let ids = ids.to_vec();
         tokio::task::spawn_blocking(move || plan(&root, &ids))
@@ -116,6 +120,7 @@ pub async fn get(
     let ctx = Arc::new(Context {
         staging,
         copies,
+        min_chunk,
         schedule: schedule.clone(),
         conns,
         writer: write_tx,
@@ -220,7 +225,7 @@ fn fail_targets(ctx: &Context, targets: &[FileEntry], why: &str) {
 
 /// The wanted contents of the files `ids`, grouped by content, and what is
 /// here to copy from.
-fn plan(root: &Path, ids: &[FileId]) -> crate::Result<(Vec<Wanted>, LocalCopies)> {
+fn plan(root: &Path, ids: &[FileId]) -> crate::Result<(Vec<Wanted>, LocalCopies, u32)> {
     let repo = Repo::open(root)?;
     let me = repo.node_id();
     let mut wanted: Vec<Wanted> = Vec::new();
@@ -259,7 +264,7 @@ fn plan(root: &Path, ids: &[FileId]) -> crate::Result<(Vec<Wanted>, LocalCopies)
         }
     }
     let copies = LocalCopies::load(root, repo.store())?;
-    Ok((wanted, copies))
+    Ok((wanted, copies, repo.settings().chunking.min))
 }
 
 /// Stages a content held here whole (under another path) or empty, without
@@ -318,13 +323,14 @@ async fn fetch_large(ctx: &Arc<Context>, want: &Wanted) -> Result<(), String> {
             let (ctx, manifest, hash) = (ctx.clone(), manifest.clone(), want.hash);
             tokio::task::spawn_blocking(move || prepare_staged(&ctx, hash, &manifest)).await
         };
-        let (staged, reused, missing) = match prepared {
+        let (mut staged, reused, mut missing) = match prepared {
             Ok(Ok(prepared)) => prepared,
             Ok(Err(e)) => return Err(format!("cannot stage it: {e}")),
             Err(e) => return Err(e.to_string()),
         };
         ctx.shared.reused(reused);
         ctx.progress.advance(reused);
+        refine_missing(ctx, want, &manifest, &mut staged, &mut missing, &distrusted).await;
         let finished = if missing.is_empty() {
             let hash = want.hash;
             tokio::task::spawn_blocking(move || staged.finish(hash))
@@ -356,6 +362,71 @@ async fn fetch_large(ctx: &Arc<Context>, want: &Wanted) -> Result<(), String> {
             Err(FinishError::Io(e)) => return Err(format!("cannot write it in staging: {e}")),
         }
     }
+}
+
+/// Fetches a few changed chunks by their differences from the version held
+/// here (see [`refine`](super::refine)), from the first holder that can;
+/// what cannot be refined stays in `missing`, to be fetched whole.
+async fn refine_missing(
+    ctx: &Arc<Context>,
+    want: &Wanted,
+    manifest: &Arc<Manifest>,
+    staged: &mut StagedFile,
+    missing: &mut Vec<usize>,
+    distrusted: &[NodeId],
+) {
+    let old = want
+        .targets
+        .iter()
+        .find_map(|t| ctx.copies.manifest_of(t.id));
+    let (Some(old), false, true) = (old, missing.is_empty(), missing.len() <= refine::MAX_CHUNKS)
+    else {
+        return;
+    };
+    let pieces = {
+        let (ctx, old, new) = (ctx.clone(), old.clone(), manifest.clone());
+        match tokio::task::spawn_blocking(move || OldPieces::load(&ctx.copies, &old, &new)).await {
+            Ok(pieces) if !pieces.is_empty() => pieces,
+            _ => return,
+        }
+    };
+    let Some((holder, conn)) = want
+        .holders
+        .iter()
+        .filter(|h| !distrusted.contains(h) && ctx.schedule.reachable(&[**h]))
+        .find_map(|h| ctx.conns.get(h).map(|c| (*h, c)))
+    else {
+        return;
+    };
+    let mut offsets = Vec::with_capacity(manifest.chunks.len());
+    let mut offset = 0;
+    for chunk in &manifest.chunks {
+        offsets.push(offset);
+        offset += u64::from(chunk.len);
+    }
+    let mut left = Vec::new();
+    for (n, &index) in missing.iter().enumerate() {
+        let chunk = manifest.chunks[index];
+        match refine::refine_chunk(conn, want.hash, offsets[index], chunk, &pieces).await {
+            Ok(refined) if staged.write(index, &refined.bytes).is_ok() => {
+                ctx.shared.fetched(&conn.peer().name, refined.fetched);
+                ctx.shared.reused(refined.reused);
+                ctx.progress.advance(u64::from(chunk.len));
+            }
+            Err(RefineError::Lied(why)) => {
+                let why = format!("{}: {why}", conn.peer().name);
+                ctx.schedule.holder_gone(holder, why, Vec::new());
+                left.extend_from_slice(&missing[n..]);
+                break;
+            }
+            Err(RefineError::Unavailable(why)) => {
+                tracing::debug!("chunk {index} of {} fetched whole: {why}", want.hash);
+                left.push(index);
+            }
+            Ok(_) => left.push(index), // not written: fetched whole, written again
+        }
+    }
+    *missing = left;
 }
 
 /// Hands the staged file to the writer, queues the missing chunks, and
@@ -454,7 +525,8 @@ async fn manifest_from_holders(
         if distrusted.contains(holder) || !ctx.schedule.reachable(&[*holder]) {
             continue;
         }
-        match fetch_manifest(conn, want.hash, &known).await {
+        let max_chunks = want.size / u64::from(ctx.min_chunk.max(1)) + 1;
+        match fetch_manifest(conn, want.hash, max_chunks, &known).await {
             Ok(manifest) if manifest.total_len() == want.size => return Ok((manifest, *holder)),
             Ok(manifest) => {
                 let why = format!(
@@ -467,7 +539,15 @@ async fn manifest_from_holders(
                 distrusted.push(*holder);
                 why_not.push(why);
             }
-            Err(e) => why_not.push(format!("{}: {e}", conn.peer().name)),
+            Err(ManifestError::Unavailable(e)) => {
+                why_not.push(format!("{}: {e}", conn.peer().name))
+            }
+            Err(ManifestError::Lied(e)) => {
+                let why = format!("{}: {e}", conn.peer().name);
+                ctx.schedule.holder_gone(*holder, why.clone(), Vec::new());
+                distrusted.push(*holder);
+                why_not.push(why);
+            }
         }
     }
     for (id, why) in ctx.schedule.dropped() {
@@ -481,33 +561,62 @@ async fn manifest_from_holders(
     ))
 }
 
+/// Why a holder gave no manifest.
+enum ManifestError {
+    /// It does not hold the content now, or could not be reached.
+    Unavailable(String),
+    /// It sent something false or broken: dropped for this transfer.
+    Lied(String),
+}
+
+/// Sends `request` and returns the answer; a refusal or a lost connection
+/// is `Unavailable`, a broken frame a lie.
+async fn ask(conn: &PeerConnection, request: &Request) -> Result<Response, ManifestError> {
+    match conn.request(request).await {
+        Ok((Response::Error { code, message }, _)) => {
+            Err(ManifestError::Unavailable(format!("{code}: {message}")))
+        }
+        Ok((response, _)) => Ok(response),
+        Err(e @ crate::net::NetError::Protocol { .. }) => Err(ManifestError::Lied(e.to_string())),
+        Err(e) => Err(ManifestError::Unavailable(e.to_string())),
+    }
+}
+
 /// A content's manifest from `conn`: its index, then only the pages not
-/// in `known`; every page checked against its hash in the index.
+/// in `known`; every page checked against its hash in the index, the index
+/// bounded by `max_chunks` (what the content's size allows).
 async fn fetch_manifest(
     conn: &PeerConnection,
     hash: ContentHash,
+    max_chunks: u64,
     known: &HashMap<ContentHash, &[ChunkRef]>,
-) -> Result<Manifest, String> {
+) -> Result<Manifest, ManifestError> {
+    let lie = |what: &str| ManifestError::Lied(what.to_owned());
     let mut index = Vec::new();
     loop {
         let request = Request::Manifest {
             hash,
             first: index.len() as u32,
         };
-        let page = match conn.request(&request).await.map_err(|e| e.to_string())?.0 {
+        let page = match ask(conn, &request).await? {
             Response::Manifest(page) => page,
-            Response::Error { code, message } => return Err(format!("{code}: {message}")),
-            other => return Err(format!("unexpected answer {other:?}")),
+            other => return Err(ManifestError::Lied(format!("unexpected answer {other:?}"))),
         };
+        if u64::from(page.total) > max_chunks {
+            return Err(lie("a manifest index longer than the content allows"));
+        }
         if page.first as usize != index.len()
             || (page.pages.is_empty() && index.len() < page.total as usize)
         {
-            return Err("a manifest index page out of order".into());
+            return Err(lie("a manifest index page out of order"));
         }
         index.extend(page.pages);
         if index.len() >= page.total as usize {
             break;
         }
+    }
+    if index.iter().map(|p| u64::from(p.chunks)).sum::<u64>() > max_chunks {
+        return Err(lie("a manifest of more chunks than the content allows"));
     }
     let mut pages: Vec<Option<Vec<ChunkRef>>> = index
         .iter()
@@ -530,35 +639,25 @@ async fn fetch_manifest(
         {
             let asked = std::mem::take(&mut batch);
             batch_chunks = 0;
-            fetch_pages(conn, hash, &index, asked, &mut pages).await?;
+            let request = Request::ManifestPages {
+                hash,
+                pages: asked.clone(),
+            };
+            let answer = match ask(conn, &request).await? {
+                Response::ManifestPages(answer) if answer.len() == asked.len() => answer,
+                other => return Err(ManifestError::Lied(format!("unexpected answer {other:?}"))),
+            };
+            for (at, page) in asked.into_iter().zip(answer) {
+                let expected = &index[at as usize];
+                if page.len() != expected.chunks as usize || page_hash(&page) != expected.hash {
+                    return Err(ManifestError::Lied(format!(
+                        "manifest page {at} does not match its index"
+                    )));
+                }
+                pages[at as usize] = Some(page);
+            }
         }
     }
     let chunks = pages.into_iter().flatten().flatten().collect();
     Ok(Manifest { chunks })
-}
-
-async fn fetch_pages(
-    conn: &PeerConnection,
-    hash: ContentHash,
-    index: &[crate::chunk::PageRef],
-    asked: Vec<u32>,
-    pages: &mut [Option<Vec<ChunkRef>>],
-) -> Result<(), String> {
-    let request = Request::ManifestPages {
-        hash,
-        pages: asked.clone(),
-    };
-    let answer = match conn.request(&request).await.map_err(|e| e.to_string())?.0 {
-        Response::ManifestPages(answer) if answer.len() == asked.len() => answer,
-        Response::Error { code, message } => return Err(format!("{code}: {message}")),
-        other => return Err(format!("unexpected answer {other:?}")),
-    };
-    for (at, page) in asked.into_iter().zip(answer) {
-        let expected = &index[at as usize];
-        if page.len() != expected.chunks as usize || page_hash(&page) != expected.hash {
-            return Err(format!("manifest page {at} does not match its index"));
-        }
-        pages[at as usize] = Some(page);
-    }
-    Ok(())
 }

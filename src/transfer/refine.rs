@@ -1,0 +1,163 @@
+//! Refinement: fetching a changed chunk by its differences from the older
+//! version held here, so that an edit costs about the edit, not the chunk.
+//!
+//! A 100-byte insert rewrites one chunk of ~32-128 KiB. When the file's
+//! older version is here, the chunks it had and the new version lacks are
+//! what the edit replaced. The holder cuts the new chunk into sub-chunks of
+//! ~2 KiB ([`crate::chunk::REFINE_PARAMS`]); this side cuts the replaced
+//! chunks the same way and asks only for the sub-chunks it does not have.
+//! Every sub-chunk is checked against its hash, and the chunk rebuilt from
+//! them against the chunk's hash, before it is written.
+
+use std::collections::{HashMap, HashSet};
+
+use super::local::LocalCopies;
+use crate::chunk::{refine, ChunkRef, Manifest};
+use crate::model::ContentHash;
+use crate::net::PeerConnection;
+use crate::proto::{ChunkRanges, Request, Response, MAX_RANGES};
+
+/// Chunks refined per content, at most: refinement pays a round trip per
+/// chunk, worth it for an edit, not for a rewrite.
+pub const MAX_CHUNKS: usize = 16;
+/// Bytes of replaced chunks read and cut, at most.
+const MAX_OLD_BYTES: u64 = 16 << 20;
+
+/// The sub-chunks of what an edit replaced, with their bytes.
+pub struct OldPieces {
+    subs: HashMap<ContentHash, Vec<u8>>,
+}
+
+impl OldPieces {
+    /// Cuts the chunks of `old` that `new` lacks (read from the files here,
+    /// checked) into sub-chunks.
+    pub fn load(copies: &LocalCopies, old: &Manifest, new: &Manifest) -> Self {
+        let kept: HashSet<ContentHash> = new.chunks.iter().map(|c| c.hash).collect();
+        let mut subs = HashMap::new();
+        let mut read = 0;
+        for chunk in old.chunks.iter().filter(|c| !kept.contains(&c.hash)) {
+            read += u64::from(chunk.len);
+            if read > MAX_OLD_BYTES {
+                break;
+            }
+            let Some(bytes) = copies.chunk(chunk) else {
+                continue;
+            };
+            let mut at = 0;
+            for sub in refine(&bytes) {
+                let end = at + sub.len as usize;
+                subs.entry(sub.hash)
+                    .or_insert_with(|| bytes[at..end].to_vec());
+                at = end;
+            }
+        }
+        OldPieces { subs }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+}
+
+/// What refining one chunk gave.
+pub struct Refined {
+    pub bytes: Vec<u8>,
+    /// Bytes received from the holder (sub-chunks only).
+    pub fetched: u64,
+    /// Bytes taken from the older version.
+    pub reused: u64,
+}
+
+/// Why a chunk could not be refined; it is then fetched whole.
+pub enum RefineError {
+    /// The holder cannot do it now (refused, lost).
+    Unavailable(String),
+    /// The holder sent something false.
+    Lied(String),
+}
+
+/// Chunk `chunk` at `offset` of content `hash`, from `conn`, reusing `old`.
+pub async fn refine_chunk(
+    conn: &PeerConnection,
+    hash: ContentHash,
+    offset: u64,
+    chunk: ChunkRef,
+    old: &OldPieces,
+) -> Result<Refined, RefineError> {
+    let lied = |what: String| RefineError::Lied(what);
+    let request = Request::Refine {
+        hash,
+        offset,
+        len: chunk.len,
+    };
+    let subs = match conn.request(&request).await {
+        Ok((Response::Refined(subs), _)) => subs,
+        Ok((Response::Error { code, message }, _)) => {
+            return Err(RefineError::Unavailable(format!("{code}: {message}")))
+        }
+        Ok((other, _)) => return Err(lied(format!("unexpected answer {other:?}"))),
+        Err(e) => return Err(RefineError::Unavailable(e.to_string())),
+    };
+    if subs.iter().map(|s| u64::from(s.len)).sum::<u64>() != u64::from(chunk.len) {
+        return Err(lied("sub-chunks that do not cover the chunk".into()));
+    }
+    // Place what is here; list the ranges (relative to the chunk) to fetch.
+    let mut bytes = vec![0u8; chunk.len as usize];
+    let mut wanted: Vec<(usize, ChunkRef)> = Vec::new();
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    let mut at = 0usize;
+    let mut reused = 0;
+    for sub in &subs {
+        let end = at + sub.len as usize;
+        match old.subs.get(&sub.hash) {
+            Some(piece) if piece.len() == sub.len as usize => {
+                bytes[at..end].copy_from_slice(piece);
+                reused += u64::from(sub.len);
+            }
+            _ => {
+                wanted.push((at, *sub));
+                match ranges.last_mut() {
+                    Some((start, len)) if *start + *len == at as u64 => *len += u64::from(sub.len),
+                    _ => ranges.push((at as u64, u64::from(sub.len))),
+                }
+            }
+        }
+        at = end;
+    }
+    if ranges.len() > MAX_RANGES {
+        return Err(RefineError::Unavailable("too many pieces to fetch".into()));
+    }
+    let fetched: u64 = ranges.iter().map(|(_, len)| len).sum();
+    if fetched > 0 {
+        let request = Request::Chunks(ChunkRanges {
+            hash,
+            ranges: ranges.iter().map(|(o, l)| (offset + o, *l)).collect(),
+        });
+        let mut stream = match conn.request(&request).await {
+            Ok((Response::Chunks { len }, stream)) if len == fetched => stream,
+            Ok((Response::Error { code, message }, _)) => {
+                return Err(RefineError::Unavailable(format!("{code}: {message}")))
+            }
+            Ok((other, _)) => return Err(lied(format!("unexpected answer {other:?}"))),
+            Err(e) => return Err(RefineError::Unavailable(e.to_string())),
+        };
+        for (at, sub) in &wanted {
+            let piece = &mut bytes[*at..*at + sub.len as usize];
+            stream
+                .recv_exact(piece)
+                .await
+                .map_err(|e| RefineError::Unavailable(e.to_string()))?;
+            if ContentHash::from(blake3::hash(piece)) != sub.hash {
+                return Err(lied("sent a corrupted sub-chunk".into()));
+            }
+        }
+    }
+    if ContentHash::from(blake3::hash(&bytes)) != chunk.hash {
+        return Err(lied("sub-chunks that do not make the chunk".into()));
+    }
+    Ok(Refined {
+        bytes,
+        fetched,
+        reused,
+    })
+}
