@@ -52,6 +52,19 @@ impl Manifest {
     pub fn total_len(&self) -> u64 {
         self.chunks.iter().map(|c| c.len as u64).sum()
     }
+
+    /// Where each chunk starts in the content.
+    pub fn offsets(&self) -> Vec<u64> {
+        let mut offset = 0;
+        self.chunks
+            .iter()
+            .map(|c| {
+                let at = offset;
+                offset += u64::from(c.len);
+                at
+            })
+            .collect()
+    }
 }
 
 /// Sub-chunk bounds: a changed chunk is cut again this finely so that an

@@ -153,7 +153,7 @@ pub async fn get(
             continue;
         }
         if !ctx.schedule.reachable(&want.holders) {
-            let why = unreachable_reason(&want.holders, &unreachable);
+            let why = super::schedule::no_holder(&want.holders, &unreachable);
             fail_targets(&ctx, &want.targets, &why);
         } else if want.size <= MAX_WHOLE_FILE {
             small.push(SmallContent {
@@ -203,18 +203,6 @@ pub async fn get(
     Ok(Arc::try_unwrap(shared)
         .map(Shared::into_report)
         .unwrap_or_else(|shared| shared.report()))
-}
-
-fn unreachable_reason(holders: &[NodeId], unreachable: &HashMap<NodeId, String>) -> String {
-    let reasons: Vec<&str> = holders
-        .iter()
-        .filter_map(|h| unreachable.get(h).map(String::as_str))
-        .collect();
-    if reasons.is_empty() {
-        "no other location holds its newest content".to_owned()
-    } else {
-        format!("no holder could provide it ({})", reasons.join("; "))
-    }
 }
 
 fn fail_targets(ctx: &Context, targets: &[FileEntry], why: &str) {
@@ -398,12 +386,7 @@ async fn refine_missing(
     else {
         return;
     };
-    let mut offsets = Vec::with_capacity(manifest.chunks.len());
-    let mut offset = 0;
-    for chunk in &manifest.chunks {
-        offsets.push(offset);
-        offset += u64::from(chunk.len);
-    }
+    let offsets = manifest.offsets();
     let mut left = Vec::new();
     for (n, &index) in missing.iter().enumerate() {
         let chunk = manifest.chunks[index];
@@ -451,12 +434,7 @@ async fn fetch_missing(
         .send(open)
         .await
         .map_err(|_| "the writer stopped".to_owned())?;
-    let mut offsets = Vec::with_capacity(manifest.chunks.len());
-    let mut offset = 0;
-    for chunk in &manifest.chunks {
-        offsets.push(offset);
-        offset += u64::from(chunk.len);
-    }
+    let offsets = manifest.offsets();
     let fetch = Arc::new(LargeFetch {
         key,
         hash: want.hash,

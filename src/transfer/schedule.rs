@@ -255,6 +255,20 @@ impl Schedule {
     }
 }
 
+/// Why a content held by `holders` cannot be fetched, given why some
+/// holders are unreachable or dropped (`reasons`).
+pub fn no_holder(holders: &[NodeId], reasons: &HashMap<NodeId, String>) -> String {
+    let known: Vec<&str> = holders
+        .iter()
+        .filter_map(|h| reasons.get(h).map(String::as_str))
+        .collect();
+    if known.is_empty() {
+        "no reachable location holds its newest content".to_owned()
+    } else {
+        format!("no holder could provide it ({})", known.join("; "))
+    }
+}
+
 impl State {
     fn take_for(&mut self, id: &NodeId) -> Option<Job> {
         let at = self.jobs.iter().position(|job| job.servable_by(id))?;
@@ -278,18 +292,7 @@ impl State {
     /// Fails the queued jobs no live holder may serve.
     fn settle_unservable(&mut self) {
         let live = &self.live;
-        let dropped = &self.dropped;
-        let why = |holders: &[NodeId]| -> String {
-            let reasons: Vec<&str> = holders
-                .iter()
-                .filter_map(|h| dropped.get(h).map(String::as_str))
-                .collect();
-            if reasons.is_empty() {
-                "no reachable location holds it".to_owned()
-            } else {
-                format!("no holder could provide it ({})", reasons.join("; "))
-            }
-        };
+        let why = |holders: &[NodeId]| no_holder(holders, &self.dropped);
         let mut kept = VecDeque::with_capacity(self.jobs.len());
         for job in self.jobs.drain(..) {
             if live.iter().any(|id| job.servable_by(id)) {

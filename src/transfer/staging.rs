@@ -65,16 +65,10 @@ impl StagedFile {
             .open(&path)?;
         let size = manifest.total_len();
         let existing = file.metadata()?.len();
-        let mut offsets = Vec::with_capacity(manifest.chunks.len());
-        let mut offset = 0;
-        for chunk in &manifest.chunks {
-            offsets.push(offset);
-            offset += u64::from(chunk.len);
-        }
         let mut staged = StagedFile {
             path,
             file,
-            offsets,
+            offsets: manifest.offsets(),
             lens: manifest.chunks.iter().map(|c| c.len).collect(),
             done: vec![false; manifest.chunks.len()],
             remaining: manifest.chunks.len(),
