@@ -152,6 +152,30 @@ impl harmony::transfer::TransferProgress for Received {
     }
 }
 
+/// Locations a and c both hold `content` at `path`; b knows of it (synced
+/// with a, which serves) and holds nothing.
+struct Held {
+    a: Location,
+    b: Location,
+    c: Location,
+    server_a: net::Server,
+}
+
+async fn held_by_a_and_c(path: &str, content: &[u8]) -> Held {
+    let mut a = Location::new("a");
+    a.write(path, content);
+    a.commit();
+    let mut c = Location::joining("c", &a);
+    let mut b = Location::joining("b", &a);
+    let server_a = serve(&a, &[&b, &c]);
+    sync_once(&mut c, &a, server_a.addr).await.unwrap();
+    c.write(path, content);
+    c.commit();
+    sync_once(&mut c, &a, server_a.addr).await.unwrap();
+    sync_once(&mut b, &a, server_a.addr).await.unwrap();
+    Held { a, b, c, server_a }
+}
+
 /// A holder that answers chunk requests with garbage of the right length.
 struct Rogue(SyncService);
 
@@ -177,18 +201,13 @@ impl Handler for Rogue {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rogue_holder_is_caught_and_avoided() {
-    let mut a = Location::new("a");
     let content = pseudo_random(1 << 20, 3);
-    a.write("f.bin", &content);
-    a.commit();
-    let mut c = Location::joining("c", &a);
-    let mut b = Location::joining("b", &a);
-    let honest = serve(&a, &[&b, &c]);
-    sync_once(&mut c, &a, honest.addr).await.unwrap();
-    c.write("f.bin", &content);
-    c.commit();
-    sync_once(&mut c, &a, honest.addr).await.unwrap();
-    sync_once(&mut b, &a, honest.addr).await.unwrap();
+    let Held {
+        a,
+        b,
+        c,
+        server_a: honest,
+    } = held_by_a_and_c("f.bin", &content).await;
     // c turns rogue: it answers chunk requests with garbage.
     let rogue = {
         let settings = Repo::open(&c.root()).unwrap().settings().clone();
@@ -255,18 +274,8 @@ async fn drop_needs_a_live_confirmation_from_another_holder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_file_comes_from_several_holders_at_once() {
-    let mut a = Location::new("a");
     let content = pseudo_random(40 << 20, 6);
-    a.write("film.mkv", &content);
-    a.commit();
-    let mut c = Location::joining("c", &a);
-    let mut b = Location::joining("b", &a);
-    let server_a = serve(&a, &[&b, &c]);
-    sync_once(&mut c, &a, server_a.addr).await.unwrap();
-    c.write("film.mkv", &content);
-    c.commit();
-    sync_once(&mut c, &a, server_a.addr).await.unwrap();
-    sync_once(&mut b, &a, server_a.addr).await.unwrap();
+    let Held { a, b, c, server_a } = held_by_a_and_c("film.mkv", &content).await;
     let server_c = serve(&c, &[&b]);
 
     let report = get_from(&b, Some(&[]), &[(&a, server_a.addr), (&c, server_c.addr)]).await;

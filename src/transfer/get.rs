@@ -23,11 +23,11 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use super::install::{self, Ready};
 use super::lane::Lane;
 use super::local::LocalCopies;
-use super::refine::{self, OldPieces, RefineError};
+use super::refine::{self, OldPieces};
 use super::schedule::{LargeFetch, Schedule, SmallContent};
 use super::staging::{self, FinishError, StagedFile};
 use super::writer::{self, WriteOp};
-use super::{newest, GetReport, Holders, Shared, TransferProgress};
+use super::{ask, newest, AskError, GetReport, Holders, Shared, TransferProgress};
 use crate::chunk::{page_hash, ChunkRef, Manifest};
 use crate::model::{ContentHash, FileEntry, FileId, NodeId};
 use crate::net::PeerConnection;
@@ -200,9 +200,7 @@ pub async fn get(
         Ok(Ok(result)) => result?,
         _ => return Err(Error::Refused("the install thread failed".into())),
     }
-    Ok(Arc::try_unwrap(shared)
-        .map(Shared::into_report)
-        .unwrap_or_else(|shared| shared.report()))
+    Ok(shared.report())
 }
 
 fn fail_targets(ctx: &Context, targets: &[FileEntry], why: &str) {
@@ -259,19 +257,15 @@ fn plan(root: &Path, ids: &[FileId]) -> crate::Result<(Vec<Wanted>, LocalCopies,
 /// the network. Returns whether it did.
 async fn copy_whole(ctx: &Arc<Context>, want: &Wanted) -> bool {
     let empty = want.size == 0 && want.hash == ContentHash::from(blake3::hash(&[]));
-    let Some(source) = ctx
-        .copies
-        .whole(want.hash)
-        .map(Path::to_path_buf)
-        .or_else(|| empty.then(PathBuf::new))
-    else {
+    let source = ctx.copies.whole(want.hash).map(Path::to_path_buf);
+    if source.is_none() && !empty {
         return false;
-    };
+    }
     let (dir, hash, first) = (ctx.staging.clone(), want.hash, want.targets[0].clone());
     let staged = tokio::task::spawn_blocking(move || -> std::io::Result<Option<PathBuf>> {
-        if source.as_os_str().is_empty() {
+        let Some(source) = source else {
             return writer::stage_whole(&dir, hash, &[], &first).map(Some);
-        }
+        };
         // Copied, then checked: the source may have changed since recorded.
         let part = staging::part_path(&dir, hash);
         std::fs::copy(&source, &part)?;
@@ -318,14 +312,24 @@ async fn fetch_large(ctx: &Arc<Context>, want: &Wanted) -> Result<(), String> {
         };
         ctx.shared.reused(reused);
         ctx.progress.advance(reused);
-        refine_missing(ctx, want, &manifest, &mut staged, &mut missing, &distrusted).await;
+        let offsets = manifest.offsets();
+        refine_missing(
+            ctx,
+            want,
+            &manifest,
+            &offsets,
+            &mut staged,
+            &mut missing,
+            &distrusted,
+        )
+        .await;
         let finished = if missing.is_empty() {
             let hash = want.hash;
             tokio::task::spawn_blocking(move || staged.finish(hash))
                 .await
                 .map_err(|e| e.to_string())?
         } else {
-            fetch_missing(ctx, want, staged, manifest.clone(), &missing).await?
+            fetch_missing(ctx, want, staged, manifest.clone(), offsets, &missing).await?
         };
         match finished {
             Ok(path) => {
@@ -359,6 +363,7 @@ async fn refine_missing(
     ctx: &Arc<Context>,
     want: &Wanted,
     manifest: &Arc<Manifest>,
+    offsets: &[u64],
     staged: &mut StagedFile,
     missing: &mut Vec<usize>,
     distrusted: &[NodeId],
@@ -386,7 +391,6 @@ async fn refine_missing(
     else {
         return;
     };
-    let offsets = manifest.offsets();
     let mut left = Vec::new();
     for (n, &index) in missing.iter().enumerate() {
         let chunk = manifest.chunks[index];
@@ -396,13 +400,13 @@ async fn refine_missing(
                 ctx.shared.reused(refined.reused);
                 ctx.progress.advance(u64::from(chunk.len));
             }
-            Err(RefineError::Lied(why)) => {
+            Err(AskError::Lied(why)) => {
                 let why = format!("{}: {why}", conn.peer().name);
                 ctx.schedule.holder_gone(holder, why, Vec::new());
                 left.extend_from_slice(&missing[n..]);
                 break;
             }
-            Err(RefineError::Unavailable(why)) => {
+            Err(AskError::Unavailable(why)) => {
                 tracing::debug!("chunk {index} of {} fetched whole: {why}", want.hash);
                 left.push(index);
             }
@@ -419,6 +423,7 @@ async fn fetch_missing(
     want: &Wanted,
     staged: StagedFile,
     manifest: Arc<Manifest>,
+    offsets: Vec<u64>,
     missing: &[usize],
 ) -> Result<Result<PathBuf, FinishError>, String> {
     let key = ctx.next_key.fetch_add(1, Ordering::Relaxed);
@@ -434,7 +439,6 @@ async fn fetch_missing(
         .send(open)
         .await
         .map_err(|_| "the writer stopped".to_owned())?;
-    let offsets = manifest.offsets();
     let fetch = Arc::new(LargeFetch {
         key,
         hash: want.hash,
@@ -517,10 +521,8 @@ async fn manifest_from_holders(
                 distrusted.push(*holder);
                 why_not.push(why);
             }
-            Err(ManifestError::Unavailable(e)) => {
-                why_not.push(format!("{}: {e}", conn.peer().name))
-            }
-            Err(ManifestError::Lied(e)) => {
+            Err(AskError::Unavailable(e)) => why_not.push(format!("{}: {e}", conn.peer().name)),
+            Err(AskError::Lied(e)) => {
                 let why = format!("{}: {e}", conn.peer().name);
                 ctx.schedule.holder_gone(*holder, why.clone(), Vec::new());
                 distrusted.push(*holder);
@@ -539,27 +541,6 @@ async fn manifest_from_holders(
     ))
 }
 
-/// Why a holder gave no manifest.
-enum ManifestError {
-    /// It does not hold the content now, or could not be reached.
-    Unavailable(String),
-    /// It sent something false or broken: dropped for this transfer.
-    Lied(String),
-}
-
-/// Sends `request` and returns the answer; a refusal or a lost connection
-/// is `Unavailable`, a broken frame a lie.
-async fn ask(conn: &PeerConnection, request: &Request) -> Result<Response, ManifestError> {
-    match conn.request(request).await {
-        Ok((Response::Error { code, message }, _)) => {
-            Err(ManifestError::Unavailable(format!("{code}: {message}")))
-        }
-        Ok((response, _)) => Ok(response),
-        Err(e @ crate::net::NetError::Protocol { .. }) => Err(ManifestError::Lied(e.to_string())),
-        Err(e) => Err(ManifestError::Unavailable(e.to_string())),
-    }
-}
-
 /// A content's manifest from `conn`: its index, then only the pages not
 /// in `known`; every page checked against its hash in the index, the index
 /// bounded by `max_chunks` (what the content's size allows).
@@ -568,17 +549,17 @@ async fn fetch_manifest(
     hash: ContentHash,
     max_chunks: u64,
     known: &HashMap<ContentHash, &[ChunkRef]>,
-) -> Result<Manifest, ManifestError> {
-    let lie = |what: &str| ManifestError::Lied(what.to_owned());
+) -> Result<Manifest, AskError> {
+    let lie = |what: &str| AskError::Lied(what.to_owned());
     let mut index = Vec::new();
     loop {
         let request = Request::Manifest {
             hash,
             first: index.len() as u32,
         };
-        let page = match ask(conn, &request).await? {
+        let page = match ask(conn, &request).await?.0 {
             Response::Manifest(page) => page,
-            other => return Err(ManifestError::Lied(format!("unexpected answer {other:?}"))),
+            other => return Err(AskError::Lied(format!("unexpected answer {other:?}"))),
         };
         if u64::from(page.total) > max_chunks {
             return Err(lie("a manifest index longer than the content allows"));
@@ -621,14 +602,14 @@ async fn fetch_manifest(
                 hash,
                 pages: asked.clone(),
             };
-            let answer = match ask(conn, &request).await? {
+            let answer = match ask(conn, &request).await?.0 {
                 Response::ManifestPages(answer) if answer.len() == asked.len() => answer,
-                other => return Err(ManifestError::Lied(format!("unexpected answer {other:?}"))),
+                other => return Err(AskError::Lied(format!("unexpected answer {other:?}"))),
             };
             for (at, page) in asked.into_iter().zip(answer) {
                 let expected = &index[at as usize];
                 if page.len() != expected.chunks as usize || page_hash(&page) != expected.hash {
-                    return Err(ManifestError::Lied(format!(
+                    return Err(AskError::Lied(format!(
                         "manifest page {at} does not match its index"
                     )));
                 }

@@ -113,10 +113,8 @@ fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed>
         }
     }
     let staged: Vec<&Path> = placements.iter().map(|p| p.staged.as_path()).collect();
-    make_durable(&staged, true).map_err(Error::io(
-        "sync",
-        super::staging::staging_dir(&root).unwrap_or_default(),
-    ))?;
+    let staging = root.join(crate::model::STATE_DIR).join(super::STAGING_DIR);
+    make_durable(&staged, true).map_err(Error::io("sync", &staging))?;
 
     let mut placed = Vec::new();
     for placement in placements {

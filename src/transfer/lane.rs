@@ -127,7 +127,7 @@ impl Lane {
             .iter()
             .map(|c| u64::from(c.len))
             .sum();
-        match answer_header(stream).await {
+        match stream.recv_frame().await {
             Ok(Response::Chunks { len }) if len == expected => {}
             Ok(Response::Chunks { len }) => {
                 return Err(Failure::Lied {
@@ -169,7 +169,7 @@ impl Lane {
         contents: Vec<SmallContent>,
         stream: &mut FramedStream,
     ) -> Result<(), Failure> {
-        let lens = match answer_header(stream).await {
+        let lens = match stream.recv_frame().await {
             Ok(Response::Files { lens }) if lens.len() == contents.len() => lens,
             Ok(Response::Files { lens }) => {
                 return Err(Failure::Lied {
@@ -252,11 +252,6 @@ fn request_for(job: &Job) -> Request {
             })
         }
     }
-}
-
-/// The first frame of an answer; a refusal is an `Err` of its own kind.
-async fn answer_header(stream: &mut FramedStream) -> Result<Response, NetError> {
-    stream.recv_frame().await
 }
 
 /// An answer that is neither the one expected nor an error.

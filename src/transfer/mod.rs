@@ -21,7 +21,10 @@ use serde::Serialize;
 pub use get::get;
 pub use staging::STAGING_DIR;
 
-use crate::model::{Content, ContentHash, FileEntry, Resolved};
+use crate::model::{Content, ContentHash, FileEntry, NodeId, Resolved};
+use crate::net::{NetError, Node, PeerConnection};
+use crate::proto::{Request, Response};
+use crate::store::PeerRecord;
 
 /// Told how a `get` advances (e.g. to draw a progress bar), from several
 /// tasks at once.
@@ -85,9 +88,29 @@ impl Shared {
     fn report(&self) -> GetReport {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
 
-    fn into_report(self) -> GetReport {
-        self.0.into_inner().unwrap_or_else(|e| e.into_inner())
+/// Why a holder gave no usable answer to a request.
+enum AskError {
+    /// It cannot serve it now (refused, unreachable, lost): ask elsewhere.
+    Unavailable(String),
+    /// It sent something false or broken: dropped for this transfer.
+    Lied(String),
+}
+
+/// Sends `request` to `conn`: an `Error` answer or a failed connection is
+/// `Unavailable`, a broken frame a lie.
+async fn ask(
+    conn: &PeerConnection,
+    request: &Request,
+) -> Result<(Response, crate::net::FramedStream), AskError> {
+    match conn.request(request).await {
+        Ok((Response::Error { code, message }, _)) => {
+            Err(AskError::Unavailable(format!("{code}: {message}")))
+        }
+        Ok(answer) => Ok(answer),
+        Err(e @ NetError::Protocol { .. }) => Err(AskError::Lied(e.to_string())),
+        Err(e) => Err(AskError::Unavailable(e.to_string())),
     }
 }
 
@@ -106,11 +129,6 @@ fn newest(entry: &FileEntry) -> Option<(ContentHash, u64, i64)> {
         _ => None,
     }
 }
-
-use crate::model::NodeId;
-use crate::net::{NetError, Node, PeerConnection};
-use crate::proto::{Request, Response};
-use crate::store::PeerRecord;
 
 /// Reaches holders by node id: the trusted peers, each connected once, on
 /// first need. A holder this location does not trust is never contacted.

@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::local::LocalCopies;
+use super::{ask, AskError};
 use crate::chunk::{refine, ChunkRef, Manifest};
 use crate::model::ContentHash;
 use crate::net::PeerConnection;
@@ -68,14 +69,6 @@ pub struct Refined {
     pub reused: u64,
 }
 
-/// Why a chunk could not be refined; it is then fetched whole.
-pub enum RefineError {
-    /// The holder cannot do it now (refused, lost).
-    Unavailable(String),
-    /// The holder sent something false.
-    Lied(String),
-}
-
 /// Chunk `chunk` at `offset` of content `hash`, from `conn`, reusing `old`.
 pub async fn refine_chunk(
     conn: &PeerConnection,
@@ -83,20 +76,16 @@ pub async fn refine_chunk(
     offset: u64,
     chunk: ChunkRef,
     old: &OldPieces,
-) -> Result<Refined, RefineError> {
-    let lied = |what: String| RefineError::Lied(what);
+) -> Result<Refined, AskError> {
+    let lied = AskError::Lied;
     let request = Request::Refine {
         hash,
         offset,
         len: chunk.len,
     };
-    let subs = match conn.request(&request).await {
-        Ok((Response::Refined(subs), _)) => subs,
-        Ok((Response::Error { code, message }, _)) => {
-            return Err(RefineError::Unavailable(format!("{code}: {message}")))
-        }
-        Ok((other, _)) => return Err(lied(format!("unexpected answer {other:?}"))),
-        Err(e) => return Err(RefineError::Unavailable(e.to_string())),
+    let subs = match ask(conn, &request).await?.0 {
+        Response::Refined(subs) => subs,
+        other => return Err(lied(format!("unexpected answer {other:?}"))),
     };
     if subs.iter().map(|s| u64::from(s.len)).sum::<u64>() != u64::from(chunk.len) {
         return Err(lied("sub-chunks that do not cover the chunk".into()));
@@ -125,7 +114,7 @@ pub async fn refine_chunk(
         at = end;
     }
     if ranges.len() > MAX_RANGES {
-        return Err(RefineError::Unavailable("too many pieces to fetch".into()));
+        return Err(AskError::Unavailable("too many pieces to fetch".into()));
     }
     let fetched: u64 = ranges.iter().map(|(_, len)| len).sum();
     if fetched > 0 {
@@ -133,20 +122,16 @@ pub async fn refine_chunk(
             hash,
             ranges: ranges.iter().map(|(o, l)| (offset + o, *l)).collect(),
         });
-        let mut stream = match conn.request(&request).await {
-            Ok((Response::Chunks { len }, stream)) if len == fetched => stream,
-            Ok((Response::Error { code, message }, _)) => {
-                return Err(RefineError::Unavailable(format!("{code}: {message}")))
-            }
-            Ok((other, _)) => return Err(lied(format!("unexpected answer {other:?}"))),
-            Err(e) => return Err(RefineError::Unavailable(e.to_string())),
+        let mut stream = match ask(conn, &request).await? {
+            (Response::Chunks { len }, stream) if len == fetched => stream,
+            (other, _) => return Err(lied(format!("unexpected answer {other:?}"))),
         };
         for (at, sub) in &wanted {
             let piece = &mut bytes[*at..*at + sub.len as usize];
             stream
                 .recv_exact(piece)
                 .await
-                .map_err(|e| RefineError::Unavailable(e.to_string()))?;
+                .map_err(|e| AskError::Unavailable(e.to_string()))?;
             if ContentHash::from(blake3::hash(piece)) != sub.hash {
                 return Err(lied("sent a corrupted sub-chunk".into()));
             }
