@@ -1,9 +1,11 @@
 //! Benchmark of content transfer (`harmony get`) between two in-process
 //! locations over QUIC on 127.0.0.1, through the library as `harmony get`
 //! does it (`Repo::wanted`, a client node, `Holders`, `transfer::get`) from a
-//! location served by `SyncService`, printed beside a bare quinn transfer
-//! measured in the same run (the machine's limit) and the figures the issue
-//! quotes for rsync, Unison and Syncthing on this machine.
+//! location served by `SyncService`, printed beside two limits measured in
+//! the same run — a bare quinn transfer from memory, and the same bare quinn
+//! doing only the work any verified, durable get must do (read, hash each
+//! chunk and each whole file, write, sync: `common/verified_floor.rs`) — and
+//! the figures the issue quotes for rsync, Unison and Syncthing here.
 //!
 //! ```text
 //! cargo run --release --example bench_get [-- --dir /path/with/2.5GiB/free] [--only N]
@@ -35,6 +37,8 @@ mod common;
 mod raw_quinn;
 #[path = "common/serving.rs"]
 mod serving;
+#[path = "common/verified_floor.rs"]
+mod verified_floor;
 
 use common::{reset_peak_rss, rss, secs};
 use harmony::model::RepoPath;
@@ -46,6 +50,7 @@ use harmony::Repo;
 use raw_quinn::{bare_quinn, localhost};
 use serving::{serve, Location, Served};
 use tokio::runtime::Runtime;
+use verified_floor::verified_quinn;
 
 const MIB: usize = 1 << 20;
 const MTIME: u64 = 1_700_000_000;
@@ -272,6 +277,41 @@ fn raw_quinn(rt: &Runtime, base: &Path) -> f64 {
     runs[1]
 }
 
+/// The machine's limit for a verified, durable get of A's media files
+/// (see `common/verified_floor.rs`), median of 3. Returns MB/s.
+fn verified_floor(rt: &Runtime, base: &Path, a: &Location) -> f64 {
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let id = Identity::create(dir.path()).unwrap();
+    let files: Vec<(PathBuf, blake3::Hash)> = (0..MEDIA_FILES)
+        .map(|i| {
+            let path = a.root().join(media_path(i));
+            let hash = blake3::hash(&fs::read(&path).unwrap());
+            (path, hash)
+        })
+        .collect();
+    let total = (MEDIA_FILES * MEDIA_SIZE) as u64;
+    let mut runs: Vec<f64> = (0..3)
+        .map(|_| {
+            let out = tempfile::tempdir_in(base).unwrap();
+            mb_s(
+                total,
+                rt.block_on(verified_quinn(&id, &files, out.path()))
+                    .unwrap(),
+            )
+        })
+        .collect();
+    println!(
+        "\n## machine limit for a verified get: the same bare quinn carrying A's files from disk, 32 KiB pieces each blake3-checked, whole files hashed, written, one syncfs: {} MB/s",
+        runs.iter()
+            .map(|r| format!("{r:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    runs.sort_by(f64::total_cmp);
+    println!("  median {:.1} MB/s", runs[1]);
+    runs[1]
+}
+
 // ------------------------------------------------------------- scenarios
 
 const MEDIA_FILES: usize = 16;
@@ -294,6 +334,7 @@ fn media_and_edit(rt: &Runtime, base: &Path, raw: f64, rows: &mut Vec<Row>) {
     let started = Instant::now();
     a.commit();
     println!("A committed in {:.2} s (untimed)", secs(started.elapsed()));
+    let floor = verified_floor(rt, base, &a);
     let server = serve(rt, &a, &[&b]);
     let t = sync_once(rt, &b, &server);
     println!("B's first sync {:.3} s (untimed)", secs(t));
@@ -305,9 +346,10 @@ fn media_and_edit(rt: &Runtime, base: &Path, raw: f64, rows: &mut Vec<Row>) {
     let rate_get = mb_s(total, run.get);
     let rate_all = mb_s(total, run.total());
     println!(
-        "  {rate_all:.1} MB/s over the whole get ({rate_get:.1} MB/s over transfer::get alone); raw quinn {raw:.1} MB/s; ratio {:.2} ({:.2})",
+        "  {rate_all:.1} MB/s over the whole get ({rate_get:.1} MB/s over transfer::get alone); raw quinn {raw:.1} MB/s; ratio {:.2} ({:.2}); verified floor {floor:.1} MB/s; ratio {:.2}",
         rate_all / raw,
-        rate_get / raw
+        rate_get / raw,
+        rate_all / floor
     );
     let (receiving, between) = run.timeline.split(MEDIA_SIZE as u64);
     println!(
@@ -333,6 +375,17 @@ fn media_and_edit(rt: &Runtime, base: &Path, raw: f64, rows: &mut Vec<Row>) {
         ),
         peers: "rsync 1.32 s, Unison 5.95 s, Syncthing 4.06 s".into(),
         met: Some(rate_all >= 0.9 * raw),
+    });
+    rows.push(Row {
+        what: "1. the same, against the verified floor".into(),
+        target: "- (the floor is this machine's limit)".into(),
+        measured: format!(
+            "{:.0}% of {floor:.0} MB/s (floor = {:.0}% of raw quinn)",
+            rate_all / floor * 100.0,
+            floor / raw * 100.0
+        ),
+        peers: "-".into(),
+        met: None,
     });
     rows.push(Row {
         what: "1. 1 GiB / 16 files, peak RSS".into(),

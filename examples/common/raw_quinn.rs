@@ -15,34 +15,60 @@ pub fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// Bare quinn, default transport and socket, server-auth TLS only.
-pub async fn bare_quinn(server_id: &Identity, len: u64) -> anyhow::Result<Duration> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![server_id.certificate().clone()],
-            server_id.private_key(),
-        )?;
-    server_tls.alpn_protocols = vec![b"bench".to_vec()];
-    let server_config = quinn::ServerConfig::with_crypto(Arc::new(
-        quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)?,
-    ));
-    let server = quinn::Endpoint::server(server_config, localhost())?;
-    let addr = server.local_addr()?;
+/// Two bare quinn endpoints on loopback: default transport and socket,
+/// server-auth TLS only.
+pub struct BarePair {
+    pub server: quinn::Endpoint,
+    pub client: quinn::Endpoint,
+    pub client_config: quinn::ClientConfig,
+    pub addr: SocketAddr,
+}
 
-    let verifier = PinnedServerVerifier::new(server_id.node_id(), &crypto_provider());
-    let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    client_tls.alpn_protocols = vec![b"bench".to_vec()];
-    let client_config = quinn::ClientConfig::new(Arc::new(
-        quinn::crypto::rustls::QuicClientConfig::try_from(client_tls)?,
-    ));
-    let client = quinn::Endpoint::client(localhost())?;
+impl BarePair {
+    pub fn new(server_id: &Identity) -> anyhow::Result<Self> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![server_id.certificate().clone()],
+                server_id.private_key(),
+            )?;
+        server_tls.alpn_protocols = vec![b"bench".to_vec()];
+        let server_config = quinn::ServerConfig::with_crypto(Arc::new(
+            quinn::crypto::rustls::QuicServerConfig::try_from(server_tls)?,
+        ));
+        let server = quinn::Endpoint::server(server_config, localhost())?;
+        let addr = server.local_addr()?;
+
+        let verifier = PinnedServerVerifier::new(server_id.node_id(), &crypto_provider());
+        let mut client_tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        client_tls.alpn_protocols = vec![b"bench".to_vec()];
+        let client_config = quinn::ClientConfig::new(Arc::new(
+            quinn::crypto::rustls::QuicClientConfig::try_from(client_tls)?,
+        ));
+        let client = quinn::Endpoint::client(localhost())?;
+        Ok(BarePair {
+            server,
+            client,
+            client_config,
+            addr,
+        })
+    }
+}
+
+/// Bare quinn ([`BarePair`]): `len` bytes from memory over one stream.
+pub async fn bare_quinn(server_id: &Identity, len: u64) -> anyhow::Result<Duration> {
+    let BarePair {
+        server,
+        client,
+        client_config,
+        addr,
+    } = BarePair::new(server_id)?;
 
     let serving = tokio::spawn(async move {
         let conn = server.accept().await.unwrap().await.unwrap();

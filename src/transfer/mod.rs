@@ -7,6 +7,7 @@ mod get;
 mod install;
 mod lane;
 mod local;
+mod pieces;
 mod refine;
 mod schedule;
 pub mod serve;

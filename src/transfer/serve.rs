@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use super::pieces;
 use crate::chunk::{ChunkRef, Manifest};
 use crate::model::{ContentHash, RepoPath, STATE_DIR};
 use crate::net::{FramedStream, NetError};
@@ -308,11 +309,12 @@ fn read_pieces(
     tx: &tokio::sync::mpsc::Sender<Result<Bytes, String>>,
 ) -> Result<(), String> {
     // A Vec filled by `read_to_end` is not zeroed first (a page-cache read
-    // at ~1 GB/s would otherwise pay for a memset of every byte too).
-    let mut piece: Vec<u8> = Vec::with_capacity(PIECE);
+    // at ~1 GB/s would otherwise pay for a memset of every byte too), and a
+    // recycled one has its pages mapped already.
+    let mut piece: Vec<u8> = pieces::take(PIECE);
     let flush = |piece: &mut Vec<u8>| -> Result<(), String> {
         if !piece.is_empty() {
-            let full = Bytes::from(std::mem::replace(piece, Vec::with_capacity(PIECE)));
+            let full = pieces::share(std::mem::replace(piece, pieces::take(PIECE)));
             tx.blocking_send(Ok(full))
                 .map_err(|_| "the stream is gone".to_owned())?;
         }

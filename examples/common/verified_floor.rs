@@ -1,0 +1,118 @@
+//! The machine's limit for a *verified, durable* get: bare quinn
+//! ([`BarePair`]) carrying files read from disk, with the work every such
+//! get must do and nothing else — the sender reads the files on a blocking
+//! thread; the receiver copies each 32 KiB piece out of the stream, hashes
+//! it (the per-chunk check), and hands it to a writer thread that hashes
+//! the whole file and writes it; one `syncfs` at the end. No state, no
+//! manifests, no scheduling: what is left between this and `harmony get` is
+//! Harmony's own overhead. Included with `#[path]` next to `raw_quinn.rs`.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use harmony::net::Identity;
+
+use super::raw_quinn::{BarePair, BLOCK};
+
+/// The average chunk of the repository's chunking.
+const PIECE: usize = 32 * 1024;
+
+/// Sends `files` over one stream and writes them into `out`, each checked
+/// against its blake3.
+pub async fn verified_quinn(
+    server_id: &Identity,
+    files: &[(PathBuf, blake3::Hash)],
+    out: &Path,
+) -> anyhow::Result<Duration> {
+    let BarePair {
+        server,
+        client,
+        client_config,
+        addr,
+    } = BarePair::new(server_id)?;
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|(f, _)| f.metadata().map(|m| m.len()))
+        .collect::<Result<_, _>>()?;
+    let expected: Vec<blake3::Hash> = files.iter().map(|(_, h)| *h).collect();
+    let paths: Vec<PathBuf> = files.iter().map(|(f, _)| f.clone()).collect();
+
+    let serving = tokio::spawn(async move {
+        let conn = server.accept().await.unwrap().await.unwrap();
+        let (mut send, mut recv) = conn.accept_bi().await.unwrap();
+        let mut ask = [0u8; 1];
+        recv.read_exact(&mut ask).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+        tokio::task::spawn_blocking(move || {
+            for path in paths {
+                let mut file = File::open(path).unwrap();
+                loop {
+                    let mut block = Vec::with_capacity(BLOCK);
+                    let n = (&mut file)
+                        .take(BLOCK as u64)
+                        .read_to_end(&mut block)
+                        .unwrap();
+                    if n == 0 || tx.blocking_send(block.into()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        while let Some(block) = rx.recv().await {
+            send.write_chunk(block).await.unwrap();
+        }
+        send.finish().unwrap();
+        let _ = conn.closed().await;
+        server.wait_idle().await;
+    });
+
+    let conn = client.connect_with(client_config, addr, "bench")?.await?;
+    let start = Instant::now();
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&[1]).await?;
+    send.finish()?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let out_dir = out.to_owned();
+    let writer_sizes = sizes.clone();
+    let writer = std::thread::spawn(move || -> anyhow::Result<Vec<blake3::Hash>> {
+        let mut hashes = Vec::new();
+        for (i, size) in writer_sizes.into_iter().enumerate() {
+            let mut file = File::create(out_dir.join(format!("{i}.part")))?;
+            let mut whole = blake3::Hasher::new();
+            let mut left = size;
+            while left > 0 {
+                let piece = rx
+                    .blocking_recv()
+                    .ok_or_else(|| anyhow::anyhow!("the receiver stopped early"))?;
+                whole.update(&piece);
+                file.write_all(&piece)?;
+                left -= piece.len() as u64;
+            }
+            hashes.push(whole.finalize());
+        }
+        rustix::fs::syncfs(File::open(&out_dir)?)?;
+        Ok(hashes)
+    });
+    for size in sizes {
+        let mut left = size;
+        while left > 0 {
+            let mut piece = vec![0; left.min(PIECE as u64) as usize];
+            recv.read_exact(&mut piece).await?;
+            std::hint::black_box(blake3::hash(&piece));
+            left -= piece.len() as u64;
+            if tx.send(piece).await.is_err() {
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let hashes = writer.join().expect("the writer thread panicked")?;
+    let elapsed = start.elapsed();
+    anyhow::ensure!(hashes == expected, "a file arrived corrupted");
+    conn.close(0u32.into(), b"done");
+    client.wait_idle().await;
+    serving.await?;
+    Ok(elapsed)
+}
