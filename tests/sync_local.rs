@@ -7,7 +7,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::fs;
 
-use harmony::model::RepoPath;
+use harmony::model::{RepoPath, STATE_DIR};
+use harmony::store::{Store, DB_FILE};
+use harmony::sync::{self, Batch, SyncHello};
 use harmony::FileState;
 use support::{b3, pseudo_random, sync_pair, sync_pair_committed, Location};
 
@@ -135,6 +137,61 @@ fn a_rename_here_and_an_edit_there_merge_into_one_renamed_edited_file() {
         fs::read(a.root().join("renamed/new.bin")).unwrap(),
         original
     );
+}
+
+/// Every batch `store` has for the peer, as its sender would send them.
+fn outgoing(store: &Store, mine: &SyncHello, theirs: &SyncHello) -> Vec<Batch> {
+    let mut out = sync::Outgoing::new(sync::send_from(mine, theirs), mine);
+    std::iter::from_fn(|| out.next_batch(store).unwrap()).collect()
+}
+
+/// A network session sends its batches while it merges the peer's. When
+/// both sides changed one entry and the merge of the peer's version (which
+/// gives the entry a newer change number) happens before the sender reads
+/// it, the sender must still send it in this session: it reads from a
+/// snapshot taken before merging starts.
+#[test]
+fn an_entry_both_sides_changed_goes_out_even_when_merged_before_it_is_read() {
+    let (mut a, mut b) = shared_pair(&pseudo_random(50_000, 2));
+    fs::create_dir(a.root().join("renamed")).unwrap();
+    fs::rename(
+        a.root().join("shared.bin"),
+        a.root().join("renamed/new.bin"),
+    )
+    .unwrap();
+    a.commit();
+    b.write("shared.bin", &pseudo_random(50_000, 3));
+    b.commit();
+
+    let (id_a, id_b) = (a.repo.node_id(), b.repo.node_id());
+    let hello_a = sync::hello(a.repo.store(), id_b).unwrap();
+    let hello_b = sync::hello(b.repo.store(), id_a).unwrap();
+    assert!(!sync::begin(a.repo.store_mut(), id_b, &hello_a, &hello_b).unwrap());
+    sync::begin(b.repo.store_mut(), id_a, &hello_b, &hello_a).unwrap();
+    // a's sender takes its snapshot, then a merges all of b's batches
+    // before its sender reads anything.
+    let snapshot = Store::open_snapshot(&a.root().join(STATE_DIR).join(DB_FILE)).unwrap();
+    let mut moved_on = 0;
+    for batch in outgoing(b.repo.store(), &hello_b, &hello_a) {
+        let merged =
+            sync::merge_batch(a.repo.store_mut(), id_a, id_b, hello_b.incarnation, batch).unwrap();
+        moved_on += merged.changed.len();
+    }
+    assert_eq!(
+        moved_on, 1,
+        "the entry changed at a, past the range a sends"
+    );
+    let mut changed = Vec::new();
+    for batch in outgoing(&snapshot, &hello_a, &hello_b) {
+        let merged =
+            sync::merge_batch(b.repo.store_mut(), id_b, id_a, hello_a.incarnation, batch).unwrap();
+        changed.extend(merged.changed);
+    }
+    b.repo.apply_remote(&changed).unwrap();
+    // b learned a's rename in this one session.
+    assert_eq!(changed.len(), 1);
+    assert_eq!(b.ls()[0].path.as_str(), "renamed/new.bin");
+    assert!(b.root().join("renamed/new.bin").exists());
 }
 
 #[test]

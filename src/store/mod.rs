@@ -83,6 +83,20 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens the database with a read snapshot: every read through the
+    /// returned store sees the state as of this call, whatever other
+    /// connections commit meanwhile (WAL readers are isolated and block no
+    /// writer). Used by a sync session's sender, so that merging the peer's
+    /// changes while sending cannot move an entry out of the range being
+    /// sent. The snapshot ends when the store is dropped.
+    pub fn open_snapshot(path: &Path) -> Result<Self> {
+        let store = Self::open(path)?;
+        store.conn.execute_batch("BEGIN DEFERRED")?;
+        // SQLite takes the snapshot at the first read of the transaction.
+        store.change_seq()?;
+        Ok(store)
+    }
+
     fn connect(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;

@@ -47,7 +47,8 @@ pub fn send_from(mine: &SyncHello, theirs: &SyncHello) -> u64 {
     }
 }
 
-/// The batches this node sends, read lazily from the store: its changes
+/// The batches this node sends, read lazily from the store (a snapshot
+/// taken before merging starts, see `Store::open_snapshot`): its changes
 /// after the point the peer has merged, up to its change sequence when the
 /// session began. Changes made during the session (also those merged from
 /// the peer) wait for the next one, so nothing is echoed back. The last batch
@@ -69,9 +70,9 @@ impl Outgoing {
         }
     }
 
-    /// The next batch, or `None` after the final, empty one. An entry changed
-    /// again while sending moves past `upto` and goes with the next session;
-    /// its newer state includes the older one, so nothing is lost.
+    /// The next batch, or `None` after the final, empty one. Read from a
+    /// plain connection instead of a snapshot, an entry changed again while
+    /// sending would move past `upto` and go with the next session only.
     pub fn next_batch(&mut self, store: &Store) -> Result<Option<Batch>, StoreError> {
         if self.done {
             return Ok(None);

@@ -159,10 +159,15 @@ async fn exchange(
         report.tombstones_collected = collected?;
         return Ok(report);
     }
+    // What we send is read from a snapshot taken before merging starts: an
+    // entry both sides changed must go out as it was, not be skipped because
+    // merging the peer's version moved it past the range being sent.
+    let (_, snapshot) = blocking(db, |db| Store::open_snapshot(db)).await?;
+    let snapshot = snapshot?;
     let (sender, receiver) = stream.split();
     let after = send_from(&mine, &theirs);
     let (sent, (repo, received)) = tokio::try_join!(
-        send_batches(sender, db, after, mine),
+        send_batches(sender, snapshot, after, mine),
         receive_batches(receiver, repo, peer_id, theirs.incarnation),
     )?;
     report.entries_sent = sent;
@@ -182,16 +187,16 @@ async fn exchange(
     Ok(report)
 }
 
-/// Sends our changes after `after`, read from a connection of our own to
-/// the database, until the last (empty) batch. Returns the entries sent.
+/// Sends our changes after `after`, read from `snapshot` (a connection of
+/// our own to the database), until the last (empty) batch. Returns the
+/// entries sent.
 async fn send_batches(
     sender: &mut FrameSender,
-    db: PathBuf,
+    snapshot: Store,
     after: u64,
     mine: SyncHello,
 ) -> Result<usize, SyncError> {
-    let (_, opened) = blocking(db, |db| Store::open(db)).await?;
-    let mut state = (opened?, Outgoing::new(after, &mine));
+    let mut state = (snapshot, Outgoing::new(after, &mine));
     let mut sent = 0;
     loop {
         let (back, batch) = blocking(state, |(store, out)| out.next_batch(store)).await?;
