@@ -3,8 +3,8 @@
 //! does it (`Repo::wanted`, a client node, `Holders`, `transfer::get`) from a
 //! location served by `SyncService`, printed beside two limits measured in
 //! the same run — a bare quinn transfer from memory, and the same bare quinn
-//! doing only the work any verified, durable get must do (read, hash each
-//! chunk and each whole file, write, sync: `common/verified_floor.rs`) — and
+//! doing only the work any verified get must do (read, hash each chunk and
+//! each whole file, write; no fsync: `common/verified_floor.rs`) — and
 //! the figures the issue quotes for rsync, Unison and Syncthing here.
 //!
 //! ```text
@@ -277,7 +277,7 @@ fn raw_quinn(rt: &Runtime, base: &Path) -> f64 {
     runs[1]
 }
 
-/// The machine's limit for a verified, durable get of A's media files
+/// The machine's limit for a verified get of A's media files
 /// (see `common/verified_floor.rs`), median of 3. Returns MB/s.
 fn verified_floor(rt: &Runtime, base: &Path, a: &Location) -> f64 {
     let dir = tempfile::tempdir_in(base).unwrap();
@@ -301,7 +301,7 @@ fn verified_floor(rt: &Runtime, base: &Path, a: &Location) -> f64 {
         })
         .collect();
     println!(
-        "\n## machine limit for a verified get: the same bare quinn carrying A's files from disk, 32 KiB pieces each blake3-checked, whole files hashed, written, one syncfs: {} MB/s",
+        "\n## machine limit for a verified get: the same bare quinn carrying A's files from disk, 32 KiB pieces each blake3-checked, whole files hashed, written (no fsync): {} MB/s",
         runs.iter()
             .map(|r| format!("{r:.1}"))
             .collect::<Vec<_>>()

@@ -1,11 +1,13 @@
-//! The machine's limit for a *verified, durable* get: bare quinn
-//! ([`BarePair`]) carrying files read from disk, with the work every such
-//! get must do and nothing else — the sender reads the files on a blocking
-//! thread; the receiver copies each 32 KiB piece out of the stream, hashes
-//! it (the per-chunk check), and hands it to a writer thread that hashes
-//! the whole file and writes it; one `syncfs` at the end. No state, no
-//! manifests, no scheduling: what is left between this and `harmony get` is
-//! Harmony's own overhead. Included with `#[path]` next to `raw_quinn.rs`.
+//! The machine's limit for a *verified* get: bare quinn ([`BarePair`])
+//! carrying files read from disk, with the work every such get must do and
+//! nothing else — the sender reads the files on a blocking thread; the
+//! receiver copies each 32 KiB piece out of the stream, hashes it (the
+//! per-chunk check), and hands it to a writer thread that hashes the whole
+//! file and writes it to the page cache. No state, no manifests, no
+//! scheduling, and no fsync (Harmony's get makes its files durable; this
+//! does not, so it is an upper bound): what is left between this and
+//! `harmony get` is Harmony's own overhead plus durability. Included with
+//! `#[path]` next to `raw_quinn.rs`.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -92,7 +94,6 @@ pub async fn verified_quinn(
             }
             hashes.push(whole.finalize());
         }
-        rustix::fs::syncfs(File::open(&out_dir)?)?;
         Ok(hashes)
     });
     for size in sizes {
