@@ -42,6 +42,8 @@ pub enum Error {
     Resolve(String),
     #[error("{0}")]
     Refused(String),
+    #[error("another `harmony get` is fetching into {0} right now; let it finish (or stop it), then run this again")]
+    GetRunning(PathBuf),
     #[error("the state database is inconsistent: {0}")]
     Inconsistent(String),
 }

@@ -4,11 +4,13 @@
 mod support;
 
 use std::fs;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use harmony::net::{BoxFuture, FramedStream, Handler, NetError, Node, PeerInfo};
-use harmony::proto::{Request, Response};
+use harmony::proto::{Request, Response, MAX_WHOLE_FILE};
 use harmony::sync::SyncService;
 use harmony::transfer::drop_files;
 use harmony::Repo;
@@ -152,8 +154,8 @@ impl harmony::transfer::TransferProgress for Received {
     }
 }
 
-/// Locations a and c both hold `content` at `path`; b knows of it (synced
-/// with a, which serves) and holds nothing.
+/// Locations a and c both hold `files` (path, content); b knows of them
+/// (synced with a, which serves) and holds nothing.
 struct Held {
     a: Location,
     b: Location,
@@ -161,23 +163,84 @@ struct Held {
     server_a: net::Server,
 }
 
-async fn held_by_a_and_c(path: &str, content: &[u8]) -> Held {
+async fn held_by_a_and_c(files: &[(&str, &[u8])]) -> Held {
     let mut a = Location::new("a");
-    a.write(path, content);
+    for (path, content) in files {
+        a.write(path, content);
+    }
     a.commit();
     let mut c = Location::joining("c", &a);
     let mut b = Location::joining("b", &a);
     let server_a = serve(&a, &[&b, &c]);
     sync_once(&mut c, &a, server_a.addr).await.unwrap();
-    c.write(path, content);
+    for (path, content) in files {
+        c.write(path, content);
+    }
     c.commit();
     sync_once(&mut c, &a, server_a.addr).await.unwrap();
     sync_once(&mut b, &a, server_a.addr).await.unwrap();
     Held { a, b, c, server_a }
 }
 
-/// A holder that answers chunk requests with garbage of the right length.
-struct Rogue(SyncService);
+/// b holds `old` at `path` (fetched from a); a then edits it to `new`, and c
+/// holds `new` too; b knows of the new version (synced with a, which serves).
+async fn edited_by_a_and_c(path: &str, old: &[u8], new: &[u8]) -> Held {
+    let mut a = Location::new("a");
+    a.write(path, old);
+    a.commit();
+    let mut c = Location::joining("c", &a);
+    let mut b = Location::joining("b", &a);
+    let server_a = serve(&a, &[&b, &c]);
+    sync_once(&mut b, &a, server_a.addr).await.unwrap();
+    let report = get_from(&b, Some(&[]), &[(&a, server_a.addr)]).await;
+    assert_eq!(report.files, 1, "{report:?}");
+    assert_eq!(read(&b, path), old);
+
+    a.write(path, new);
+    a.commit();
+    sync_once(&mut c, &a, server_a.addr).await.unwrap();
+    c.write(path, new);
+    c.commit();
+    sync_once(&mut c, &a, server_a.addr).await.unwrap();
+    sync_once(&mut b, &a, server_a.addr).await.unwrap();
+    let wanted = Repo::open(&b.root()).unwrap().wanted(None).unwrap();
+    assert_eq!(wanted.len(), 1, "b knows its copy is outdated");
+    Held { a, b, c, server_a }
+}
+
+/// What a rogue holder lies about; it answers every other request honestly.
+#[derive(Clone, Copy, Debug)]
+enum Lie {
+    /// `Chunks`: garbage of the length asked.
+    Chunks,
+    /// `Files`: the true length of each content it holds, then garbage.
+    Files,
+    /// `Refine`: the chunk's true sub-chunks with the first two swapped:
+    /// each one is genuine and together they cover the chunk, but they do
+    /// not rebuild it. (The first sub-chunks of the chunk an edit changed
+    /// are those of the older chunk, so the receiver takes both from its
+    /// older version rather than fetch them: only rebuilding shows the lie.)
+    Refine,
+}
+
+/// A holder that tells its `lie` and serves the rest from `service`.
+struct Rogue {
+    service: SyncService,
+    root: PathBuf,
+    lie: Lie,
+    /// Lying answers sent so far.
+    lies: AtomicUsize,
+}
+
+impl Rogue {
+    fn lies(&self) -> usize {
+        self.lies.load(Ordering::SeqCst)
+    }
+
+    fn lying(&self) {
+        self.lies.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 impl Handler for Rogue {
     fn handle<'a>(
@@ -187,16 +250,60 @@ impl Handler for Rogue {
         stream: &'a mut FramedStream,
     ) -> BoxFuture<'a, Result<(), NetError>> {
         Box::pin(async move {
-            match request {
-                Request::Chunks(ranges) => {
+            match (self.lie, request) {
+                (Lie::Chunks, Request::Chunks(ranges)) => {
+                    self.lying();
                     let len = ranges.total_len();
                     stream.send_frame(&Response::Chunks { len }).await?;
                     stream.send_raw(&vec![0xAA; len as usize]).await
                 }
-                other => self.0.handle(peer, other, stream).await,
+                (Lie::Files, Request::Files { hashes }) => {
+                    self.lying();
+                    let repo = Repo::open(&self.root).unwrap();
+                    let lens: Vec<Option<u64>> = hashes
+                        .iter()
+                        .map(|hash| {
+                            let held = repo.store().local_file_by_hash(*hash).unwrap();
+                            held.map(|f| f.stat.size)
+                        })
+                        .collect();
+                    let len: u64 = lens.iter().flatten().sum();
+                    stream.send_frame(&Response::Files { lens }).await?;
+                    stream.send_raw(&vec![0xAA; len as usize]).await
+                }
+                (Lie::Refine, Request::Refine { hash, offset, len }) => {
+                    self.lying();
+                    let repo = Repo::open(&self.root).unwrap();
+                    let held = repo.store().local_file_by_hash(hash).unwrap().unwrap();
+                    let file = fs::File::open(held.path.to_path(&self.root)).unwrap();
+                    let mut chunk = vec![0; len as usize];
+                    std::os::unix::fs::FileExt::read_exact_at(&file, &mut chunk, offset).unwrap();
+                    let mut subs = harmony::chunk::refine(&chunk);
+                    subs.swap(0, 1);
+                    stream.send_frame(&Response::Refined(subs)).await
+                }
+                (_, other) => self.service.handle(peer, other, stream).await,
             }
         })
     }
+}
+
+/// Starts `holder` serving `client` as a rogue telling `lie`; returns the
+/// server and the rogue (to count its lies).
+fn start_rogue(holder: &Location, client: &Location, lie: Lie) -> (net::Server, Arc<Rogue>) {
+    let settings = Repo::open(&holder.root()).unwrap().settings().clone();
+    let config = support::sync_config(settings.repo_id, &settings.node_name);
+    let client_name = client.repo.settings().node_name.clone();
+    let trust = harmony::net::TrustList::from_peers([(client.repo.node_id(), client_name)]);
+    let node = Node::bind(holder.repo.identity().clone(), config, trust).unwrap();
+    let rogue = Arc::new(Rogue {
+        service: SyncService::new(holder.root(), node.membership()),
+        root: holder.root(),
+        lie,
+        lies: AtomicUsize::new(0),
+    });
+    let server = net::Server::start_node(node, rogue.clone());
+    (server, rogue)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,19 +314,13 @@ async fn a_rogue_holder_is_caught_and_avoided() {
         b,
         c,
         server_a: honest,
-    } = held_by_a_and_c("f.bin", &content).await;
+    } = held_by_a_and_c(&[("f.bin", &content)]).await;
     // c turns rogue: it answers chunk requests with garbage.
-    let rogue = {
-        let settings = Repo::open(&c.root()).unwrap().settings().clone();
-        let config = support::sync_config(settings.repo_id, "c");
-        let trust = harmony::net::TrustList::from_peers([(b.repo.node_id(), "b".to_owned())]);
-        let node = Node::bind(c.repo.identity().clone(), config, trust).unwrap();
-        let service = SyncService::new(c.root(), node.membership());
-        net::Server::start_node(node, Arc::new(Rogue(service)))
-    };
+    let (rogue, liar) = start_rogue(&c, &b, Lie::Chunks);
 
     // Only the rogue is reachable: nothing is written, a clear failure.
     let report = get_from(&b, Some(&[]), &[(&c, rogue.addr)]).await;
+    assert!(liar.lies() > 0, "the rogue was never asked: {report:?}");
     assert_eq!(report.files, 0);
     assert!(report.failed[0].contains("corrupted chunk"), "{report:?}");
     assert!(!b.root().join("f.bin").exists());
@@ -229,6 +330,191 @@ async fn a_rogue_holder_is_caught_and_avoided() {
     assert_eq!(report.files, 1, "{report:?}");
     assert_eq!(read(&b, "f.bin"), content);
     assert!(!report.per_holder.contains_key("c") || report.per_holder["a"] > 0);
+}
+
+/// Small files (fetched whole by `Files` requests) from a holder that
+/// announces their true lengths and sends garbage: as the only holder, every
+/// file fails as corrupted and nothing reaches the working tree; with an
+/// honest holder reachable too, the rogue is met, dropped, and every file
+/// arrives intact from the honest one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_holder_of_small_files_is_caught_and_avoided() {
+    // Three `Files` requests' worth (a request carries up to 8 MiB) of
+    // files of the largest size still fetched whole. A lane keeps two
+    // requests open at once, so whichever lane starts first, the rogue's
+    // takes at least one request and lies.
+    let size = MAX_WHOLE_FILE as usize;
+    let files: Vec<(String, Vec<u8>)> = (0..65)
+        .map(|i| (format!("small/{i:02}.bin"), pseudo_random(size, 100 + i)))
+        .collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(path, content)| (path.as_str(), content.as_slice()))
+        .collect();
+    let Held {
+        a,
+        mut b,
+        c,
+        server_a: honest,
+    } = held_by_a_and_c(&refs).await;
+    let (rogue, liar) = start_rogue(&c, &b, Lie::Files);
+
+    // Only the rogue is reachable: every file fails, none is written.
+    let report = get_from(&b, Some(&[]), &[(&c, rogue.addr)]).await;
+    assert!(liar.lies() > 0, "the rogue was never asked: {report:?}");
+    assert_eq!(report.files, 0, "{report:?}");
+    assert_eq!(report.failed.len(), files.len(), "{report:?}");
+    assert!(
+        report
+            .failed
+            .iter()
+            .all(|f| f.contains("c: sent a corrupted file")),
+        "{report:?}"
+    );
+    assert_eq!(report.bytes_fetched, 0, "{report:?}");
+    assert!(!b.root().join("small").exists(), "nothing in the tree");
+
+    // Both reachable: the rogue lies again, and everything comes from a.
+    let lies_before = liar.lies();
+    let report = get_from(&b, Some(&[]), &[(&c, rogue.addr), (&a, honest.addr)]).await;
+    assert!(
+        liar.lies() > lies_before,
+        "the rogue was not asked this time: {report:?}"
+    );
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(report.files, files.len(), "{report:?}");
+    for (path, content) in &files {
+        assert!(read(&b, path) == *content, "{path} differs");
+    }
+    let total = (size * files.len()) as u64;
+    assert_eq!(report.bytes_fetched, total, "{report:?}");
+    assert_eq!(report.per_holder.get("a"), Some(&total), "{report:?}");
+    assert!(!report.per_holder.contains_key("c"), "{report:?}");
+    assert_eq!(b.commit().changed(), 0, "b's record matches its tree");
+}
+
+/// An edited large file, where b holds the older version, so `get` asks a
+/// holder to `Refine` the changed chunk into sub-chunks. A rogue answering
+/// with genuine sub-chunks in the wrong order (b has them from the older
+/// version, so only rebuilding the chunk shows the lie) is caught and
+/// dropped: as the only holder, the get fails naming the lie and b keeps
+/// the older version untouched; with an honest holder reachable too, the
+/// changed chunk comes from that one, the rest is still reused from the
+/// older version, and the edit arrives intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_refining_an_edit_is_caught_and_avoided() {
+    let path = "music/big.flac";
+    let old = pseudo_random(3 << 20, 9);
+    let mut new = old.clone();
+    new.splice(1_500_000..1_500_000, [9u8; 100]);
+    let Held { a, mut b, c, .. } = edited_by_a_and_c(path, &old, &new).await;
+    // `get` asks the first holder of the content, in node-id order, for its
+    // manifest and its refinements: that one turns rogue, so that its lie
+    // is met whether or not the honest holder is reachable too.
+    let (rogue_at, honest_at) = if a.repo.node_id() < c.repo.node_id() {
+        (&a, &c)
+    } else {
+        (&c, &a)
+    };
+    let rogue_name = rogue_at.repo.settings().node_name.clone();
+    let honest_name = honest_at.repo.settings().node_name.clone();
+    let (rogue, liar) = start_rogue(rogue_at, &b, Lie::Refine);
+    let honest = serve(honest_at, &[&b]);
+
+    // Only the rogue is reachable: the get fails after one lie, and b's
+    // older version stays as it was.
+    let report = get_from(&b, None, &[(rogue_at, rogue.addr)]).await;
+    assert_eq!(
+        liar.lies(),
+        1,
+        "asked to refine once, then dropped: {report:?}"
+    );
+    assert_eq!(report.files, 0, "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].starts_with(path), "{report:?}");
+    assert!(
+        report.failed[0].contains(&format!(
+            "{rogue_name}: sub-chunks that do not make the chunk"
+        )),
+        "{report:?}"
+    );
+    assert_eq!(report.bytes_fetched, 0, "{report:?}");
+    assert_eq!(read(&b, path), old, "the older version is kept");
+    assert_eq!(b.commit().changed(), 0, "b's record matches its tree");
+
+    // Both reachable: the rogue lies once more, is dropped, and the changed
+    // chunk comes from the honest holder.
+    let report = get_from(
+        &b,
+        None,
+        &[(rogue_at, rogue.addr), (honest_at, honest.addr)],
+    )
+    .await;
+    assert_eq!(
+        liar.lies(),
+        2,
+        "asked to refine once more, then dropped: {report:?}"
+    );
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(report.files, 1, "{report:?}");
+    assert_eq!(read(&b, path), new);
+    assert!(!report.per_holder.contains_key(&rogue_name), "{report:?}");
+    assert_eq!(
+        report.per_holder.get(&honest_name),
+        Some(&report.bytes_fetched),
+        "{report:?}"
+    );
+    // A changed chunk or two (32-128 KiB each), not the file; what b held
+    // of the older version is still reused.
+    assert!(
+        report.bytes_fetched > 0 && report.bytes_fetched < 512 * 1024,
+        "{report:?}"
+    );
+    assert!(report.bytes_reused > 2 << 20, "{report:?}");
+    assert_eq!(b.commit().changed(), 0, "b's record matches its tree");
+}
+
+/// A holder whose copy changed since its last commit refuses to serve it;
+/// with no other holder, the failure names the holder and its reason, for a
+/// small file and a large one alike, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_holder_is_named_with_its_reason() {
+    let mut a = Location::new("a");
+    a.write("small.txt", b"the recorded version");
+    a.write("large.bin", &pseudo_random(1 << 20, 9));
+    a.commit();
+    let mut b = Location::joining("b", &a);
+    let server_a = serve(&a, &[&b]);
+    sync_once(&mut b, &a, server_a.addr).await.unwrap();
+    a.write("small.txt", b"edited and not committed");
+    a.write("large.bin", &pseudo_random((1 << 20) + 1, 10));
+
+    let report = get_from(&b, Some(&[]), &[(&a, server_a.addr)]).await;
+    assert_eq!(report.files, 0, "{report:?}");
+    assert_eq!(report.failed.len(), 2, "{report:?}");
+    for failed in &report.failed {
+        assert!(failed.contains("(a: refused"), "{failed}");
+    }
+    let small = report
+        .failed
+        .iter()
+        .find(|f| f.contains("small.txt"))
+        .unwrap();
+    assert!(
+        small.contains("does not hold that content as recorded"),
+        "{small}"
+    );
+    let large = report
+        .failed
+        .iter()
+        .find(|f| f.contains("large.bin"))
+        .unwrap();
+    assert!(
+        large.contains("changed here since it was recorded"),
+        "{large}"
+    );
+    assert!(!b.root().join("small.txt").exists());
+    assert!(!b.root().join("large.bin").exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +561,7 @@ async fn drop_needs_a_live_confirmation_from_another_holder() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_file_comes_from_several_holders_at_once() {
     let content = pseudo_random(40 << 20, 6);
-    let Held { a, b, c, server_a } = held_by_a_and_c("film.mkv", &content).await;
+    let Held { a, b, c, server_a } = held_by_a_and_c(&[("film.mkv", &content)]).await;
     let server_c = serve(&c, &[&b]);
 
     let report = get_from(&b, Some(&[]), &[(&a, server_a.addr), (&c, server_c.addr)]).await;

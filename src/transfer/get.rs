@@ -74,6 +74,14 @@ pub async fn get(
     progress: Arc<dyn TransferProgress>,
 ) -> Result<GetReport, Error> {
     let root = root.to_path_buf();
+    // One get at a time per location, before anything is planned.
+    let (staging, _staging_lock) = staging::lock_staging(&root).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            Error::GetRunning(root.clone())
+        } else {
+            Error::io("lock the staging folder of", &root)(e)
+        }
+    })?;
     let (wanted, copies, min_chunk) = {
         let root = root.clone();
         let ids = ids.to_vec();
@@ -86,7 +94,6 @@ pub async fn get(
         wanted.iter().map(|w| w.size).sum(),
     );
     let shared = Arc::new(Shared::default());
-    let staging = staging::staging_dir(&root).map_err(Error::io("create", &root))?;
 
     // The threads that write and install.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -153,7 +160,7 @@ pub async fn get(
             continue;
         }
         if !ctx.schedule.reachable(&want.holders) {
-            let why = super::schedule::no_holder(&want.holders, &unreachable);
+            let why = super::schedule::no_holder(&want.holders, &unreachable, &Vec::new());
             fail_targets(&ctx, &want.targets, &why);
         } else if want.size <= MAX_WHOLE_FILE {
             small.push(SmallContent {

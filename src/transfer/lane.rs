@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::schedule::{Job, Schedule, SmallContent};
+use super::schedule::{Job, Refusals, Schedule, SmallContent};
 use super::writer::WriteOp;
 use super::{Shared, TransferProgress};
 use crate::model::{ContentHash, NodeId};
@@ -27,12 +27,12 @@ const _: () = assert!(
 
 /// How an answer went wrong.
 enum Failure {
-    /// The holder cannot serve (part of) it now; `rest` goes to others.
-    Refused { rest: Option<Job> },
+    /// The holder cannot serve `rest` now (`why`); it goes to others.
+    Refused { why: String, rest: Job },
     /// The connection failed: the holder is gone for this transfer.
-    Lost { why: String, rest: Option<Job> },
+    Lost { why: String, rest: Job },
     /// The holder sent something false or broken: dropped for this transfer.
-    Lied { why: String, rest: Option<Job> },
+    Lied { why: String, rest: Job },
 }
 
 /// A lane for the holder on `conn`.
@@ -88,9 +88,12 @@ impl Lane {
             };
             match outcome {
                 Ok(()) => self.schedule.settle(self.id, None),
-                Err(Failure::Refused { rest }) => self.schedule.settle(self.id, rest),
+                Err(Failure::Refused { why, rest }) => {
+                    let why = format!("{}: {why}", self.name());
+                    self.schedule.settle(self.id, Some((rest, why)));
+                }
                 Err(Failure::Lost { why, rest } | Failure::Lied { why, rest }) => {
-                    let mut unfinished: Vec<Job> = rest.into_iter().collect();
+                    let mut unfinished = vec![rest];
                     unfinished.extend(inflight.into_iter().map(|(j, _)| j));
                     self.gone(why, unfinished);
                     return;
@@ -115,7 +118,7 @@ impl Lane {
         &self,
         fetch: Arc<super::schedule::LargeFetch>,
         chunks: std::ops::Range<usize>,
-        refused_by: Vec<NodeId>,
+        refused_by: Refusals,
         stream: &mut FramedStream,
     ) -> Result<(), Failure> {
         let rest = |from: usize| Job::Span {
@@ -132,22 +135,22 @@ impl Lane {
             Ok(Response::Chunks { len }) => {
                 return Err(Failure::Lied {
                     why: format!("announced {len} bytes, {expected} were asked"),
-                    rest: Some(rest(chunks.start)),
+                    rest: rest(chunks.start),
                 })
             }
             Ok(other) => return Err(unexpected(other, rest(chunks.start))),
-            Err(e) => return Err(net_failure(e, Some(rest(chunks.start)))),
+            Err(e) => return Err(net_failure(e, rest(chunks.start))),
         }
         for index in chunks.clone() {
             let chunk = fetch.manifest.chunks[index];
             let mut bytes = vec![0; chunk.len as usize];
             if let Err(e) = stream.recv_exact(&mut bytes).await {
-                return Err(net_failure(e, Some(rest(index))));
+                return Err(net_failure(e, rest(index)));
             }
             if ContentHash::from(blake3::hash(&bytes)) != chunk.hash {
                 return Err(Failure::Lied {
                     why: format!("sent a corrupted chunk (#{index} of {})", fetch.hash),
-                    rest: Some(rest(index)),
+                    rest: rest(index),
                 });
             }
             self.received(bytes.len() as u64);
@@ -174,20 +177,18 @@ impl Lane {
             Ok(Response::Files { lens }) => {
                 return Err(Failure::Lied {
                     why: format!("answered {} files of {}", lens.len(), contents.len()),
-                    rest: Some(Job::Files(contents)),
+                    rest: Job::Files(contents),
                 })
             }
             Ok(other) => return Err(unexpected(other, Job::Files(contents))),
-            Err(e) => return Err(net_failure(e, Some(Job::Files(contents)))),
+            Err(e) => return Err(net_failure(e, Job::Files(contents))),
         };
         let mut items: VecDeque<(SmallContent, Option<u64>)> =
             contents.into_iter().zip(lens).collect();
         let mut refused = Vec::new();
         // What is left of the job when reading stops at the front of `items`.
         let rest = |items: VecDeque<(SmallContent, Option<u64>)>, refused: Vec<SmallContent>| {
-            Some(Job::Files(
-                items.into_iter().map(|(c, _)| c).chain(refused).collect(),
-            ))
+            Job::Files(items.into_iter().map(|(c, _)| c).chain(refused).collect())
         };
         while let Some((content, len)) = items.pop_front() {
             let Some(len) = len else {
@@ -229,7 +230,11 @@ impl Lane {
             Ok(())
         } else {
             Err(Failure::Refused {
-                rest: Some(Job::Files(refused)),
+                why: format!(
+                    "{}: it does not hold that content as recorded now",
+                    ErrorCode::REFUSED
+                ),
+                rest: Job::Files(refused),
             })
         }
     }
@@ -257,26 +262,33 @@ fn request_for(job: &Job) -> Request {
 /// An answer that is neither the one expected nor an error.
 fn unexpected(response: Response, rest: Job) -> Failure {
     match response {
-        Response::Error { code, .. } if code == ErrorCode::REFUSED => {
-            Failure::Refused { rest: Some(rest) }
-        }
+        Response::Error { code, message } if code == ErrorCode::REFUSED => Failure::Refused {
+            why: format!("{code}: {message}"),
+            rest,
+        },
         Response::Error { code, message } => Failure::Lost {
             why: format!("{code}: {message}"),
-            rest: Some(rest),
+            rest,
         },
         other => Failure::Lied {
             why: format!("unexpected answer {other:?}"),
-            rest: Some(rest),
+            rest,
         },
     }
 }
 
 /// A failure to read an answer: the holder's file changed while it was sent
 /// (ask elsewhere), a broken frame (a lie), or a lost connection.
-fn net_failure(e: NetError, rest: Option<Job>) -> Failure {
+fn net_failure(e: NetError, rest: Job) -> Failure {
     match e {
         NetError::StreamReset { code, .. } if code == u64::from(crate::proto::stream::CHANGED) => {
-            Failure::Refused { rest }
+            Failure::Refused {
+                why: format!(
+                    "{}: its copy changed while it was being sent",
+                    ErrorCode::REFUSED
+                ),
+                rest,
+            }
         }
         NetError::Protocol { source, .. } => Failure::Lied {
             why: source.to_string(),

@@ -106,7 +106,8 @@ async fn ask(
     request: &Request,
 ) -> Result<(Response, crate::net::FramedStream), AskError> {
     match conn.request(request).await {
-        Ok((Response::Error { code, message }, _)) => {
+        Ok((Response::Error { code, message }, _))
+        | Err(NetError::Remote { code, message, .. }) => {
             Err(AskError::Unavailable(format!("{code}: {message}")))
         }
         Ok(answer) => Ok(answer),

@@ -25,7 +25,15 @@ pub struct SmallContent {
     pub targets: Vec<FileEntry>,
     pub holders: Vec<NodeId>,
     /// Holders that said they cannot serve it now.
-    pub refused_by: Vec<NodeId>,
+    pub refused_by: Refusals,
+}
+
+/// Holders that refused a job, each with why (in words for the user,
+/// starting with the holder's name).
+pub type Refusals = Vec<(NodeId, String)>;
+
+fn refused(refusals: &Refusals, id: &NodeId) -> bool {
+    refusals.iter().any(|(by, _)| by == id)
 }
 
 /// A large content being fetched chunk by chunk.
@@ -46,7 +54,7 @@ pub enum Job {
     Span {
         fetch: Arc<LargeFetch>,
         chunks: Range<usize>,
-        refused_by: Vec<NodeId>,
+        refused_by: Refusals,
     },
 }
 
@@ -61,14 +69,14 @@ impl Job {
             Job::Files(contents) => contents.iter().any(|c| c.servable_by(id)),
             Job::Span {
                 fetch, refused_by, ..
-            } => fetch.holders.contains(id) && !refused_by.contains(id),
+            } => fetch.holders.contains(id) && !refused(refused_by, id),
         }
     }
 }
 
 impl SmallContent {
     fn servable_by(&self, id: &NodeId) -> bool {
-        self.holders.contains(id) && !self.refused_by.contains(id)
+        self.holders.contains(id) && !refused(&self.refused_by, id)
     }
 }
 
@@ -206,15 +214,18 @@ impl Schedule {
         state.take_for(&id)
     }
 
-    /// A job taken is done (`rest`: what of it is left to do, e.g. contents
-    /// the holder refused, with the holder marked as refusing them).
-    pub fn settle(&self, by: NodeId, rest: Option<Job>) {
+    /// A job taken is done; `refused`: what of it holder `by` could not
+    /// serve, and why, to be asked of the others.
+    pub fn settle(&self, by: NodeId, refused: Option<(Job, String)>) {
         let mut state = self.lock();
         state.active -= 1;
-        if let Some(mut job) = rest {
+        if let Some((mut job, why)) = refused {
+            let refusal = (by, why);
             match &mut job {
-                Job::Files(contents) => contents.iter_mut().for_each(|c| c.refused_by.push(by)),
-                Job::Span { refused_by, .. } => refused_by.push(by),
+                Job::Files(contents) => contents
+                    .iter_mut()
+                    .for_each(|c| c.refused_by.push(refusal.clone())),
+                Job::Span { refused_by, .. } => refused_by.push(refusal),
             }
             state.jobs.push_front(job);
         }
@@ -256,11 +267,22 @@ impl Schedule {
 }
 
 /// Why a content held by `holders` cannot be fetched, given why some
-/// holders are unreachable or dropped (`reasons`).
-pub fn no_holder(holders: &[NodeId], reasons: &HashMap<NodeId, String>) -> String {
+/// holders are unreachable or dropped (`reasons`) and which refused it.
+pub fn no_holder(
+    holders: &[NodeId],
+    reasons: &HashMap<NodeId, String>,
+    refusals: &Refusals,
+) -> String {
     let known: Vec<&str> = holders
         .iter()
-        .filter_map(|h| reasons.get(h).map(String::as_str))
+        .filter_map(|h| {
+            reasons.get(h).map(String::as_str).or_else(|| {
+                refusals
+                    .iter()
+                    .find(|(by, _)| by == h)
+                    .map(|(_, why)| why.as_str())
+            })
+        })
         .collect();
     if known.is_empty() {
         "no reachable location holds its newest content".to_owned()
@@ -292,7 +314,8 @@ impl State {
     /// Fails the queued jobs no live holder may serve.
     fn settle_unservable(&mut self) {
         let live = &self.live;
-        let why = |holders: &[NodeId]| no_holder(holders, &self.dropped);
+        let why =
+            |holders: &[NodeId], refusals: &Refusals| no_holder(holders, &self.dropped, refusals);
         let mut kept = VecDeque::with_capacity(self.jobs.len());
         for job in self.jobs.drain(..) {
             if live.iter().any(|id| job.servable_by(id)) {
@@ -302,7 +325,7 @@ impl State {
                             .into_iter()
                             .partition(|c| live.iter().any(|id| c.servable_by(id)));
                         for content in lost {
-                            let reason = why(&content.holders);
+                            let reason = why(&content.holders, &content.refused_by);
                             self.failed.push((content, reason));
                         }
                         kept.push_back(Job::Files(ok));
@@ -314,12 +337,14 @@ impl State {
             match job {
                 Job::Files(contents) => {
                     for content in contents {
-                        let reason = why(&content.holders);
+                        let reason = why(&content.holders, &content.refused_by);
                         self.failed.push((content, reason));
                     }
                 }
-                Job::Span { fetch, .. } => {
-                    let _ = fetch.failed.send(why(&fetch.holders));
+                Job::Span {
+                    fetch, refused_by, ..
+                } => {
+                    let _ = fetch.failed.send(why(&fetch.holders, &refused_by));
                 }
             }
         }

@@ -26,11 +26,23 @@ use crate::model::{ContentHash, STATE_DIR};
 /// Where downloads are assembled, inside `.harmony/`.
 pub const STAGING_DIR: &str = "staging";
 
-/// The staging folder of the location at `root`, created if missing.
-pub fn staging_dir(root: &Path) -> io::Result<PathBuf> {
-    let dir = root.join(STATE_DIR).join(STAGING_DIR);
-    fs::create_dir_all(&dir)?;
-    Ok(dir)
+/// Held by the `get` that uses the staging folder: two gets in one location
+/// would write the same `<hash>.part` files. It is the kernel's lock
+/// (`flock`) on the folder itself, so it leaves no file behind and ends
+/// with the process, `kill -9` included.
+pub struct StagingLock {
+    _dir: File,
+}
+
+/// The staging folder of the location at `root`, created if missing, and
+/// locked for this `get`; an error of kind `WouldBlock` if another process
+/// holds it.
+pub fn lock_staging(root: &Path) -> io::Result<(PathBuf, StagingLock)> {
+    let path = root.join(STATE_DIR).join(STAGING_DIR);
+    fs::create_dir_all(&path)?;
+    let dir = File::open(&path)?;
+    rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+    Ok((path, StagingLock { _dir: dir }))
 }
 
 /// The staging file of content `hash`.
@@ -206,6 +218,17 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn the_staging_folder_serves_one_get_at_a_time() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, held) = lock_staging(root.path()).unwrap();
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "no lock file");
+        let busy = lock_staging(root.path()).err().expect("a second lock");
+        assert_eq!(busy.kind(), io::ErrorKind::WouldBlock);
+        drop(held);
+        lock_staging(root.path()).expect("free again once the first get ends");
     }
 
     #[test]
