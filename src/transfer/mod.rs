@@ -106,13 +106,25 @@ async fn ask(
     request: &Request,
 ) -> Result<(Response, crate::net::FramedStream), AskError> {
     match conn.request(request).await {
-        Ok((Response::Error { code, message }, _))
-        | Err(NetError::Remote { code, message, .. }) => {
+        Ok((Response::Error { code, message }, _)) => {
             Err(AskError::Unavailable(format!("{code}: {message}")))
         }
         Ok(answer) => Ok(answer),
-        Err(e @ NetError::Protocol { .. }) => Err(AskError::Lied(e.to_string())),
-        Err(e) => Err(AskError::Unavailable(e.to_string())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl From<NetError> for AskError {
+    /// A broken frame is a lie; a refusal, a reset or a lost connection is
+    /// not.
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::Protocol { .. } => AskError::Lied(e.to_string()),
+            NetError::Remote { code, message, .. } => {
+                AskError::Unavailable(format!("{code}: {message}"))
+            }
+            other => AskError::Unavailable(other.to_string()),
+        }
     }
 }
 

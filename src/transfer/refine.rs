@@ -128,10 +128,7 @@ pub async fn refine_chunk(
         };
         for (at, sub) in &wanted {
             let piece = &mut bytes[*at..*at + sub.len as usize];
-            stream
-                .recv_exact(piece)
-                .await
-                .map_err(|e| AskError::Unavailable(e.to_string()))?;
+            stream.recv_exact(piece).await?;
             if ContentHash::from(blake3::hash(piece)) != sub.hash {
                 return Err(lied("sent a corrupted sub-chunk".into()));
             }
