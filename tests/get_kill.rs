@@ -78,6 +78,7 @@ fn a_killed_get_resumes_with_the_missing_chunks_only() {
             .unwrap(),
     );
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut second_get_refused = false;
     let (part, allocated) = loop {
         if let Some(status) = get.0.try_wait().unwrap() {
             panic!(
@@ -87,6 +88,24 @@ fn a_killed_get_resumes_with_the_missing_chunks_only() {
             );
         }
         if let [part] = &part_files(b.path())[..] {
+            if !second_get_refused {
+                // A second get meanwhile stops at once, saying why, and
+                // leaves the first one's work alone.
+                let second = Command::cargo_bin("harmony")
+                    .unwrap()
+                    .arg("-C")
+                    .arg(b.path())
+                    .args(["get", "big.bin"])
+                    .output()
+                    .unwrap();
+                let stderr = String::from_utf8_lossy(&second.stderr);
+                assert_eq!(second.status.code(), Some(1), "{stderr}");
+                assert!(
+                    stderr.contains("another `harmony get` is fetching into"),
+                    "{stderr}"
+                );
+                second_get_refused = true;
+            }
             if let Ok(meta) = fs::metadata(part) {
                 let allocated = meta.blocks() * 512;
                 if allocated >= SIZE as u64 * 2 / 5 {

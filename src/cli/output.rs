@@ -40,8 +40,39 @@ impl Output {
         }
     }
 
-    /// The one error line, with its causes.
+    /// The one error line, with its causes (a cause that the message
+    /// already quotes, as most of ours do, is not repeated).
     pub fn error(&self, error: &anyhow::Error) {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", error_line(error));
+    }
+}
+
+/// `error` and each cause not already quoted, joined by `: `.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut line = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[test]
+    fn a_cause_the_message_quotes_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let quoted = harmony::Error::Io {
+            action: "sync",
+            path: "/x".into(),
+            source: io,
+        };
+        let line = error_line(&anyhow::Error::new(quoted).context("get failed"));
+        assert_eq!(line, "get failed: cannot sync /x: entity not found");
     }
 }

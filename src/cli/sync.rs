@@ -99,7 +99,7 @@ pub fn sync(out: &Output, args: SyncArgs) -> anyhow::Result<()> {
             outcomes.push(PeerOutcome {
                 peer: peer.name.clone(),
                 ok: result.is_ok(),
-                error: result.err().map(|e| format!("{e:#}")),
+                error: result.err().map(|e| super::output::error_line(&e)),
                 sessions,
             });
         }
