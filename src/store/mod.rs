@@ -19,6 +19,20 @@ const SCHEMA: &str = include_str!("schema.sql");
 const SCHEMA_VERSION: i64 = 1;
 /// How long a writer waits for another process's transaction to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of write-ahead log kept after a checkpoint (a big merge may grow
+/// it far beyond, see [`Store::open_snapshot`]).
+pub const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
+/// A [`Store`] that only reads, from a snapshot ([`Store::open_snapshot`]).
+pub struct Snapshot(Store);
+
+impl std::ops::Deref for Snapshot {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        &self.0
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -83,24 +97,39 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens the database with a read snapshot: every read through the
-    /// returned store sees the state as of this call, whatever other
-    /// connections commit meanwhile (WAL readers are isolated and block no
-    /// writer). Used by a sync session's sender, so that merging the peer's
-    /// changes while sending cannot move an entry out of the range being
-    /// sent. The snapshot ends when the store is dropped.
-    pub fn open_snapshot(path: &Path) -> Result<Self> {
+    /// Opens the database with a read snapshot: every read through it sees
+    /// the state as of this call, whatever other connections commit
+    /// meanwhile. Used by a sync session, for its hello and its batches, so
+    /// that merging the peer's changes while sending cannot move an entry
+    /// out of the range being sent. WAL readers block no writer, but the WAL
+    /// cannot be checkpointed past an open snapshot: it grows for as long as
+    /// the snapshot lives (one session), and is cut back to
+    /// [`WAL_SIZE_LIMIT`] at a later checkpoint.
+    ///
+    /// Without WAL (a filesystem that refuses it) a read transaction would
+    /// block the session's own merges, so there the snapshot is a plain
+    /// connection, and an entry changed during a session may wait for the
+    /// next one.
+    pub fn open_snapshot(path: &Path) -> Result<Snapshot> {
         let store = Self::open(path)?;
-        store.conn.execute_batch("BEGIN DEFERRED")?;
-        // SQLite takes the snapshot at the first read of the transaction.
-        store.change_seq()?;
-        Ok(store)
+        let mode: String = store
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        if mode.eq_ignore_ascii_case("wal") {
+            store.conn.execute_batch("BEGIN DEFERRED")?;
+            // SQLite takes the snapshot at the first read of the transaction.
+            store.change_seq()?;
+        } else {
+            tracing::warn!("state database in {mode} mode, not WAL: sync reads without a snapshot");
+        }
+        Ok(Snapshot(store))
     }
 
     fn connect(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         // FULL: a transaction reported committed survives a power cut too.
         conn.pragma_update(None, "synchronous", "FULL")?;
         // 64 MiB of page cache (the default 8 MiB spills a 100,000-file commit

@@ -15,7 +15,7 @@ use crate::net::{
 };
 use crate::proto::{Batch, ErrorCode, Request, Response, SyncHello};
 use crate::scan::NoProgress;
-use crate::store::{Store, StoreError, DB_FILE};
+use crate::store::{Snapshot, Store, StoreError, DB_FILE};
 use crate::{ApplyReport, CommitOptions, Repo};
 
 /// Why a sync session failed.
@@ -78,6 +78,17 @@ where
     .map_err(|e| SyncError::Worker(e.to_string()))
 }
 
+/// The session's snapshot of `repo`'s state ([`Store::open_snapshot`]),
+/// taken before the hello: the hello and every batch sent describe one
+/// state, whatever this or another session merges meanwhile.
+async fn snapshot_of(repo: Repo) -> Result<(Repo, Snapshot), SyncError> {
+    let (repo, snapshot) = blocking(repo, |r| {
+        Store::open_snapshot(&r.root().join(STATE_DIR).join(DB_FILE))
+    })
+    .await?;
+    Ok((repo, snapshot?))
+}
+
 /// Syncs the location at `root` with the peer at the other end of `conn`.
 /// The caller commits first if it wants local changes included.
 pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionReport, SyncError> {
@@ -100,7 +111,8 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
             return Err(SyncError::CannotJoin { peer: peer.name });
         }
     }
-    let mine = hello(repo.store(), peer.node_id)?;
+    let (repo, snapshot) = snapshot_of(repo).await?;
+    let mine = hello(&snapshot, peer.node_id)?;
     let mut stream = conn.open_session(&Request::Sync(mine.clone())).await?;
     let theirs = match stream
         .recv_frame::<Response>()
@@ -124,7 +136,7 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
             .into())
         }
     };
-    let mut report = exchange(&mut stream, repo, &peer, mine, theirs).await?;
+    let mut report = exchange(&mut stream, repo, snapshot, &peer, mine, theirs).await?;
     // The server ends the stream once it has merged and applied all we sent.
     stream.finish();
     stream.expect_end().await?;
@@ -137,12 +149,12 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
 async fn exchange(
     stream: &mut FramedStream,
     repo: Repo,
+    snapshot: Snapshot,
     peer: &PeerInfo,
     mine: SyncHello,
     theirs: SyncHello,
 ) -> Result<SessionReport, SyncError> {
     let peer_id = peer.node_id;
-    let db = repo.root().join(STATE_DIR).join(DB_FILE);
     let mut report = SessionReport {
         peer: peer.name.clone(),
         ..SessionReport::default()
@@ -159,11 +171,6 @@ async fn exchange(
         report.tombstones_collected = collected?;
         return Ok(report);
     }
-    // What we send is read from a snapshot taken before merging starts: an
-    // entry both sides changed must go out as it was, not be skipped because
-    // merging the peer's version moved it past the range being sent.
-    let (_, snapshot) = blocking(db, |db| Store::open_snapshot(db)).await?;
-    let snapshot = snapshot?;
     let (sender, receiver) = stream.split();
     let after = send_from(&mine, &theirs);
     let (sent, (repo, received)) = tokio::try_join!(
@@ -192,7 +199,7 @@ async fn exchange(
 /// entries sent.
 async fn send_batches(
     sender: &mut FrameSender,
-    snapshot: Store,
+    snapshot: Snapshot,
     after: u64,
     mine: SyncHello,
 ) -> Result<usize, SyncError> {
@@ -296,8 +303,8 @@ impl SyncService {
     }
 
     /// Opens the location (joining the client's repository if this one is
-    /// the fresh side) and makes our hello.
-    async fn prepare(&self, peer: &PeerInfo) -> Result<(Repo, SyncHello), SyncError> {
+    /// the fresh side), takes the session's snapshot and makes our hello.
+    async fn prepare(&self, peer: &PeerInfo) -> Result<(Repo, Snapshot, SyncHello), SyncError> {
         let (_, opened) = blocking(self.root.clone(), |root| Repo::open(root)).await?;
         let mut repo = opened?;
         if self.commit_first {
@@ -326,8 +333,9 @@ impl SyncService {
                 fresh: false,
             };
         }
-        let mine = hello(repo.store(), peer.node_id)?;
-        Ok((repo, mine))
+        let (repo, snapshot) = snapshot_of(repo).await?;
+        let mine = hello(&snapshot, peer.node_id)?;
+        Ok((repo, snapshot, mine))
     }
 }
 
@@ -358,7 +366,7 @@ impl Handler for SyncService {
                 }
                 other => return Builtin.handle(peer, other, stream).await,
             };
-            let (repo, mine) = match self.prepare(peer).await {
+            let (repo, snapshot, mine) = match self.prepare(peer).await {
                 Ok(prepared) => prepared,
                 Err(e) => {
                     tracing::warn!("cannot sync with {}: {e}", peer.name);
@@ -372,7 +380,7 @@ impl Handler for SyncService {
             stream.send_frame(&Response::Sync(mine.clone())).await?;
             // From here on a failure resets the stream (the client sees the
             // session fail; what was merged so far stays merged).
-            match exchange(stream, repo, peer, mine, theirs).await {
+            match exchange(stream, repo, snapshot, peer, mine, theirs).await {
                 Ok(report) => {
                     tracing::info!(
                         "synced with {}: sent {}, received {} entries, {} changed here",
