@@ -1,6 +1,7 @@
 //! The machine's limit for a *verified* get: bare quinn ([`BarePair`])
 //! carrying files read from disk, with the work every such get must do and
-//! nothing else — the sender reads the files on a blocking thread; the
+//! nothing else — the sender reads the files on a blocking thread into
+//! recycled buffers and writes them to the stream as bare quinn does; the
 //! receiver copies each 32 KiB piece out of the stream, hashes it (the
 //! per-chunk check), and hands it to a writer thread that hashes the whole
 //! file and writes it to the page cache. No state, no manifests, no
@@ -46,24 +47,40 @@ pub async fn verified_quinn(
         let (mut send, mut recv) = conn.accept_bi().await.unwrap();
         let mut ask = [0u8; 1];
         recv.read_exact(&mut ask).await.unwrap();
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+        // Four 1 MiB buffers go round between the reader and the stream
+        // (as Harmony's server recycles its read buffers).
+        let (full_tx, mut full) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let (empty_tx, empty) = std::sync::mpsc::channel::<Vec<u8>>();
+        for _ in 0..4 {
+            empty_tx.send(Vec::with_capacity(BLOCK)).unwrap();
+        }
         tokio::task::spawn_blocking(move || {
+            let mut spare = None;
             for path in paths {
                 let mut file = File::open(path).unwrap();
                 loop {
-                    let mut block = Vec::with_capacity(BLOCK);
-                    let n = (&mut file)
+                    let Some(mut block) = spare.take().or_else(|| empty.recv().ok()) else {
+                        return;
+                    };
+                    block.clear();
+                    (&mut file)
                         .take(BLOCK as u64)
                         .read_to_end(&mut block)
                         .unwrap();
-                    if n == 0 || tx.blocking_send(block.into()).is_err() {
+                    if block.is_empty() {
+                        spare = Some(block);
+                        break;
+                    }
+                    let last = block.len() < BLOCK;
+                    if full_tx.blocking_send(block).is_err() || last {
                         break;
                     }
                 }
             }
         });
-        while let Some(block) = rx.recv().await {
-            send.write_chunk(block).await.unwrap();
+        while let Some(block) = full.recv().await {
+            send.write_all(&block).await.unwrap();
+            let _ = empty_tx.send(block);
         }
         send.finish().unwrap();
         let _ = conn.closed().await;
@@ -109,7 +126,8 @@ pub async fn verified_quinn(
         }
     }
     drop(tx);
-    let hashes = writer.join().expect("the writer thread panicked")?;
+    let joined = tokio::task::spawn_blocking(move || writer.join()).await?;
+    let hashes = joined.expect("the writer thread panicked")?;
     let elapsed = start.elapsed();
     anyhow::ensure!(hashes == expected, "a file arrived corrupted");
     conn.close(0u32.into(), b"done");
