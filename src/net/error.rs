@@ -65,3 +65,30 @@ pub enum NetError {
     #[error("peer {peer} sent an unexpected answer: {what}")]
     Unexpected { peer: String, what: String },
 }
+
+impl NetError {
+    /// What went wrong with a peer, without naming it: for messages that
+    /// already start with the peer's name (e.g. why a holder was dropped
+    /// from a transfer).
+    pub fn reason(&self) -> String {
+        match self {
+            NetError::Closed { reason, .. } => format!("closed the connection: {reason}"),
+            NetError::Lost { reason, .. } => format!("connection lost: {reason}"),
+            NetError::Protocol { source, .. } => format!("sent an invalid message: {source}"),
+            NetError::Remote { code, message, .. } => remote_reason(*code, message),
+            NetError::StreamReset { code, .. } => format!("aborted the stream (code {code})"),
+            NetError::Timeout { secs, .. } => format!("did not answer within {secs} s"),
+            NetError::Unexpected { what, .. } => format!("sent an unexpected answer: {what}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A peer's `Error` answer in words: "refused: why", or the code and why.
+pub fn remote_reason(code: ErrorCode, message: &str) -> String {
+    if code == ErrorCode::REFUSED {
+        format!("refused: {message}")
+    } else {
+        format!("{code}: {message}")
+    }
+}

@@ -48,7 +48,7 @@ pub use config::{
     NodeConfig, CONNECTION_RECEIVE_WINDOW, IDLE_TIMEOUT, INITIAL_MTU, KEEP_ALIVE, SEND_WINDOW,
     STREAM_RECEIVE_WINDOW, UDP_BUFFER,
 };
-pub use error::NetError;
+pub use error::{remote_reason, NetError};
 pub use identity::{node_id_of_certificate, Identity, IdentityError};
 pub use node::{Membership, Node, PeerConnection, PeerInfo, Stats};
 pub use server::{

@@ -75,12 +75,10 @@ pub async fn get(
 ) -> Result<GetReport, Error> {
     let root = root.to_path_buf();
     // One get at a time per location, before anything is planned.
-    let (staging, _staging_lock) = staging::lock_staging(&root).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
-            Error::GetRunning(root.clone())
-        } else {
-            Error::io("lock the staging folder of", &root)(e)
-        }
+    let (staging, staging_lock) = staging::lock_staging(&root).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => Error::GetRunning(root.clone()),
+        std::io::ErrorKind::NotFound => Error::NotALocation(root.clone()),
+        _ => Error::io("lock the staging folder of", &root)(e),
     })?;
     let (wanted, copies, min_chunk) = {
         let root = root.clone();
@@ -99,7 +97,13 @@ pub async fn get(
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let installer = {
         let (root, shared) = (root.clone(), shared.clone());
-        std::thread::spawn(move || install::run(&root, ready_rx, |done| shared.installed(done)))
+        std::thread::spawn(move || {
+            // The installer ends last (after the writer and the lanes, even
+            // if this future is dropped): the staging folder is ours until
+            // then.
+            let _held = staging_lock;
+            install::run(&root, ready_rx, |done| shared.installed(done))
+        })
     };
     let (write_tx, write_rx) = mpsc::channel(writer::QUEUE);
     let writer = {
@@ -123,7 +127,7 @@ pub async fn get(
             }
         }
     }
-    let schedule = Arc::new(Schedule::new(conns.keys().copied()));
+    let schedule = Arc::new(Schedule::new(conns.keys().copied(), unreachable.clone()));
     let ctx = Arc::new(Context {
         staging,
         copies,
@@ -136,21 +140,22 @@ pub async fn get(
         progress: progress.clone(),
         next_key: AtomicU64::new(0),
     });
-    let lanes: Vec<_> = ctx
-        .conns
-        .iter()
-        .map(|(id, conn)| {
-            let lane = Lane {
+    // In a JoinSet, the lanes stop if this future is dropped, so that the
+    // writer and the installer (and the staging lock) end too.
+    let mut lanes = tokio::task::JoinSet::new();
+    for (id, conn) in &ctx.conns {
+        lanes.spawn(
+            Lane {
                 id: *id,
                 conn: conn.clone(),
                 schedule: schedule.clone(),
                 writer: ctx.writer.clone(),
                 shared: shared.clone(),
                 progress: progress.clone(),
-            };
-            tokio::spawn(lane.run())
-        })
-        .collect();
+            }
+            .run(),
+        );
+    }
 
     // Contents copied locally or fetched whole, then the large ones.
     let mut small = Vec::new();
@@ -160,7 +165,7 @@ pub async fn get(
             continue;
         }
         if !ctx.schedule.reachable(&want.holders) {
-            let why = super::schedule::no_holder(&want.holders, &unreachable, &Vec::new());
+            let why = super::schedule::no_holder(&want.holders, &unreachable, &[]);
             fail_targets(&ctx, &want.targets, &why);
         } else if want.size <= MAX_WHOLE_FILE {
             small.push(SmallContent {
@@ -189,23 +194,25 @@ pub async fn get(
     }
     while tasks.join_next().await.is_some() {}
     schedule.close();
-    for lane in lanes {
-        let _ = lane.await;
-    }
+    while lanes.join_next().await.is_some() {}
     for (content, why) in schedule.take_failed() {
         fail_targets(&ctx, &content.targets, &why);
     }
 
     // Let the writer and the installer finish what they hold.
     drop(ctx);
-    let joined = tokio::task::spawn_blocking(move || {
-        let _ = writer.join();
-        installer.join()
-    })
-    .await;
+    let joined =
+        tokio::task::spawn_blocking(move || (writer.join().is_ok(), installer.join())).await;
+    let stopped = |which: &str| {
+        Error::Refused(format!(
+            "the thread that {which} stopped unexpectedly; run the get again \
+             (what was staged is kept)"
+        ))
+    };
     match joined {
-        Ok(Ok(result)) => result?,
-        _ => return Err(Error::Refused("the install thread failed".into())),
+        Ok((true, Ok(result))) => result?,
+        Ok((false, _)) => return Err(stopped("writes to staging")),
+        _ => return Err(stopped("installs files")),
     }
     Ok(shared.report())
 }

@@ -13,7 +13,7 @@ use super::schedule::{Job, Refusals, Schedule, SmallContent};
 use super::writer::WriteOp;
 use super::{Shared, TransferProgress};
 use crate::model::{ContentHash, NodeId};
-use crate::net::{FramedStream, NetError, PeerConnection};
+use crate::net::{remote_reason, FramedStream, NetError, PeerConnection};
 use crate::proto::{ChunkRanges, ErrorCode, Request, Response};
 
 /// Requests open at once per holder. Answers are read oldest first, so the
@@ -67,7 +67,7 @@ impl Lane {
                         let mut unfinished: Vec<Job> =
                             inflight.into_iter().map(|(j, _)| j).collect();
                         unfinished.push(job);
-                        self.gone(e.to_string(), unfinished);
+                        self.gone(e.reason(), unfinished);
                         return;
                     }
                 }
@@ -230,10 +230,7 @@ impl Lane {
             Ok(())
         } else {
             Err(Failure::Refused {
-                why: format!(
-                    "{}: it does not hold that content as recorded now",
-                    ErrorCode::REFUSED
-                ),
+                why: "refused: it does not hold that content as recorded now".to_owned(),
                 rest: Job::Files(refused),
             })
         }
@@ -263,11 +260,11 @@ fn request_for(job: &Job) -> Request {
 fn unexpected(response: Response, rest: Job) -> Failure {
     match response {
         Response::Error { code, message } if code == ErrorCode::REFUSED => Failure::Refused {
-            why: format!("{code}: {message}"),
+            why: remote_reason(code, &message),
             rest,
         },
         Response::Error { code, message } => Failure::Lost {
-            why: format!("{code}: {message}"),
+            why: remote_reason(code, &message),
             rest,
         },
         other => Failure::Lied {
@@ -283,19 +280,16 @@ fn net_failure(e: NetError, rest: Job) -> Failure {
     match e {
         NetError::StreamReset { code, .. } if code == u64::from(crate::proto::stream::CHANGED) => {
             Failure::Refused {
-                why: format!(
-                    "{}: its copy changed while it was being sent",
-                    ErrorCode::REFUSED
-                ),
+                why: "refused: its copy changed while it was being sent".to_owned(),
                 rest,
             }
         }
-        NetError::Protocol { source, .. } => Failure::Lied {
-            why: source.to_string(),
+        NetError::Protocol { .. } => Failure::Lied {
+            why: e.reason(),
             rest,
         },
         other => Failure::Lost {
-            why: other.to_string(),
+            why: other.reason(),
             rest,
         },
     }

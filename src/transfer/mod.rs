@@ -105,25 +105,17 @@ async fn ask(
     conn: &PeerConnection,
     request: &Request,
 ) -> Result<(Response, crate::net::FramedStream), AskError> {
-    match conn.request(request).await {
-        Ok((Response::Error { code, message }, _)) => {
-            Err(AskError::Unavailable(format!("{code}: {message}")))
-        }
-        Ok(answer) => Ok(answer),
-        Err(e) => Err(e.into()),
-    }
+    // `request` turns an `Error` answer into `NetError::Remote`.
+    Ok(conn.request(request).await?)
 }
 
 impl From<NetError> for AskError {
     /// A broken frame is a lie; a refusal, a reset or a lost connection is
-    /// not.
+    /// not. Worded without the peer's name, which callers put first.
     fn from(e: NetError) -> Self {
         match e {
-            NetError::Protocol { .. } => AskError::Lied(e.to_string()),
-            NetError::Remote { code, message, .. } => {
-                AskError::Unavailable(format!("{code}: {message}"))
-            }
-            other => AskError::Unavailable(other.to_string()),
+            NetError::Protocol { .. } => AskError::Lied(e.reason()),
+            other => AskError::Unavailable(other.reason()),
         }
     }
 }

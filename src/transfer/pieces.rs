@@ -21,33 +21,51 @@ fn pool() -> &'static Mutex<Vec<Vec<u8>>> {
     POOL.get_or_init(|| Mutex::new(Vec::with_capacity(KEPT)))
 }
 
-/// An empty buffer with room for `capacity` bytes, recycled if one is kept.
-pub fn take(capacity: usize) -> Vec<u8> {
-    let recycled = pool().lock().ok().and_then(|mut kept| kept.pop());
-    match recycled {
-        Some(mut buf) if buf.capacity() >= capacity => {
-            buf.clear();
-            buf
-        }
-        _ => Vec::with_capacity(capacity),
+/// A buffer from the pool. It goes back when dropped, or, once shared,
+/// when the last clone of its [`Bytes`] is dropped.
+pub struct Piece(Vec<u8>);
+
+impl Piece {
+    /// An empty buffer with room for `capacity` bytes, recycled if one is
+    /// kept.
+    pub fn take(capacity: usize) -> Piece {
+        let recycled = pool().lock().ok().and_then(|mut kept| kept.pop());
+        Piece(match recycled {
+            Some(mut buf) if buf.capacity() >= capacity => {
+                buf.clear();
+                buf
+            }
+            _ => Vec::with_capacity(capacity),
+        })
+    }
+
+    /// The bytes as [`Bytes`], without a copy.
+    pub fn share(self) -> Bytes {
+        Bytes::from_owner(self)
     }
 }
 
-/// `buf` as [`Bytes`] whose buffer goes back to the pool once every clone
-/// of it is dropped.
-pub fn share(buf: Vec<u8>) -> Bytes {
-    Bytes::from_owner(Recycled(buf))
+impl std::ops::Deref for Piece {
+    type Target = Vec<u8>;
+
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
 }
 
-struct Recycled(Vec<u8>);
+impl std::ops::DerefMut for Piece {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0
+    }
+}
 
-impl AsRef<[u8]> for Recycled {
+impl AsRef<[u8]> for Piece {
     fn as_ref(&self) -> &[u8] {
         &self.0
     }
 }
 
-impl Drop for Recycled {
+impl Drop for Piece {
     fn drop(&mut self) {
         if let Ok(mut kept) = pool().lock() {
             if kept.len() < KEPT {
@@ -63,10 +81,10 @@ mod tests {
 
     #[test]
     fn a_dropped_piece_is_reused_with_its_contents_cleared() {
-        let mut buf = take(4096);
-        buf.extend_from_slice(b"piece");
-        let ptr = buf.as_ptr();
-        let bytes = share(buf);
+        let mut piece = Piece::take(4096);
+        piece.extend_from_slice(b"piece");
+        let ptr = piece.as_ptr();
+        let bytes = piece.share();
         let clone = bytes.slice(1..3);
         drop(bytes);
         assert_eq!(&clone[..], b"ie", "a live slice keeps the buffer");
@@ -75,7 +93,7 @@ mod tests {
         let mut taken = Vec::new();
         let mut found = false;
         for _ in 0..KEPT {
-            let again = take(4096);
+            let again = Piece::take(4096);
             if again.as_ptr() == ptr {
                 assert!(again.is_empty());
                 found = true;

@@ -32,8 +32,12 @@ pub struct SmallContent {
 /// starting with the holder's name).
 pub type Refusals = Vec<(NodeId, String)>;
 
-fn refused(refusals: &Refusals, id: &NodeId) -> bool {
-    refusals.iter().any(|(by, _)| by == id)
+/// Why `id` refused, if it did.
+fn refusal<'a>(refusals: &'a [(NodeId, String)], id: &NodeId) -> Option<&'a str> {
+    refusals
+        .iter()
+        .find(|(by, _)| by == id)
+        .map(|(_, why)| why.as_str())
 }
 
 /// A large content being fetched chunk by chunk.
@@ -69,14 +73,14 @@ impl Job {
             Job::Files(contents) => contents.iter().any(|c| c.servable_by(id)),
             Job::Span {
                 fetch, refused_by, ..
-            } => fetch.holders.contains(id) && !refused(refused_by, id),
+            } => fetch.holders.contains(id) && refusal(refused_by, id).is_none(),
         }
     }
 }
 
 impl SmallContent {
     fn servable_by(&self, id: &NodeId) -> bool {
-        self.holders.contains(id) && !refused(&self.refused_by, id)
+        self.holders.contains(id) && refusal(&self.refused_by, id).is_none()
     }
 }
 
@@ -102,10 +106,18 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// A schedule served by lanes for the holders `live`.
-    pub fn new(live: impl IntoIterator<Item = NodeId>) -> Self {
+    /// A schedule served by lanes for the holders `live`; `unreachable`:
+    /// the other holders, with why (reported like dropped ones).
+    pub fn new(
+        live: impl IntoIterator<Item = NodeId>,
+        unreachable: HashMap<NodeId, String>,
+    ) -> Self {
         let schedule = Schedule::default();
-        schedule.lock().live = live.into_iter().collect();
+        {
+            let mut state = schedule.lock();
+            state.live = live.into_iter().collect();
+            state.dropped = unreachable;
+        }
         schedule
     }
 
@@ -271,17 +283,15 @@ impl Schedule {
 pub fn no_holder(
     holders: &[NodeId],
     reasons: &HashMap<NodeId, String>,
-    refusals: &Refusals,
+    refusals: &[(NodeId, String)],
 ) -> String {
     let known: Vec<&str> = holders
         .iter()
         .filter_map(|h| {
-            reasons.get(h).map(String::as_str).or_else(|| {
-                refusals
-                    .iter()
-                    .find(|(by, _)| by == h)
-                    .map(|(_, why)| why.as_str())
-            })
+            reasons
+                .get(h)
+                .map(String::as_str)
+                .or_else(|| refusal(refusals, h))
         })
         .collect();
     if known.is_empty() {
@@ -314,8 +324,9 @@ impl State {
     /// Fails the queued jobs no live holder may serve.
     fn settle_unservable(&mut self) {
         let live = &self.live;
-        let why =
-            |holders: &[NodeId], refusals: &Refusals| no_holder(holders, &self.dropped, refusals);
+        let why = |holders: &[NodeId], refusals: &[(NodeId, String)]| {
+            no_holder(holders, &self.dropped, refusals)
+        };
         let mut kept = VecDeque::with_capacity(self.jobs.len());
         for job in self.jobs.drain(..) {
             if live.iter().any(|id| job.servable_by(id)) {

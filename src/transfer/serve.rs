@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::pieces;
+use super::pieces::Piece;
 use crate::chunk::{ChunkRef, Manifest};
 use crate::model::{ContentHash, RepoPath, STATE_DIR};
 use crate::net::{FramedStream, NetError};
@@ -311,10 +311,10 @@ fn read_pieces(
     // A Vec filled by `read_to_end` is not zeroed first (a page-cache read
     // at ~1 GB/s would otherwise pay for a memset of every byte too), and a
     // recycled one has its pages mapped already.
-    let mut piece: Vec<u8> = pieces::take(PIECE);
-    let flush = |piece: &mut Vec<u8>| -> Result<(), String> {
+    let mut piece = Piece::take(PIECE);
+    let flush = |piece: &mut Piece| -> Result<(), String> {
         if !piece.is_empty() {
-            let full = pieces::share(std::mem::replace(piece, pieces::take(PIECE)));
+            let full = std::mem::replace(piece, Piece::take(PIECE)).share();
             tx.blocking_send(Ok(full))
                 .map_err(|_| "the stream is gone".to_owned())?;
         }

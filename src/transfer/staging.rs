@@ -34,12 +34,16 @@ pub struct StagingLock {
     _dir: File,
 }
 
-/// The staging folder of the location at `root`, created if missing, and
-/// locked for this `get`; an error of kind `WouldBlock` if another process
-/// holds it.
+/// The staging folder of the location at `root`, created if missing (but
+/// not `.harmony/` itself: `NotFound` if `root` is no location), and locked
+/// for this `get`; an error of kind `WouldBlock` if another process holds
+/// it.
 pub fn lock_staging(root: &Path) -> io::Result<(PathBuf, StagingLock)> {
     let path = root.join(STATE_DIR).join(STAGING_DIR);
-    fs::create_dir_all(&path)?;
+    match fs::create_dir(&path) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
     let dir = File::open(&path)?;
     rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
     Ok((path, StagingLock { _dir: dir }))
@@ -223,6 +227,10 @@ mod tests {
     #[test]
     fn the_staging_folder_serves_one_get_at_a_time() {
         let root = tempfile::tempdir().unwrap();
+        let not_a_location = lock_staging(root.path()).err().expect("no .harmony/");
+        assert_eq!(not_a_location.kind(), io::ErrorKind::NotFound);
+        assert!(!root.path().join(STATE_DIR).exists(), "nothing created");
+        fs::create_dir(root.path().join(STATE_DIR)).unwrap();
         let (dir, held) = lock_staging(root.path()).unwrap();
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "no lock file");
         let busy = lock_staging(root.path()).err().expect("a second lock");
