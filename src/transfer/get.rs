@@ -67,6 +67,11 @@ struct Context {
 }
 
 /// Fetches the newest content of the files `ids` into the location at `root`.
+///
+/// One get at a time per location: another one fails with
+/// [`Error::GetRunning`]. A get whose future is dropped stops fetching, and
+/// its threads finish installing what is complete before they release the
+/// location, a moment later.
 pub async fn get(
     root: &Path,
     ids: &[FileId],
