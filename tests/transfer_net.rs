@@ -474,6 +474,34 @@ async fn a_rogue_refining_an_edit_is_caught_and_avoided() {
     assert_eq!(b.commit().changed(), 0, "b's record matches its tree");
 }
 
+/// The holder renamed the files after b last synced: b asks by content, so
+/// the get still works under the names b knows, and the next sync moves
+/// b's copies to the new names without fetching anything again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_renamed_meanwhile_is_still_fetched_by_its_content() {
+    let large = pseudo_random(600_000, 11);
+    let mut a = Location::new("a");
+    a.write("old/large.bin", &large);
+    a.write("old/small.txt", b"a small one");
+    a.commit();
+    let mut b = Location::joining("b", &a);
+    let server_a = serve(&a, &[&b]);
+    sync_once(&mut b, &a, server_a.addr).await.unwrap();
+    fs::rename(a.root().join("old"), a.root().join("new")).unwrap();
+    a.commit();
+
+    let report = get_from(&b, Some(&[]), &[(&a, server_a.addr)]).await;
+    assert_eq!(report.files, 2, "{report:?}");
+    assert_eq!(read(&b, "old/large.bin"), large);
+    assert_eq!(read(&b, "old/small.txt"), b"a small one");
+    sync_once(&mut b, &a, server_a.addr).await.unwrap();
+    assert_eq!(read(&b, "new/large.bin"), large);
+    assert_eq!(read(&b, "new/small.txt"), b"a small one");
+    assert!(!b.root().join("old").exists());
+    let again = get_from(&b, Some(&[]), &[(&a, server_a.addr)]).await;
+    assert_eq!((again.files, again.bytes_fetched), (0, 0), "{again:?}");
+}
+
 /// A holder whose copy changed since its last commit refuses to serve it;
 /// with no other holder, the failure names the holder and its reason, for a
 /// small file and a large one alike, and nothing is written.
