@@ -262,7 +262,7 @@ fn raw_quinn(rt: &Runtime, base: &Path) -> f64 {
     let len = 1u64 << 30;
     let cpu_before = cpu_time();
     let started = Instant::now();
-    let mut runs: Vec<f64> = (0..3)
+    let runs: Vec<f64> = (0..3)
         .map(|_| mb_s(len, rt.block_on(bare_quinn(&id, len)).unwrap()))
         .collect();
     let cpu = secs(cpu_time().saturating_sub(cpu_before)) / secs(started.elapsed());
@@ -272,16 +272,20 @@ fn raw_quinn(rt: &Runtime, base: &Path) -> f64 {
         cpu * 100.0 / cores() as f64,
         cores()
     );
-    println!(
-        "\n## machine limit: bare quinn, one connection, one stream, 1 GiB from memory: {}",
-        runs.iter()
-            .map(|r| format!("{r:.1}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    median(
+        "machine limit: bare quinn, one connection, one stream, 1 GiB from memory",
+        runs,
+    )
+}
+
+/// Prints `runs` (MB/s) under `heading` and returns their median.
+fn median(heading: &str, mut runs: Vec<f64>) -> f64 {
+    let listed: Vec<String> = runs.iter().map(|r| format!("{r:.1}")).collect();
+    println!("\n## {heading}: {} MB/s", listed.join(", "));
     runs.sort_by(f64::total_cmp);
-    println!("  median {:.1} MB/s", runs[1]);
-    runs[1]
+    let median = runs[runs.len() / 2];
+    println!("  median {median:.1} MB/s");
+    median
 }
 
 /// The machine's limit for a verified get of A's media files
@@ -297,7 +301,7 @@ fn verified_floor(rt: &Runtime, base: &Path, a: &Location) -> f64 {
         })
         .collect();
     let total = (MEDIA_FILES * MEDIA_SIZE) as u64;
-    let mut runs: Vec<f64> = (0..3)
+    let runs: Vec<f64> = (0..3)
         .map(|_| {
             let out = tempfile::tempdir_in(base).unwrap();
             mb_s(
@@ -307,16 +311,10 @@ fn verified_floor(rt: &Runtime, base: &Path, a: &Location) -> f64 {
             )
         })
         .collect();
-    println!(
-        "\n## machine limit for a verified get: the same bare quinn carrying A's files from disk, 32 KiB pieces each blake3-checked, whole files hashed, written (no fsync): {} MB/s",
-        runs.iter()
-            .map(|r| format!("{r:.1}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    runs.sort_by(f64::total_cmp);
-    println!("  median {:.1} MB/s", runs[1]);
-    runs[1]
+    median(
+        "machine limit for a verified get: the same bare quinn carrying A's files from disk, 32 KiB pieces each blake3-checked, whole files hashed, written (no fsync)",
+        runs,
+    )
 }
 
 // ------------------------------------------------------------- scenarios

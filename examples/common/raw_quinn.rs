@@ -61,21 +61,58 @@ impl BarePair {
     }
 }
 
+impl BarePair {
+    /// One timed exchange over one stream: the client sends `ask`; `serve`
+    /// answers on the server's side (and finishes the stream); `receive`
+    /// reads the answer. Returns the time from opening the stream to the
+    /// end of `receive`, and what `receive` returned.
+    pub async fn one_stream<S, SF, R, RF, T>(
+        self,
+        ask: &[u8],
+        serve: S,
+        receive: R,
+    ) -> anyhow::Result<(Duration, T)>
+    where
+        S: FnOnce(quinn::SendStream, Vec<u8>) -> SF + Send + 'static,
+        SF: std::future::Future<Output = ()> + Send,
+        R: FnOnce(quinn::RecvStream) -> RF,
+        RF: std::future::Future<Output = anyhow::Result<T>>,
+    {
+        let BarePair {
+            server,
+            client,
+            client_config,
+            addr,
+        } = self;
+        let ask_len = ask.len();
+        let serving = tokio::spawn(async move {
+            let conn = server.accept().await.unwrap().await.unwrap();
+            let (send, mut recv) = conn.accept_bi().await.unwrap();
+            let mut asked = vec![0; ask_len];
+            recv.read_exact(&mut asked).await.unwrap();
+            serve(send, asked).await;
+            let _ = conn.closed().await;
+            server.wait_idle().await;
+        });
+
+        let conn = client.connect_with(client_config, addr, "bench")?.await?;
+        let start = Instant::now();
+        let (mut send, recv) = conn.open_bi().await?;
+        send.write_all(ask).await?;
+        send.finish()?;
+        let received = receive(recv).await?;
+        let elapsed = start.elapsed();
+        conn.close(0u32.into(), b"done");
+        client.wait_idle().await;
+        serving.await?;
+        Ok((elapsed, received))
+    }
+}
+
 /// Bare quinn ([`BarePair`]): `len` bytes from memory over one stream.
 pub async fn bare_quinn(server_id: &Identity, len: u64) -> anyhow::Result<Duration> {
-    let BarePair {
-        server,
-        client,
-        client_config,
-        addr,
-    } = BarePair::new(server_id)?;
-
-    let serving = tokio::spawn(async move {
-        let conn = server.accept().await.unwrap().await.unwrap();
-        let (mut send, mut recv) = conn.accept_bi().await.unwrap();
-        let mut ask = [0u8; 8];
-        recv.read_exact(&mut ask).await.unwrap();
-        let mut left = u64::from_be_bytes(ask);
+    let serve = |mut send: quinn::SendStream, asked: Vec<u8>| async move {
+        let mut left = u64::from_be_bytes(asked.try_into().unwrap());
         let block = vec![0xa5u8; BLOCK];
         while left > 0 {
             let n = left.min(BLOCK as u64) as usize;
@@ -83,23 +120,17 @@ pub async fn bare_quinn(server_id: &Identity, len: u64) -> anyhow::Result<Durati
             left -= n as u64;
         }
         send.finish().unwrap();
-        let _ = conn.closed().await;
-        server.wait_idle().await;
-    });
-
-    let conn = client.connect_with(client_config, addr, "bench")?.await?;
-    let start = Instant::now();
-    let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&len.to_be_bytes()).await?;
-    send.finish()?;
-    let mut got = 0u64;
-    while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
-        got += chunk.bytes.len() as u64;
-    }
-    let elapsed = start.elapsed();
+    };
+    let receive = |mut recv: quinn::RecvStream| async move {
+        let mut got = 0u64;
+        while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
+            got += chunk.bytes.len() as u64;
+        }
+        Ok(got)
+    };
+    let (elapsed, got) = BarePair::new(server_id)?
+        .one_stream(&len.to_be_bytes(), serve, receive)
+        .await?;
     anyhow::ensure!(got == len, "got {got} of {len} bytes");
-    conn.close(0u32.into(), b"done");
-    client.wait_idle().await;
-    serving.await?;
     Ok(elapsed)
 }

@@ -13,7 +13,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use harmony::net::Identity;
 
@@ -29,76 +29,79 @@ pub async fn verified_quinn(
     files: &[(PathBuf, blake3::Hash)],
     out: &Path,
 ) -> anyhow::Result<Duration> {
-    let BarePair {
-        server,
-        client,
-        client_config,
-        addr,
-    } = BarePair::new(server_id)?;
     let sizes: Vec<u64> = files
         .iter()
         .map(|(f, _)| f.metadata().map(|m| m.len()))
         .collect::<Result<_, _>>()?;
     let expected: Vec<blake3::Hash> = files.iter().map(|(_, h)| *h).collect();
     let paths: Vec<PathBuf> = files.iter().map(|(f, _)| f.clone()).collect();
+    let out = out.to_owned();
+    let (elapsed, hashes) = BarePair::new(server_id)?
+        .one_stream(
+            &[1],
+            move |send, _| send_files(send, paths),
+            move |recv| receive_files(recv, sizes, out),
+        )
+        .await?;
+    anyhow::ensure!(hashes == expected, "a file arrived corrupted");
+    Ok(elapsed)
+}
 
-    let serving = tokio::spawn(async move {
-        let conn = server.accept().await.unwrap().await.unwrap();
-        let (mut send, mut recv) = conn.accept_bi().await.unwrap();
-        let mut ask = [0u8; 1];
-        recv.read_exact(&mut ask).await.unwrap();
-        // Four 1 MiB buffers go round between the reader and the stream
-        // (as Harmony's server recycles its read buffers).
-        let (full_tx, mut full) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-        let (empty_tx, empty) = std::sync::mpsc::channel::<Vec<u8>>();
-        for _ in 0..4 {
-            empty_tx.send(Vec::with_capacity(BLOCK)).unwrap();
-        }
-        tokio::task::spawn_blocking(move || {
-            let mut spare = None;
-            for path in paths {
-                let mut file = File::open(path).unwrap();
-                loop {
-                    let Some(mut block) = spare.take().or_else(|| empty.recv().ok()) else {
-                        return;
-                    };
-                    block.clear();
-                    (&mut file)
-                        .take(BLOCK as u64)
-                        .read_to_end(&mut block)
-                        .unwrap();
-                    if block.is_empty() {
-                        spare = Some(block);
-                        break;
-                    }
-                    let last = block.len() < BLOCK;
-                    if full_tx.blocking_send(block).is_err() || last {
-                        break;
-                    }
+/// The sender: reads `paths` on a blocking thread into four 1 MiB buffers
+/// that go round (as Harmony's server recycles its read buffers).
+async fn send_files(mut send: quinn::SendStream, paths: Vec<PathBuf>) {
+    let (full_tx, mut full) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let (empty_tx, empty) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..4 {
+        empty_tx.send(Vec::with_capacity(BLOCK)).unwrap();
+    }
+    tokio::task::spawn_blocking(move || {
+        let mut spare = None;
+        for path in paths {
+            let mut file = File::open(path).unwrap();
+            loop {
+                let Some(mut block) = spare.take().or_else(|| empty.recv().ok()) else {
+                    return;
+                };
+                block.clear();
+                (&mut file)
+                    .take(BLOCK as u64)
+                    .read_to_end(&mut block)
+                    .unwrap();
+                if block.is_empty() {
+                    spare = Some(block);
+                    break;
+                }
+                let last = block.len() < BLOCK;
+                if full_tx.blocking_send(block).is_err() {
+                    return;
+                }
+                if last {
+                    break;
                 }
             }
-        });
-        while let Some(block) = full.recv().await {
-            send.write_all(&block).await.unwrap();
-            let _ = empty_tx.send(block);
         }
-        send.finish().unwrap();
-        let _ = conn.closed().await;
-        server.wait_idle().await;
     });
+    while let Some(block) = full.recv().await {
+        send.write_all(&block).await.unwrap();
+        let _ = empty_tx.send(block);
+    }
+    send.finish().unwrap();
+}
 
-    let conn = client.connect_with(client_config, addr, "bench")?.await?;
-    let start = Instant::now();
-    let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&[1]).await?;
-    send.finish()?;
+/// The receiver: pieces checked here, then hashed whole and written by a
+/// writer thread into `out`. Returns the whole files' hashes.
+async fn receive_files(
+    mut recv: quinn::RecvStream,
+    sizes: Vec<u64>,
+    out: PathBuf,
+) -> anyhow::Result<Vec<blake3::Hash>> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
-    let out_dir = out.to_owned();
     let writer_sizes = sizes.clone();
     let writer = std::thread::spawn(move || -> anyhow::Result<Vec<blake3::Hash>> {
         let mut hashes = Vec::new();
         for (i, size) in writer_sizes.into_iter().enumerate() {
-            let mut file = File::create(out_dir.join(format!("{i}.part")))?;
+            let mut file = File::create(out.join(format!("{i}.part")))?;
             let mut whole = blake3::Hasher::new();
             let mut left = size;
             while left > 0 {
@@ -127,11 +130,5 @@ pub async fn verified_quinn(
     }
     drop(tx);
     let joined = tokio::task::spawn_blocking(move || writer.join()).await?;
-    let hashes = joined.expect("the writer thread panicked")?;
-    let elapsed = start.elapsed();
-    anyhow::ensure!(hashes == expected, "a file arrived corrupted");
-    conn.close(0u32.into(), b"done");
-    client.wait_idle().await;
-    serving.await?;
-    Ok(elapsed)
+    joined.expect("the writer thread panicked")
 }
