@@ -19,6 +19,12 @@
 //!    getting side holds in its previous version;
 //! 4. a 256 MiB get aborted at ~50% (recorded progress), then resumed.
 //!
+//! Scenario 2 creates 40,000 inodes; run within minutes of deleting many
+//! files on an ext4 without a journal (as `/tmp` is on the project's
+//! machine; e.g. right after another run of this bench), it takes 2-3x
+//! longer, spent in the kernel skipping recently freed inodes on every
+//! create (`perf`: `find_inode_bit` / `recently_deleted`).
+//!
 //! Bytes on the wire are the UDP bytes (both ways, handshake included) of the
 //! connection `Holders` opens: the bench asks `Holders::conn` for it first,
 //! keeps a handle, and reads its stats after the get. Peak RSS is VmHWM
