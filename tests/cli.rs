@@ -98,6 +98,34 @@ fn errors_and_usage_have_their_exit_codes() {
         .code(2);
 }
 
+/// Output piped into a reader that stops early (`harmony ls | head`) ends
+/// the command quietly, not with a panic.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    harmony(dir.path())
+        .args(["init", "--name", "x"])
+        .assert()
+        .success();
+    for i in 0..200 {
+        fs::write(dir.path().join(format!("f{i:03}")), b"x").unwrap();
+    }
+    harmony(dir.path()).arg("commit").assert().success();
+    let mut ls = std::process::Command::new(assert_cmd::cargo::cargo_bin("harmony"))
+        .arg("-C")
+        .arg(dir.path())
+        .arg("ls")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(ls.stdout.take()); // the reader is gone before the first line
+    let out = ls.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
 #[test]
 fn commit_ls_and_status_through_the_binary() {
     let dir = tempfile::tempdir().unwrap();

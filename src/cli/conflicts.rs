@@ -29,15 +29,15 @@ pub fn conflicts(out: &Output) -> anyhow::Result<()> {
     out.report(&conflicts, || {
         if conflicts.is_empty() {
             if !out.quiet {
-                println!("no conflicts");
+                out!("no conflicts");
             }
             return;
         }
         for conflict in &conflicts {
-            println!("{}", conflict.path);
+            out!("{}", conflict.path);
             for side in &conflict.sides {
                 let who = side.name.clone().unwrap_or_else(|| side.node.clone());
-                println!(
+                out!(
                     "  {:<12} {:>10}  {}  {}{}",
                     who,
                     indicatif::HumanBytes(side.size).to_string(),
@@ -47,7 +47,7 @@ pub fn conflicts(out: &Output) -> anyhow::Result<()> {
                 );
             }
         }
-        println!("settle each with `harmony resolve PATH --keep local|NODE|both`");
+        out!("settle each with `harmony resolve PATH --keep local|NODE|both`");
     })
 }
 
@@ -65,15 +65,15 @@ pub fn resolve(out: &Output, args: ResolveArgs) -> anyhow::Result<()> {
         if out.quiet {
             return;
         }
-        println!(
+        out!(
             "{}: kept {}",
             done.path,
             &done.kept[..16.min(done.kept.len())]
         );
         for created in &done.created {
-            println!("{created}: the other version, under its own name");
+            out!("{created}: the other version, under its own name");
         }
-        println!("the resolution reaches other locations with the next sync");
+        out!("the resolution reaches other locations with the next sync");
     })
 }
 

@@ -67,11 +67,11 @@ pub fn init(out: &Output, args: InitArgs) -> anyhow::Result<()> {
     let report = id_report(&repo);
     out.report(&report, || {
         if out.quiet {
-            println!("{}", report.id);
+            out!("{}", report.id);
         } else {
-            println!("Initialised location `{}` in {}", report.name, repo.root().display());
-            println!("node id: {}", report.id);
-            println!("Give this id to the owners of other locations: `harmony peer add {} {} <host:port>`", report.name, report.id);
+            out!("Initialised location `{}` in {}", report.name, repo.root().display());
+            out!("node id: {}", report.id);
+            out!("Give this id to the owners of other locations: `harmony peer add {} {} <host:port>`", report.name, report.id);
         }
     })
 }
@@ -80,10 +80,10 @@ pub fn id(out: &Output) -> anyhow::Result<()> {
     let repo = Repo::open(&out.dir)?;
     let report = id_report(&repo);
     out.report(&report, || {
-        println!("{}", report.id);
+        out!("{}", report.id);
         if !out.quiet {
-            println!("name:   {}", report.name);
-            println!("listen: {}", report.listen);
+            out!("name:   {}", report.name);
+            out!("listen: {}", report.listen);
         }
     })
 }
@@ -105,9 +105,9 @@ pub fn commit(out: &Output, args: CommitArgs) -> anyhow::Result<()> {
             return;
         }
         if report.changed() == 0 {
-            println!("nothing to commit ({} files unchanged)", report.unchanged);
+            out!("nothing to commit ({} files unchanged)", report.unchanged);
         } else {
-            println!(
+            out!(
                 "committed: {} added, {} edited, {} renamed, {} deleted ({} files read, {}, in {:.2} s)",
                 report.added,
                 report.edited,
@@ -133,19 +133,19 @@ pub fn status(out: &Output) -> anyhow::Result<()> {
     out.report(&lines, || {
         if lines.is_empty() {
             if !out.quiet {
-                println!("everything committed and up to date");
+                out!("everything committed and up to date");
             }
             return;
         }
         for line in &lines {
             match &line.from {
-                Some(from) => println!(
+                Some(from) => out!(
                     "{:<9} {} (from {})",
                     state_name(line.state),
                     line.path,
                     from
                 ),
-                None => println!("{:<9} {}", state_name(line.state), line.path),
+                None => out!("{:<9} {}", state_name(line.state), line.path),
             }
         }
     })
@@ -165,7 +165,7 @@ pub fn ls(out: &Output, args: LsArgs) -> anyhow::Result<()> {
     };
     out.report(&rows, || {
         for row in &rows {
-            println!(
+            out!(
                 "{:>10}  {}  {:>2} {:<9} {}",
                 human_bytes(row.size),
                 if row.present { "here" } else { "    " },
@@ -232,7 +232,7 @@ pub fn whereis(out: &Output, args: WhereisArgs) -> anyhow::Result<()> {
     let rows = repo.whereis(&paths)?;
     out.report(&rows, || {
         for row in &rows {
-            println!(
+            out!(
                 "{} ({} {})",
                 row.path,
                 row.holders.len(),
@@ -244,8 +244,8 @@ pub fn whereis(out: &Output, args: WhereisArgs) -> anyhow::Result<()> {
             );
             for holder in &row.holders {
                 match &holder.name {
-                    Some(name) => println!("  {name}  {}", holder.id),
-                    None => println!("  {}", holder.id),
+                    Some(name) => out!("  {name}  {}", holder.id),
+                    None => out!("  {}", holder.id),
                 }
             }
         }

@@ -1,6 +1,18 @@
 //! The command line (see CLI.md): clap definitions and one small module per
 //! command group, each a thin call into the library.
 
+/// `println!` for command output, except that a closed stdout (the output
+/// piped into `head`, say) ends the process quietly with status 0, as
+/// ripgrep does, instead of a panic; any other write error is reported.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::cli::output::stdout_failed(e);
+        }
+    }};
+}
+
 mod conflicts;
 mod dial;
 mod local;

@@ -26,7 +26,7 @@ impl Output {
     /// Prints `value` as JSON when `--json` was given, else runs `human`.
     pub fn report<T: Serialize>(&self, value: &T, human: impl FnOnce()) -> anyhow::Result<()> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value)?);
+            out!("{}", serde_json::to_string_pretty(value)?);
         } else {
             human();
         }
@@ -45,6 +45,15 @@ impl Output {
     pub fn error(&self, error: &anyhow::Error) {
         eprintln!("error: {}", error_line(error));
     }
+}
+
+/// Ends the process after a failed write to stdout (see `out!`).
+pub fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(1);
 }
 
 /// `error` and each cause not already quoted, joined by `: `.

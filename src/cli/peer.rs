@@ -123,8 +123,8 @@ fn add(out: &Output, name: &str, node_id: &str, addr: &str) -> anyhow::Result<()
     let report = PeerJson::from(&record);
     out.report(&report, || {
         if !out.quiet {
-            println!("trusting peer {name} ({node_id}) at {addr}");
-            println!(
+            out!("trusting peer {name} ({node_id}) at {addr}");
+            out!(
                 "It must trust this node too: on {name}, run `harmony peer add {} {} <this node's host:port>`",
                 repo.settings().node_name,
                 repo.node_id()
@@ -157,9 +157,7 @@ fn list(out: &Output) -> anyhow::Result<()> {
     out.report(&report, || {
         if report.is_empty() {
             if !out.quiet {
-                println!(
-                    "no trusted peers; add one with `harmony peer add NAME NODE_ID HOST:PORT`"
-                );
+                out!("no trusted peers; add one with `harmony peer add NAME NODE_ID HOST:PORT`");
             }
             return;
         }
@@ -170,7 +168,7 @@ fn list(out: &Output) -> anyhow::Result<()> {
             .unwrap_or(4)
             .max(4);
         for p in &report {
-            println!("{:width$}  {}  {}", p.name, p.id, p.addr);
+            out!("{:width$}  {}  {}", p.name, p.id, p.addr);
         }
     })
 }
@@ -188,7 +186,7 @@ fn remove(out: &Output, name: &str) -> anyhow::Result<()> {
     }
     out.report(&Removed { removed: name }, || {
         if !out.quiet {
-            println!("no longer trusting peer {name} (connections already open end when they close or `serve` restarts)");
+            out!("no longer trusting peer {name} (connections already open end when they close or `serve` restarts)");
         }
     })
 }
@@ -266,17 +264,19 @@ fn ping(out: &Output, name: &str, count: u32) -> anyhow::Result<()> {
             return;
         }
         for rtt in &report.rtt_ms {
-            println!(
+            out!(
                 "reply from {} ({}): {rtt:.2} ms",
-                report.name, report.remote
+                report.name,
+                report.remote
             );
         }
-        println!(
+        out!(
             "peer {} is reachable, trusts this node, protocol {}",
-            report.name, report.protocol
+            report.name,
+            report.protocol
         );
         if let Some(note) = &report.note {
-            println!("{note}");
+            out!("{note}");
         }
     })
 }

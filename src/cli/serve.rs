@@ -90,11 +90,14 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             peers: peers.len(),
         };
         if out.json {
-            println!("{}", serde_json::to_string(&started)?);
+            out!("{}", serde_json::to_string(&started)?);
         } else if !out.quiet {
-            println!(
+            out!(
                 "serving node {} ({}) on {}, trusting {} peers; Ctrl-C to stop",
-                started.name, started.id, started.listen, started.peers
+                started.name,
+                started.id,
+                started.listen,
+                started.peers
             );
         }
         if peers.is_empty() {
@@ -106,7 +109,7 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         node.serve(Arc::new(service), Some(source), stop_signal())
             .await;
         if !out.json && !out.quiet {
-            println!("stopped");
+            out!("stopped");
         }
         Ok::<_, anyhow::Error>(())
     })?;

@@ -112,9 +112,12 @@ pub fn sync(out: &Output, args: SyncArgs) -> anyhow::Result<()> {
             return;
         }
         if committed.changed() > 0 {
-            println!(
+            out!(
                 "committed: {} added, {} edited, {} renamed, {} deleted",
-                committed.added, committed.edited, committed.renamed, committed.deleted
+                committed.added,
+                committed.edited,
+                committed.renamed,
+                committed.deleted
             );
         }
         for outcome in &outcomes {
@@ -150,29 +153,29 @@ fn print_outcome(outcome: &PeerOutcome) {
         )
     });
     if outcome.sessions.first().is_some_and(|s| s.in_sync) {
-        println!("{}: already in sync", outcome.peer);
+        out!("{}: already in sync", outcome.peer);
         return;
     }
-    println!(
+    out!(
         "{}: sent {sent} and received {received} entries, {changed} changed here",
         outcome.peer
     );
     for session in &outcome.sessions {
         let a = &session.applied;
         if session.joined {
-            println!("  joined the repository of {}", outcome.peer);
+            out!("  joined the repository of {}", outcome.peer);
         }
         if a.moved + a.deleted + a.copied_locally > 0 {
-            println!(
+            out!(
                 "  working tree: {} moved, {} deleted ({} kept in .harmony/trash), {} filled from local copies",
                 a.moved, a.deleted, a.trashed, a.copied_locally
             );
         }
         for skipped in &a.skipped {
-            println!("  not applied: {skipped}");
+            out!("  not applied: {skipped}");
         }
         for conflict in &a.rename_conflicts {
-            println!("  rename conflict: {conflict}");
+            out!("  rename conflict: {conflict}");
         }
     }
 }

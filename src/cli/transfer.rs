@@ -118,14 +118,14 @@ pub fn get_files(out: &Output, args: GetArgs) -> anyhow::Result<()> {
         if out.quiet {
             return;
         }
-        println!(
+        out!(
             "got {} files: {} fetched, {} reused from copies here",
             report.files,
             indicatif::HumanBytes(report.bytes_fetched),
             indicatif::HumanBytes(report.bytes_reused)
         );
         for (holder, bytes) in &report.per_holder {
-            println!("  from {holder}: {}", indicatif::HumanBytes(*bytes));
+            out!("  from {holder}: {}", indicatif::HumanBytes(*bytes));
         }
     })?;
     for failure in &report.failed {
@@ -164,7 +164,7 @@ pub fn drop_local(out: &Output, args: DropArgs) -> anyhow::Result<()> {
     out.report(&report, || {
         if !out.quiet {
             for path in &report.dropped {
-                println!("dropped {path} (still in the repository; `harmony get` brings it back)");
+                out!("dropped {path} (still in the repository; `harmony get` brings it back)");
             }
         }
     })?;
