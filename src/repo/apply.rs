@@ -227,14 +227,10 @@ impl Repo {
         fs::create_dir_all(&staging).map_err(Error::io("create", &staging))?;
         let copy = staging.join(format!("copy-{}", entry.id));
         fs::copy(source.path.to_path(&self.root), &copy).map_err(Error::io("copy", &copy))?;
-        let file = fs::File::options()
-            .write(true)
-            .open(&copy)
-            .map_err(Error::io("open", &copy))?;
-        let mtime = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(mtime_ns.max(0) as u64);
-        let _ = file.set_modified(mtime);
-        file.sync_all().map_err(Error::io("sync", &copy))?;
-        drop(file);
+        let _ = crate::scan::set_mtime(&copy, mtime_ns);
+        fs::File::open(&copy)
+            .and_then(|file| file.sync_all())
+            .map_err(Error::io("sync", &copy))?;
 
         let me = self.node_id();
         if let Some(old) = replacing {

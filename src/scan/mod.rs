@@ -10,7 +10,7 @@ use std::path::Path;
 
 pub use detect::{detect, triage, Change, ReadFile};
 pub use read::ReadFailure;
-pub use walk::{stat_of, walk, SkipReason, Skipped, Walked, WalkedFile, IGNORE_FILE};
+pub use walk::{set_mtime, stat_of, walk, SkipReason, Skipped, Walked, WalkedFile, IGNORE_FILE};
 
 use crate::chunk::{ChunkParams, Manifest};
 use crate::model::{ContentHash, RepoPath};

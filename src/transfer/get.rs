@@ -280,10 +280,10 @@ async fn copy_whole(ctx: &Arc<Context>, want: &Wanted) -> bool {
     if source.is_none() && !empty {
         return false;
     }
-    let (dir, hash, first) = (ctx.staging.clone(), want.hash, want.targets[0].clone());
+    let (dir, hash) = (ctx.staging.clone(), want.hash);
     let staged = tokio::task::spawn_blocking(move || -> std::io::Result<Option<PathBuf>> {
         let Some(source) = source else {
-            return writer::stage_whole(&dir, hash, &[], &first).map(Some);
+            return writer::stage_whole(&dir, hash, &[]).map(Some);
         };
         // Copied, then checked: the source may have changed since recorded.
         let part = staging::part_path(&dir, hash);
@@ -292,8 +292,6 @@ async fn copy_whole(ctx: &Arc<Context>, want: &Wanted) -> bool {
             std::fs::remove_file(&part)?;
             return Ok(None);
         }
-        let file = std::fs::File::options().write(true).open(&part)?;
-        install::set_mtime(&file, &first);
         Ok(Some(part))
     })
     .await;
@@ -352,9 +350,6 @@ async fn fetch_large(ctx: &Arc<Context>, want: &Wanted) -> Result<(), String> {
         };
         match finished {
             Ok(path) => {
-                if let Ok(file) = std::fs::File::options().write(true).open(&path) {
-                    install::set_mtime(&file, &want.targets[0]);
-                }
                 let _ = ctx.ready.send(Ready {
                     staged: path,
                     hash: want.hash,

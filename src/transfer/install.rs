@@ -19,11 +19,10 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::time::{Duration, UNIX_EPOCH};
 
 use crate::chunk::Manifest;
 use crate::model::{ContentHash, FileEntry};
-use crate::scan::{stat_of, still_as_recorded};
+use crate::scan::{set_mtime, stat_of, still_as_recorded};
 use crate::store::LocalFile;
 use crate::{Error, Repo};
 
@@ -85,16 +84,21 @@ fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed>
     let mut placements = Vec::new();
     let mut manifests = Vec::new();
     for ready in group {
-        let Some(mtime) = super::newest(&ready.targets[0]).map(|(_, _, m)| mtime_of(m)) else {
+        let Some((_, _, mtime_ns)) = super::newest(&ready.targets[0]) else {
             continue;
         };
+        // The content takes its files' modification time (not setting it
+        // only makes the next commit look at the file again).
+        let _ = set_mtime(&ready.staged, mtime_ns);
         for (k, entry) in ready.targets.iter().enumerate() {
             // The first file takes the staged copy; each other one a copy.
             let staged = if k == 0 {
                 ready.staged.clone()
             } else {
                 let copy = ready.staged.with_extension(format!("part{k}"));
-                if let Err(e) = copy_with_mtime(&ready.staged, &copy, mtime) {
+                let copied =
+                    fs::copy(&ready.staged, &copy).and_then(|_| set_mtime(&copy, mtime_ns));
+                if let Err(e) = copied {
                     installed
                         .failed
                         .push(format!("{}: cannot copy: {e}", entry.current_path()));
@@ -152,22 +156,6 @@ fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed>
     writer.commit()?;
     installed.files = placed.len();
     Ok(installed)
-}
-
-fn mtime_of(mtime_ns: i64) -> std::time::SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(mtime_ns.max(0) as u64)
-}
-
-/// Gives a staged file the content's modification time.
-pub fn set_mtime(file: &File, entry: &FileEntry) {
-    if let Some((_, _, mtime_ns)) = super::newest(entry) {
-        let _ = file.set_modified(mtime_of(mtime_ns));
-    }
-}
-
-fn copy_with_mtime(from: &Path, to: &Path, mtime: std::time::SystemTime) -> std::io::Result<()> {
-    fs::copy(from, to)?;
-    File::options().write(true).open(to)?.set_modified(mtime)
 }
 
 /// Makes `paths` durable: their contents (`contents`), or else the folders

@@ -62,7 +62,10 @@ impl LocalCopies {
     /// here has it (any more).
     pub fn chunk(&self, chunk: &ChunkRef) -> Option<Vec<u8>> {
         let (path, offset) = self.chunks.get(&chunk.hash)?;
-        super::staging::read_verified(path, *offset, chunk.len, chunk.hash)
+        let file = std::fs::File::open(path).ok()?;
+        let mut bytes = vec![0; chunk.len as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, *offset).ok()?;
+        (ContentHash::from(blake3::hash(&bytes)) == chunk.hash).then_some(bytes)
     }
 
     /// A file here that holds content `hash` whole (as recorded: check

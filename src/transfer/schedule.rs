@@ -112,17 +112,28 @@ impl Schedule {
         live: impl IntoIterator<Item = NodeId>,
         unreachable: HashMap<NodeId, String>,
     ) -> Self {
-        let schedule = Schedule::default();
-        {
-            let mut state = schedule.lock();
-            state.live = live.into_iter().collect();
-            state.dropped = unreachable;
+        Schedule {
+            state: Mutex::new(State {
+                live: live.into_iter().collect(),
+                dropped: unreachable,
+                ..State::default()
+            }),
+            wake: Notify::new(),
         }
-        schedule
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the state, fails what no live holder may serve any more,
+    /// and wakes the lanes waiting for work.
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        let mut state = self.lock();
+        change(&mut state);
+        state.settle_unservable();
+        drop(state);
+        self.wake.notify_waiters();
     }
 
     /// Whether some live holder may serve a content held by `holders`.
@@ -133,58 +144,50 @@ impl Schedule {
 
     /// Queues small contents, in jobs of a request each.
     pub fn push_small(&self, contents: Vec<SmallContent>) {
-        let mut state = self.lock();
-        let mut job = Vec::new();
+        let mut jobs: Vec<Vec<SmallContent>> = Vec::new();
         let mut bytes = 0;
         for content in contents {
-            if job.len() == FILES_PER_JOB || bytes + content.size > FILES_BYTES_PER_JOB {
-                state.jobs.push_back(Job::Files(std::mem::take(&mut job)));
-                bytes = 0;
+            match jobs.last_mut() {
+                Some(job)
+                    if job.len() < FILES_PER_JOB && bytes + content.size <= FILES_BYTES_PER_JOB =>
+                {
+                    bytes += content.size;
+                    job.push(content);
+                }
+                _ => {
+                    bytes = content.size;
+                    jobs.push(vec![content]);
+                }
             }
-            bytes += content.size;
-            job.push(content);
         }
-        if !job.is_empty() {
-            state.jobs.push_back(Job::Files(job));
-        }
-        state.settle_unservable();
-        drop(state);
-        self.wake.notify_waiters();
+        self.update(|state| state.jobs.extend(jobs.into_iter().map(Job::Files)));
     }
 
     /// Queues the missing chunks of a large content, in runs of contiguous
     /// chunks of up to `span_bytes`.
     pub fn push_spans(&self, fetch: Arc<LargeFetch>, missing: &[usize], span_bytes: u64) {
-        let mut state = self.lock();
-        let mut run: Option<(Range<usize>, u64)> = None;
+        let mut runs: Vec<Range<usize>> = Vec::new();
+        let mut bytes = 0;
         for &index in missing {
             let len = u64::from(fetch.manifest.chunks[index].len);
-            run = match run {
-                Some((range, bytes)) if range.end == index && bytes + len <= span_bytes => {
-                    Some((range.start..index + 1, bytes + len))
+            match runs.last_mut() {
+                Some(run) if run.end == index && bytes + len <= span_bytes => {
+                    run.end += 1;
+                    bytes += len;
                 }
-                other => {
-                    if let Some((range, _)) = other {
-                        state.jobs.push_back(Job::Span {
-                            fetch: fetch.clone(),
-                            chunks: range,
-                            refused_by: Vec::new(),
-                        });
-                    }
-                    Some((index..index + 1, len))
+                _ => {
+                    bytes = len;
+                    runs.push(index..index + 1);
                 }
-            };
+            }
         }
-        if let Some((range, _)) = run {
-            state.jobs.push_back(Job::Span {
-                fetch,
-                chunks: range,
+        self.update(|state| {
+            state.jobs.extend(runs.into_iter().map(|chunks| Job::Span {
+                fetch: fetch.clone(),
+                chunks,
                 refused_by: Vec::new(),
-            });
-        }
-        state.settle_unservable();
-        drop(state);
-        self.wake.notify_waiters();
+            }))
+        });
     }
 
     /// Removes what is queued of large content `key` (it failed).
@@ -229,36 +232,32 @@ impl Schedule {
     /// A job taken is done; `refused`: what of it holder `by` could not
     /// serve, and why, to be asked of the others.
     pub fn settle(&self, by: NodeId, refused: Option<(Job, String)>) {
-        let mut state = self.lock();
-        state.active -= 1;
-        if let Some((mut job, why)) = refused {
-            let refusal = (by, why);
-            match &mut job {
-                Job::Files(contents) => contents
-                    .iter_mut()
-                    .for_each(|c| c.refused_by.push(refusal.clone())),
-                Job::Span { refused_by, .. } => refused_by.push(refusal),
+        self.update(|state| {
+            state.active -= 1;
+            if let Some((mut job, why)) = refused {
+                let refusal = (by, why);
+                match &mut job {
+                    Job::Files(contents) => contents
+                        .iter_mut()
+                        .for_each(|c| c.refused_by.push(refusal.clone())),
+                    Job::Span { refused_by, .. } => refused_by.push(refusal),
+                }
+                state.jobs.push_front(job);
             }
-            state.jobs.push_front(job);
-        }
-        state.settle_unservable();
-        drop(state);
-        self.wake.notify_waiters();
+        });
     }
 
     /// Holder `id` is gone (its connection failed) or dropped for lying:
     /// what it had taken and not done (`unfinished`) goes back for others.
     pub fn holder_gone(&self, id: NodeId, why: String, unfinished: Vec<Job>) {
-        let mut state = self.lock();
-        state.active -= unfinished.len();
-        for job in unfinished.into_iter().rev() {
-            state.jobs.push_front(job);
-        }
-        state.live.remove(&id);
-        state.dropped.entry(id).or_insert(why);
-        state.settle_unservable();
-        drop(state);
-        self.wake.notify_waiters();
+        self.update(|state| {
+            state.active -= unfinished.len();
+            for job in unfinished.into_iter().rev() {
+                state.jobs.push_front(job);
+            }
+            state.live.remove(&id);
+            state.dropped.entry(id).or_insert(why);
+        });
     }
 
     /// No more jobs will be added.

@@ -145,7 +145,7 @@ fn prepare(
             if ranges
                 .ranges
                 .iter()
-                .any(|(offset, len)| offset.checked_add(*len).is_none_or(|end| end > size))
+                .any(|(offset, len)| !within(size, *offset, *len))
             {
                 return Err(format!(
                     "a range lies beyond the end of the content ({size} bytes)"
@@ -179,10 +179,7 @@ fn prepare(
         }
         Request::Refine { hash, offset, len } => {
             let source = sources.find(hash)?;
-            if offset
-                .checked_add(u64::from(len))
-                .is_none_or(|end| end > source.stat.size)
-            {
+            if !within(source.stat.size, offset, u64::from(len)) {
                 return Err("the range lies beyond the end of the content".into());
             }
             let mut bytes = vec![0; len as usize];
@@ -196,6 +193,11 @@ fn prepare(
         }
         other => Err(format!("not a transfer request: {other:?}")),
     }
+}
+
+/// Whether `len` bytes at `offset` lie inside a content of `size` bytes.
+fn within(size: u64, offset: u64, len: u64) -> bool {
+    offset.checked_add(len).is_some_and(|end| end <= size)
 }
 
 /// A working-tree file that holds a content, checked.

@@ -16,7 +16,7 @@
 //! when one holder sends it in order.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -183,28 +183,11 @@ pub enum FinishError {
     Io(io::Error),
 }
 
-/// Reads `len` bytes at `offset` of the file at `path` and checks them
-/// against `hash`: a chunk copied from a local file is used only if it is
-/// still what the records say.
-pub fn read_verified(path: &Path, offset: u64, len: u32, hash: ContentHash) -> Option<Vec<u8>> {
-    let file = File::open(path).ok()?;
-    let mut bytes = vec![0; len as usize];
-    file.read_exact_at(&mut bytes, offset).ok()?;
-    (ContentHash::from(blake3::hash(&bytes)) == hash).then_some(bytes)
-}
-
 /// The blake3 of a whole file.
 pub fn hash_file(path: &Path) -> io::Result<ContentHash> {
     let mut hasher = blake3::Hasher::new();
-    let mut file = File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hasher.finalize().into());
-        }
-        hasher.update(&buf[..n]);
-    }
+    hasher.update_reader(File::open(path)?)?;
+    Ok(hasher.finalize().into())
 }
 
 #[cfg(test)]

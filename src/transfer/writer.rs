@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::install::{set_mtime, Ready};
+use super::install::Ready;
 use super::staging::{part_path, FinishError, StagedFile};
 use crate::model::{ContentHash, FileEntry};
 
@@ -93,7 +93,7 @@ pub fn run(
                 hash,
                 bytes,
                 targets,
-            } => match stage_whole(dir, hash, &bytes, &targets[0]) {
+            } => match stage_whole(dir, hash, &bytes) {
                 Ok(staged) => {
                     let _ = ready.send(Ready {
                         staged,
@@ -112,16 +112,9 @@ pub fn run(
     }
 }
 
-/// Writes a whole content to its staging file, with the file's mtime.
-pub fn stage_whole(
-    dir: &Path,
-    hash: ContentHash,
-    bytes: &[u8],
-    entry: &FileEntry,
-) -> std::io::Result<PathBuf> {
+/// Writes a whole content to its staging file.
+pub fn stage_whole(dir: &Path, hash: ContentHash, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let path = part_path(dir, hash);
-    let mut file = File::create(&path)?;
-    file.write_all(bytes)?;
-    set_mtime(&file, entry);
+    File::create(&path)?.write_all(bytes)?;
     Ok(path)
 }
