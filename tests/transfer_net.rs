@@ -21,17 +21,29 @@ fn read(loc: &Location, path: &str) -> Vec<u8> {
     fs::read(loc.root().join(path)).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn get_a_folder_then_everything_outdated() {
+/// a holds `files` (committed) and serves b, which synced with it and
+/// holds nothing yet.
+async fn synced_with_a(files: &[(&str, &[u8])]) -> (Location, Location, net::Server) {
     let mut a = Location::new("a");
-    let big = pseudo_random(3 << 20, 1);
-    a.write("music/big.flac", &big);
-    a.write("music/small.txt", b"small");
-    a.write("docs/readme.txt", b"readme");
+    for (path, bytes) in files {
+        a.write(path, bytes);
+    }
     a.commit();
     let mut b = Location::new("b");
     let server = serve(&a, &[&b]);
     sync_once(&mut b, &a, server.addr).await.unwrap();
+    (a, b, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_a_folder_then_everything_outdated() {
+    let big = pseudo_random(3 << 20, 1);
+    let (mut a, mut b, server) = synced_with_a(&[
+        ("music/big.flac", &big),
+        ("music/small.txt", b"small"),
+        ("docs/readme.txt", b"readme"),
+    ])
+    .await;
 
     let report = get_from(&b, Some(&["music"]), &[(&a, server.addr)]).await;
     assert!(report.failed.is_empty(), "{report:?}");
@@ -39,6 +51,15 @@ async fn get_a_folder_then_everything_outdated() {
     assert_eq!(report.bytes_fetched, big.len() as u64 + 5);
     assert_eq!(report.per_holder["a"], report.bytes_fetched);
     assert_eq!(read(&b, "music/big.flac"), big);
+    for path in ["music/big.flac", "music/small.txt"] {
+        let mtime = |loc: &Location| {
+            fs::metadata(loc.root().join(path))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        assert_eq!(mtime(&b), mtime(&a), "{path} has its recorded mtime");
+    }
     assert!(!b.root().join("docs").exists(), "only what was asked for");
     assert!(!b
         .root()
@@ -81,13 +102,8 @@ async fn get_a_folder_then_everything_outdated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_cut_midway_resumes_with_the_missing_chunks_only() {
-    let mut a = Location::new("a");
     let big = pseudo_random(24 << 20, 2);
-    a.write("video.mkv", &big);
-    a.commit();
-    let mut b = Location::new("b");
-    let server = serve(&a, &[&b]);
-    sync_once(&mut b, &a, server.addr).await.unwrap();
+    let (a, b, server) = synced_with_a(&[("video.mkv", &big)]).await;
 
     let faults = Faults {
         delay: Duration::from_millis(1),
@@ -480,13 +496,8 @@ async fn a_rogue_refining_an_edit_is_caught_and_avoided() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_renamed_meanwhile_is_still_fetched_by_its_content() {
     let large = pseudo_random(600_000, 11);
-    let mut a = Location::new("a");
-    a.write("old/large.bin", &large);
-    a.write("old/small.txt", b"a small one");
-    a.commit();
-    let mut b = Location::joining("b", &a);
-    let server_a = serve(&a, &[&b]);
-    sync_once(&mut b, &a, server_a.addr).await.unwrap();
+    let (mut a, mut b, server_a) =
+        synced_with_a(&[("old/large.bin", &large), ("old/small.txt", b"a small one")]).await;
     fs::rename(a.root().join("old"), a.root().join("new")).unwrap();
     a.commit();
 
@@ -507,13 +518,11 @@ async fn a_file_renamed_meanwhile_is_still_fetched_by_its_content() {
 /// small file and a large one alike, and nothing is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_holder_is_named_with_its_reason() {
-    let mut a = Location::new("a");
-    a.write("small.txt", b"the recorded version");
-    a.write("large.bin", &pseudo_random(1 << 20, 9));
-    a.commit();
-    let mut b = Location::joining("b", &a);
-    let server_a = serve(&a, &[&b]);
-    sync_once(&mut b, &a, server_a.addr).await.unwrap();
+    let (a, b, server_a) = synced_with_a(&[
+        ("small.txt", b"the recorded version"),
+        ("large.bin", &pseudo_random(1 << 20, 9)),
+    ])
+    .await;
     a.write("small.txt", b"edited and not committed");
     a.write("large.bin", &pseudo_random((1 << 20) + 1, 10));
 
@@ -607,13 +616,8 @@ async fn a_large_file_comes_from_several_holders_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_of_other_files_held_here_are_copied_not_fetched() {
-    let mut a = Location::new("a");
     let original = pseudo_random(2 << 20, 7);
-    a.write("take1.wav", &original);
-    a.commit();
-    let mut b = Location::new("b");
-    let server = serve(&a, &[&b]);
-    sync_once(&mut b, &a, server.addr).await.unwrap();
+    let (mut a, mut b, server) = synced_with_a(&[("take1.wav", &original)]).await;
     get_from(&b, Some(&[]), &[(&a, server.addr)]).await;
 
     // A new file that shares most of its bytes with one b holds.
