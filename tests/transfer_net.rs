@@ -532,24 +532,13 @@ async fn a_refusing_holder_is_named_with_its_reason() {
     for failed in &report.failed {
         assert!(failed.contains("(a: refused"), "{failed}");
     }
-    let small = report
-        .failed
-        .iter()
-        .find(|f| f.contains("small.txt"))
-        .unwrap();
-    assert!(
-        small.contains("does not hold that content as recorded"),
-        "{small}"
-    );
-    let large = report
-        .failed
-        .iter()
-        .find(|f| f.contains("large.bin"))
-        .unwrap();
-    assert!(
-        large.contains("changed here since it was recorded"),
-        "{large}"
-    );
+    for (file, why) in [
+        ("small.txt", "does not hold that content as recorded"),
+        ("large.bin", "changed here since it was recorded"),
+    ] {
+        let failed = report.failed.iter().find(|f| f.contains(file)).unwrap();
+        assert!(failed.contains(why), "{failed}");
+    }
     assert!(!b.root().join("small.txt").exists());
     assert!(!b.root().join("large.bin").exists());
 }
