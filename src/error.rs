@@ -38,6 +38,8 @@ pub enum Error {
     NoSuchFile(crate::model::RepoPath),
     #[error("{0} has no conflict to resolve")]
     NotConflicted(crate::model::RepoPath),
+    #[error("{}: {why}; fix the file (or remove it for the defaults)", path.display())]
+    Config { path: PathBuf, why: String },
     #[error("cannot resolve: {0}")]
     Resolve(String),
     #[error("{0}")]

@@ -19,9 +19,11 @@ pub mod scan;
 pub mod store;
 pub mod sync;
 pub mod transfer;
+pub mod tree;
 
 pub use error::{Error, Result};
 pub use repo::{
-    ApplyReport, CommitOptions, CommitReport, Conflict, ConflictSide, FileState, Holder,
-    InitOptions, Keep, ListedFile, Repo, Resolution, StatusLine, Whereabouts, DEFAULT_PORT,
+    ApplyReport, CommitOptions, CommitReport, Config, Conflict, ConflictKind, ConflictSide,
+    FileState, Holder, InitOptions, Keep, ListedFile, Repo, Resolution, StatusLine, Whereabouts,
+    CONFIG_FILE, DEFAULT_PORT,
 };

@@ -6,7 +6,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::fs;
 
-use harmony::model::RepoPath;
+use harmony::model::{Content, RepoPath};
 use harmony::scan::NoProgress;
 use harmony::{CommitOptions, Error, FileState};
 use support::{b3, backdate, pseudo_random, Location};
@@ -216,7 +216,7 @@ fn mass_deletion_is_refused_unless_allowed() {
 }
 
 #[test]
-fn symlinks_special_files_and_bad_names_are_skipped_with_warnings() {
+fn links_are_recorded_as_links_and_special_files_and_bad_names_are_skipped() {
     use std::os::unix::ffi::OsStrExt;
     let mut loc = Location::new("a");
     let root = loc.root();
@@ -232,19 +232,51 @@ fn symlinks_special_files_and_bad_names_are_skipped_with_warnings() {
     fs::write(root.join(bad_name), b"x").unwrap();
 
     let report = loc.commit();
-    assert_eq!(loc.paths(), ["real.txt"]);
+    assert_eq!(loc.paths(), ["link.txt", "outside", "real.txt"]);
     let warnings = report.warnings.join("\n");
-    assert!(warnings.contains("link.txt: symbolic link"), "{warnings}");
-    assert!(warnings.contains("outside: symbolic link"), "{warnings}");
     assert!(warnings.contains("pipe: not a regular file"), "{warnings}");
     assert!(warnings.contains("not valid UTF-8"), "{warnings}");
+    let entries = loc.repo.store().entries().unwrap();
+    let content = |path: &str| {
+        entries
+            .iter()
+            .find(|e| e.current_path().as_str() == path)
+            .map(|e| e.content.winner().value.clone())
+            .unwrap()
+    };
+    // The link's own text, never what it points to.
+    assert!(matches!(content("outside"), Content::Link { target } if target.as_str() == "/etc"));
 
-    // A recorded file replaced by a symlink is not taken for a deletion.
+    // A recorded file replaced by a link is an edit of that file.
     fs::remove_file(root.join("real.txt")).unwrap();
     std::os::unix::fs::symlink("elsewhere", root.join("real.txt")).unwrap();
     let report = loc.commit();
+    assert_eq!((report.deleted, report.edited), (0, 1));
+    assert!(matches!(
+        loc.repo
+            .store()
+            .entries()
+            .unwrap()
+            .iter()
+            .find(|e| e.current_path().as_str() == "real.txt")
+            .unwrap()
+            .content
+            .winner()
+            .value,
+        Content::Link { .. }
+    ));
+
+    // With links turned off they are skipped with a warning, and a recorded
+    // link is not taken for a deletion.
+    fs::write(root.join(".harmony/config.toml"), "symlinks = false\n").unwrap();
+    let report = loc.commit();
     assert_eq!(report.deleted, 0);
-    assert_eq!(loc.paths(), ["real.txt"]);
+    let warnings = report.warnings.join("\n");
+    assert!(
+        warnings.contains("link.txt: symbolic link, not synced"),
+        "{warnings}"
+    );
+    assert_eq!(loc.paths(), ["link.txt", "outside", "real.txt"]);
 }
 
 #[test]

@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ContentHash, FileId, MvRegister, NodeId, RepoPath, VersionVector, Versioned};
+use super::{
+    ContentHash, FileId, MvRegister, NodeId, PathError, RepoPath, VersionVector, Versioned,
+};
 
-/// What a file holds in one version.
+/// What a file holds in one version: bytes with the metadata users rely on
+/// (DESIGN.md, invariant 10), a symbolic link, or nothing.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Content {
     /// The file exists with these bytes.
@@ -21,17 +24,136 @@ pub enum Content {
         /// Modification time when this version was recorded (ns since the
         /// epoch), restored on other locations like `rsync -t` does.
         mtime_ns: i64,
+        /// The owner's executable bit; the other mode bits follow each
+        /// location's umask. A `chmod +x` alone is a new version with the
+        /// same bytes, so it travels without any content.
+        executable: bool,
     },
     /// The file was deleted (a tombstone).
     Deleted,
+    /// A symbolic link: its target, as text, never followed.
+    Link { target: LinkTarget },
 }
 
 impl Content {
+    /// What holders hold of this version: the bytes' blake3 for a file, a
+    /// hash of the target for a link (so that holding works alike).
     pub fn hash(&self) -> Option<ContentHash> {
         match self {
             Content::File { hash, .. } => Some(*hash),
+            Content::Link { target } => Some(target.hash()),
             Content::Deleted => None,
         }
+    }
+
+    /// The bytes of a file version: hash, size and mtime; `None` for a link
+    /// or a deletion (nothing to transfer).
+    pub fn bytes(&self) -> Option<(ContentHash, u64, i64)> {
+        match self {
+            Content::File {
+                hash,
+                size,
+                mtime_ns,
+                ..
+            } => Some((*hash, *size, *mtime_ns)),
+            _ => None,
+        }
+    }
+
+    /// The size shown for this version (a link's is its target's length).
+    pub fn size(&self) -> u64 {
+        match self {
+            Content::File { size, .. } => *size,
+            Content::Link { target } => target.as_str().len() as u64,
+            Content::Deleted => 0,
+        }
+    }
+
+    /// The kind a working-tree file of this version has.
+    pub fn kind(&self) -> Option<Kind> {
+        match self {
+            Content::File {
+                executable: false, ..
+            } => Some(Kind::File),
+            Content::File {
+                executable: true, ..
+            } => Some(Kind::Executable),
+            Content::Link { .. } => Some(Kind::Link),
+            Content::Deleted => None,
+        }
+    }
+}
+
+/// What a working-tree file is, as far as Harmony records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    File,
+    Executable,
+    Link,
+}
+
+impl Kind {
+    /// The code stored in the state database.
+    pub fn code(self) -> u8 {
+        match self {
+            Kind::File => 0,
+            Kind::Executable => 1,
+            Kind::Link => 2,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Kind> {
+        [Kind::File, Kind::Executable, Kind::Link]
+            .into_iter()
+            .find(|k| k.code() == code)
+    }
+}
+
+/// Longest link target accepted, in bytes (Linux's PATH_MAX).
+pub const MAX_LINK_TARGET: usize = 4096;
+
+/// A symbolic link's target: any non-empty text without NUL up to
+/// [`MAX_LINK_TARGET`] bytes, absolute or leading out of the repository
+/// included. It is only ever written as a link's text, never resolved, so
+/// no target can make Harmony read or write outside the location.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct LinkTarget(String);
+
+impl LinkTarget {
+    pub fn new(target: &str) -> Result<Self, PathError> {
+        let invalid = |reason| PathError::Invalid {
+            path: target.to_owned(),
+            reason,
+        };
+        if target.is_empty() {
+            return Err(invalid("the link target is empty"));
+        }
+        if target.len() > MAX_LINK_TARGET {
+            return Err(invalid("the link target is longer than 4096 bytes"));
+        }
+        if target.contains('\0') {
+            return Err(invalid("the link target contains a NUL byte"));
+        }
+        Ok(LinkTarget(target.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The hash holders record for a link to this target.
+    pub fn hash(&self) -> ContentHash {
+        let mut hasher = blake3::Hasher::new_derive_key("harmony symlink target v1");
+        hasher.update(self.0.as_bytes());
+        ContentHash(*hasher.finalize().as_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for LinkTarget {
+    /// Decoding re-checks the rules, as for paths.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        LinkTarget::new(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -216,7 +338,7 @@ impl FileEntry {
             .content
             .versions()
             .iter()
-            .filter(|v| matches!(v.value, Content::File { .. }))
+            .filter(|v| !matches!(v.value, Content::Deleted))
             .collect();
         match files.len() {
             0 => Resolved::Deleted,

@@ -6,15 +6,17 @@ mod entry;
 mod ids;
 mod node;
 mod path;
+pub mod placement;
 mod register;
 mod version;
 
 #[cfg(test)]
 mod tests;
 
-pub use entry::{Content, FileEntry, Holding, Resolved, Stamp};
+pub use entry::{Content, FileEntry, Holding, Kind, LinkTarget, Resolved, Stamp, MAX_LINK_TARGET};
 pub use ids::{ContentHash, FileId, IdParseError, NodeId, RepoId};
 pub use node::{NodeRecord, MAX_ADDR_LEN, MAX_NODE_ADDRS, MAX_NODE_NAME};
 pub use path::{PathError, RepoPath, MAX_NAME_BYTES, MAX_PATH_BYTES, STATE_DIR};
+pub use placement::Placed;
 pub use register::{MvRegister, Versioned};
 pub use version::VersionVector;

@@ -35,6 +35,7 @@ fn content(bytes: u8) -> Content {
         hash: ContentHash([bytes; 32]),
         size: bytes as u64,
         mtime_ns: 0,
+        executable: bytes % 2 == 1,
     }
 }
 

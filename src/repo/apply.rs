@@ -1,22 +1,37 @@
 //! Applying merged remote changes to the working tree: what needs no bulk
-//! transfer (renames and moves of held files, deletions, new content already
-//! held here under another path). Everything else waits for `get`.
+//! transfer (renames and moves of held files, deletions, executable bits,
+//! symbolic links, new content already held here under another path).
+//! Everything else waits for `get`.
 //!
 //! The rules of DESIGN.md's "never lose data" hold throughout: a file whose
 //! bytes are not the recorded version is never moved, replaced or deleted
-//! (it is reported and stays a local change), and a deletion never destroys
-//! the last known copy of a content: it goes to `.harmony/trash/`.
+//! (it is reported and stays a local change), a deletion never destroys the
+//! last known copy of a content (it goes to `.harmony/trash/`), and nothing
+//! is written through a symbolic link ([`Tree`]).
+//!
+//! Applying is per file (invariant 8): a change that cannot be applied here
+//! (a file in the way, permission denied, a full disk, a name the file
+//! system refuses) is recorded as blocked with its reason, shown by
+//! `status`, and tried again by the next apply; the others still apply.
+//!
+//! The changes go in phases, so that a path freed by one change is free for
+//! the next: deletions, then changes in place, then moves (all files out of
+//! the tree first, then each to its new path, so swaps and chains work, and
+//! a file can move into a new folder of its own old name), then new files.
 
+use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use super::{now_ms, Repo};
 use crate::error::{Error, Result};
-use crate::model::{Content, FileEntry, FileId, RepoPath, Resolved, STATE_DIR};
-use crate::scan::{stat_of, still_as_recorded};
+use crate::model::{Content, FileEntry, FileId, Kind, Placed, Resolved, STATE_DIR};
+use crate::scan::{file_stat, still_as_recorded};
 use crate::store::LocalFile;
+use crate::tree::{set_executable, Tree};
 
 /// Where a deleted file goes when no other location holds its content.
 pub const TRASH_DIR: &str = "trash";
@@ -28,84 +43,135 @@ const MOVING_DIR: &str = "moving";
 pub struct ApplyReport {
     pub moved: usize,
     pub deleted: usize,
-    /// Deleted files kept in `.harmony/trash/` as the last known copy.
+    /// Deleted or replaced files kept in `.harmony/trash/` as the last
+    /// known copy.
     pub trashed: usize,
-    /// Files given their newest content from a copy already here (dedup).
+    /// Files given their newest content from a copy already here (dedup),
+    /// and links made.
     pub copied_locally: usize,
-    /// Remote changes not applied, each with the reason.
+    /// Executable bits set or cleared.
+    pub modes_changed: usize,
+    /// Remote changes not applied because the file changed here (they stay
+    /// local changes: commit, then sync again).
     pub skipped: Vec<String>,
+    /// Remote changes that could not be applied here, each with the reason;
+    /// tried again at the next sync or get.
+    pub blocked: Vec<String>,
     /// Files renamed to different names on different locations at once:
     /// every location keeps the same one (the latest rename), listed here.
     pub rename_conflicts: Vec<String>,
 }
 
 /// One file to move: the first step takes it out of the tree, the second
-/// puts it at its new path, so swaps and chains of renames work.
+/// puts it at its new path.
 struct Move {
     record: LocalFile,
-    to: RepoPath,
+    to: crate::model::RepoPath,
     parked: PathBuf,
+}
+
+/// What one file's change needs in the later phases.
+enum Next {
+    Done,
+    Move(Move),
+    New,
 }
 
 impl Repo {
     /// Applies the entries `changed` by merging a peer's state to the working
-    /// tree, as they are in the store now.
+    /// tree, as they are in the store now, together with every change still
+    /// blocked here.
     pub fn apply_remote(&mut self, changed: &[FileId]) -> Result<ApplyReport> {
         self.recover_interrupted_moves()?;
         let mut report = ApplyReport::default();
-        let mut moves = Vec::new();
-        for id in changed {
-            let Some(entry) = self.store.entry(*id)? else {
-                continue; // collected since
-            };
-            let entry = &entry;
-            if entry.path.is_conflict() {
-                let others: Vec<&str> = entry
-                    .path
-                    .versions()
-                    .iter()
-                    .map(|v| v.value.as_str())
-                    .filter(|p| *p != entry.current_path().as_str())
-                    .collect();
-                report.rename_conflicts.push(format!(
-                    "{}: also renamed to {} elsewhere at the same time; kept {} everywhere",
-                    entry.current_path(),
-                    others.join(", "),
-                    entry.current_path()
-                ));
+        let mut ids: BTreeSet<FileId> = changed.iter().copied().collect();
+        ids.extend(self.store.blocked()?.into_iter().map(|b| b.file_id));
+        let mut entries = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(placed) = self.store.placed_entry(id)? {
+                entries.push(placed);
             }
-            let Some(record) = self.store.local_file_by_id(entry.id)? else {
-                // Not held here: a file never held here (not dropped) is
-                // copied in when its content is already here.
-                if !entry.holders.contains_key(&self.node_id()) {
-                    self.copy_from_local(entry, None, &mut report)?;
-                }
-                continue;
-            };
-            match entry.resolved() {
-                Resolved::Conflict(_) => continue, // shown by status; resolve settles it
-                Resolved::Deleted => self.apply_deletion(entry, &record, &mut report)?,
-                Resolved::File(newest) => {
-                    let target = entry.current_path();
-                    let record = match newest.value.hash() {
-                        Some(hash) if hash != record.hash => self
-                            .copy_from_local(entry, Some(&record), &mut report)?
-                            .unwrap_or(record),
-                        _ => record,
-                    };
-                    if *target != record.path && self.is_unchanged(&record, &mut report)? {
-                        let parked = self.state_dir().join(MOVING_DIR).join(entry.id.to_string());
-                        moves.push(Move {
-                            record,
-                            to: target.clone(),
-                            parked,
-                        });
-                    }
+        }
+        let mut outcomes: Vec<(FileId, crate::model::RepoPath, Option<String>)> = Vec::new();
+        // Deletions first, then the rest.
+        entries.sort_by_key(|p| !p.entry.is_deleted());
+        let mut moves = Vec::new();
+        let mut new = Vec::new();
+        for placed in &entries {
+            note_rename_conflict(&placed.entry, &mut report);
+            match self.apply_one(placed, &mut report) {
+                Ok(Next::Done) => outcomes.push((placed.entry.id, placed.path.clone(), None)),
+                Ok(Next::Move(m)) => moves.push((placed, m)),
+                Ok(Next::New) => new.push(placed),
+                Err(e) => {
+                    outcomes.push((placed.entry.id, placed.path.clone(), Some(e.to_string())))
                 }
             }
         }
-        self.apply_moves(moves, &mut report)?;
+        for (placed, result) in self.apply_moves(moves, &mut report)? {
+            outcomes.push((placed.entry.id, placed.path.clone(), result.err()));
+        }
+        for placed in new {
+            let result = self.materialize(placed, &mut report);
+            outcomes.push((
+                placed.entry.id,
+                placed.path.clone(),
+                result.err().map(|e| e.to_string()),
+            ));
+        }
+        let writer = self.store.write()?;
+        for (id, path, failure) in outcomes {
+            match failure {
+                Some(reason) => {
+                    report.blocked.push(format!("{path}: {reason}"));
+                    writer.set_blocked(id, &path, &reason, now_ms())?;
+                }
+                None => writer.clear_blocked(id)?,
+            }
+        }
+        writer.commit()?;
         Ok(report)
+    }
+
+    /// Applies what can be applied of one entry at once; says what is left
+    /// for the later phases.
+    fn apply_one(&mut self, placed: &Placed, report: &mut ApplyReport) -> Result<Next> {
+        let entry = &placed.entry;
+        let Some(record) = self.store.local_file_by_id(entry.id)? else {
+            // Not held here: a file never held here (not dropped) is made
+            // here when its content is already here.
+            let never_held = !entry.holders.contains_key(&self.node_id());
+            return Ok(if never_held && !entry.is_deleted() {
+                Next::New
+            } else {
+                Next::Done
+            });
+        };
+        let newest = match entry.resolved() {
+            Resolved::Conflict(_) => return Ok(Next::Done), // shown by status; resolve settles it
+            Resolved::Deleted => {
+                self.apply_deletion(entry, &record, report)?;
+                return Ok(Next::Done);
+            }
+            Resolved::File(newest) => newest.value.clone(),
+        };
+        let record = if newest.hash() != Some(record.hash) || newest.kind() != Some(record.kind) {
+            match self.update_in_place(entry, &newest, &record, report)? {
+                Some(updated) => updated,
+                None => return Ok(Next::Done), // needs a transfer, or changed here
+            }
+        } else {
+            record
+        };
+        if placed.path != record.path && self.is_unchanged(&record, report)? {
+            let parked = self.state_dir().join(MOVING_DIR).join(entry.id.to_string());
+            return Ok(Next::Move(Move {
+                record,
+                to: placed.path.clone(),
+                parked,
+            }));
+        }
+        Ok(Next::Done)
     }
 
     /// Puts files left in `.harmony/moving/` by an interrupted apply back at
@@ -116,10 +182,11 @@ impl Repo {
         let Ok(items) = fs::read_dir(&moving) else {
             return Ok(());
         };
+        let tree = Tree::new(&self.root);
         for item in items {
             let item = item.map_err(Error::io("list", &moving))?;
             let name = item.file_name().to_string_lossy().into_owned();
-            if name.starts_with("copy-") {
+            if name.starts_with("copy-") || name.starts_with("link-") {
                 fs::remove_file(item.path()).map_err(Error::io("remove", item.path()))?;
                 continue;
             }
@@ -128,12 +195,12 @@ impl Repo {
                 Err(_) => None,
             };
             let Some(record) = record else { continue };
-            let target = record.path.to_path(&self.root);
-            if fs::symlink_metadata(&target).is_err() {
-                if let Some(parent) = target.parent() {
-                    fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
-                }
-                fs::rename(item.path(), &target).map_err(Error::io("restore", &target))?;
+            match tree.place(&item.path(), &record.path, false) {
+                Ok(()) => {}
+                // Something took its place meanwhile: it stays parked, and
+                // the next recovery tries again; nothing is overwritten.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io("restore", record.path.to_path(&self.root))(e)),
             }
         }
         Ok(())
@@ -157,6 +224,16 @@ impl Repo {
         Ok(unchanged)
     }
 
+    /// True when a location other than this one holds `hash`, for any file.
+    fn held_elsewhere(&self, hash: crate::model::ContentHash) -> Result<bool> {
+        let me = self.node_id();
+        Ok(self
+            .store
+            .holders_of_content(hash)?
+            .iter()
+            .any(|n| *n != me))
+    }
+
     fn apply_deletion(
         &mut self,
         entry: &FileEntry,
@@ -166,104 +243,194 @@ impl Repo {
         if !self.is_unchanged(record, report)? {
             return Ok(());
         }
-        let me = self.node_id();
-        let held_elsewhere = entry.holders_of(record.hash).any(|n| *n != me);
+        let tree = Tree::new(&self.root);
         let path = record.path.to_path(&self.root);
-        if held_elsewhere {
-            fs::remove_file(&path).map_err(Error::io("delete", &path))?;
+        if self.held_elsewhere(record.hash)? || record.kind == Kind::Link {
+            tree.remove_file(&record.path)
+                .map_err(Error::io("delete", &path))?;
         } else {
             let kept = self.trash_path(&record.path)?;
-            fs::rename(&path, &kept).map_err(Error::io("move to trash", &path))?;
+            tree.take_out(&record.path, &kept)
+                .map_err(Error::io("move to trash", &path))?;
             report.trashed += 1;
         }
-        remove_empty_parents(&self.root, &record.path);
-        let writer = self.store.write()?;
-        let counter = writer.next_write_counter()?;
-        let mut updated = writer.entry(entry.id)?.unwrap_or_else(|| entry.clone());
-        updated.set_holding(me, None, counter);
-        writer.put_entry(&updated)?;
-        writer.remove_local_file(&record.path)?;
-        writer.commit()?;
+        tree.remove_empty_parents(&record.path);
+        self.record_holding(entry, None, Some(&record.path))?;
         report.deleted += 1;
         Ok(())
     }
 
-    /// Puts the newest content of `entry` in place when it is already here
-    /// under another path: copied into `.harmony/`, synced, then renamed into
-    /// the tree. With `replacing`, the held older version is replaced (it goes
-    /// to the trash unless another location holds it); without, the file is
-    /// new here and its path must be free.
+    /// Gives a held file its newest version where that needs no transfer:
+    /// a new executable bit, a link, or bytes held here under another path.
+    /// `None` when it needs a `get` (or changed here).
+    fn update_in_place(
+        &mut self,
+        entry: &FileEntry,
+        newest: &Content,
+        record: &LocalFile,
+        report: &mut ApplyReport,
+    ) -> Result<Option<LocalFile>> {
+        if !self.is_unchanged(record, report)? {
+            return Ok(None);
+        }
+        let tree = Tree::new(&self.root);
+        let at = record.path.to_path(&self.root);
+        match newest {
+            Content::File {
+                hash, executable, ..
+            } if *hash == record.hash && record.kind != Kind::Link => {
+                tree.set_executable(&record.path, *executable)
+                    .map_err(Error::io("change the mode of", &at))?;
+                report.modes_changed += 1;
+                let updated = self.stat_record(entry.id, &record.path, newest)?;
+                self.record_holding(entry, Some(&updated), None)?;
+                Ok(Some(updated))
+            }
+            _ => self.copy_from_local(entry, newest, Some(record), &record.path, report),
+        }
+    }
+
+    /// Makes a file not held here, when its content is here already (a link
+    /// always is).
+    fn materialize(&mut self, placed: &Placed, report: &mut ApplyReport) -> Result<()> {
+        let Resolved::File(newest) = placed.entry.resolved() else {
+            return Ok(());
+        };
+        let newest = newest.value.clone();
+        self.copy_from_local(&placed.entry, &newest, None, &placed.path, report)?;
+        Ok(())
+    }
+
+    /// Puts `newest` at `path` from what is here: a link made, or bytes
+    /// copied from a file holding them, into `.harmony/`, synced, then
+    /// renamed into the tree. With `replacing`, the held older version is
+    /// replaced (it goes to the trash unless another location holds it);
+    /// without, the path must be free. `None` when the bytes are not here.
     fn copy_from_local(
         &mut self,
         entry: &FileEntry,
+        newest: &Content,
         replacing: Option<&LocalFile>,
+        path: &crate::model::RepoPath,
         report: &mut ApplyReport,
     ) -> Result<Option<LocalFile>> {
-        let Resolved::File(newest) = entry.resolved() else {
-            return Ok(None);
-        };
-        let Content::File { hash, mtime_ns, .. } = newest.value else {
-            return Ok(None);
-        };
-        let Some(source) = self.store.local_file_by_hash(hash)? else {
-            return Ok(None); // needs a transfer: `get`
-        };
-        if !still_as_recorded(&self.root, &source).unwrap_or(false) {
-            return Ok(None);
-        }
-        let path = match replacing {
-            Some(old) if !self.is_unchanged(old, report)? => return Ok(None),
-            Some(old) => old.path.clone(),
-            None => entry.current_path().clone(),
-        };
-        let target = path.to_path(&self.root);
-        if replacing.is_none() && fs::symlink_metadata(&target).is_ok() {
-            report.skipped.push(format!(
-                "{path}: its content is here, but the path is taken by a file Harmony does not know; not copied"
-            ));
-            return Ok(None);
-        }
+        let tree = Tree::new(&self.root);
         let staging = self.state_dir().join(MOVING_DIR);
         fs::create_dir_all(&staging).map_err(Error::io("create", &staging))?;
-        let copy = staging.join(format!("copy-{}", entry.id));
-        fs::copy(source.path.to_path(&self.root), &copy).map_err(Error::io("copy", &copy))?;
-        let _ = crate::scan::set_mtime(&copy, mtime_ns);
-        fs::File::open(&copy)
-            .and_then(|file| file.sync_all())
-            .map_err(Error::io("sync", &copy))?;
-
-        let me = self.node_id();
+        let staged = match newest {
+            Content::Link { target } => {
+                let link = staging.join(format!("link-{}", entry.id));
+                let _ = fs::remove_file(&link);
+                std::os::unix::fs::symlink(target.as_str(), &link)
+                    .map_err(Error::io("make the link", &link))?;
+                link
+            }
+            Content::File {
+                hash,
+                mtime_ns,
+                executable,
+                ..
+            } => {
+                let Some(source) = self.store.local_file_by_hash(*hash)? else {
+                    return Ok(None); // needs a transfer: `get`
+                };
+                if source.kind == Kind::Link
+                    || !still_as_recorded(&self.root, &source).unwrap_or(false)
+                {
+                    return Ok(None);
+                }
+                let copy = staging.join(format!("copy-{}", entry.id));
+                let copied = (|| -> io::Result<()> {
+                    let mut from = tree.open_read(&source.path)?;
+                    let mut to = fs::File::create(&copy)?;
+                    io::copy(&mut from, &mut to)?;
+                    set_executable(&to, *executable)?;
+                    to.sync_all()
+                })();
+                copied.map_err(Error::io("copy", &copy))?;
+                let _ = crate::scan::set_mtime(&copy, *mtime_ns);
+                copy
+            }
+            Content::Deleted => return Ok(None),
+        };
+        let target = path.to_path(&self.root);
         if let Some(old) = replacing {
-            if !entry.holders_of(old.hash).any(|n| *n != me) {
+            if old.kind != Kind::Link && !self.held_elsewhere(old.hash)? {
                 let kept = self.trash_path(&old.path)?;
-                fs::hard_link(&target, &kept).map_err(Error::io("keep in trash", &target))?;
+                tree.link_out(&old.path, &kept)
+                    .map_err(Error::io("keep in trash", &target))?;
                 report.trashed += 1;
             }
         }
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
+        let placed = tree.place(&staged, path, replacing.is_some());
+        if let Err(e) = placed {
+            let _ = fs::remove_file(&staged);
+            return Err(match e.kind() {
+                io::ErrorKind::AlreadyExists => Error::Refused(format!(
+                    "{path} is taken here by a file Harmony does not know; commit or move it, then sync again"
+                )),
+                _ => Error::io("place", &target)(e),
+            });
         }
-        fs::rename(&copy, &target).map_err(Error::io("place", &target))?;
-        let meta = fs::symlink_metadata(&target).map_err(Error::io("stat", &target))?;
-        let placed = LocalFile {
-            path,
-            file_id: entry.id,
-            hash,
-            stat: stat_of(&meta),
-        };
-        let writer = self.store.write()?;
-        let counter = writer.next_write_counter()?;
-        let mut current = writer.entry(entry.id)?.unwrap_or_else(|| entry.clone());
-        current.set_holding(me, Some(hash), counter);
-        writer.put_entry(&current)?;
-        writer.put_local_file(&placed)?;
-        writer.commit()?;
+        let placed = self.stat_record(entry.id, path, newest)?;
+        self.record_holding(entry, Some(&placed), None)?;
         report.copied_locally += 1;
         Ok(Some(placed))
     }
 
+    /// The local record of the file now at `path`, of version `content`.
+    fn stat_record(
+        &self,
+        id: FileId,
+        path: &crate::model::RepoPath,
+        content: &Content,
+    ) -> Result<LocalFile> {
+        let at = path.to_path(&self.root);
+        let stat = Tree::new(&self.root)
+            .lstat(path)
+            .map_err(Error::io("stat", &at))?
+            .ok_or_else(|| Error::io("stat", &at)(io::ErrorKind::NotFound.into()))?;
+        Ok(LocalFile {
+            path: path.clone(),
+            file_id: id,
+            hash: content.hash().unwrap_or(crate::model::ContentHash([0; 32])),
+            stat: file_stat(&stat),
+            kind: content.kind().unwrap_or(Kind::File),
+        })
+    }
+
+    /// Records what this node now holds of `entry` (`placed`, or nothing)
+    /// and its local file, in one transaction; `gone` is a local record to
+    /// forget.
+    fn record_holding(
+        &mut self,
+        entry: &FileEntry,
+        placed: Option<&LocalFile>,
+        gone: Option<&crate::model::RepoPath>,
+    ) -> Result<()> {
+        let me = self.node_id();
+        let writer = self.store.write()?;
+        let counter = writer.next_write_counter()?;
+        let mut current = writer.entry(entry.id)?.unwrap_or_else(|| entry.clone());
+        current.set_holding(me, placed.map(|p| p.hash), counter);
+        writer.put_entry(&current)?;
+        if let Some(path) = gone {
+            writer.remove_local_file(path)?;
+        }
+        if let Some(placed) = placed {
+            if let Some(old) = writer.local_file_path_of(entry.id)? {
+                if old != placed.path {
+                    writer.remove_local_file(&old)?;
+                }
+            }
+            writer.put_local_file(placed)?;
+        }
+        writer.commit()?;
+        Ok(())
+    }
+
     /// A fresh name in `.harmony/trash/` for the last copy of `path`.
-    pub(crate) fn trash_path(&self, path: &RepoPath) -> Result<PathBuf> {
+    pub(crate) fn trash_path(&self, path: &crate::model::RepoPath) -> Result<PathBuf> {
         let trash = self.state_dir().join(TRASH_DIR);
         fs::create_dir_all(&trash).map_err(Error::io("create", &trash))?;
         Ok(trash.join(format!(
@@ -275,58 +442,87 @@ impl Repo {
 
     /// Moves files in two steps: all out of the tree into `.harmony/moving/`,
     /// then each to its new path. A target taken by a file Harmony does not
-    /// know is never overwritten: the moved file goes back and is reported.
-    fn apply_moves(&mut self, moves: Vec<Move>, report: &mut ApplyReport) -> Result<()> {
+    /// know is never overwritten: the moved file goes back and is blocked.
+    fn apply_moves<'p>(
+        &mut self,
+        moves: Vec<(&'p Placed, Move)>,
+        report: &mut ApplyReport,
+    ) -> Result<Vec<(&'p Placed, std::result::Result<(), String>)>> {
+        let mut results = Vec::new();
         if moves.is_empty() {
-            return Ok(());
+            return Ok(results);
         }
         let moving = self.state_dir().join(MOVING_DIR);
         fs::create_dir_all(&moving).map_err(Error::io("create", &moving))?;
+        let tree = Tree::new(&self.root);
         let mut parked = Vec::with_capacity(moves.len());
-        for m in moves {
-            let from = m.record.path.to_path(&self.root);
-            fs::rename(&from, &m.parked).map_err(Error::io("move", &from))?;
-            parked.push(m);
+        for (placed, m) in moves {
+            match tree.take_out(&m.record.path, &m.parked) {
+                Ok(()) => parked.push((placed, m)),
+                Err(e) => results.push((placed, Err(format!("cannot move it: {e}")))),
+            }
         }
-        for m in &parked {
-            remove_empty_parents(&self.root, &m.record.path);
+        for (_, m) in &parked {
+            tree.remove_empty_parents(&m.record.path);
         }
         let writer = self.store.write()?;
-        for m in parked {
-            let target = m.to.to_path(&self.root);
-            let (placed, path) = if fs::symlink_metadata(&target).is_ok() {
-                report.skipped.push(format!(
-                    "{}: moved to {} elsewhere, but {} already exists here; left at the old path",
-                    m.record.path, m.to, m.to
-                ));
-                (m.record.path.to_path(&self.root), m.record.path.clone())
-            } else {
-                (target, m.to.clone())
+        for (placed, m) in parked {
+            let result = match tree.place(&m.parked, &m.to, false) {
+                Ok(()) => Ok(m.to.clone()),
+                Err(e) => {
+                    let why = match e.kind() {
+                        io::ErrorKind::AlreadyExists => format!(
+                            "moved to {} elsewhere, but that path is taken here by a file Harmony does not know; left at {}",
+                            m.to, m.record.path
+                        ),
+                        _ => format!("cannot move it to {}: {e}; left at {}", m.to, m.record.path),
+                    };
+                    // Back where it was; if even that fails it stays parked
+                    // and the next apply's recovery puts it back.
+                    let _ = tree.place(&m.parked, &m.record.path, false);
+                    Err(why)
+                }
             };
-            if let Some(parent) = placed.parent() {
-                fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
-            }
-            fs::rename(&m.parked, &placed).map_err(Error::io("move", &placed))?;
-            let meta = fs::symlink_metadata(&placed).map_err(Error::io("stat", &placed))?;
+            let path = result.clone().unwrap_or_else(|_| m.record.path.clone());
+            let at = path.to_path(&self.root);
+            let stat = tree
+                .lstat(&path)
+                .map_err(Error::io("stat", &at))?
+                .map(|s| file_stat(&s));
             writer.remove_local_file(&m.record.path)?;
-            writer.put_local_file(&LocalFile {
-                path,
-                stat: stat_of(&meta),
-                ..m.record
-            })?;
-            report.moved += 1;
+            if let Some(stat) = stat {
+                writer.put_local_file(&LocalFile {
+                    path,
+                    stat,
+                    ..m.record
+                })?;
+            }
+            if result.is_ok() {
+                report.moved += 1;
+            }
+            results.push((placed, result.map(|_| ())));
         }
         writer.commit()?;
-        Ok(())
+        Ok(results)
     }
 }
 
-/// Removes the folders that held `path` while they are empty, up to the root.
-pub(crate) fn remove_empty_parents(root: &Path, path: &RepoPath) {
-    let mut dir = path.to_path(root);
-    while dir.pop() && dir != root && dir.starts_with(root) {
-        if fs::remove_dir(&dir).is_err() {
-            break;
-        }
+/// Reports a file renamed to different names at once.
+fn note_rename_conflict(entry: &FileEntry, report: &mut ApplyReport) {
+    if !entry.path.is_conflict() {
+        return;
     }
+    let others: Vec<&str> = entry
+        .path
+        .versions()
+        .iter()
+        .map(|v| v.value.as_str())
+        .filter(|p| *p != entry.current_path().as_str())
+        .collect();
+    report.rename_conflicts.push(format!(
+        "{}: also renamed to {} elsewhere at the same time; kept {} everywhere",
+        entry.current_path(),
+        others.join(", "),
+        entry.current_path()
+    ));
 }

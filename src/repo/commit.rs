@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{now_ms, Repo};
 use crate::error::{Error, Result};
-use crate::model::{Content, FileEntry, FileId, Stamp};
+use crate::model::{Content, FileEntry, FileId, Kind, Stamp};
 use crate::scan::{self, Change, ReadFile, ScanOutcome, ScanProgress};
 use crate::store::{LocalFile, Writer};
 
@@ -60,7 +60,14 @@ impl Repo {
         self.recover_interrupted_moves()?;
         let recorded = self.store.local_files()?;
         let recorded_count = recorded.len();
-        let outcome = scan::scan(&self.root, recorded, self.settings.chunking, progress);
+        let symlinks = self.config()?.symlinks;
+        let outcome = scan::scan(
+            &self.root,
+            recorded,
+            self.settings.chunking,
+            symlinks,
+            progress,
+        );
         let deleted = outcome
             .changes
             .iter()
@@ -99,8 +106,10 @@ impl Repo {
                 // copied here by hand): the same file, not a new one.
                 Change::Added(file) => match writer.live_entry_at(&file.path)? {
                     Some(mut entry) => {
-                        let newest = entry.content.winner().value.hash();
-                        if newest == Some(file.hash) && !entry.content.is_conflict() {
+                        let newest = &entry.content.winner().value;
+                        let same =
+                            newest.hash() == Some(file.hash) && newest.kind() == Some(file.kind);
+                        if same && !entry.content.is_conflict() {
                             entry.set_holding(me, Some(file.hash), writer.next_write_counter()?);
                         } else {
                             entry.set_content(content_of(&file), stamp()?);
@@ -165,10 +174,16 @@ fn is_mass_deletion(deleted: usize, recorded: usize) -> bool {
 }
 
 fn content_of(file: &ReadFile) -> Content {
-    Content::File {
-        hash: file.hash,
-        size: file.stat.size,
-        mtime_ns: file.stat.mtime_ns,
+    match &file.target {
+        Some(target) => Content::Link {
+            target: target.clone(),
+        },
+        None => Content::File {
+            hash: file.hash,
+            size: file.stat.size,
+            mtime_ns: file.stat.mtime_ns,
+            executable: file.kind == Kind::Executable,
+        },
     }
 }
 
@@ -184,6 +199,7 @@ fn record_local(writer: &Writer<'_>, file_id: FileId, file: &ReadFile) -> Result
         file_id,
         hash: file.hash,
         stat: file.recorded_stat(),
+        kind: file.kind,
     })?;
     Ok(())
 }

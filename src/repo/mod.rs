@@ -4,6 +4,7 @@
 
 pub(crate) mod apply;
 mod commit;
+mod config;
 mod resolve;
 mod view;
 
@@ -14,7 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use apply::ApplyReport;
 pub use commit::{CommitOptions, CommitReport};
-pub use resolve::{Conflict, ConflictSide, Keep, Resolution};
+pub use config::{Config, CONFIG_FILE};
+pub use resolve::{Conflict, ConflictKind, ConflictSide, Keep, Resolution};
 pub use view::{FileState, Holder, ListedFile, StatusLine, Whereabouts};
 
 use crate::chunk::ChunkParams;

@@ -1,17 +1,24 @@
-//! `conflicts` and `resolve`: concurrent versions of a file are kept side by
-//! side until the user picks; the pick is an ordinary write that supersedes
-//! every version it saw, so it syncs like any change.
+//! `conflicts` and `resolve`: concurrent versions of a file, and files that
+//! claim one path, are kept side by side until the user picks; the pick is an
+//! ordinary write that supersedes every version it saw, so it syncs like any
+//! change.
 
 use serde::Serialize;
 
 use super::{now_ms, Repo};
 use crate::error::{Error, Result};
-use crate::model::{Content, FileEntry, FileId, NodeId, RepoPath, Resolved, Stamp, Versioned};
+use crate::model::placement::conflict_name;
+use crate::model::{
+    Content, FileEntry, FileId, NodeId, Placed, RepoPath, Resolved, Stamp, Versioned,
+};
 use crate::store::Writer;
 
 /// One side of a conflict.
 #[derive(Clone, Debug, Serialize)]
 pub struct ConflictSide {
+    /// Where this side lives in the tree (its conflict name, for a file
+    /// that lost a clash for its path).
+    pub path: RepoPath,
     pub hash: String,
     pub size: u64,
     /// The node that wrote this version, and its name if known.
@@ -26,7 +33,19 @@ pub struct ConflictSide {
 #[derive(Clone, Debug, Serialize)]
 pub struct Conflict {
     pub path: RepoPath,
+    pub kind: ConflictKind,
     pub sides: Vec<ConflictSide>,
+}
+
+/// What clashed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictKind {
+    /// Concurrent versions of one file.
+    Content,
+    /// Different files claiming one path (or a file where another location
+    /// has a folder).
+    Path,
 }
 
 /// Which version `resolve` keeps.
@@ -51,39 +70,90 @@ pub struct Resolution {
 }
 
 impl Repo {
-    /// Every file with concurrent versions, with each side.
+    /// Every file with concurrent versions, and every path claimed by
+    /// several files, with each side.
     pub fn conflicts(&self) -> Result<Vec<Conflict>> {
         let me = self.node_id();
         let mut conflicts = Vec::new();
-        for entry in self.store.entries()? {
+        let entries = self.store.placed_entries()?;
+        let mut clashes: std::collections::BTreeMap<RepoPath, Vec<&Placed>> = Default::default();
+        for placed in entries.iter().filter(|p| p.is_displaced()) {
+            clashes
+                .entry(placed.entry.current_path().clone())
+                .or_default()
+                .push(placed);
+        }
+        for placed in &entries {
+            let entry = &placed.entry;
+            if clashes.contains_key(&placed.path) && !placed.is_displaced() {
+                clashes
+                    .get_mut(&placed.path)
+                    .expect("checked")
+                    .insert(0, placed);
+            }
             let Resolved::Conflict(sides) = entry.resolved() else {
                 continue;
             };
             let held = entry.holders.get(&me).and_then(|h| h.hash);
             let sides = sides
                 .into_iter()
-                .filter_map(|v| match &v.value {
-                    Content::File { hash, size, .. } => Some(ConflictSide {
-                        hash: hash.to_string(),
-                        size: *size,
-                        node: v.by.to_string(),
-                        name: self.store.node(v.by).ok().flatten().map(|n| n.name),
-                        time_ms: v.at_ms,
-                        here: held == Some(*hash),
-                    }),
-                    Content::Deleted => None,
-                })
+                .map(|v| self.side(&placed.path, v, held))
                 .collect();
             conflicts.push(Conflict {
-                path: entry.current_path().clone(),
+                path: placed.path.clone(),
+                kind: ConflictKind::Content,
                 sides,
             });
         }
+        for (path, claimants) in clashes {
+            let sides = claimants
+                .iter()
+                .map(|p| {
+                    let held = p.entry.holders.get(&me).and_then(|h| h.hash);
+                    let mut side = self.side(&p.path, p.entry.content.winner(), held);
+                    let wrote = p.entry.path.winner();
+                    side.node = wrote.by.to_string();
+                    side.name = self.store.node(wrote.by).ok().flatten().map(|n| n.name);
+                    side.time_ms = wrote.at_ms;
+                    side
+                })
+                .collect();
+            conflicts.push(Conflict {
+                path,
+                kind: ConflictKind::Path,
+                sides,
+            });
+        }
+        conflicts.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(conflicts)
+    }
+
+    fn side(
+        &self,
+        path: &RepoPath,
+        v: &Versioned<Content>,
+        held: Option<crate::model::ContentHash>,
+    ) -> ConflictSide {
+        ConflictSide {
+            path: path.clone(),
+            hash: v.value.hash().map(|h| h.to_string()).unwrap_or_default(),
+            size: v.value.size(),
+            node: v.by.to_string(),
+            name: self.store.node(v.by).ok().flatten().map(|n| n.name),
+            time_ms: v.at_ms,
+            here: held.is_some() && held == v.value.hash(),
+        }
     }
 
     /// Settles the conflict at `path` by keeping the chosen version(s).
     pub fn resolve(&mut self, path: &RepoPath, keep: &Keep) -> Result<Resolution> {
+        let clash = self
+            .conflicts()?
+            .into_iter()
+            .find(|c| c.kind == ConflictKind::Path && c.sides.iter().any(|s| s.path == *path));
+        if let Some(clash) = clash {
+            return self.resolve_path_clash(clash, keep);
+        }
         let me = self.node_id();
         let nodes = self.store.nodes()?;
         let writer = self.store.write()?;
@@ -147,6 +217,90 @@ impl Repo {
     }
 }
 
+impl Repo {
+    /// Settles a clash of files for one path. `both`: every file keeps the
+    /// name it is shown under now (a real rename to its conflict name);
+    /// `local` or `NODE`: that file keeps the path and the others are
+    /// deleted (their last copies go to the trash, as for any deletion).
+    fn resolve_path_clash(&mut self, clash: Conflict, keep: &Keep) -> Result<Resolution> {
+        let me = self.node_id();
+        let nodes = self.store.nodes()?;
+        let mut ids = Vec::new();
+        let mut claimants = Vec::new();
+        for side in &clash.sides {
+            let writer = self.store.write()?;
+            let entry = writer
+                .live_entry_at(&side.path)?
+                .ok_or_else(|| Error::NoSuchFile(side.path.clone()))?;
+            drop(writer);
+            claimants.push((side.clone(), entry));
+        }
+        let chosen = match keep {
+            Keep::Both => None,
+            Keep::Local => Some(
+                claimants
+                    .iter()
+                    .position(|(side, _)| side.here)
+                    .ok_or_else(|| {
+                        Error::Resolve(format!(
+                            "this location holds none of the files claiming {}; use --keep NODE or both",
+                            clash.path
+                        ))
+                    })?,
+            ),
+            Keep::Node(who) => {
+                let node = resolve_node(who, &nodes)?.to_string();
+                Some(claimants.iter().position(|(side, _)| side.node == node).ok_or_else(|| {
+                    Error::Resolve(format!("no file claiming {} was put there by {who}", clash.path))
+                })?)
+            }
+        };
+        let writer = self.store.write()?;
+        let mut created = Vec::new();
+        for (k, (side, entry)) in claimants.iter().enumerate() {
+            let stamp = Stamp {
+                node: me,
+                counter: writer.next_write_counter()?,
+                at_ms: now_ms(),
+            };
+            let mut updated = entry.clone();
+            match chosen {
+                None if side.path != *entry.current_path() => {
+                    updated.rename(side.path.clone(), stamp);
+                    created.push(side.path.clone());
+                }
+                Some(c) if c == k && side.path != clash.path => {
+                    updated.rename(clash.path.clone(), stamp)
+                }
+                Some(c) if c != k => {
+                    let holding = updated.holders.get(&me).cloned();
+                    updated
+                        .content
+                        .write(Content::Deleted, me, stamp.counter, stamp.at_ms);
+                    if let Some(holding) = holding {
+                        updated.holders.insert(me, holding);
+                    }
+                }
+                _ => continue,
+            }
+            writer.put_entry(&updated)?;
+            ids.push(updated.id);
+        }
+        writer.commit()?;
+        // This tree follows at once: renamed files are where they are
+        // shown already; deleted ones go (to the trash when last copies).
+        self.apply_remote(&ids)?;
+        Ok(Resolution {
+            path: clash.path.clone(),
+            kept: match chosen {
+                Some(c) => claimants[c].0.path.to_string(),
+                None => "both".into(),
+            },
+            created,
+        })
+    }
+}
+
 /// Makes `version` a file of its own next to the conflicted one, named
 /// `stem.conflict-NODE.ext`.
 fn split_off(
@@ -177,13 +331,9 @@ fn split_off(
     Ok(path)
 }
 
-/// `dir/name.ext` -> `dir/name.conflict-WHO.ext`.
+/// `dir/name.ext` -> `dir/name.conflict-WHO.ext`, with WHO cleaned into a
+/// plain name.
 fn conflict_path(path: &RepoPath, who: &str) -> Result<RepoPath> {
-    let text = path.as_str();
-    let (dir, file) = match text.rfind('/') {
-        Some(i) => (&text[..=i], &text[i + 1..]),
-        None => ("", text),
-    };
     let who: String = who
         .chars()
         .map(|c| {
@@ -194,11 +344,8 @@ fn conflict_path(path: &RepoPath, who: &str) -> Result<RepoPath> {
             }
         })
         .collect();
-    let name = match file.rfind('.') {
-        Some(dot) if dot > 0 => format!("{}.conflict-{who}{}", &file[..dot], &file[dot..]),
-        _ => format!("{file}.conflict-{who}"),
-    };
-    RepoPath::new(&format!("{dir}{name}")).map_err(|e| Error::Resolve(e.to_string()))
+    conflict_name(path, &who, 1)
+        .ok_or_else(|| Error::Resolve(format!("a conflict name for {path} would be too long")))
 }
 
 /// A node named by the user: its name in the node records, or its id.

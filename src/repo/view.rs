@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::Repo;
 use crate::error::Result;
-use crate::model::{FileEntry, FileId, NodeId, RepoPath, Resolved};
+use crate::model::{FileEntry, FileId, NodeId, Placed, RepoPath, Resolved};
 use crate::scan::{self, Change, ScanProgress};
 
 /// The state of one file as `ls` and `status` show it.
@@ -30,6 +30,9 @@ pub enum FileState {
     New,
     /// Moved in the working tree and not committed (status only).
     Renamed,
+    /// A remote change to it could not be applied here (status only; the
+    /// line says why, and the next sync or get tries again).
+    Blocked,
 }
 
 /// One row of `ls`.
@@ -54,6 +57,9 @@ pub struct StatusLine {
     /// For a rename, the path it was recorded under.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<RepoPath>,
+    /// For a blocked file, why the remote change was not applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A location holding a file's content, for `whereis`.
@@ -84,7 +90,14 @@ struct TreeView {
 impl Repo {
     fn tree_view(&self, progress: &dyn ScanProgress) -> Result<TreeView> {
         let recorded = self.store.local_files()?;
-        let outcome = scan::scan(&self.root, recorded, self.settings.chunking, progress);
+        let symlinks = self.config()?.symlinks;
+        let outcome = scan::scan(
+            &self.root,
+            recorded,
+            self.settings.chunking,
+            symlinks,
+            progress,
+        );
         let warnings = super::commit::warnings(&outcome);
         let mut view = TreeView {
             changed: HashMap::new(),
@@ -113,7 +126,12 @@ impl Repo {
                 }
                 Change::Touched { .. } => continue,
             };
-            view.lines.push(StatusLine { path, state, from });
+            view.lines.push(StatusLine {
+                path,
+                state,
+                from,
+                reason: None,
+            });
         }
         Ok(view)
     }
@@ -124,15 +142,24 @@ impl Repo {
         let view = self.tree_view(progress)?;
         let mut lines = view.lines;
         let me = self.node_id();
-        for entry in self.store.entries()? {
-            let state = replicated_state(&entry, me);
+        for placed in self.store.placed_entries()? {
+            let state = replicated_state(&placed, me);
             if matches!(state, FileState::Outdated | FileState::Conflict) {
                 lines.push(StatusLine {
-                    path: entry.current_path().clone(),
+                    path: placed.path,
                     state,
                     from: None,
+                    reason: None,
                 });
             }
+        }
+        for blocked in self.store.blocked()? {
+            lines.push(StatusLine {
+                path: blocked.path,
+                state: FileState::Blocked,
+                from: None,
+                reason: Some(blocked.reason),
+            });
         }
         lines.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((lines, view.warnings))
@@ -149,12 +176,13 @@ impl Repo {
         let view = self.tree_view(progress)?;
         let me = self.node_id();
         let mut rows = Vec::new();
-        for entry in self.store.entries()? {
-            let path = entry.current_path();
+        for placed in self.store.placed_entries()? {
+            let path = &placed.path;
             if prefix.is_some_and(|p| !path.starts_with(p)) {
                 continue;
             }
-            let mut state = replicated_state(&entry, me);
+            let mut state = replicated_state(&placed, me);
+            let entry = &placed.entry;
             if state == FileState::Deleted && !include_deleted {
                 continue;
             }
@@ -163,13 +191,16 @@ impl Repo {
                     state = *local;
                 }
             }
-            let hash = newest_hash(&entry);
+            let hash = newest_hash(entry);
             let size = match entry.resolved() {
-                Resolved::File(v) => content_size(&v.value),
-                Resolved::Conflict(_) => content_size(&entry.content.winner().value),
+                Resolved::File(v) => v.value.size(),
+                Resolved::Conflict(_) => entry.content.winner().value.size(),
                 Resolved::Deleted => 0,
             };
-            let copies = hash.map_or(0, |h| entry.holders_of(h).count());
+            let copies = match hash {
+                Some(h) => self.store.holders_of_content(h)?.len(),
+                None => 0,
+            };
             let present = hash.is_some_and(|h| entry.holders_of(h).any(|n| *n == me));
             rows.push(ListedFile {
                 path: path.clone(),
@@ -195,40 +226,40 @@ impl Repo {
             .into_iter()
             .map(|n| (n.id, n.name))
             .collect();
-        let entries: Vec<FileEntry> = self
+        let entries: Vec<Placed> = self
             .store
-            .entries()?
+            .placed_entries()?
             .into_iter()
-            .filter(|e| !e.is_deleted())
+            .filter(|e| !e.entry.is_deleted())
             .collect();
         for path in paths {
-            if !entries.iter().any(|e| e.current_path().starts_with(path)) {
+            if !entries.iter().any(|e| e.path.starts_with(path)) {
                 return Err(crate::Error::NoSuchFile(path.clone()));
             }
         }
-        Ok(entries
+        let mut found = Vec::new();
+        for placed in entries
             .iter()
-            .filter(|e| paths.is_empty() || paths.iter().any(|p| e.current_path().starts_with(p)))
-            .map(|entry| {
-                let hash = newest_hash(entry);
-                let holders = hash
-                    .map(|h| {
-                        entry
-                            .holders_of(h)
-                            .map(|id| Holder {
-                                id: id.to_string(),
-                                name: names.get(id).cloned(),
-                            })
-                            .collect()
+            .filter(|e| paths.is_empty() || paths.iter().any(|p| e.path.starts_with(p)))
+        {
+            let hash = newest_hash(&placed.entry);
+            let holders = match hash {
+                Some(h) => self.store.holders_of_content(h)?,
+                None => Default::default(),
+            };
+            found.push(Whereabouts {
+                path: placed.path.clone(),
+                hash: hash.map(|h| h.to_string()),
+                holders: holders
+                    .iter()
+                    .map(|id| Holder {
+                        id: id.to_string(),
+                        name: names.get(id).cloned(),
                     })
-                    .unwrap_or_default();
-                Whereabouts {
-                    path: entry.current_path().clone(),
-                    hash: hash.map(|h| h.to_string()),
-                    holders,
-                }
-            })
-            .collect())
+                    .collect(),
+            });
+        }
+        Ok(found)
     }
 }
 
@@ -239,19 +270,20 @@ impl Repo {
     pub fn wanted(&self, paths: Option<&[RepoPath]>) -> Result<Vec<FileId>> {
         let me = self.node_id();
         let mut wanted = Vec::new();
-        for entry in self.store.entries()? {
+        for Placed { entry, path } in self.store.placed_entries()? {
             let Resolved::File(newest) = entry.resolved() else {
                 continue;
             };
+            if newest.value.bytes().is_none() {
+                continue; // a link: made by the apply step, nothing to fetch
+            }
             let held = entry.holders.get(&me).and_then(|h| h.hash);
             if held == newest.value.hash() {
                 continue;
             }
             let selected = match paths {
                 None => held.is_some(),
-                Some(paths) => {
-                    paths.is_empty() || paths.iter().any(|p| entry.current_path().starts_with(p))
-                }
+                Some(paths) => paths.is_empty() || paths.iter().any(|p| path.starts_with(p)),
             };
             if selected {
                 wanted.push(entry.id);
@@ -271,15 +303,13 @@ fn newest_hash(entry: &FileEntry) -> Option<crate::model::ContentHash> {
     }
 }
 
-fn content_size(content: &crate::model::Content) -> u64 {
-    match content {
-        crate::model::Content::File { size, .. } => *size,
-        crate::model::Content::Deleted => 0,
+/// The state that follows from the replicated entry alone: a file displaced
+/// by another claiming its path is a conflict too.
+fn replicated_state(placed: &Placed, me: NodeId) -> FileState {
+    let entry = &placed.entry;
+    if placed.is_displaced() {
+        return FileState::Conflict;
     }
-}
-
-/// The state that follows from the replicated entry alone.
-fn replicated_state(entry: &FileEntry, me: NodeId) -> FileState {
     match entry.resolved() {
         Resolved::Deleted => FileState::Deleted,
         Resolved::Conflict(_) => FileState::Conflict,

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{ContentHash, FileId, RepoPath};
+use crate::model::{ContentHash, FileId, Kind, LinkTarget, RepoPath};
 use crate::store::{FileStat, LocalFile};
 
 use super::WalkedFile;
@@ -49,16 +49,22 @@ pub fn triage(recorded: &[LocalFile], walked: Vec<WalkedFile>) -> Triage {
         .map(|f| ((f.stat.dev, f.stat.inode), f))
         .collect();
     for file in new_paths {
+        // Links are not taken as moved: reading one costs a readlink.
         let same = missing_by_inode
             .get(&(file.stat.dev, file.stat.inode))
             .filter(|old| {
-                old.stat.size == file.stat.size && old.stat.mtime_ns == file.stat.mtime_ns
+                old.stat.size == file.stat.size
+                    && old.stat.mtime_ns == file.stat.mtime_ns
+                    && old.kind == file.kind
+                    && file.kind != Kind::Link
             });
         match same {
             Some(old) => triage.moved.push(ReadFile {
                 path: file.path,
                 stat: file.stat,
                 hash: old.hash,
+                kind: file.kind,
+                target: None,
                 recheck: false,
             }),
             None => triage.to_read.push(file),
@@ -75,6 +81,9 @@ pub struct ReadFile {
     pub path: RepoPath,
     pub stat: FileStat,
     pub hash: ContentHash,
+    pub kind: Kind,
+    /// The target, for a link.
+    pub target: Option<LinkTarget>,
     /// Modified so shortly before it was read that a write right after the
     /// read might keep the same timestamp: record it to be read again next
     /// time (git's "racily clean" problem).
@@ -122,10 +131,12 @@ pub fn detect(recorded: &[LocalFile], read: Vec<ReadFile>, missing: Vec<LocalFil
     let mut new_paths = Vec::new();
     for file in read {
         match by_path.get(&file.path) {
-            Some(old) if old.hash == file.hash => changes.push(Change::Touched {
-                file_id: old.file_id,
-                file,
-            }),
+            Some(old) if old.hash == file.hash && old.kind == file.kind => {
+                changes.push(Change::Touched {
+                    file_id: old.file_id,
+                    file,
+                })
+            }
             Some(old) => changes.push(Change::Edited {
                 file_id: old.file_id,
                 file,
@@ -151,7 +162,7 @@ pub fn detect(recorded: &[LocalFile], read: Vec<ReadFile>, missing: Vec<LocalFil
             Some(old) => changes.push(Change::Renamed {
                 file_id: old.file_id,
                 from: old.path,
-                edited: old.hash != file.hash,
+                edited: old.hash != file.hash || old.kind != file.kind,
                 file,
             }),
             None => unexplained.push(file),
@@ -162,7 +173,7 @@ pub fn detect(recorded: &[LocalFile], read: Vec<ReadFile>, missing: Vec<LocalFil
             Some(old) => changes.push(Change::Renamed {
                 file_id: old.file_id,
                 from: old.path,
-                edited: false,
+                edited: old.kind != file.kind,
                 file,
             }),
             None => changes.push(Change::Added(file)),
@@ -216,6 +227,7 @@ mod tests {
             file_id: FileId([inode as u8; 16]),
             hash: ContentHash([hash; 32]),
             stat: stat(inode, 1),
+            kind: Kind::File,
         }
     }
 
@@ -224,6 +236,8 @@ mod tests {
             path: path(p),
             stat: stat(inode, 2),
             hash: ContentHash([hash; 32]),
+            kind: Kind::File,
+            target: None,
             recheck: false,
         }
     }
@@ -232,6 +246,7 @@ mod tests {
         WalkedFile {
             path: path(p),
             stat: stat(inode, mtime),
+            kind: Kind::File,
         }
     }
 

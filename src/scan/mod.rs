@@ -10,10 +10,12 @@ use std::path::Path;
 
 pub use detect::{detect, triage, Change, ReadFile};
 pub use read::ReadFailure;
-pub use walk::{set_mtime, stat_of, walk, SkipReason, Skipped, Walked, WalkedFile, IGNORE_FILE};
+pub use walk::{
+    kind_of, set_mtime, stat_of, walk, SkipReason, Skipped, Walked, WalkedFile, IGNORE_FILE,
+};
 
 use crate::chunk::{ChunkParams, Manifest};
-use crate::model::{ContentHash, RepoPath};
+use crate::model::{ContentHash, Kind, LinkTarget, RepoPath};
 use crate::store::LocalFile;
 
 /// Told how a scan advances, e.g. to draw a progress bar. Called from the
@@ -55,15 +57,17 @@ pub struct ScanOutcome {
     pub bytes_read: u64,
 }
 
-/// Compares the tree under `root` with what this location `recorded`.
+/// Compares the tree under `root` with what this location `recorded`;
+/// symbolic links are recorded as links when `symlinks` is on.
 pub fn scan(
     root: &Path,
     recorded: Vec<LocalFile>,
     params: ChunkParams,
+    symlinks: bool,
     progress: &dyn ScanProgress,
 ) -> ScanOutcome {
     let mut listed = 0u64;
-    let Walked { files, skipped } = walk(root, |_| {
+    let Walked { files, skipped } = walk(root, symlinks, |_| {
         listed += 1;
         if listed % 1024 == 0 {
             progress.walking(listed);
@@ -108,24 +112,47 @@ pub fn scan(
 }
 
 /// True when the working-tree file at `recorded.path` still holds the
-/// recorded content: by its stat fields, or, when those moved (a touch, a
-/// racy record), by hashing it. Only then may a remote change replace, move
-/// or delete it (DESIGN.md, "never lose data" 1).
+/// recorded version: by its stat fields, or, when those moved (a touch, a
+/// racy record), by hashing it (or reading the link). Only then may a
+/// remote change replace, move or delete it (DESIGN.md, "never lose data"
+/// 1). Nothing along the path is followed.
 pub fn still_as_recorded(root: &Path, recorded: &LocalFile) -> std::io::Result<bool> {
-    let path = recorded.path.to_path(root);
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
+    let tree = crate::tree::Tree::new(root);
+    let Some(stat) = tree.lstat(&recorded.path)? else {
+        return Ok(false);
     };
-    if !meta.file_type().is_file() {
+    let is_link = stat.st_mode & 0o170000 == 0o120000;
+    let is_file = stat.st_mode & 0o170000 == 0o100000;
+    let kind = match (is_link, is_file) {
+        (true, _) => Kind::Link,
+        (_, true) if crate::tree::is_executable(stat.st_mode) => Kind::Executable,
+        (_, true) => Kind::File,
+        _ => return Ok(false),
+    };
+    if kind != recorded.kind {
         return Ok(false);
     }
-    if stat_of(&meta) == recorded.stat {
+    if kind == Kind::Link {
+        let target = tree.read_link(&recorded.path)?;
+        return Ok(LinkTarget::new(&target).is_ok_and(|t| t.hash() == recorded.hash));
+    }
+    if file_stat(&stat) == recorded.stat {
         return Ok(true);
     }
     let params = ChunkParams::DEFAULT;
     let mut buf = vec![0u8; 4 * params.max as usize];
-    let summary = crate::chunk::hash_reader(&mut std::fs::File::open(&path)?, params, &mut buf)?;
+    let summary =
+        crate::chunk::hash_reader(&mut tree.open_read(&recorded.path)?, params, &mut buf)?;
     Ok(summary.hash == recorded.hash)
+}
+
+/// The fields of a raw stat that [`stat_of`] reads from metadata.
+pub fn file_stat(stat: &rustix::fs::Stat) -> crate::store::FileStat {
+    crate::store::FileStat {
+        size: stat.st_size as u64,
+        mtime_ns: stat.st_mtime * 1_000_000_000 + stat.st_mtime_nsec as i64,
+        ctime_ns: stat.st_ctime * 1_000_000_000 + stat.st_ctime_nsec as i64,
+        inode: stat.st_ino,
+        dev: stat.st_dev,
+    }
 }

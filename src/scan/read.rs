@@ -1,7 +1,6 @@
 //! Reading changed files: each is read once, on all cores, hashing and
 //! chunking in the same pass, and checked to have held still while read.
 
-use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::chunk::{hash_reader, ChunkParams, Manifest};
-use crate::model::RepoPath;
+use crate::model::{Kind, LinkTarget, RepoPath};
 
 use super::walk::stat_of;
 use super::{ReadFile, WalkedFile};
@@ -75,7 +74,10 @@ pub fn read_files(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(file) = files.get(i) else { break };
-                    let result = read_stable(root, &file.path, params, &mut buf);
+                    let result = match file.kind {
+                        Kind::Link => read_link(root, file),
+                        Kind::File | Kind::Executable => read_stable(root, file, params, &mut buf),
+                    };
                     if let Ok(Some(outcome)) = &result {
                         on_bytes(outcome.size);
                     }
@@ -94,22 +96,53 @@ pub fn read_files(
     (read, failed)
 }
 
+/// Reads a symbolic link's target (the link is the version, not what it
+/// points to).
+fn read_link(root: &Path, walked: &WalkedFile) -> Result<Option<ReadOutcome>, ReadFailure> {
+    let path = &walked.path;
+    let io_err = |e: io::Error| ReadFailure::Io(path.clone(), e);
+    let tree = crate::tree::Tree::new(root);
+    let target = match tree.read_link(path) {
+        Ok(target) => target,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(e)),
+    };
+    let target = LinkTarget::new(&target)
+        .map_err(|e| io_err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())))?;
+    Ok(Some(ReadOutcome {
+        file: ReadFile {
+            path: path.clone(),
+            stat: walked.stat,
+            hash: target.hash(),
+            kind: Kind::Link,
+            target: Some(target),
+            recheck: false,
+        },
+        size: 0,
+        manifest: None,
+    }))
+}
+
 /// Reads one file until a read sees the same stat fields before and after.
 fn read_stable(
     root: &Path,
-    path: &RepoPath,
+    walked: &WalkedFile,
     params: ChunkParams,
     buf: &mut [u8],
 ) -> Result<Option<ReadOutcome>, ReadFailure> {
+    let path = &walked.path;
     let io_err = |e: io::Error| ReadFailure::Io(path.clone(), e);
+    let tree = crate::tree::Tree::new(root);
     for _ in 0..READ_ATTEMPTS {
         let read_started = SystemTime::now();
-        let mut file = match File::open(path.to_path(root)) {
+        let mut file = match tree.open_read(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err(e)),
         };
-        let before = stat_of(&file.metadata().map_err(io_err)?);
+        let meta = file.metadata().map_err(io_err)?;
+        let before = stat_of(&meta);
+        let kind = super::walk::kind_of(&meta);
         // Read at most one byte past the size seen at open: a file that keeps
         // growing must not keep us reading (or hashing) forever.
         let mut bounded = io::Read::take(&mut file, before.size + 1);
@@ -124,6 +157,8 @@ fn read_stable(
                 path: path.clone(),
                 stat: after,
                 hash: summary.hash,
+                kind,
+                target: None,
                 recheck: is_racy(after.mtime_ns, read_started),
             },
             size: summary.size,
@@ -141,8 +176,11 @@ fn is_racy(mtime_ns: i64, read_started: SystemTime) -> bool {
     mtime_ns > started_ns - RACY_WINDOW.as_nanos() as i64
 }
 
-/// True when something (of any kind) exists at `path` now: a recorded path
-/// the walk did not list is deleted only if this is false.
+/// True when something other than a folder exists at `path` now: a recorded
+/// path the walk did not list is deleted (or moved) when this is false. A
+/// folder there means the file was replaced by a folder of its name.
 pub fn exists_on_disk(root: &Path, path: &RepoPath) -> bool {
-    std::fs::symlink_metadata(path.to_path(root)).is_ok()
+    crate::tree::Tree::new(root)
+        .lstat(path)
+        .is_ok_and(|stat| stat.is_some_and(|s| s.st_mode & 0o170000 != 0o040000))
 }

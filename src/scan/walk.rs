@@ -1,9 +1,10 @@
 //! Walking the working tree: which regular files are there, with their stat
 //! fields, honouring ignore rules. Nothing is read here, only listed.
 //!
-//! Defined behaviours for what Harmony does not sync (each reported as a
-//! [`Skipped`] so the user hears of it, and never mistaken for a deletion):
-//! symbolic links are not followed and not synced; special files (FIFOs,
+//! Symbolic links are listed as links (never followed), unless the location
+//! turned them off. Defined behaviours for what Harmony does not sync (each
+//! reported as a [`Skipped`] so the user hears of it, and never mistaken for
+//! a deletion): links when turned off; special files (FIFOs,
 //! sockets, devices) are not synced; names that are not UTF-8 are not synced
 //! (rename them); unreadable folders are not descended, and files recorded
 //! under them are left as they were.
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use ignore::WalkBuilder;
 
-use crate::model::{RepoPath, STATE_DIR};
+use crate::model::{Kind, RepoPath, STATE_DIR};
 use crate::store::FileStat;
 
 /// Per-folder ignore files, in gitignore syntax.
@@ -36,11 +37,12 @@ const BUILTIN_IGNORES: &[&str] = &[
     ".harmony.init-*", // an interrupted `init`
 ];
 
-/// A regular file found in the tree.
+/// A regular file or a symbolic link found in the tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalkedFile {
     pub path: RepoPath,
     pub stat: FileStat,
+    pub kind: Kind,
 }
 
 /// Why something in the tree is not synced.
@@ -66,7 +68,10 @@ impl std::fmt::Display for Skipped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let path = self.path.display();
         match &self.reason {
-            SkipReason::Symlink => write!(f, "{path}: symbolic link, not synced"),
+            SkipReason::Symlink => write!(
+                f,
+                "{path}: symbolic link, not synced (links are turned off in .harmony/config.toml)"
+            ),
             SkipReason::Special => write!(
                 f,
                 "{path}: not a regular file (FIFO, socket or device), not synced"
@@ -109,8 +114,9 @@ fn builtin_ignores() -> GlobSet {
     builder.build().expect("built-in ignore patterns are valid")
 }
 
-/// Lists the regular files under `root`.
-pub fn walk(root: &Path, mut on_file: impl FnMut(u64)) -> Walked {
+/// Lists the regular files under `root`, and its symbolic links when
+/// `symlinks` is on.
+pub fn walk(root: &Path, symlinks: bool, mut on_file: impl FnMut(u64)) -> Walked {
     let builtin = builtin_ignores();
     let mut walker = WalkBuilder::new(root);
     walker
@@ -157,11 +163,11 @@ pub fn walk(root: &Path, mut on_file: impl FnMut(u64)) -> Walked {
             repo_path: Some(repo_path.clone()),
             reason,
         };
-        if file_type.is_symlink() {
+        if file_type.is_symlink() && !symlinks {
             walked.skipped.push(skip(SkipReason::Symlink));
             continue;
         }
-        if !file_type.is_file() {
+        if !file_type.is_file() && !file_type.is_symlink() {
             walked.skipped.push(skip(SkipReason::Special));
             continue;
         }
@@ -171,6 +177,7 @@ pub fn walk(root: &Path, mut on_file: impl FnMut(u64)) -> Walked {
                 walked.files.push(WalkedFile {
                     path: repo_path,
                     stat: stat_of(&meta),
+                    kind: kind_of(&meta),
                 });
             }
             // Vanished between listing and stat: as if never seen.
@@ -192,6 +199,18 @@ pub fn stat_of(meta: &Metadata) -> FileStat {
         ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
         inode: meta.ino(),
         dev: meta.dev(),
+    }
+}
+
+/// What a working-tree file is, from its (not followed) metadata.
+pub fn kind_of(meta: &Metadata) -> Kind {
+    use std::os::unix::fs::PermissionsExt;
+    if meta.file_type().is_symlink() {
+        Kind::Link
+    } else if crate::tree::is_executable(meta.permissions().mode()) {
+        Kind::Executable
+    } else {
+        Kind::File
     }
 }
 

@@ -2,6 +2,7 @@
 //! command can use it at once, and every change is one atomic, durable
 //! transaction (a crash at any instant leaves the last committed state).
 
+mod derived;
 mod records;
 
 use std::path::Path;
@@ -10,13 +11,13 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::chunk::{ChunkParams, Manifest};
-use crate::model::{ContentHash, FileEntry, FileId, NodeId, NodeRecord, RepoId, RepoPath};
-pub use records::{FileStat, LocalFile, PeerRecord};
+use crate::model::{ContentHash, FileEntry, FileId, NodeId, NodeRecord, Placed, RepoId, RepoPath};
+pub use records::{BlockedFile, FileStat, LocalFile, PeerRecord};
 
 /// The database file inside `.harmony/`.
 pub const DB_FILE: &str = "state.db";
 const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// How long a writer waits for another process's transaction to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of write-ahead log kept after a checkpoint (a big merge may grow
@@ -296,7 +297,7 @@ impl Store {
     /// Every path this location recorded, with its stat fields.
     pub fn local_files(&self) -> Result<Vec<LocalFile>> {
         let mut stmt = self.conn.prepare(
-            "SELECT path, file_id, hash, size, mtime_ns, ctime_ns, inode, dev FROM local_files",
+            "SELECT path, file_id, hash, size, mtime_ns, ctime_ns, inode, dev, kind FROM local_files",
         )?;
         let rows = stmt.query_map([], LocalFile::from_row)?;
         rows.map(|r| r.map_err(StoreError::from)).collect()
@@ -314,7 +315,7 @@ impl Store {
 
     fn local_file_where(&self, column: &str, value: &[u8]) -> Result<Option<LocalFile>> {
         let sql = format!(
-            "SELECT path, file_id, hash, size, mtime_ns, ctime_ns, inode, dev
+            "SELECT path, file_id, hash, size, mtime_ns, ctime_ns, inode, dev, kind
              FROM local_files WHERE {column} = ?1 LIMIT 1"
         );
         Ok(self
@@ -328,11 +329,12 @@ impl Store {
     /// chunks), with it: where each such chunk can be read locally.
     pub fn local_manifests(&self) -> Result<Vec<(LocalFile, Manifest)>> {
         let mut stmt = self.conn.prepare(
-            "SELECT l.path, l.file_id, l.hash, l.size, l.mtime_ns, l.ctime_ns, l.inode, l.dev, m.chunks
+            "SELECT l.path, l.file_id, l.hash, l.size, l.mtime_ns, l.ctime_ns, l.inode, l.dev, l.kind,
+                    m.chunks
              FROM local_files AS l JOIN manifests AS m ON m.hash = l.hash",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok((LocalFile::from_row(r)?, r.get::<_, Vec<u8>>(8)?))
+            Ok((LocalFile::from_row(r)?, r.get::<_, Vec<u8>>(9)?))
         })?;
         rows.map(|row| {
             let (file, chunks) = row?;
@@ -341,7 +343,7 @@ impl Store {
         .collect()
     }
 
-    /// Every entry of the repository, in path order.
+    /// Every entry of the repository, as replicated.
     pub fn entries(&self) -> Result<Vec<FileEntry>> {
         let mut stmt = self
             .conn
@@ -350,8 +352,30 @@ impl Store {
         rows.map(|data| decode("file entry", &data?)).collect()
     }
 
+    /// Every entry of the repository with the path it is placed at, in
+    /// path order.
+    pub fn placed_entries(&self) -> Result<Vec<Placed>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT e.data, d.placed FROM entries AS e LEFT JOIN displaced AS d USING (file_id)
+             ORDER BY COALESCE(d.placed, e.path)",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<String>>(1)?))
+        })?;
+        rows.map(|row| {
+            let (data, placed) = row?;
+            derived::placed(decode("file entry", &data)?, placed)
+        })
+        .collect()
+    }
+
     pub fn entry(&self, id: FileId) -> Result<Option<FileEntry>> {
         read_entry(&self.conn, id)
+    }
+
+    /// The entry `id` with the path it is placed at.
+    pub fn placed_entry(&self, id: FileId) -> Result<Option<Placed>> {
+        derived::placed_entry(&self.conn, id)
     }
 
     pub fn manifest(&self, hash: ContentHash) -> Result<Option<Manifest>> {
@@ -434,14 +458,9 @@ impl Writer<'_> {
         read_entry(&self.txn, id)
     }
 
-    /// The live (not deleted) file shown at `path`, if any.
+    /// The live (not deleted) file placed at `path`, if any.
     pub fn live_entry_at(&self, path: &RepoPath) -> Result<Option<FileEntry>> {
-        let data: Option<Vec<u8>> = self
-            .txn
-            .prepare_cached("SELECT data FROM entries WHERE path = ?1 AND deleted = 0 LIMIT 1")?
-            .query_row([path.as_str()], |r| r.get(0))
-            .optional()?;
-        data.map(|d| decode("file entry", &d)).transpose()
+        derived::live_entry_at(&self.txn, path)
     }
 
     /// Stores an entry, stamping it with the next change sequence and
@@ -449,11 +468,21 @@ impl Writer<'_> {
     pub fn put_entry(&self, entry: &FileEntry) -> Result<()> {
         let seq = self.next("change_seq")?;
         let digest = self.digest_of(entry)?;
-        self.replace_digest(
-            "SELECT digest FROM entries WHERE file_id = ?1",
-            &entry.id.0,
-            digest,
-        )?;
+        let old: Option<(Vec<u8>, Vec<u8>)> = self
+            .txn
+            .prepare_cached("SELECT digest, data FROM entries WHERE file_id = ?1")?
+            .query_row([entry.id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let old = match old {
+            Some((old_digest, data)) => {
+                self.swap_digest(Some(fixed_meta(old_digest, "row digest")?), digest)?;
+                Some(decode::<FileEntry>("file entry", &data)?)
+            }
+            None => {
+                self.swap_digest(None, digest)?;
+                None
+            }
+        };
         self.txn
             .prepare_cached(
                 "INSERT INTO entries(file_id, path, deleted, seq, digest, data)
@@ -470,20 +499,25 @@ impl Writer<'_> {
                 digest.to_vec(),
                 encode(entry)?
             ])?;
-        Ok(())
+        self.update_derived(old.as_ref(), Some(entry))
     }
 
     /// Removes an entry for good (a collected tombstone).
     pub fn remove_entry(&self, id: FileId) -> Result<()> {
-        self.replace_digest(
-            "SELECT digest FROM entries WHERE file_id = ?1",
-            &id.0,
-            [0; 32],
-        )?;
+        let old: Option<(Vec<u8>, Vec<u8>)> = self
+            .txn
+            .prepare_cached("SELECT digest, data FROM entries WHERE file_id = ?1")?
+            .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((old_digest, data)) = old else {
+            return Ok(());
+        };
+        self.swap_digest(Some(fixed_meta(old_digest, "row digest")?), [0; 32])?;
         self.txn
             .prepare_cached("DELETE FROM entries WHERE file_id = ?1")?
             .execute([id.0])?;
-        Ok(())
+        let old: FileEntry = decode("file entry", &data)?;
+        self.update_derived(Some(&old), None)
     }
 
     pub fn node(&self, id: NodeId) -> Result<Option<NodeRecord>> {
@@ -559,13 +593,20 @@ impl Writer<'_> {
     }
 
     /// Swaps a row's old digest (found by `select_old` with `key`) for `new`
-    /// in the state digest; XOR makes the order of changes irrelevant.
+    /// in the state digest.
     fn replace_digest(&self, select_old: &str, key: &[u8], new: [u8; 32]) -> Result<()> {
         let old: Option<Vec<u8>> = self
             .txn
             .prepare_cached(select_old)?
             .query_row([key], |r| r.get(0))
             .optional()?;
+        let old = old.map(|old| fixed_meta(old, "row digest")).transpose()?;
+        self.swap_digest(old, new)
+    }
+
+    /// Swaps a row's `old` digest for `new` in the state digest; XOR makes
+    /// the order of changes irrelevant.
+    fn swap_digest(&self, old: Option<[u8; 32]>, new: [u8; 32]) -> Result<()> {
         let mut meta = self.meta.borrow_mut();
         let state = match &mut meta.digest {
             Some(state) => state,
@@ -577,7 +618,7 @@ impl Writer<'_> {
             )?),
         };
         if let Some(old) = old {
-            xor_into(state, &fixed_meta(old, "row digest")?);
+            xor_into(state, &old);
         }
         xor_into(state, &new);
         Ok(())
@@ -604,8 +645,8 @@ impl Writer<'_> {
 
     pub fn put_local_file(&self, file: &LocalFile) -> Result<()> {
         let s = &file.stat;
-        self.txn.prepare_cached("INSERT OR REPLACE INTO local_files(path, file_id, hash, size, mtime_ns, ctime_ns, inode, dev)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")?.execute(params![
+        self.txn.prepare_cached("INSERT OR REPLACE INTO local_files(path, file_id, hash, size, mtime_ns, ctime_ns, inode, dev, kind)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")?.execute(params![
                 file.path.as_str(),
                 file.file_id.0,
                 file.hash.0,
@@ -613,10 +654,22 @@ impl Writer<'_> {
                 s.mtime_ns,
                 s.ctime_ns,
                 s.inode as i64,
-                s.dev as i64
+                s.dev as i64,
+                file.kind.code()
             ],
         )?;
         Ok(())
+    }
+
+    /// Where this location records the file `id`, if it holds it.
+    pub fn local_file_path_of(&self, id: FileId) -> Result<Option<RepoPath>> {
+        let path: Option<String> = self
+            .txn
+            .prepare_cached("SELECT path FROM local_files WHERE file_id = ?1")?
+            .query_row([id.0], |r| r.get(0))
+            .optional()?;
+        path.map(|p| RepoPath::new(&p).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
     }
 
     pub fn remove_local_file(&self, path: &RepoPath) -> Result<()> {

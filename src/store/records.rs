@@ -3,7 +3,7 @@
 use rusqlite::types::Type;
 use rusqlite::Row;
 
-use crate::model::{ContentHash, FileId, NodeId, RepoPath};
+use crate::model::{ContentHash, FileId, Kind, NodeId, RepoPath};
 
 /// The stat fields of a working-tree file that change whenever its bytes may
 /// have: if all are equal to what was recorded, the file is not read again.
@@ -23,6 +23,17 @@ pub struct LocalFile {
     pub file_id: FileId,
     pub hash: ContentHash,
     pub stat: FileStat,
+    /// A regular file, an executable one, or a symbolic link.
+    pub kind: Kind,
+}
+
+/// A remote change this location could not apply, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockedFile {
+    pub file_id: FileId,
+    pub path: RepoPath,
+    pub reason: String,
+    pub at_ms: i64,
 }
 
 /// A node this location trusts.
@@ -50,6 +61,22 @@ impl LocalFile {
                 inode: row.get::<_, i64>(6)? as u64,
                 dev: row.get::<_, i64>(7)? as u64,
             },
+            kind: Kind::from_code(row.get(8)?).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(8, Type::Integer, "unknown kind".into())
+            })?,
+        })
+    }
+}
+
+impl BlockedFile {
+    pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        let path: String = row.get(1)?;
+        Ok(BlockedFile {
+            file_id: FileId(fixed(row, 0)?),
+            path: RepoPath::new(&path)
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, Type::Text, e.into()))?,
+            reason: row.get(2)?,
+            at_ms: row.get(3)?,
         })
     }
 }

@@ -1,4 +1,4 @@
--- Harmony state database, schema version 1.
+-- Harmony state database, schema version 2.
 -- Replicated state lives in `entries`; everything else is this location's own.
 
 -- Small settings and counters: repo_id, node_name, listen, chunking,
@@ -37,7 +37,9 @@ CREATE TABLE local_files (
     mtime_ns INTEGER NOT NULL,
     ctime_ns INTEGER NOT NULL,
     inode    INTEGER NOT NULL,
-    dev      INTEGER NOT NULL
+    dev      INTEGER NOT NULL,
+    -- model::Kind::code: 0 regular file, 1 executable, 2 symbolic link
+    kind     INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX local_files_by_hash ON local_files(hash);
 CREATE INDEX local_files_by_id ON local_files(file_id);
@@ -80,4 +82,34 @@ CREATE TABLE peer_progress (
 CREATE TABLE peer_has_mine (
     node_id BLOB PRIMARY KEY,
     seq     INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Live files that lost a clash for their path (model::placement) and the
+-- conflict name each lives under in every tree. Derived from `entries` and
+-- kept up to date with it: the same on every location that knows the same
+-- state. A file not listed here lives at its `entries.path`.
+CREATE TABLE displaced (
+    file_id BLOB PRIMARY KEY,
+    placed  TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX displaced_by_path ON displaced(placed);
+
+-- Which files have (or had, in some holder's slot) which content, so that
+-- holders are found per content (DESIGN.md, invariant 9): any location
+-- holding a hash can serve it, whichever file it holds it for. Derived
+-- from the holder slots of `entries`.
+CREATE TABLE content_files (
+    hash    BLOB NOT NULL,
+    file_id BLOB NOT NULL,
+    PRIMARY KEY (hash, file_id)
+) WITHOUT ROWID;
+
+-- Remote changes that could not be applied to this working tree (a file in
+-- the way, permission denied, a full disk...): retried at the next sync or
+-- get, shown by `status` until then.
+CREATE TABLE blocked (
+    file_id BLOB PRIMARY KEY,
+    path    TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    at_ms   INTEGER NOT NULL
 ) WITHOUT ROWID;

@@ -29,7 +29,7 @@ use super::staging::{self, FinishError, StagedFile};
 use super::writer::{self, WriteOp};
 use super::{ask, newest, AskError, GetReport, Holders, Shared, TransferProgress};
 use crate::chunk::{page_hash, ChunkRef, Manifest};
-use crate::model::{ContentHash, FileEntry, FileId, NodeId};
+use crate::model::{ContentHash, FileId, NodeId, Placed};
 use crate::net::PeerConnection;
 use crate::proto::{Request, Response, MAX_PAGES_ASKED, MAX_PAGE_CHUNKS_SENT, MAX_WHOLE_FILE};
 use crate::{Error, Repo};
@@ -45,7 +45,7 @@ const LARGE_AT_ONCE: usize = 3;
 struct Wanted {
     hash: ContentHash,
     size: u64,
-    targets: Vec<FileEntry>,
+    targets: Vec<Placed>,
     /// The other locations holding it.
     holders: Vec<NodeId>,
 }
@@ -222,9 +222,9 @@ pub async fn get(
     Ok(shared.report())
 }
 
-fn fail_targets(ctx: &Context, targets: &[FileEntry], why: &str) {
+fn fail_targets(ctx: &Context, targets: &[Placed], why: &str) {
     for target in targets {
-        ctx.shared.fail(format!("{}: {why}", target.current_path()));
+        ctx.shared.fail(format!("{}: {why}", target.path));
     }
 }
 
@@ -236,33 +236,28 @@ fn plan(root: &Path, ids: &[FileId]) -> crate::Result<(Vec<Wanted>, LocalCopies,
     let mut wanted: Vec<Wanted> = Vec::new();
     let mut by_hash: HashMap<ContentHash, usize> = HashMap::new();
     for id in ids {
-        let Some(entry) = repo.store().entry(*id)? else {
+        let Some(placed) = repo.store().placed_entry(*id)? else {
             continue;
         };
-        let Some((hash, size, _)) = newest(&entry) else {
+        let Some((hash, size, _)) = newest(&placed.entry) else {
             continue;
         };
-        let holders: Vec<NodeId> = entry
-            .holders_of(hash)
-            .filter(|n| **n != me)
-            .copied()
-            .collect();
         match by_hash.get(&hash) {
-            Some(at) => {
-                let want = &mut wanted[*at];
-                for holder in holders {
-                    if !want.holders.contains(&holder) {
-                        want.holders.push(holder);
-                    }
-                }
-                want.targets.push(entry);
-            }
+            Some(at) => wanted[*at].targets.push(placed),
             None => {
+                // Holders per content: any location holding these bytes,
+                // for whichever file (DESIGN.md, invariant 9).
+                let holders: Vec<NodeId> = repo
+                    .store()
+                    .holders_of_content(hash)?
+                    .into_iter()
+                    .filter(|n| *n != me)
+                    .collect();
                 by_hash.insert(hash, wanted.len());
                 wanted.push(Wanted {
                     hash,
                     size,
-                    targets: vec![entry],
+                    targets: vec![placed],
                     holders,
                 });
             }
@@ -385,7 +380,7 @@ async fn refine_missing(
     let old = want
         .targets
         .iter()
-        .find_map(|t| ctx.copies.manifest_of(t.id));
+        .find_map(|t| ctx.copies.manifest_of(t.entry.id));
     let (Some(old), false, true) = (old, missing.is_empty(), missing.len() <= refine::MAX_CHUNKS)
     else {
         return;
@@ -509,7 +504,7 @@ async fn manifest_from_holders(
     let known: HashMap<ContentHash, &[ChunkRef]> = want
         .targets
         .iter()
-        .filter_map(|t| ctx.copies.manifest_of(t.id))
+        .filter_map(|t| ctx.copies.manifest_of(t.entry.id))
         .flat_map(|m| m.pages())
         .map(|page| (page_hash(page), page))
         .collect();

@@ -21,9 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 use crate::chunk::Manifest;
-use crate::model::{ContentHash, FileEntry};
-use crate::scan::{set_mtime, stat_of, still_as_recorded};
+use crate::model::{Content, ContentHash, Kind, Placed, Resolved};
+use crate::scan::{file_stat, set_mtime, still_as_recorded};
 use crate::store::LocalFile;
+use crate::tree::{set_executable, Tree};
 use crate::{Error, Repo};
 
 /// Files per group, at most.
@@ -40,7 +41,7 @@ pub struct Ready {
     /// the next version's manifest is fetched page by page.
     pub manifest: Option<Manifest>,
     /// The files that get this content (several when files share it).
-    pub targets: Vec<FileEntry>,
+    pub targets: Vec<Placed>,
 }
 
 /// What one group did, for the report.
@@ -75,7 +76,7 @@ pub fn run(
 struct Placement {
     staged: PathBuf,
     hash: ContentHash,
-    entry: FileEntry,
+    target: Placed,
 }
 
 fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed> {
@@ -84,13 +85,13 @@ fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed>
     let mut placements = Vec::new();
     let mut manifests = Vec::new();
     for ready in group {
-        let Some((_, _, mtime_ns)) = super::newest(&ready.targets[0]) else {
+        let Some((_, _, mtime_ns)) = super::newest(&ready.targets[0].entry) else {
             continue;
         };
         // The content takes its files' modification time (not setting it
         // only makes the next commit look at the file again).
         let _ = set_mtime(&ready.staged, mtime_ns);
-        for (k, entry) in ready.targets.iter().enumerate() {
+        for (k, target) in ready.targets.iter().enumerate() {
             // The first file takes the staged copy; each other one a copy.
             let staged = if k == 0 {
                 ready.staged.clone()
@@ -101,15 +102,23 @@ fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed>
                 if let Err(e) = copied {
                     installed
                         .failed
-                        .push(format!("{}: cannot copy: {e}", entry.current_path()));
+                        .push(format!("{}: cannot copy: {e}", target.path));
                     continue;
                 }
                 copy
             };
+            // Each file gets its version's executable bit.
+            if let Err(e) = File::open(&staged).and_then(|f| set_executable(&f, executable(target)))
+            {
+                installed
+                    .failed
+                    .push(format!("{}: cannot set its mode: {e}", target.path));
+                continue;
+            }
             placements.push(Placement {
                 staged,
                 hash: ready.hash,
-                entry: entry.clone(),
+                target: target.clone(),
             });
         }
         if let Some(manifest) = ready.manifest {
@@ -126,12 +135,12 @@ fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed>
             Ok(done) => placed.push(done),
             Err(e) => installed
                 .failed
-                .push(format!("{}: {e}", placement.entry.current_path())),
+                .push(format!("{}: {e}", placement.target.path)),
         }
     }
     let targets: Vec<PathBuf> = placed
         .iter()
-        .map(|p: &Placed| p.file.path.to_path(&root))
+        .map(|p: &PlacedFile| p.file.path.to_path(&root))
         .collect();
     let targets: Vec<&Path> = targets.iter().map(PathBuf::as_path).collect();
     make_durable(&targets, false).map_err(Error::io("sync", &root))?;
@@ -149,7 +158,7 @@ fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed>
         let counter = writer.next_write_counter()?;
         let mut current = writer
             .entry(done.file.file_id)?
-            .unwrap_or_else(|| done.entry.clone());
+            .unwrap_or_else(|| done.entry.entry.clone());
         current.set_holding(me, Some(done.file.hash), counter);
         writer.put_entry(&current)?;
     }
@@ -183,69 +192,86 @@ fn make_durable(paths: &[&Path], contents: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether the newest version of a target is executable.
+fn executable(target: &Placed) -> bool {
+    matches!(
+        target.entry.resolved(),
+        Resolved::File(v) if matches!(v.value, Content::File { executable: true, .. })
+    )
+}
+
 /// A file placed in the working tree.
-struct Placed {
+struct PlacedFile {
     file: LocalFile,
-    entry: FileEntry,
+    entry: Placed,
     /// The path of the version it replaced, when that was recorded here.
     old: Option<crate::model::RepoPath>,
 }
 
 /// Renames a staged content to its file's path: over the held older version
 /// if it is still as recorded (kept in the trash when no other location
-/// holds it), or at a free path; never over anything else.
-fn place(repo: &Repo, placement: &Placement) -> crate::Result<Placed> {
+/// holds it), or at a free path; never over anything else, and never
+/// through a symbolic link.
+fn place(repo: &Repo, placement: &Placement) -> crate::Result<PlacedFile> {
     let me = repo.node_id();
     let root = repo.root();
-    let entry = &placement.entry;
-    let target_path = entry.current_path().clone();
-    let target = target_path.to_path(root);
-    let old = repo.store().local_file_by_id(entry.id)?;
-    match &old {
+    let tree = Tree::new(root);
+    let target = &placement.target;
+    let target_path = &target.path;
+    let at = target_path.to_path(root);
+    let old = repo.store().local_file_by_id(target.entry.id)?;
+    let replace = match &old {
         Some(old) => {
-            if !still_as_recorded(root, old).map_err(Error::io("read", &target))? {
+            if !still_as_recorded(root, old).map_err(Error::io("read", &at))? {
                 return Err(Error::Refused(format!(
                     "{} changed here since the last commit; not overwritten (commit it, then get again)",
                     old.path
                 )));
             }
-            if !entry.holders_of(old.hash).any(|n| *n != me) {
+            let elsewhere = repo
+                .store()
+                .holders_of_content(old.hash)?
+                .iter()
+                .any(|n| *n != me);
+            if old.kind != Kind::Link && !elsewhere {
                 let kept = repo.trash_path(&old.path)?;
-                fs::hard_link(old.path.to_path(root), &kept)
+                tree.link_out(&old.path, &kept)
                     .map_err(Error::io("keep in trash", &kept))?;
             }
-            if old.path != target_path && fs::symlink_metadata(&target).is_ok() {
-                return Err(Error::Refused(format!(
-                    "{target_path} is taken by a file Harmony does not know"
-                )));
-            }
+            old.path == *target_path
         }
-        None if fs::symlink_metadata(&target).is_ok() => {
-            return Err(Error::Refused(format!(
+        None => false,
+    };
+    tree.place(&placement.staged, target_path, replace)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::Refused(format!(
                 "{target_path} exists here but is not recorded; commit it first (it may become a conflict)"
-            )));
-        }
-        None => {}
-    }
-    if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
-    }
-    fs::rename(&placement.staged, &target).map_err(Error::io("place", &target))?;
+            )),
+            _ => Error::io("place", &at)(e),
+        })?;
     if let Some(old) = &old {
-        if old.path != target_path {
-            let _ = fs::remove_file(old.path.to_path(root));
-            crate::repo::apply::remove_empty_parents(root, &old.path);
+        if old.path != *target_path {
+            let _ = tree.remove_file(&old.path);
+            tree.remove_empty_parents(&old.path);
         }
     }
-    let meta = fs::symlink_metadata(&target).map_err(Error::io("stat", &target))?;
-    Ok(Placed {
+    let stat = tree
+        .lstat(target_path)
+        .map_err(Error::io("stat", &at))?
+        .ok_or_else(|| Error::io("stat", &at)(std::io::ErrorKind::NotFound.into()))?;
+    Ok(PlacedFile {
         file: LocalFile {
-            path: target_path,
-            file_id: entry.id,
+            path: target_path.clone(),
+            file_id: target.entry.id,
             hash: placement.hash,
-            stat: stat_of(&meta),
+            stat: file_stat(&stat),
+            kind: if executable(target) {
+                Kind::Executable
+            } else {
+                Kind::File
+            },
         },
-        entry: entry.clone(),
+        entry: target.clone(),
         old: old.map(|o| o.path),
     })
 }

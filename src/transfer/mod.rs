@@ -22,7 +22,7 @@ use serde::Serialize;
 pub use get::get;
 pub use staging::STAGING_DIR;
 
-use crate::model::{Content, ContentHash, FileEntry, NodeId, Resolved};
+use crate::model::{ContentHash, FileEntry, NodeId, Resolved};
 use crate::net::{NetError, Node, PeerConnection};
 use crate::proto::{Request, Response};
 use crate::store::PeerRecord;
@@ -124,14 +124,7 @@ impl From<NetError> for AskError {
 /// deleted or in conflict.
 fn newest(entry: &FileEntry) -> Option<(ContentHash, u64, i64)> {
     match entry.resolved() {
-        Resolved::File(v) => match v.value {
-            Content::File {
-                hash,
-                size,
-                mtime_ns,
-            } => Some((hash, size, mtime_ns)),
-            Content::Deleted => None,
-        },
+        Resolved::File(v) => v.value.bytes(),
         _ => None,
     }
 }
@@ -246,10 +239,12 @@ pub async fn drop_files(
         if !force {
             let mut confirmed = None;
             let mut why_not = Vec::new();
-            let others: Vec<NodeId> = entry
-                .holders_of(record.hash)
-                .filter(|n| **n != me)
-                .copied()
+            // Any location holding these bytes, for whichever file.
+            let others: Vec<NodeId> = repo
+                .store()
+                .holders_of_content(record.hash)?
+                .into_iter()
+                .filter(|n| *n != me)
                 .collect();
             for other in others {
                 match holders.conn(other).await {
@@ -276,8 +271,10 @@ pub async fn drop_files(
             }
         }
         let path = record.path.to_path(root);
-        std::fs::remove_file(&path).map_err(crate::Error::io("remove", &path))?;
-        crate::repo::apply::remove_empty_parents(root, &record.path);
+        let tree = crate::tree::Tree::new(root);
+        tree.remove_file(&record.path)
+            .map_err(crate::Error::io("remove", &path))?;
+        tree.remove_empty_parents(&record.path);
         let writer = repo.store_mut().write()?;
         writer.remove_local_file(&record.path)?;
         let counter = writer.next_write_counter()?;

@@ -15,14 +15,14 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
 
 use crate::chunk::Manifest;
-use crate::model::{ContentHash, FileEntry, NodeId};
+use crate::model::{ContentHash, NodeId, Placed};
 
 /// A content small enough to fetch whole.
 #[derive(Clone, Debug)]
 pub struct SmallContent {
     pub hash: ContentHash,
     pub size: u64,
-    pub targets: Vec<FileEntry>,
+    pub targets: Vec<Placed>,
     pub holders: Vec<NodeId>,
     /// Holders that said they cannot serve it now.
     pub refused_by: Refusals,

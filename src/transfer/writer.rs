@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::install::Ready;
 use super::staging::{part_path, FinishError, StagedFile};
-use crate::model::{ContentHash, FileEntry};
+use crate::model::{ContentHash, Placed};
 
 /// Chunks (at most 128 KiB each with the default chunking) queued for the
 /// writer: bounds the memory between the network and the disk.
@@ -41,7 +41,7 @@ pub enum WriteOp {
     Whole {
         hash: ContentHash,
         bytes: Vec<u8>,
-        targets: Vec<FileEntry>,
+        targets: Vec<Placed>,
     },
 }
 
@@ -104,7 +104,7 @@ pub fn run(
                 }
                 Err(e) => {
                     for target in &targets {
-                        failed(format!("{}: cannot stage it: {e}", target.current_path()));
+                        failed(format!("{}: cannot stage it: {e}", target.path));
                     }
                 }
             },

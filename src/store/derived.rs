@@ -1,0 +1,226 @@
+//! State derived from the replicated entries, kept up to date with them in
+//! the same transaction: where files that lost a clash for their path are
+//! placed ([`crate::model::placement`]), which files have which content (to
+//! find holders per content), and the remote changes blocked here.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{decode, BlockedFile, Result, Store, StoreError, Writer};
+use crate::model::placement::{self, Claim};
+use crate::model::{ContentHash, FileEntry, FileId, NodeId, Placed, RepoPath};
+
+impl Writer<'_> {
+    /// Brings the derived tables in line with an entry that changed from
+    /// `old` to `new` (`None`: absent, before its first write or after its
+    /// removal).
+    pub(super) fn update_derived(
+        &self,
+        old: Option<&FileEntry>,
+        new: Option<&FileEntry>,
+    ) -> Result<()> {
+        self.index_contents(old, new)?;
+        let before = old.and_then(Claim::of);
+        let after = new.and_then(Claim::of);
+        if before == after {
+            return Ok(());
+        }
+        if let Some(id) = old.or(new).map(|e| e.id) {
+            self.txn
+                .prepare_cached("DELETE FROM displaced WHERE file_id = ?1")?
+                .execute([id.0])?;
+        }
+        let mut paths = BTreeSet::new();
+        for claim in [&before, &after].into_iter().flatten() {
+            paths.extend(placement::affected_by(&claim.path));
+        }
+        for path in paths {
+            self.settle_clash(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Places again the live files claiming `path`.
+    fn settle_clash(&self, path: &RepoPath) -> Result<()> {
+        let claimants: Vec<Claim> = self
+            .txn
+            .prepare_cached("SELECT data FROM entries WHERE path = ?1 AND deleted = 0")?
+            .query_map([path.as_str()], |r| r.get::<_, Vec<u8>>(0))?
+            .map(|data| Ok(Claim::of(&decode::<FileEntry>("file entry", &data?)?)))
+            .filter_map(|claim| claim.transpose())
+            .collect::<Result<_>>()?;
+        if claimants.is_empty() {
+            return Ok(());
+        }
+        for claim in &claimants {
+            self.txn
+                .prepare_cached("DELETE FROM displaced WHERE file_id = ?1")?
+                .execute([claim.id.0])?;
+        }
+        let folder_below = live_below(&self.txn, path)?;
+        if claimants.len() == 1 && !folder_below {
+            return Ok(());
+        }
+        let mut failure = None;
+        let moved = placement::displaced(path, &claimants, folder_below, |name| {
+            match is_claimed(&self.txn, name) {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    true
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        for (id, placed) in moved {
+            self.txn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO displaced(file_id, placed) VALUES (?1, ?2)",
+                )?
+                .execute(params![id.0, placed.as_str()])?;
+        }
+        Ok(())
+    }
+
+    /// Keeps `content_files` listing every hash some holder slot of the
+    /// entry names.
+    fn index_contents(&self, old: Option<&FileEntry>, new: Option<&FileEntry>) -> Result<()> {
+        let held = |entry: Option<&FileEntry>| -> BTreeSet<ContentHash> {
+            entry
+                .into_iter()
+                .flat_map(|e| e.holders.values().filter_map(|h| h.hash))
+                .collect()
+        };
+        let (before, after) = (held(old), held(new));
+        let Some(id) = old.or(new).map(|e| e.id) else {
+            return Ok(());
+        };
+        for gone in before.difference(&after) {
+            self.txn
+                .prepare_cached("DELETE FROM content_files WHERE hash = ?1 AND file_id = ?2")?
+                .execute(params![gone.0, id.0])?;
+        }
+        for added in after.difference(&before) {
+            self.txn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO content_files(hash, file_id) VALUES (?1, ?2)",
+                )?
+                .execute(params![added.0, id.0])?;
+        }
+        Ok(())
+    }
+
+    /// Records that the remote change to `id` could not be applied here.
+    pub fn set_blocked(&self, id: FileId, path: &RepoPath, reason: &str, at_ms: i64) -> Result<()> {
+        self.txn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO blocked(file_id, path, reason, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![id.0, path.as_str(), reason, at_ms])?;
+        Ok(())
+    }
+
+    /// Forgets a blocked change (applied since, or superseded).
+    pub fn clear_blocked(&self, id: FileId) -> Result<()> {
+        self.txn
+            .prepare_cached("DELETE FROM blocked WHERE file_id = ?1")?
+            .execute([id.0])?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Every location that holds `hash`, for whichever file (DESIGN.md,
+    /// invariant 9).
+    pub fn holders_of_content(&self, hash: ContentHash) -> Result<BTreeSet<NodeId>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.data FROM content_files AS c JOIN entries AS e USING (file_id)
+             WHERE c.hash = ?1",
+        )?;
+        let rows = stmt.query_map([hash.0], |r| r.get::<_, Vec<u8>>(0))?;
+        let mut holders = BTreeSet::new();
+        for data in rows {
+            let entry: FileEntry = decode("file entry", &data?)?;
+            holders.extend(entry.holders_of(hash).copied());
+        }
+        Ok(holders)
+    }
+
+    /// The remote changes not applied here, by path.
+    pub fn blocked(&self) -> Result<Vec<BlockedFile>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT file_id, path, reason, at_ms FROM blocked ORDER BY path")?;
+        let rows = stmt.query_map([], BlockedFile::from_row)?;
+        rows.map(|r| r.map_err(StoreError::from)).collect()
+    }
+}
+
+/// An entry with its displaced name, if it has one.
+pub(super) fn placed(entry: FileEntry, displaced: Option<String>) -> Result<Placed> {
+    let path = match displaced {
+        Some(name) => {
+            RepoPath::new(&name).map_err(|e| StoreError::Corrupt(format!("placed path: {e}")))?
+        }
+        None => entry.current_path().clone(),
+    };
+    Ok(Placed { entry, path })
+}
+
+pub(super) fn placed_entry(conn: &Connection, id: FileId) -> Result<Option<Placed>> {
+    let row: Option<(Vec<u8>, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT e.data, d.placed FROM entries AS e LEFT JOIN displaced AS d USING (file_id)
+             WHERE e.file_id = ?1",
+        )?
+        .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    row.map(|(data, name)| placed(decode("file entry", &data)?, name))
+        .transpose()
+}
+
+/// The live file placed at `path`: a displaced one under its conflict
+/// name, or the one claiming `path` that is not displaced.
+pub(super) fn live_entry_at(conn: &Connection, path: &RepoPath) -> Result<Option<FileEntry>> {
+    let data: Option<Vec<u8>> = conn
+        .prepare_cached(
+            "SELECT e.data FROM displaced AS d JOIN entries AS e USING (file_id)
+             WHERE d.placed = ?1
+             UNION ALL
+             SELECT e.data FROM entries AS e
+             WHERE e.path = ?1 AND e.deleted = 0
+               AND NOT EXISTS (SELECT 1 FROM displaced AS d WHERE d.file_id = e.file_id)
+             LIMIT 1",
+        )?
+        .query_row([path.as_str()], |r| r.get(0))
+        .optional()?;
+    data.map(|d| decode("file entry", &d)).transpose()
+}
+
+/// Whether a live file lies under the folder `path`.
+fn live_below(conn: &Connection, path: &RepoPath) -> Result<bool> {
+    let (from, to) = folder_range(path);
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM entries WHERE path > ?1 AND path < ?2 AND deleted = 0)",
+        )?
+        .query_row([from, to], |r| r.get(0))?)
+}
+
+/// Whether a live file claims `path` or lies under it.
+fn is_claimed(conn: &Connection, path: &RepoPath) -> Result<bool> {
+    let exact: bool = conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM entries WHERE path = ?1 AND deleted = 0)")?
+        .query_row([path.as_str()], |r| r.get(0))?;
+    Ok(exact || live_below(conn, path)?)
+}
+
+/// The range of paths inside the folder `path`: every such path starts
+/// with `path/`, so it sorts after `path/` and before `path0` (`0` follows
+/// `/` in every collation by bytes).
+fn folder_range(path: &RepoPath) -> (String, String) {
+    (format!("{path}/"), format!("{path}0"))
+}
