@@ -297,8 +297,8 @@ async fn version_mismatch_is_explained_on_both_sides() {
     within(60, async {
         mismatch(
             |c| c.protocol = (3, 3),
-            "peer server speaks protocol 1, we speak 3",
-            "peer client speaks protocol 3, we speak 1",
+            "peer server speaks protocol 2, we speak 3",
+            "peer client speaks protocol 3, we speak 2",
         )
         .await;
     })

@@ -11,6 +11,45 @@ use harmony::proto::{
     self, Batch, ChunkRanges, ErrorCode, Hello, ManifestIndex, Request, Response, SyncHello,
 };
 
+/// The batch of protocol.md's `batch-entry` example: one file whose content
+/// is in conflict between an executable file and a symbolic link.
+fn entry_batch() -> Batch {
+    use harmony::model::{Content, FileEntry, FileId, LinkTarget, RepoPath, Stamp};
+    let (a, b) = (NodeId([0xaa; 32]), NodeId([0xbb; 32]));
+    let stamp = |node, counter, at_ms| Stamp {
+        node,
+        counter,
+        at_ms,
+    };
+    let script = |executable| Content::File {
+        hash: ContentHash([0x11; 32]),
+        size: 5,
+        mtime_ns: 1_000_000_000,
+        executable,
+    };
+    let mut entry = FileEntry::new_file(
+        FileId([0x0f; 16]),
+        RepoPath::new("run").unwrap(),
+        script(false),
+        stamp(a, 1, 1000),
+    );
+    // a makes it executable while b, concurrently, makes it a link.
+    let mut other = entry.clone();
+    entry.set_content(script(true), stamp(a, 2, 1500));
+    other.set_content(
+        Content::Link {
+            target: LinkTarget::new("../bin/run").unwrap(),
+        },
+        stamp(b, 1, 2000),
+    );
+    entry.merge(&other);
+    Batch {
+        entries: vec![entry],
+        nodes: vec![],
+        upto: 7,
+    }
+}
+
 /// `name -> bytes` for every fenced block opened with "```hex vector=NAME".
 fn vectors() -> BTreeMap<String, Vec<u8>> {
     let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md"))
@@ -75,15 +114,15 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         *b = i as u8;
     }
     let hello = Hello {
-        version: 1,
-        min_version: 1,
+        version: 2,
+        min_version: 2,
         repo_id: RepoId::from_hex("00112233445566778899aabbccddeeff").unwrap(),
         node_id: NodeId(node),
         node_name: "laptop".into(),
         fresh: false,
     };
     round_trip("hello", &get("hello"), &hello);
-    assert_eq!(proto::hello_versions(&get("hello")[4..]).unwrap(), (1, 1));
+    assert_eq!(proto::hello_versions(&get("hello")[4..]).unwrap(), (2, 2));
     round_trip(
         "request-ping",
         &get("request-ping"),
@@ -139,6 +178,7 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
             upto: 300,
         },
     );
+    round_trip("batch-entry", &get("batch-entry"), &entry_batch());
     round_trip(
         "request-has",
         &get("request-has"),
