@@ -163,7 +163,14 @@ impl Repo {
                 Change::Touched { file_id, file } => record_local(&writer, file_id, &file)?,
             }
         }
+        let replaced = writer.take_replaced();
         writer.commit()?;
+        // A claim recorded here (a rename onto a path another location's
+        // file holds) can move a file of this tree aside.
+        if !replaced.is_empty() {
+            let applied = self.apply_remote(&replaced)?;
+            report.warnings.extend(applied.blocked);
+        }
         report.duration = started.elapsed();
         Ok(report)
     }

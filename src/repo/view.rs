@@ -142,8 +142,13 @@ impl Repo {
         let view = self.tree_view(progress)?;
         let mut lines = view.lines;
         let me = self.node_id();
-        for placed in self.store.placed_entries()? {
-            let state = replicated_state(&placed, me);
+        let entries = self.store.placed_entries()?;
+        let clashed = clashed_paths(&entries);
+        for placed in entries {
+            let mut state = replicated_state(&placed, me);
+            if clashed.contains(&placed.path) {
+                state = FileState::Conflict;
+            }
             if matches!(state, FileState::Outdated | FileState::Conflict) {
                 lines.push(StatusLine {
                     path: placed.path,
@@ -176,12 +181,17 @@ impl Repo {
         let view = self.tree_view(progress)?;
         let me = self.node_id();
         let mut rows = Vec::new();
-        for placed in self.store.placed_entries()? {
+        let entries = self.store.placed_entries()?;
+        let clashed = clashed_paths(&entries);
+        for placed in entries {
             let path = &placed.path;
             if prefix.is_some_and(|p| !path.starts_with(p)) {
                 continue;
             }
             let mut state = replicated_state(&placed, me);
+            if clashed.contains(path) {
+                state = FileState::Conflict;
+            }
             let entry = &placed.entry;
             if state == FileState::Deleted && !include_deleted {
                 continue;
@@ -301,6 +311,16 @@ fn newest_hash(entry: &FileEntry) -> Option<crate::model::ContentHash> {
         Resolved::Conflict(_) => entry.content.winner().value.hash(),
         Resolved::Deleted => None,
     }
+}
+
+/// The paths other files claim but lost: the file placed there is in a
+/// conflict too.
+fn clashed_paths(entries: &[Placed]) -> std::collections::HashSet<RepoPath> {
+    entries
+        .iter()
+        .filter(|p| p.is_displaced())
+        .map(|p| p.entry.current_path().clone())
+        .collect()
 }
 
 /// The state that follows from the replicated entry alone: a file displaced

@@ -53,27 +53,30 @@ impl Writer<'_> {
         if claimants.is_empty() {
             return Ok(());
         }
+        let mut before = std::collections::BTreeMap::new();
         for claim in &claimants {
-            self.txn
-                .prepare_cached("DELETE FROM displaced WHERE file_id = ?1")?
-                .execute([claim.id.0])?;
+            let name: Option<String> = self
+                .txn
+                .prepare_cached("DELETE FROM displaced WHERE file_id = ?1 RETURNING placed")?
+                .query_row([claim.id.0], |r| r.get(0))
+                .optional()?;
+            before.insert(claim.id, name);
         }
         let folder_below = live_below(&self.txn, path)?;
-        if claimants.len() == 1 && !folder_below {
-            return Ok(());
-        }
-        let mut failure = None;
-        let moved = placement::displaced(path, &claimants, folder_below, |name| {
-            match is_claimed(&self.txn, name) {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    failure.get_or_insert(e);
-                    true
-                }
+        let moved = if claimants.len() == 1 && !folder_below {
+            Vec::new()
+        } else {
+            self.displaced_among(path, &claimants, folder_below)?
+        };
+        let mut replaced = self.replaced.borrow_mut();
+        for (id, name) in before {
+            let after = moved
+                .iter()
+                .find(|(m, _)| *m == id)
+                .map(|(_, n)| n.as_str());
+            if name.as_deref() != after {
+                replaced.push(id);
             }
-        });
-        if let Some(e) = failure {
-            return Err(e);
         }
         for (id, placed) in moved {
             self.txn
@@ -83,6 +86,39 @@ impl Writer<'_> {
                 .execute(params![id.0, placed.as_str()])?;
         }
         Ok(())
+    }
+
+    /// The files among `claimants` of `path` that lose it, with their names.
+    fn displaced_among(
+        &self,
+        path: &RepoPath,
+        claimants: &[Claim],
+        folder_below: bool,
+    ) -> Result<Vec<(FileId, RepoPath)>> {
+        let mut failure = None;
+        let moved = placement::displaced(path, claimants, folder_below, |name| {
+            match is_claimed(&self.txn, name) {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    true
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(moved),
+        }
+    }
+
+    /// The files whose placement this batch changed so far, each once:
+    /// another file took or freed the path they claim, so the working tree
+    /// must follow them though their own entry may not have changed.
+    pub fn take_replaced(&self) -> Vec<FileId> {
+        let mut ids = std::mem::take(&mut *self.replaced.borrow_mut());
+        ids.sort();
+        ids.dedup();
+        ids
     }
 
     /// Keeps `content_files` listing every hash some holder slot of the

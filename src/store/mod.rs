@@ -408,6 +408,7 @@ impl Store {
             txn,
             known: Default::default(),
             meta: Default::default(),
+            replaced: Default::default(),
         })
     }
 }
@@ -424,6 +425,10 @@ pub struct Writer<'a> {
     /// once at commit (a merge of 100,000 entries would otherwise run four
     /// more statements per entry).
     meta: std::cell::RefCell<CachedMeta>,
+    /// Files whose placement changed in this batch though their own entry
+    /// may not have (another file took or freed the path they claim): the
+    /// working tree must follow them too.
+    replaced: std::cell::RefCell<Vec<FileId>>,
 }
 
 #[derive(Default)]

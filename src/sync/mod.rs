@@ -158,6 +158,8 @@ pub fn merge_batch(
             merged.changed.push(entry.id);
         }
     }
+    // Files of this location moved aside (or back) by what arrived.
+    merged.changed.extend(writer.take_replaced());
     for incoming in batch.nodes {
         if !incoming.is_valid() {
             merged.rejected += 1;
