@@ -300,3 +300,233 @@ fn a_deletion_is_stable_once_every_node_involved_has_seen_it() {
     assert!(!x.is_deleted());
     assert!(!x.deletion_is_stable([&a, &b]));
 }
+
+/// Histories of several files over a few paths that nest (`d` is a file
+/// name and a folder name), for the path-uniqueness rule.
+mod trees {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::super::placement::{ancestors, layout};
+    use super::super::*;
+    use super::{content, node_id};
+
+    const PATHS: &[&str] = &["d", "d/x", "d/x/y", "e", "e/d", "d.txt"];
+
+    #[derive(Clone, Debug)]
+    enum TreeOp {
+        Add {
+            node: usize,
+            path: usize,
+            bytes: u8,
+        },
+        Rename {
+            node: usize,
+            file: usize,
+            path: usize,
+        },
+        Edit {
+            node: usize,
+            file: usize,
+            bytes: u8,
+        },
+        Delete {
+            node: usize,
+            file: usize,
+        },
+        Sync {
+            a: usize,
+            b: usize,
+        },
+    }
+
+    fn tree_op(nodes: usize) -> impl Strategy<Value = TreeOp> {
+        let path = 0..PATHS.len();
+        prop_oneof![
+            (0..nodes, path.clone(), 0u8..8).prop_map(|(node, path, bytes)| TreeOp::Add {
+                node,
+                path,
+                bytes
+            }),
+            (0..nodes, 0usize..8, path).prop_map(|(node, file, path)| TreeOp::Rename {
+                node,
+                file,
+                path
+            }),
+            (0..nodes, 0usize..8, 0u8..8).prop_map(|(node, file, bytes)| TreeOp::Edit {
+                node,
+                file,
+                bytes
+            }),
+            (0..nodes, 0usize..8).prop_map(|(node, file)| TreeOp::Delete { node, file }),
+            (0..nodes, 0..nodes).prop_map(|(a, b)| TreeOp::Sync { a, b }),
+        ]
+    }
+
+    fn tree_history() -> impl Strategy<Value = (usize, Vec<TreeOp>)> {
+        (3usize..=5)
+            .prop_flat_map(|nodes| (Just(nodes), prop::collection::vec(tree_op(nodes), 1..80)))
+    }
+
+    type Replica = BTreeMap<FileId, FileEntry>;
+
+    struct Fleet {
+        replicas: Vec<Replica>,
+        counters: Vec<u64>,
+        clock: i64,
+        added: u8,
+        /// Every content written, to check none is lost.
+        written: BTreeSet<(FileId, ContentHash)>,
+    }
+
+    impl Fleet {
+        fn stamp(&mut self, node: usize) -> Stamp {
+            self.counters[node] += 1;
+            self.clock += 1;
+            Stamp {
+                node: node_id(node),
+                counter: self.counters[node],
+                at_ms: self.clock,
+            }
+        }
+
+        /// The `file`-th live file known to `node`, if any.
+        fn pick(&self, node: usize, file: usize) -> Option<FileId> {
+            let live: Vec<FileId> = self.replicas[node]
+                .values()
+                .filter(|e| !e.is_deleted())
+                .map(|e| e.id)
+                .collect();
+            (!live.is_empty()).then(|| live[file % live.len()])
+        }
+
+        fn apply(&mut self, op: &TreeOp) {
+            let path = |i: usize| RepoPath::new(PATHS[i]).unwrap();
+            match *op {
+                TreeOp::Add {
+                    node,
+                    path: p,
+                    bytes,
+                } => {
+                    self.added += 1;
+                    let id = FileId([self.added; 16]);
+                    let stamp = self.stamp(node);
+                    let entry = FileEntry::new_file(id, path(p), content(bytes), stamp);
+                    self.written.insert((id, ContentHash([bytes; 32])));
+                    self.replicas[node].insert(id, entry);
+                }
+                TreeOp::Rename {
+                    node,
+                    file,
+                    path: p,
+                } => {
+                    if let Some(id) = self.pick(node, file) {
+                        let stamp = self.stamp(node);
+                        self.replicas[node]
+                            .get_mut(&id)
+                            .unwrap()
+                            .rename(path(p), stamp);
+                    }
+                }
+                TreeOp::Edit { node, file, bytes } => {
+                    if let Some(id) = self.pick(node, file) {
+                        let stamp = self.stamp(node);
+                        let entry = self.replicas[node].get_mut(&id).unwrap();
+                        entry.set_content(content(bytes), stamp);
+                        self.written.insert((id, ContentHash([bytes; 32])));
+                    }
+                }
+                TreeOp::Delete { node, file } => {
+                    if let Some(id) = self.pick(node, file) {
+                        let stamp = self.stamp(node);
+                        let entry = self.replicas[node].get_mut(&id).unwrap();
+                        entry.set_content(Content::Deleted, stamp);
+                    }
+                }
+                TreeOp::Sync { a, b } => self.sync(a, b),
+            }
+        }
+
+        fn sync(&mut self, a: usize, b: usize) {
+            let (from_a, from_b) = (self.replicas[a].clone(), self.replicas[b].clone());
+            for (to, from) in [(a, from_b), (b, from_a)] {
+                for (id, theirs) in from {
+                    self.replicas[to]
+                        .entry(id)
+                        .and_modify(|mine| mine.merge(&theirs))
+                        .or_insert(theirs);
+                }
+            }
+        }
+    }
+
+    /// Checks that a placement is a tree: one live file per path, and no
+    /// file where another file's folder is.
+    fn assert_is_a_tree(replica: &Replica) {
+        let displaced = layout(replica.values());
+        let placed: Vec<RepoPath> = replica
+            .values()
+            .filter(|e| !e.is_deleted())
+            .map(|e| displaced.get(&e.id).unwrap_or(e.current_path()).clone())
+            .collect();
+        let unique: BTreeSet<&RepoPath> = placed.iter().collect();
+        assert_eq!(
+            unique.len(),
+            placed.len(),
+            "two live files at one path: {placed:?}"
+        );
+        let folders: BTreeSet<RepoPath> = placed
+            .iter()
+            .flat_map(|p| ancestors(p).collect::<Vec<_>>())
+            .collect();
+        for path in &placed {
+            assert!(
+                !folders.contains(path),
+                "{path} is a file and a folder: {placed:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_location_converges_to_one_tree_with_one_file_per_path(
+            (nodes, ops) in tree_history()
+        ) {
+            let mut fleet = Fleet {
+                replicas: vec![Replica::new(); nodes],
+                counters: vec![0; nodes],
+                clock: 0,
+                added: 0,
+                written: BTreeSet::new(),
+            };
+            for op in &ops {
+                fleet.apply(op);
+                // Every replica's placement is a tree at every step.
+                for replica in &fleet.replicas {
+                    assert_is_a_tree(replica);
+                }
+            }
+            for _ in 0..2 {
+                for a in 0..nodes {
+                    fleet.sync(a, (a + 1) % nodes);
+                }
+            }
+            for replica in &fleet.replicas[1..] {
+                prop_assert_eq!(replica, &fleet.replicas[0]);
+            }
+            let first = &fleet.replicas[0];
+            prop_assert_eq!(layout(first.values()), layout(fleet.replicas[nodes - 1].values().rev()));
+            // Every content written is still current in its file, or was
+            // superseded by a later write that saw it (never dropped by a
+            // clash for a path: a clash only moves files).
+            let live: BTreeSet<FileId> = first.values().filter(|e| !e.is_deleted()).map(|e| e.id).collect();
+            for (id, _) in &fleet.written {
+                prop_assert!(first.contains_key(id));
+            }
+            prop_assert!(live.len() <= fleet.added as usize);
+        }
+    }
+}

@@ -260,3 +260,77 @@ fn is_claimed(conn: &Connection, path: &RepoPath) -> Result<bool> {
 fn folder_range(path: &RepoPath) -> (String, String) {
     (format!("{path}/"), format!("{path}0"))
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use crate::chunk::ChunkParams;
+    use crate::model::placement::layout;
+    use crate::model::{Content, ContentHash, FileEntry, FileId, NodeId, RepoId, RepoPath, Stamp};
+    use crate::store::{Settings, Store};
+
+    const PATHS: &[&str] = &[
+        "d",
+        "d/x",
+        "d/x/y",
+        "e",
+        "d.conflict-AEAQC",
+        "d.txt",
+        "d.conflict-AEAQC.txt",
+    ];
+
+    /// Puts of entries (file, path, writer, deleted), in order.
+    fn puts() -> impl Strategy<Value = Vec<(u8, usize, u8, bool)>> {
+        prop::collection::vec(
+            (0u8..6, 0..PATHS.len(), 0u8..3, prop::bool::weighted(0.2)),
+            1..40,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The placements the store keeps clash by clash are those of the
+        /// whole-state rule, after every write.
+        #[test]
+        fn incremental_placement_matches_the_whole_layout(puts in puts()) {
+            let dir = tempfile::tempdir().unwrap();
+            let settings = Settings {
+                repo_id: RepoId([1; 16]),
+                node_name: "t".into(),
+                listen: "127.0.0.1:0".into(),
+                chunking: ChunkParams::DEFAULT,
+            };
+            let mut store = Store::create(&dir.path().join("s.db"), &settings).unwrap();
+            for (k, (file, path, by, deleted)) in puts.into_iter().enumerate() {
+                let stamp = Stamp { node: NodeId([by; 32]), counter: k as u64 + 1, at_ms: (k % 5) as i64 };
+                let id = FileId([file; 16]);
+                let path = RepoPath::new(PATHS[path]).unwrap();
+                let writer = store.write().unwrap();
+                let mut entry = writer.entry(id).unwrap().unwrap_or_else(|| {
+                    FileEntry::new_file(id, path.clone(), Content::Deleted, stamp)
+                });
+                entry.rename(path, stamp);
+                let content = if deleted {
+                    Content::Deleted
+                } else {
+                    Content::File { hash: ContentHash([file; 32]), size: 1, mtime_ns: 0, executable: false }
+                };
+                entry.set_content(content, stamp);
+                writer.put_entry(&entry).unwrap();
+                writer.commit().unwrap();
+                let entries = store.entries().unwrap();
+                let expected = layout(&entries);
+                let kept: std::collections::BTreeMap<FileId, RepoPath> = store
+                    .placed_entries()
+                    .unwrap()
+                    .into_iter()
+                    .filter(|p| p.is_displaced() && !p.entry.is_deleted())
+                    .map(|p| (p.entry.id, p.path))
+                    .collect();
+                prop_assert_eq!(kept, expected);
+            }
+        }
+    }
+}
