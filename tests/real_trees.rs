@@ -11,45 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use harmony::model::RepoPath;
 use harmony::scan::NoProgress;
 use harmony::{ConflictKind, FileState, Keep};
-use support::{get_from, serve, sync_pair, Location};
-
-/// What a working tree holds, `.harmony/` aside: each file's bytes and
-/// executable bit, each link's target.
-#[derive(Debug, PartialEq, Eq)]
-enum Item {
-    File(Vec<u8>, bool),
-    Link(String),
-}
-
-fn tree(loc: &Location) -> BTreeMap<String, Item> {
-    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut BTreeMap<String, Item>) {
-        for item in fs::read_dir(dir).unwrap() {
-            let item = item.unwrap();
-            let path = item.path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if rel == ".harmony" {
-                continue;
-            }
-            let meta = fs::symlink_metadata(&path).unwrap();
-            if meta.file_type().is_symlink() {
-                let target = fs::read_link(&path).unwrap();
-                out.insert(rel, Item::Link(target.to_string_lossy().into_owned()));
-            } else if meta.is_dir() {
-                walk(root, &path, out);
-            } else {
-                let exec = meta.permissions().mode() & 0o100 != 0;
-                out.insert(rel, Item::File(fs::read(&path).unwrap(), exec));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(&loc.root(), &loc.root(), &mut out);
-    out
-}
+use support::{get_from, serve, sync_pair, tree, Item, Location};
 
 /// `to` fetches everything it lacks from `from`.
 async fn fetch(to: &Location, from: &Location) -> harmony::transfer::GetReport {

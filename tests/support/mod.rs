@@ -5,7 +5,9 @@
 pub mod net;
 pub mod relay;
 
+use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -290,4 +292,42 @@ pub async fn get_from(
     .unwrap();
     holders.close().await;
     report
+}
+
+/// What a working tree holds, `.harmony/` aside: each file's bytes and
+/// executable bit, each link's target.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Item {
+    File(Vec<u8>, bool),
+    Link(String),
+}
+
+pub fn tree(loc: &Location) -> BTreeMap<String, Item> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Item>) {
+        for item in fs::read_dir(dir).unwrap() {
+            let item = item.unwrap();
+            let path = item.path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if rel == ".harmony" {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                out.insert(rel, Item::Link(target.to_string_lossy().into_owned()));
+            } else if meta.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let exec = meta.permissions().mode() & 0o100 != 0;
+                out.insert(rel, Item::File(fs::read(&path).unwrap(), exec));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&loc.root(), &loc.root(), &mut out);
+    out
 }
