@@ -34,15 +34,26 @@ pub fn conflicts(out: &Output) -> anyhow::Result<()> {
             return;
         }
         for conflict in &conflicts {
-            out!("{}", conflict.path);
+            match conflict.kind {
+                harmony::ConflictKind::Content => out!("{}", conflict.path),
+                harmony::ConflictKind::Path => out!(
+                    "{}: claimed by {} files (each kept, under the name shown)",
+                    conflict.path,
+                    conflict.sides.len()
+                ),
+            }
             for side in &conflict.sides {
                 let who = side.name.clone().unwrap_or_else(|| side.node.clone());
+                let at = match conflict.kind {
+                    harmony::ConflictKind::Path => format!("  at {}", side.path),
+                    harmony::ConflictKind::Content => String::new(),
+                };
                 out!(
-                    "  {:<12} {:>10}  {}  {}{}",
+                    "  {:<12} {:>10}  {}  {}{}{at}",
                     who,
                     indicatif::HumanBytes(side.size).to_string(),
                     format_time(side.time_ms),
-                    &side.hash[..16],
+                    side.hash.get(..16).unwrap_or("deleted"),
                     if side.here { "  (here)" } else { "" }
                 );
             }

@@ -138,14 +138,15 @@ pub fn status(out: &Output) -> anyhow::Result<()> {
             return;
         }
         for line in &lines {
-            match &line.from {
-                Some(from) => out!(
+            match (&line.from, &line.reason) {
+                (Some(from), _) => out!(
                     "{:<9} {} (from {})",
                     state_name(line.state),
                     line.path,
                     from
                 ),
-                None => out!("{:<9} {}", state_name(line.state), line.path),
+                (None, Some(why)) => out!("{:<9} {}: {why}", state_name(line.state), line.path),
+                (None, None) => out!("{:<9} {}", state_name(line.state), line.path),
             }
         }
     })

@@ -165,14 +165,17 @@ fn print_outcome(outcome: &PeerOutcome) {
         if session.joined {
             out!("  joined the repository of {}", outcome.peer);
         }
-        if a.moved + a.deleted + a.copied_locally > 0 {
+        if a.moved + a.deleted + a.copied_locally + a.modes_changed > 0 {
             out!(
-                "  working tree: {} moved, {} deleted ({} kept in .harmony/trash), {} filled from local copies",
-                a.moved, a.deleted, a.trashed, a.copied_locally
+                "  working tree: {} moved, {} deleted ({} kept in .harmony/trash), {} filled from local copies, {} modes changed",
+                a.moved, a.deleted, a.trashed, a.copied_locally, a.modes_changed
             );
         }
         for skipped in &a.skipped {
             out!("  not applied: {skipped}");
+        }
+        for blocked in &a.blocked {
+            out!("  blocked (retried at the next sync or get): {blocked}");
         }
         for conflict in &a.rename_conflicts {
             out!("  rename conflict: {conflict}");

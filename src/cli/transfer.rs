@@ -96,7 +96,13 @@ fn holders(repo: &Repo) -> anyhow::Result<(tokio::runtime::Runtime, Holders)> {
 }
 
 pub fn get_files(out: &Output, args: GetArgs) -> anyhow::Result<()> {
-    let repo = Repo::open(&out.dir)?;
+    let mut repo = Repo::open(&out.dir)?;
+    // Remote changes that could not be applied before are tried again.
+    if !repo.store().blocked()?.is_empty() {
+        for blocked in repo.apply_remote(&[])?.blocked {
+            eprintln!("warning: still blocked: {blocked}");
+        }
+    }
     let wanted = if args.paths.is_empty() {
         repo.wanted(None)?
     } else {
