@@ -280,11 +280,14 @@ fn take_two(locations: &mut [Location], me: usize, other: usize) -> (&mut Locati
     }
 }
 
+/// One commit's changes to a working tree.
+type Step = Box<dyn Fn(&Path)>;
+
 /// A history with what real trees do, made with git itself.
 fn made_history(dir: &Path) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;
     git(dir, &["init", "-q", "-b", "main"]);
-    let steps: Vec<Box<dyn Fn(&Path)>> = vec![
+    let steps: Vec<Step> = vec![
         Box::new(|d| {
             fs::write(d.join("bench"), b"benchmark notes\n".repeat(50)).unwrap();
             fs::create_dir_all(d.join("src/lib")).unwrap();
