@@ -14,6 +14,7 @@ macro_rules! out {
 }
 
 mod conflicts;
+mod demo;
 mod dial;
 mod local;
 mod output;
@@ -90,6 +91,9 @@ enum Command {
     Get(transfer::GetArgs),
     /// Remove local copies once another location confirms it holds them.
     Drop(transfer::DropArgs),
+    /// Show the whole story on this machine: three locations in a temporary
+    /// folder, syncing over loopback; removed afterwards.
+    Demo(demo::DemoArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -114,6 +118,7 @@ pub fn main() -> ExitCode {
         Command::Sync(args) => sync::sync(&out, args),
         Command::Get(args) => transfer::get_files(&out, args),
         Command::Drop(args) => transfer::drop_local(&out, args),
+        Command::Demo(args) => demo::demo(&out, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
