@@ -78,3 +78,110 @@ fn an_interrupted_demo_stops_its_servers_and_removes_its_folder() {
     assert!(stderr.contains("demo interrupted"), "{stderr}");
     assert_eq!(entries(parent.path()), Vec::<String>::new());
 }
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::cargo_bin("harmony")
+        .unwrap()
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "harmony {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every command path (`["peer", "add"]`, ...), read from the `Commands:`
+/// section clap writes into `--help`, so the list follows the definitions.
+/// Leaves clap's own `help` out.
+fn command_paths() -> Vec<Vec<String>> {
+    fn walk(prefix: &[String], paths: &mut Vec<Vec<String>>) {
+        let mut args: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = stdout_of(&args);
+        let names = help
+            .lines()
+            .skip_while(|l| *l != "Commands:")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|name| *name != "help");
+        for name in names.map(str::to_owned).collect::<Vec<_>>() {
+            let mut path = prefix.to_vec();
+            path.push(name);
+            walk(&path, paths);
+            paths.push(path);
+        }
+    }
+    let mut paths = Vec::new();
+    walk(&[], &mut paths);
+    assert!(paths.len() > 15, "{paths:?}");
+    paths
+}
+
+#[test]
+fn bash_completions_know_every_command() {
+    let script = stdout_of(&["completions", "bash"]);
+    for path in command_paths() {
+        // clap_complete's bash script names the state of each command path
+        // `harmony__subcmd__peer__subcmd__add`.
+        let state = format!("harmony__subcmd__{}", path.join("__subcmd__"));
+        assert!(script.contains(&state), "no completion for {path:?}");
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        assert!(stdout_of(&["completions", shell]).contains("harmony"));
+    }
+    assert_eq!(run(&["completions", "tcsh"]).status.code(), Some(2));
+}
+
+#[test]
+fn every_command_has_a_man_page_that_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let pages = stdout_of(&["--json", "man", dir.path().to_str().unwrap()]);
+    let pages: Vec<String> = serde_json::from_str(&pages).unwrap();
+    let mut expected = vec!["harmony.1".to_owned()];
+    expected.extend(
+        command_paths()
+            .iter()
+            .map(|p| format!("harmony-{}.1", p.join("-"))),
+    );
+    expected.sort();
+    let mut written = entries(dir.path());
+    written.sort();
+    assert_eq!(written, expected);
+    assert_eq!(pages.len(), expected.len());
+
+    let man_installed = Command::new("man")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    for name in &expected {
+        let page = dir.path().join(name);
+        let roff = std::fs::read_to_string(&page).unwrap();
+        assert!(
+            roff.contains("\n.TH ") && roff.contains("\n.SH NAME\n"),
+            "{name}"
+        );
+        if man_installed {
+            // man -l renders the file itself; groff's warnings go to stderr.
+            let shown = Command::new("man")
+                .args(["--warnings", "-l"])
+                .arg(&page)
+                .env("MANWIDTH", "80")
+                .output()
+                .unwrap();
+            assert!(shown.status.success(), "man -l {name}");
+            let text = String::from_utf8_lossy(&shown.stdout);
+            assert!(text.contains("SYNOPSIS"), "{name}: {text}");
+            assert_eq!(String::from_utf8_lossy(&shown.stderr), "", "{name}");
+        }
+    }
+    // Without DIR: harmony(1) on stdout.
+    assert!(stdout_of(&["man"]).contains(".TH harmony 1"));
+}

@@ -16,6 +16,7 @@ macro_rules! out {
 mod conflicts;
 mod demo;
 mod dial;
+mod docs;
 mod local;
 mod output;
 mod peer;
@@ -94,6 +95,10 @@ enum Command {
     /// Show the whole story on this machine: three locations in a temporary
     /// folder, syncing over loopback; removed afterwards.
     Demo(demo::DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages (one per command), or print harmony(1).
+    Man(docs::ManArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -119,6 +124,8 @@ pub fn main() -> ExitCode {
         Command::Get(args) => transfer::get_files(&out, args),
         Command::Drop(args) => transfer::drop_local(&out, args),
         Command::Demo(args) => demo::demo(&out, args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(&out, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
