@@ -185,3 +185,45 @@ fn every_command_has_a_man_page_that_renders() {
     // Without DIR: harmony(1) on stdout.
     assert!(stdout_of(&["man"]).contains(".TH harmony 1"));
 }
+
+#[test]
+fn an_unreachable_peer_is_reported_with_its_address_and_what_to_check() {
+    let (a, _) = cli::location("alpha");
+    let (_b, b_id) = cli::location("beta");
+    let (_c, c_id) = cli::location("gamma");
+    // A socket that receives and never answers, and a port nobody holds.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let closed_addr = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    cli::ok(a.path(), &["peer", "add", "silent", &b_id, &silent_addr]);
+    cli::ok(a.path(), &["peer", "add", "closed", &c_id, &closed_addr]);
+
+    for command in [&["sync"][..], &["peer", "ping"]] {
+        let mut args = command.to_vec();
+        args.extend(["silent", "--connect-timeout", "1"]);
+        let err = cli::fails(a.path(), &args);
+        assert!(
+            err.contains(&format!(
+                "cannot reach peer silent at {silent_addr}: no answer within 1 s"
+            )) && err.contains("firewall"),
+            "{err}"
+        );
+        let mut args = command.to_vec();
+        args.push("closed");
+        let err = cli::fails(a.path(), &args);
+        let port = closed_addr.rsplit(':').next().unwrap();
+        assert!(
+            err.contains(&format!(
+                "cannot reach peer closed at {closed_addr}: nothing listens on UDP port {port}"
+            )),
+            "{err}"
+        );
+    }
+    let out = cli::harmony(a.path(), &["sync", "silent", "--connect-timeout", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    drop(silent);
+}
