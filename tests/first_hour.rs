@@ -227,3 +227,80 @@ fn an_unreachable_peer_is_reported_with_its_address_and_what_to_check() {
     assert_eq!(out.status.code(), Some(2));
     drop(silent);
 }
+
+/// The commands whose output is not a report: a script for the shell, and
+/// `serve`, which runs until stopped (its start line is JSON, parsed by
+/// `cli::Serving::start` below).
+const NOT_REPORTS: [&str; 2] = ["completions", "serve"];
+
+#[test]
+fn every_command_prints_json_with_json() {
+    let (a, a_id) = cli::location("alpha");
+    let (b, b_id) = cli::location("beta");
+    let (c, c_id) = cli::location("gamma");
+    std::fs::create_dir(a.path().join("music")).unwrap();
+    std::fs::write(a.path().join("music/song.flac"), b"la la la").unwrap();
+    std::fs::write(a.path().join("notes.txt"), b"notes").unwrap();
+    let serving = cli::Serving::start(b.path());
+    cli::ok(b.path(), &["peer", "add", "alpha", &a_id, "127.0.0.1:9"]);
+    cli::ok(a.path(), &["peer", "add", "beta", &b_id, &serving.addr]);
+    cli::ok(a.path(), &["sync"]);
+    // Both edit notes.txt: a conflict for `conflicts` and `resolve`.
+    std::fs::write(a.path().join("notes.txt"), b"alpha's notes").unwrap();
+    std::fs::write(b.path().join("notes.txt"), b"beta's notes").unwrap();
+    cli::ok(a.path(), &["sync"]);
+
+    let fresh = tempfile::tempdir().unwrap();
+    let demo = tempfile::tempdir().unwrap();
+    let man = tempfile::tempdir().unwrap();
+    let with_dir =
+        |words: &str, dir: &tempfile::TempDir| format!("{words} {}", dir.path().display());
+    // (command, where, arguments), in an order that gives each command
+    // something to report.
+    let runs: Vec<(&str, &Path, String)> = vec![
+        ("init", fresh.path(), "init".into()),
+        ("id", a.path(), "id".into()),
+        ("commit", a.path(), "commit".into()),
+        ("status", a.path(), "status".into()),
+        ("ls", a.path(), "ls".into()),
+        ("whereis", a.path(), "whereis music".into()),
+        ("conflicts", a.path(), "conflicts".into()),
+        ("resolve", a.path(), "resolve notes.txt --keep both".into()),
+        (
+            "peer add",
+            a.path(),
+            format!("peer add gamma {c_id} 127.0.0.1:9"),
+        ),
+        ("peer list", a.path(), "peer list".into()),
+        ("peer ping", a.path(), "peer ping beta -n 1".into()),
+        ("peer remove", a.path(), "peer remove gamma".into()),
+        ("sync", a.path(), "sync beta".into()),
+        ("get", a.path(), "get".into()),
+        ("drop", a.path(), "drop music --force".into()),
+        ("demo", a.path(), with_dir("demo --dir", &demo)),
+        ("man", a.path(), with_dir("man", &man)),
+    ];
+    let mut covered: Vec<String> = runs.iter().map(|(name, _, _)| name.to_string()).collect();
+    covered.extend(NOT_REPORTS.map(String::from));
+    covered.sort();
+    let paths = command_paths();
+    let mut leaves: Vec<String> = paths
+        .iter()
+        .filter(|p| !paths.iter().any(|q| q.len() > p.len() && q.starts_with(p)))
+        .map(|p| p.join(" "))
+        .collect();
+    leaves.sort();
+    assert_eq!(covered, leaves, "every command needs a --json run here");
+
+    for (name, dir, args) in runs {
+        let args: Vec<&str> = std::iter::once("--json")
+            .chain(args.split_whitespace())
+            .collect();
+        let out = cli::ok(dir, &args);
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(&out) {
+            panic!("`{name} --json` printed no JSON ({e}):\n{out}");
+        }
+    }
+    assert!(serving.started["listen"].is_string());
+    drop(c);
+}
