@@ -277,6 +277,7 @@ fn every_command_prints_json_with_json() {
         ("sync", a.path(), "sync beta".into()),
         ("get", a.path(), "get".into()),
         ("drop", a.path(), "drop music --force".into()),
+        ("trash", a.path(), "trash".into()),
         ("demo", a.path(), with_dir("demo --dir", &demo)),
         ("man", a.path(), with_dir("man", &man)),
     ];
@@ -303,4 +304,36 @@ fn every_command_prints_json_with_json() {
     }
     assert!(serving.started["listen"].is_string());
     drop(c);
+}
+
+#[test]
+fn trash_lists_the_last_copy_of_a_file_deleted_elsewhere() {
+    let (a, a_id) = cli::location("alpha");
+    let (b, b_id) = cli::location("beta");
+    assert_eq!(cli::json(b.path(), &["trash"]), serde_json::json!([]));
+    std::fs::create_dir(a.path().join("docs")).unwrap();
+    std::fs::write(a.path().join("docs/old.txt"), b"to be deleted").unwrap();
+    let serving = cli::Serving::start(b.path());
+    cli::ok(b.path(), &["peer", "add", "alpha", &a_id, "127.0.0.1:9"]);
+    cli::ok(a.path(), &["peer", "add", "beta", &b_id, &serving.addr]);
+    cli::ok(a.path(), &["sync"]);
+    // beta gets a copy (as `get` would), then alpha deletes its own: beta's
+    // copy is the last one and goes to the trash.
+    std::fs::create_dir(b.path().join("docs")).unwrap();
+    std::fs::write(b.path().join("docs/old.txt"), b"to be deleted").unwrap();
+    cli::ok(a.path(), &["sync"]);
+    std::fs::remove_file(a.path().join("docs/old.txt")).unwrap();
+    cli::ok(a.path(), &["sync"]);
+    assert!(!b.path().join("docs/old.txt").exists());
+
+    let listed = cli::json(b.path(), &["trash"]);
+    let items = listed.as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    assert_eq!(items[0]["path"], "docs/old.txt");
+    assert_eq!(items[0]["size"], 13);
+    assert!(items[0]["trashed_ms"].as_i64().unwrap() > 0);
+    let kept = items[0]["file"].as_str().unwrap();
+    assert_eq!(std::fs::read(kept).unwrap(), b"to be deleted");
+    let human = cli::ok(b.path(), &["trash"]);
+    assert!(human.contains("docs/old.txt"), "{human}");
 }
