@@ -65,8 +65,9 @@ struct Demo<'a> {
     base: PathBuf,
     /// `serve` children, stopped (SIGTERM, then SIGKILL) when the demo ends.
     servers: Vec<Child>,
-    /// Set by Ctrl-C or SIGTERM; the children get the same signal (same
-    /// process group) and end, and the demo stops at the next step.
+    /// Set by Ctrl-C or SIGTERM. A terminal's Ctrl-C also reaches the
+    /// children (one process group): the running step ends, and the demo
+    /// stops before the next one.
     interrupted: Arc<AtomicBool>,
     events: Vec<Event>,
 }
@@ -99,7 +100,7 @@ pub fn demo(out: &Output, args: DemoArgs) -> anyhow::Result<()> {
     let result = demo.story();
     demo.stop_servers();
     let dir = folder.path().display().to_string();
-    let kept = args.keep && result.is_ok();
+    let kept = args.keep;
     if kept {
         let _ = folder.keep();
     } else {
@@ -107,10 +108,16 @@ pub fn demo(out: &Output, args: DemoArgs) -> anyhow::Result<()> {
             .close()
             .with_context(|| format!("cannot remove the demo's folder {dir}"))?;
     }
+    let fate = if kept { "kept" } else { "removed" };
     if demo.interrupted.load(Ordering::SeqCst) {
-        bail!("demo interrupted; its folder {dir} was removed");
+        bail!("demo interrupted; its folder {dir} was {fate}");
     }
-    result?;
+    result.map_err(|e| {
+        anyhow::anyhow!(
+            "{}; the demo's folder {dir} was {fate}",
+            super::output::error_line(&e)
+        )
+    })?;
     let report = DemoReport {
         dir: dir.clone(),
         kept,
@@ -134,7 +141,7 @@ fn watch_signals(runtime: &tokio::runtime::Runtime, flag: Arc<AtomicBool>) -> an
     use tokio::signal::unix::{signal, SignalKind};
     let _guard = runtime.enter();
     for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
-        let mut signals = signal(kind).context("cannot watch Ctrl-C")?;
+        let mut signals = signal(kind).context("cannot watch for Ctrl-C and SIGTERM")?;
         let flag = flag.clone();
         runtime.spawn(async move {
             if signals.recv().await.is_some() {
