@@ -89,7 +89,7 @@ pub fn resolve(out: &Output, args: ResolveArgs) -> anyhow::Result<()> {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` UTC, without a date crate.
-fn format_time(ms: i64) -> String {
+pub(super) fn format_time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil-from-days (Howard Hinnant's algorithm).

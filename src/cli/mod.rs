@@ -14,7 +14,9 @@ macro_rules! out {
 }
 
 mod conflicts;
+mod demo;
 mod dial;
+mod docs;
 mod local;
 mod output;
 mod peer;
@@ -22,6 +24,7 @@ mod progress;
 mod serve;
 mod sync;
 mod transfer;
+mod trash;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +93,16 @@ enum Command {
     Get(transfer::GetArgs),
     /// Remove local copies once another location confirms it holds them.
     Drop(transfer::DropArgs),
+    /// List what .harmony/trash/ keeps: last copies of versions removed
+    /// elsewhere.
+    Trash,
+    /// Show the whole story on this machine: three locations in a temporary
+    /// folder, syncing over loopback; removed afterwards.
+    Demo(demo::DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// Write the man pages (one per command), or print harmony(1).
+    Man(docs::ManArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -114,6 +127,10 @@ pub fn main() -> ExitCode {
         Command::Sync(args) => sync::sync(&out, args),
         Command::Get(args) => transfer::get_files(&out, args),
         Command::Drop(args) => transfer::drop_local(&out, args),
+        Command::Trash => trash::trash(&out),
+        Command::Demo(args) => demo::demo(&out, args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(&out, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

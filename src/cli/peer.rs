@@ -36,6 +36,8 @@ pub enum PeerCommand {
         /// How many pings.
         #[arg(long, short = 'n', default_value_t = 3)]
         count: u32,
+        #[command(flatten)]
+        dial: super::dial::DialArgs,
     },
 }
 
@@ -48,7 +50,7 @@ pub fn run(out: &Output, command: PeerCommand) -> anyhow::Result<()> {
         } => add(out, &name, &node_id, &addr),
         PeerCommand::List => list(out),
         PeerCommand::Remove { name } => remove(out, &name),
-        PeerCommand::Ping { name, count } => ping(out, &name, count),
+        PeerCommand::Ping { name, count, dial } => ping(out, &name, count, dial),
     }
 }
 
@@ -206,7 +208,7 @@ struct PingReport {
     note: Option<String>,
 }
 
-fn ping(out: &Output, name: &str, count: u32) -> anyhow::Result<()> {
+fn ping(out: &Output, name: &str, count: u32, dial: super::dial::DialArgs) -> anyhow::Result<()> {
     let repo = Repo::open(&out.dir)?;
     let peer = repo
         .store()
@@ -226,8 +228,8 @@ fn ping(out: &Output, name: &str, count: u32) -> anyhow::Result<()> {
         .build()?;
     let report = runtime.block_on(async {
         let remote = super::dial::resolve(&peer).await?;
-        let node = super::dial::client_node(identity, &settings, fresh, remote)?;
-        let conn = node.connect(remote, peer.node_id, name).await?;
+        let node = super::dial::client_node(identity, &settings, fresh, remote, dial)?;
+        let conn = super::dial::connect(&node, &peer, remote).await?;
         let mut rtt_ms = Vec::new();
         for i in 0..count.max(1) {
             if i > 0 {

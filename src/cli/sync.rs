@@ -22,6 +22,8 @@ pub struct SyncArgs {
     /// Record the deletion of (nearly) every file if the commit finds it.
     #[arg(long)]
     allow_mass_delete: bool,
+    #[command(flatten)]
+    dial: dial::DialArgs,
 }
 
 #[derive(Serialize)]
@@ -81,8 +83,9 @@ pub fn sync(out: &Output, args: SyncArgs) -> anyhow::Result<()> {
                 let (settings, fresh) = (repo.settings().clone(), repo.store().is_fresh()?);
                 drop(repo);
                 let remote = dial::resolve(peer).await?;
-                let node = dial::client_node(identity.clone(), &settings, fresh, remote)?;
-                let conn = node.connect(remote, peer.node_id, &peer.name).await?;
+                let node =
+                    dial::client_node(identity.clone(), &settings, fresh, remote, args.dial)?;
+                let conn = dial::connect(&node, peer, remote).await?;
                 for _ in 0..MAX_SESSIONS {
                     let report = sync_with(&conn, root.clone()).await?;
                     let again = report.left_news();

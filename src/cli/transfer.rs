@@ -16,6 +16,8 @@ pub struct GetArgs {
     /// Files or folders (relative to the current folder); none: bring every
     /// file held here up to its newest version.
     paths: Vec<String>,
+    #[command(flatten)]
+    dial: dial::DialArgs,
 }
 
 #[derive(Args, Debug)]
@@ -26,6 +28,8 @@ pub struct DropArgs {
     /// Remove even when no other location confirms it holds the content.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    dial: dial::DialArgs,
 }
 
 /// A byte progress bar on stderr (terminal only, not with -q).
@@ -80,7 +84,10 @@ fn paths(repo: &Repo, out: &Output, args: &[String]) -> anyhow::Result<Vec<RepoP
 }
 
 /// A runtime and the trusted peers as holders.
-fn holders(repo: &Repo) -> anyhow::Result<(tokio::runtime::Runtime, Holders)> {
+fn holders(
+    repo: &Repo,
+    dial: dial::DialArgs,
+) -> anyhow::Result<(tokio::runtime::Runtime, Holders)> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -90,7 +97,7 @@ fn holders(repo: &Repo) -> anyhow::Result<(tokio::runtime::Runtime, Holders)> {
     let local = if ipv6 { "[::]:0" } else { "0.0.0.0:0" }.parse()?;
     let node = {
         let _guard = runtime.enter();
-        dial::client_node(repo.identity().clone(), repo.settings(), false, local)?
+        dial::client_node(repo.identity().clone(), repo.settings(), false, local, dial)?
     };
     Ok((runtime, Holders::new(node, peers)))
 }
@@ -109,7 +116,7 @@ pub fn get_files(out: &Output, args: GetArgs) -> anyhow::Result<()> {
         repo.wanted(Some(&paths(&repo, out, &args.paths)?))?
     };
     let root = repo.root().to_path_buf();
-    let (runtime, mut holders) = holders(&repo)?;
+    let (runtime, mut holders) = holders(&repo, args.dial)?;
     drop(repo);
     let report = {
         let bar = std::sync::Arc::new(TransferBar::new(out));
@@ -159,7 +166,7 @@ pub fn drop_local(out: &Output, args: DropArgs) -> anyhow::Result<()> {
         anyhow::bail!("nothing to drop: no file held here matches");
     }
     let root = repo.root().to_path_buf();
-    let (runtime, mut holders) = holders(&repo)?;
+    let (runtime, mut holders) = holders(&repo, args.dial)?;
     drop(repo);
     let report = runtime.block_on(async {
         let report = drop_files(&root, &ids, &mut holders, args.force).await;
