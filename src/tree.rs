@@ -21,6 +21,9 @@ use crate::model::RepoPath;
 /// A location's working tree, opened at its root.
 pub struct Tree {
     root: PathBuf,
+    /// The file system takes names that differ only in case for one name
+    /// (macOS and Windows defaults, case-folding ext4 folders).
+    folds_case: bool,
 }
 
 /// Whether folders missing along a path are created.
@@ -31,10 +34,84 @@ enum Folders {
 }
 
 impl Tree {
+    /// The tree at `root`, on a file system that tells names apart by case.
     pub fn new(root: &Path) -> Tree {
         Tree {
             root: root.to_path_buf(),
+            folds_case: false,
         }
+    }
+
+    /// The same tree, on a file system that folds case (or not).
+    pub fn folding_case(self, folds_case: bool) -> Tree {
+        Tree { folds_case, ..self }
+    }
+
+    /// Whether the file system at `dir` folds case: a name made there is
+    /// looked up again in another case.
+    pub fn probe_case_folding(dir: &Path) -> io::Result<bool> {
+        let made = dir.join(format!("case-probe-{}", std::process::id()));
+        File::create(&made)?;
+        let folds = dir
+            .join(format!("CASE-PROBE-{}", std::process::id()))
+            .symlink_metadata()
+            .is_ok();
+        std::fs::remove_file(&made)?;
+        Ok(folds)
+    }
+
+    /// Where a new file for `path` can live in this tree: `path` itself,
+    /// unless the file system folds case and the folder already holds a
+    /// name that differs from it only in case (another file of the
+    /// repository: one must not replace the other). Then a distinct name,
+    /// `stem.conflict-case.ext` (`-2` and up when taken), and the name it
+    /// collided with. `own` is where the file lives now, if it does: that
+    /// name counts as free.
+    pub fn local_name(
+        &self,
+        path: &RepoPath,
+        own: Option<&RepoPath>,
+    ) -> io::Result<(RepoPath, Option<String>)> {
+        let Some(twin) = self.case_twin(path)? else {
+            return Ok((path.clone(), None));
+        };
+        for attempt in 1..=1000 {
+            let Some(name) = crate::model::placement::conflict_name(path, "case", attempt) else {
+                break;
+            };
+            if Some(&name) == own || self.case_twin(&name)?.is_none() && !self.exists(&name)? {
+                return Ok((name, Some(twin)));
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{path} differs only in case from {twin}, and no distinct name is free"),
+        ))
+    }
+
+    /// The name in `path`'s folder that differs from its last name only in
+    /// case, when the file system folds case.
+    fn case_twin(&self, path: &RepoPath) -> io::Result<Option<String>> {
+        if !self.folds_case {
+            return Ok(None);
+        }
+        let (dir, name) = match self.parent(path, Folders::Existing) {
+            Ok(found) => found,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let folded = name.to_lowercase();
+        let mut listing = rfs::Dir::read_from(&dir)?;
+        while let Some(item) = listing.read() {
+            let item = item?;
+            let Ok(other) = item.file_name().to_str() else {
+                continue;
+            };
+            if other != name && other.to_lowercase() == folded {
+                return Ok(Some(other.to_owned()));
+            }
+        }
+        Ok(None)
     }
 
     /// The folder that holds `path`, opened without following links, and
@@ -218,6 +295,34 @@ mod tests {
         tree.remove_file(&p("docs")).unwrap();
         tree.place(&staged, &p("docs/two.txt"), false).unwrap();
         assert!(root.path().join("docs/two.txt").is_file());
+    }
+
+    #[test]
+    fn names_that_differ_only_in_case_get_a_distinct_name_where_case_folds() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("Readme.md"), b"one").unwrap();
+        let folding = Tree::new(root.path()).folding_case(true);
+        let (name, twin) = folding.local_name(&p("README.md"), None).unwrap();
+        assert_eq!(name, p("README.conflict-case.md"));
+        assert_eq!(twin.as_deref(), Some("Readme.md"));
+        assert_eq!(
+            folding.local_name(&p("Readme.md"), None).unwrap(),
+            (p("Readme.md"), None)
+        );
+        assert_eq!(
+            folding.local_name(&p("other"), None).unwrap(),
+            (p("other"), None)
+        );
+        // Where case matters, both names are free.
+        let exact = Tree::new(root.path());
+        assert_eq!(
+            exact.local_name(&p("README.md"), None).unwrap(),
+            (p("README.md"), None)
+        );
+        assert!(
+            !Tree::probe_case_folding(root.path()).unwrap(),
+            "this kernel's tmp folds no case"
+        );
     }
 
     #[test]

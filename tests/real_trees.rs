@@ -354,3 +354,69 @@ async fn an_occupied_path_blocks_only_its_file_and_is_retried() {
     assert_eq!(fs::read(b.root().join("new.txt")).unwrap(), b"same bytes");
     assert!(b.repo.store().blocked().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_differ_only_in_case_are_both_kept_where_case_folds() {
+    let mut a = Location::new("a");
+    a.write("docs/Readme.md", b"one");
+    a.write("docs/README.md", b"two");
+    let mut b = Location::joining("b", &a);
+    // This kernel has no case-folding file system: b is told it has one,
+    // and Harmony's own check of the folder does the rest.
+    fs::write(b.root().join(".harmony/config.toml"), "fold_case = true\n").unwrap();
+    sync_pair(&mut a, &mut b);
+    let report = fetch(&b, &a).await;
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let items = tree(&b);
+    assert_eq!(items.len(), 2, "{items:?}");
+    let mut contents: Vec<&Item> = items.values().collect();
+    contents.sort_by_key(|i| format!("{i:?}"));
+    assert_eq!(
+        contents,
+        [
+            &Item::File(b"one".to_vec(), false),
+            &Item::File(b"two".to_vec(), false)
+        ]
+    );
+    assert!(
+        items.keys().any(|p| p.contains(".conflict-case")),
+        "{items:?}"
+    );
+    // Nothing moves back and forth; an edit reaches the file kept aside.
+    sync_pair(&mut a, &mut b);
+    assert_eq!(tree(&b), items);
+    assert!(b.repo.store().blocked().unwrap().is_empty());
+    let aside = items
+        .keys()
+        .find(|p| p.contains(".conflict-case"))
+        .unwrap()
+        .clone();
+    let original = if aside.contains("README") {
+        "docs/README.md"
+    } else {
+        "docs/Readme.md"
+    };
+    a.write(original, b"edited");
+    sync_pair(&mut a, &mut b);
+    fetch(&b, &a).await;
+    assert_eq!(tree(&b)[&aside], Item::File(b"edited".to_vec(), false));
+    assert_eq!(tree(&b).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_added_to_a_folder_renamed_elsewhere_stays_at_its_path() {
+    let (mut a, mut b) = pair_holding(&[("music/one.flac", b"1"), ("music/two.flac", b"2")]).await;
+    fs::rename(a.root().join("music"), a.root().join("albums")).unwrap();
+    b.write("music/new.flac", b"new");
+    sync_pair(&mut a, &mut b);
+    fetch(&a, &b).await;
+    // Renames are per file: the files a knew moved; b's new one was never
+    // renamed by anyone, so it stays where b put it. Nothing is lost.
+    for loc in [&a, &b] {
+        assert_eq!(
+            loc.paths(),
+            ["albums/one.flac", "albums/two.flac", "music/new.flac"]
+        );
+    }
+    assert_eq!(tree(&a), tree(&b));
+}

@@ -180,6 +180,9 @@ fn print_outcome(outcome: &PeerOutcome) {
         for blocked in &a.blocked {
             out!("  blocked (retried at the next sync or get): {blocked}");
         }
+        for collision in &a.case_collisions {
+            out!("  kept under another name: {collision}");
+        }
         for conflict in &a.rename_conflicts {
             out!("  rename conflict: {conflict}");
         }

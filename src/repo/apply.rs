@@ -57,6 +57,9 @@ pub struct ApplyReport {
     /// Remote changes that could not be applied here, each with the reason;
     /// tried again at the next sync or get.
     pub blocked: Vec<String>,
+    /// Files kept under a distinct name here because this file system
+    /// folds case and another file's name differs from theirs only in case.
+    pub case_collisions: Vec<String>,
     /// Files renamed to different names on different locations at once:
     /// every location keeps the same one (the latest rename), listed here.
     pub rename_conflicts: Vec<String>,
@@ -163,6 +166,16 @@ impl Repo {
         } else {
             record
         };
+        let tree = self.tree()?;
+        let here = tree
+            .local_name(&placed.path, Some(&record.path))
+            .map_err(Error::io(
+                "list the folder of",
+                placed.path.to_path(&self.root),
+            ))?;
+        if here.0 == record.path {
+            return Ok(Next::Done); // kept under a distinct name: case folds here
+        }
         if placed.path != record.path && self.is_unchanged(&record, report)? {
             let parked = self.state_dir().join(MOVING_DIR).join(entry.id.to_string());
             return Ok(Next::Move(Move {
@@ -314,9 +327,13 @@ impl Repo {
         path: &crate::model::RepoPath,
         report: &mut ApplyReport,
     ) -> Result<Option<LocalFile>> {
-        let tree = Tree::new(&self.root);
+        let tree = self.tree()?;
         let staging = self.state_dir().join(MOVING_DIR);
         fs::create_dir_all(&staging).map_err(Error::io("create", &staging))?;
+        let path = &match replacing {
+            Some(_) => path.clone(),
+            None => self.local_name(&tree, path, report)?,
+        };
         let staged = match newest {
             Content::Link { target } => {
                 let link = staging.join(format!("link-{}", entry.id));
@@ -429,6 +446,26 @@ impl Repo {
         Ok(())
     }
 
+    /// Where a file placed at `path` lives here: `path`, or a distinct name
+    /// when this file system folds case and a name differing only in case
+    /// is taken (reported: neither file may replace the other).
+    fn local_name(
+        &self,
+        tree: &Tree,
+        path: &crate::model::RepoPath,
+        report: &mut ApplyReport,
+    ) -> Result<crate::model::RepoPath> {
+        let (name, twin) = tree
+            .local_name(path, None)
+            .map_err(Error::io("list the folder of", path.to_path(&self.root)))?;
+        if let Some(twin) = twin {
+            report.case_collisions.push(format!(
+                "{path}: differs only in case from {twin}, which this file system takes for the same name; kept here as {name}"
+            ));
+        }
+        Ok(name)
+    }
+
     /// A fresh name in `.harmony/trash/` for the last copy of `path`.
     pub(crate) fn trash_path(&self, path: &crate::model::RepoPath) -> Result<PathBuf> {
         let trash = self.state_dir().join(TRASH_DIR);
@@ -454,7 +491,7 @@ impl Repo {
         }
         let moving = self.state_dir().join(MOVING_DIR);
         fs::create_dir_all(&moving).map_err(Error::io("create", &moving))?;
-        let tree = Tree::new(&self.root);
+        let tree = self.tree()?;
         let mut parked = Vec::with_capacity(moves.len());
         for (placed, m) in moves {
             match tree.take_out(&m.record.path, &m.parked) {
@@ -464,6 +501,9 @@ impl Repo {
         }
         for (_, m) in &parked {
             tree.remove_empty_parents(&m.record.path);
+        }
+        for (_, m) in parked.iter_mut() {
+            m.to = self.local_name(&tree, &m.to, report)?;
         }
         let writer = self.store.write()?;
         for (placed, m) in parked {

@@ -19,11 +19,18 @@ pub struct Config {
     /// Record and sync symbolic links as links (`symlinks = false`: skip
     /// them with a warning, as Harmony did before links were synced).
     pub symlinks: bool,
+    /// Whether this location's file system takes names that differ only in
+    /// case for one (`fold_case = true|false`); found out by a probe in
+    /// `.harmony/` when not set.
+    pub fold_case: Option<bool>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { symlinks: true }
+        Config {
+            symlinks: true,
+            fold_case: None,
+        }
     }
 }
 
@@ -49,6 +56,11 @@ impl Config {
                         format!("`symlinks` must be true or false, not `{value:?}`")
                     })?
                 }
+                "fold_case" => {
+                    config.fold_case = Some(value.as_bool().ok_or_else(|| {
+                        format!("`fold_case` must be true or false, not `{value:?}`")
+                    })?)
+                }
                 other => tracing::warn!("{CONFIG_FILE}: unknown key `{other}` ignored"),
             }
         }
@@ -61,6 +73,18 @@ impl Repo {
     /// next command).
     pub fn config(&self) -> Result<Config> {
         Config::load(&self.root.join(STATE_DIR))
+    }
+
+    /// The working tree, for writing: knows whether its file system folds
+    /// case (set in `config.toml`, or probed).
+    pub(crate) fn tree(&self) -> Result<crate::tree::Tree> {
+        let state_dir = self.root.join(STATE_DIR);
+        let folds = match self.config()?.fold_case {
+            Some(folds) => folds,
+            None => crate::tree::Tree::probe_case_folding(&state_dir)
+                .map_err(Error::io("probe the file system of", &state_dir))?,
+        };
+        Ok(crate::tree::Tree::new(&self.root).folding_case(folds))
     }
 }
 

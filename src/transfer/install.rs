@@ -24,7 +24,7 @@ use crate::chunk::Manifest;
 use crate::model::{Content, ContentHash, Kind, Placed, Resolved};
 use crate::scan::{file_stat, set_mtime, still_as_recorded};
 use crate::store::LocalFile;
-use crate::tree::{set_executable, Tree};
+use crate::tree::set_executable;
 use crate::{Error, Repo};
 
 /// Files per group, at most.
@@ -215,11 +215,20 @@ struct PlacedFile {
 fn place(repo: &Repo, placement: &Placement) -> crate::Result<PlacedFile> {
     let me = repo.node_id();
     let root = repo.root();
-    let tree = Tree::new(root);
+    let tree = repo.tree()?;
     let target = &placement.target;
-    let target_path = &target.path;
-    let at = target_path.to_path(root);
     let old = repo.store().local_file_by_id(target.entry.id)?;
+    // A new file whose name differs only in case from another here, where
+    // case folds: kept under a distinct name, so that neither vanishes.
+    let here = tree
+        .local_name(&target.path, old.as_ref().map(|o| &o.path))
+        .map_err(Error::io("list the folder of", target.path.to_path(root)))?
+        .0;
+    let target_path = match &old {
+        Some(old) if old.path != here => &target.path,
+        _ => &here,
+    };
+    let at = target_path.to_path(root);
     let replace = match &old {
         Some(old) => {
             if !still_as_recorded(root, old).map_err(Error::io("read", &at))? {
