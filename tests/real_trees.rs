@@ -420,3 +420,25 @@ async fn a_file_added_to_a_folder_renamed_elsewhere_stays_at_its_path() {
     }
     assert_eq!(tree(&a), tree(&b));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_is_never_served_as_the_bytes_it_points_to() {
+    let mut a = Location::new("a");
+    a.write("target.txt", b"what the link points to");
+    std::os::unix::fs::symlink("target.txt", a.root().join("link")).unwrap();
+    let mut b = Location::joining("b", &a);
+    sync_pair(&mut a, &mut b);
+    let link_hash = harmony::model::LinkTarget::new("target.txt")
+        .unwrap()
+        .hash();
+    let mut server = serve(&a, &[&b]);
+    let mut holders = support::holders(&b, &[(&a, server.addr)]);
+    let conn = holders.conn(a.repo.node_id()).await.unwrap();
+    let (answer, _) = conn
+        .request(&harmony::proto::Request::Has { hash: link_hash })
+        .await
+        .unwrap();
+    assert_eq!(answer, harmony::proto::Response::Has(false));
+    holders.close().await;
+    server.stop().await;
+}

@@ -227,6 +227,14 @@ impl Sources<'_> {
             .local_file_by_hash(hash)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("this location does not hold content {hash}"))?;
+        if record.kind == crate::model::Kind::Link {
+            // A link's version is its target text, in the entry itself:
+            // there are no bytes to send, and what it points to is never read.
+            return Err(format!(
+                "{} is a symbolic link; links are not served",
+                record.path
+            ));
+        }
         let path = record.path.to_path(self.root);
         let now = std::fs::symlink_metadata(&path)
             .map(|m| stat_of(&m))
