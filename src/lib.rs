@@ -24,6 +24,6 @@ pub mod tree;
 pub use error::{Error, Result};
 pub use repo::{
     ApplyReport, CommitOptions, CommitReport, Config, Conflict, ConflictKind, ConflictSide,
-    FileState, Holder, InitOptions, Keep, ListedFile, Repo, Resolution, StatusLine, Whereabouts,
-    CONFIG_FILE, DEFAULT_PORT,
+    FileState, Holder, InitOptions, Keep, ListedFile, Repo, Resolution, StatusLine, TrashEmptied,
+    TrashReason, TrashedFile, Whereabouts, CONFIG_FILE, DEFAULT_PORT, TRASH_DIR,
 };

@@ -278,11 +278,16 @@ fn every_command_prints_json_with_json() {
         ("get", a.path(), "get".into()),
         ("drop", a.path(), "drop music --force".into()),
         ("trash", a.path(), "trash".into()),
+        ("trash empty", a.path(), "trash empty".into()),
         ("demo", a.path(), with_dir("demo --dir", &demo)),
         ("man", a.path(), with_dir("man", &man)),
     ];
     let mut covered: Vec<String> = runs.iter().map(|(name, _, _)| name.to_string()).collect();
     covered.extend(NOT_REPORTS.map(String::from));
+    // `trash restore` needs something in the trash: its --json output is
+    // parsed by the trash test.
+    covered.push("trash restore".into());
+    covered.retain(|c| c != "trash");
     covered.sort();
     let paths = command_paths();
     let mut leaves: Vec<String> = paths
@@ -307,7 +312,7 @@ fn every_command_prints_json_with_json() {
 }
 
 #[test]
-fn trash_lists_the_last_copy_of_a_file_deleted_elsewhere() {
+fn trash_lists_restores_and_empties_only_what_is_held_elsewhere() {
     let (a, a_id) = cli::location("alpha");
     let (b, b_id) = cli::location("beta");
     assert_eq!(cli::json(b.path(), &["trash"]), serde_json::json!([]));
@@ -334,6 +339,61 @@ fn trash_lists_the_last_copy_of_a_file_deleted_elsewhere() {
     assert!(items[0]["trashed_ms"].as_i64().unwrap() > 0);
     let kept = items[0]["file"].as_str().unwrap();
     assert_eq!(std::fs::read(kept).unwrap(), b"to be deleted");
+    assert_eq!(items[0]["reason"], "deleted-elsewhere");
+    assert_eq!(items[0]["held_elsewhere"], false);
     let human = cli::ok(b.path(), &["trash"]);
-    assert!(human.contains("docs/old.txt"), "{human}");
+    assert!(
+        human.contains("docs/old.txt") && human.contains("deleted elsewhere"),
+        "{human}"
+    );
+
+    // The last copy is not emptied without --force.
+    let emptied = cli::json(b.path(), &["trash", "empty"]);
+    assert_eq!(emptied["removed"], 0, "{emptied}");
+    assert_eq!(emptied["kept"], serde_json::json!(["docs/old.txt"]));
+    assert!(std::path::Path::new(kept).exists());
+
+    // Restored as a local change: b's next sync gives it back to alpha.
+    let err = cli::fails(b.path(), &["trash", "restore", "docs/none.txt"]);
+    assert!(err.contains("keeps no version of docs/none.txt"), "{err}");
+    let restored = cli::json(
+        b.path(),
+        &["trash", "restore", "docs/old.txt", "--to", "docs/back.txt"],
+    );
+    assert_eq!(restored["restored"], "docs/back.txt");
+    assert_eq!(
+        std::fs::read(b.path().join("docs/back.txt")).unwrap(),
+        b"to be deleted"
+    );
+    assert_eq!(cli::json(b.path(), &["trash"]), serde_json::json!([]));
+    let status = cli::json(b.path(), &["status"]);
+    assert_eq!(status[0]["state"], "new", "{status}");
+
+    // Another last copy, this time replaced by a newer version; once
+    // alpha holds that content too, emptying frees it.
+    std::fs::write(b.path().join("keep.txt"), b"v1").unwrap();
+    cli::ok(a.path(), &["sync"]);
+    std::fs::write(a.path().join("keep.txt"), b"v2").unwrap();
+    cli::ok(a.path(), &["sync"]);
+    cli::ok(b.path(), &["peer", "remove", "alpha"]);
+    drop(serving);
+    let serving_a = cli::Serving::start(a.path());
+    cli::ok(b.path(), &["peer", "add", "alpha", &a_id, &serving_a.addr]);
+    cli::ok(b.path(), &["get", "keep.txt"]);
+    let listed = cli::json(b.path(), &["trash"]);
+    assert_eq!(listed[0]["reason"], "replaced", "{listed}");
+    // v1 is b's alone: kept; once alpha holds those bytes too (as another
+    // file), emptying frees it.
+    assert_eq!(cli::json(b.path(), &["trash", "empty"])["removed"], 0);
+    std::fs::write(a.path().join("copy.txt"), b"v1").unwrap();
+    cli::ok(b.path(), &["sync", "alpha"]);
+    assert_eq!(cli::json(b.path(), &["trash"])[0]["held_elsewhere"], true);
+    let young = cli::json(b.path(), &["trash", "empty", "--older-than", "1d"]);
+    assert_eq!(young["removed"], 0, "kept for less than a day");
+    let emptied = cli::json(b.path(), &["trash", "empty"]);
+    assert_eq!(emptied["removed"], 1, "{emptied}");
+    assert_eq!(cli::json(b.path(), &["trash"]), serde_json::json!([]));
+    let bad = cli::harmony(b.path(), &["trash", "empty", "--older-than", "3y"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown unit"));
 }

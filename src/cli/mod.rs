@@ -93,9 +93,9 @@ enum Command {
     Get(transfer::GetArgs),
     /// Remove local copies once another location confirms it holds them.
     Drop(transfer::DropArgs),
-    /// List what .harmony/trash/ keeps: last copies of versions removed
-    /// elsewhere.
-    Trash,
+    /// List, restore or empty what .harmony/trash/ keeps: last copies of
+    /// versions removed elsewhere.
+    Trash(trash::TrashArgs),
     /// Show the whole story on this machine: three locations in a temporary
     /// folder, syncing over loopback; removed afterwards.
     Demo(demo::DemoArgs),
@@ -127,7 +127,7 @@ pub fn main() -> ExitCode {
         Command::Sync(args) => sync::sync(&out, args),
         Command::Get(args) => transfer::get_files(&out, args),
         Command::Drop(args) => transfer::drop_local(&out, args),
-        Command::Trash => trash::trash(&out),
+        Command::Trash(args) => trash::trash(&out, args),
         Command::Demo(args) => demo::demo(&out, args),
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(&out, args),

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::trash::TrashReason;
 use super::{now_ms, Repo};
 use crate::error::{Error, Result};
 use crate::model::{Content, FileEntry, FileId, Kind, Placed, Resolved, STATE_DIR};
@@ -33,8 +34,6 @@ use crate::scan::{file_stat, still_as_recorded};
 use crate::store::LocalFile;
 use crate::tree::{set_executable, Tree};
 
-/// Where a deleted file goes when no other location holds its content.
-pub const TRASH_DIR: &str = "trash";
 /// Where files wait between the two steps of a batch of moves.
 const MOVING_DIR: &str = "moving";
 
@@ -85,6 +84,18 @@ impl Repo {
     /// tree, as they are in the store now, together with every change still
     /// blocked here.
     pub fn apply_remote(&mut self, changed: &[FileId]) -> Result<ApplyReport> {
+        self.apply_changes(changed, TrashReason::DeletedElsewhere)
+    }
+
+    /// [`Repo::apply_remote`] for changes that `resolve` made here: a file it
+    /// deleted is kept in the trash as a conflict's other side.
+    pub(crate) fn apply_settled(&mut self, changed: &[FileId]) -> Result<ApplyReport> {
+        self.apply_changes(changed, TrashReason::Conflict)
+    }
+
+    /// Applies `changed` (and what is blocked); a deleted file that is the
+    /// last copy goes to the trash for `deletion`.
+    fn apply_changes(&mut self, changed: &[FileId], deletion: TrashReason) -> Result<ApplyReport> {
         self.recover_interrupted_moves()?;
         let mut report = ApplyReport::default();
         let mut ids: BTreeSet<FileId> = changed.iter().copied().collect();
@@ -102,7 +113,7 @@ impl Repo {
         let mut new = Vec::new();
         for placed in &entries {
             note_rename_conflict(&placed.entry, &mut report);
-            match self.apply_one(placed, &mut report) {
+            match self.apply_one(placed, deletion, &mut report) {
                 Ok(Next::Done) => outcomes.push((placed.entry.id, placed.path.clone(), None)),
                 Ok(Next::Move(m)) => moves.push((placed, m)),
                 Ok(Next::New) => new.push(placed),
@@ -138,7 +149,12 @@ impl Repo {
 
     /// Applies what can be applied of one entry at once; says what is left
     /// for the later phases.
-    fn apply_one(&mut self, placed: &Placed, report: &mut ApplyReport) -> Result<Next> {
+    fn apply_one(
+        &mut self,
+        placed: &Placed,
+        deletion: TrashReason,
+        report: &mut ApplyReport,
+    ) -> Result<Next> {
         let entry = &placed.entry;
         let Some(record) = self.store.local_file_by_id(entry.id)? else {
             // Not held here: a file never held here (not dropped) is made
@@ -153,7 +169,7 @@ impl Repo {
         let newest = match entry.resolved() {
             Resolved::Conflict(_) => return Ok(Next::Done), // shown by status; resolve settles it
             Resolved::Deleted => {
-                self.apply_deletion(entry, &record, report)?;
+                self.apply_deletion(entry, &record, deletion, report)?;
                 return Ok(Next::Done);
             }
             Resolved::File(newest) => newest.value.clone(),
@@ -238,7 +254,7 @@ impl Repo {
     }
 
     /// True when a location other than this one holds `hash`, for any file.
-    fn held_elsewhere(&self, hash: crate::model::ContentHash) -> Result<bool> {
+    pub(crate) fn held_elsewhere(&self, hash: crate::model::ContentHash) -> Result<bool> {
         let me = self.node_id();
         Ok(self
             .store
@@ -251,20 +267,19 @@ impl Repo {
         &mut self,
         entry: &FileEntry,
         record: &LocalFile,
+        reason: TrashReason,
         report: &mut ApplyReport,
     ) -> Result<()> {
         if !self.is_unchanged(record, report)? {
             return Ok(());
         }
-        let tree = Tree::new(&self.root);
+        let tree = self.tree()?;
         let path = record.path.to_path(&self.root);
         if self.held_elsewhere(record.hash)? || record.kind == Kind::Link {
             tree.remove_file(&record.path)
                 .map_err(Error::io("delete", &path))?;
         } else {
-            let kept = self.trash_path(&record.path)?;
-            tree.take_out(&record.path, &kept)
-                .map_err(Error::io("move to trash", &path))?;
+            self.keep_in_trash(&tree, record, reason, false)?;
             report.trashed += 1;
         }
         tree.remove_empty_parents(&record.path);
@@ -373,9 +388,7 @@ impl Repo {
         let target = path.to_path(&self.root);
         if let Some(old) = replacing {
             if old.kind != Kind::Link && !self.held_elsewhere(old.hash)? {
-                let kept = self.trash_path(&old.path)?;
-                tree.link_out(&old.path, &kept)
-                    .map_err(Error::io("keep in trash", &target))?;
+                self.keep_in_trash(&tree, old, TrashReason::Replaced, true)?;
                 report.trashed += 1;
             }
         }
@@ -464,17 +477,6 @@ impl Repo {
             ));
         }
         Ok(name)
-    }
-
-    /// A fresh name in `.harmony/trash/` for the last copy of `path`.
-    pub(crate) fn trash_path(&self, path: &crate::model::RepoPath) -> Result<PathBuf> {
-        let trash = self.state_dir().join(TRASH_DIR);
-        fs::create_dir_all(&trash).map_err(Error::io("create", &trash))?;
-        Ok(trash.join(format!(
-            "{}-{}",
-            now_ms(),
-            path.as_str().replace('/', "%2F")
-        )))
     }
 
     /// Moves files in two steps: all out of the tree into `.harmony/moving/`,

@@ -6,6 +6,7 @@ pub(crate) mod apply;
 mod commit;
 mod config;
 mod resolve;
+mod trash;
 mod view;
 
 use std::fs;
@@ -17,6 +18,7 @@ pub use apply::ApplyReport;
 pub use commit::{CommitOptions, CommitReport};
 pub use config::{Config, CONFIG_FILE};
 pub use resolve::{Conflict, ConflictKind, ConflictSide, Keep, Resolution};
+pub use trash::{TrashEmptied, TrashReason, TrashedFile, TRASH_DIR};
 pub use view::{FileState, Holder, ListedFile, StatusLine, Whereabouts};
 
 use crate::chunk::ChunkParams;

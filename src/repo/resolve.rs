@@ -289,7 +289,7 @@ impl Repo {
         writer.commit()?;
         // This tree follows at once: renamed files are where they are
         // shown already; deleted ones go (to the trash when last copies).
-        self.apply_remote(&ids)?;
+        self.apply_settled(&ids)?;
         Ok(Resolution {
             path: clash.path.clone(),
             kept: match chosen {

@@ -4,6 +4,7 @@
 
 mod derived;
 mod records;
+mod trash;
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::chunk::{ChunkParams, Manifest};
 use crate::model::{ContentHash, FileEntry, FileId, NodeId, NodeRecord, Placed, RepoId, RepoPath};
 pub use records::{BlockedFile, FileStat, LocalFile, PeerRecord};
+pub use trash::TrashRecord;
 
 /// The database file inside `.harmony/`.
 pub const DB_FILE: &str = "state.db";

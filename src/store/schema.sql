@@ -113,3 +113,16 @@ CREATE TABLE blocked (
     reason  TEXT NOT NULL,
     at_ms   INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- What `.harmony/trash/` keeps: each file there (by its name), the version
+-- it is (path, content, size), when and why it was kept.
+CREATE TABLE trash (
+    name   TEXT PRIMARY KEY,
+    path   TEXT NOT NULL,
+    hash   BLOB NOT NULL,
+    size   INTEGER NOT NULL,
+    at_ms  INTEGER NOT NULL,
+    -- repo::trash::Reason::code: 0 deleted elsewhere, 1 replaced by a newer
+    -- version, 2 a conflict settled for another version
+    reason INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -212,7 +212,7 @@ struct PlacedFile {
 /// if it is still as recorded (kept in the trash when no other location
 /// holds it), or at a free path; never over anything else, and never
 /// through a symbolic link.
-fn place(repo: &Repo, placement: &Placement) -> crate::Result<PlacedFile> {
+fn place(repo: &mut Repo, placement: &Placement) -> crate::Result<PlacedFile> {
     let me = repo.node_id();
     let root = repo.root();
     let tree = repo.tree()?;
@@ -243,9 +243,7 @@ fn place(repo: &Repo, placement: &Placement) -> crate::Result<PlacedFile> {
                 .iter()
                 .any(|n| *n != me);
             if old.kind != Kind::Link && !elsewhere {
-                let kept = repo.trash_path(&old.path)?;
-                tree.link_out(&old.path, &kept)
-                    .map_err(Error::io("keep in trash", &kept))?;
+                repo.keep_in_trash(&tree, old, crate::repo::TrashReason::Replaced, true)?;
             }
             old.path == *target_path
         }
