@@ -129,8 +129,9 @@ async fn a_get_cut_midway_resumes_with_the_missing_chunks_only() {
         }
     };
     let wanted = Repo::open(&b.root()).unwrap().wanted(Some(&[])).unwrap();
-    let mut through_relay =
-        support::holders_with_timeout(&b, &[(&a, relay.addr)], Duration::from_secs(2));
+    let mut through_relay = support::holders_with(&b, &[(&a, relay.addr)], |c| {
+        c.stream_timeout = Duration::from_secs(2)
+    });
     let root = b.root();
     let (first, ()) = tokio::join!(
         async {
@@ -157,6 +158,54 @@ async fn a_get_cut_midway_resumes_with_the_missing_chunks_only() {
         "{second:?}"
     );
     assert!(refetched < 0.65, "fetched {:.0}% again", refetched * 100.0);
+}
+
+/// Over a slow, lossy link a holder is slow, not gone (issue #14). The
+/// client reads its answers oldest first, so the holder's second answer
+/// waits behind the first, its stream window full, for as long as the first
+/// takes; a fixed timer on that wait dropped the holder ("aborted the stream
+/// (code 4)", then "no holder could provide it"). A short no-progress limit
+/// and a small stream window make every answer here wait longer than it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_over_a_lossy_link_keeps_its_slow_holder() {
+    let short = Duration::from_millis(500);
+    let files: Vec<(String, Vec<u8>)> = (0..2)
+        .map(|i| (format!("clip{i}.mkv"), pseudo_random(1 << 20, 20 + i)))
+        .collect();
+    let mut a = Location::new("a");
+    for (path, bytes) in &files {
+        a.write(path, bytes);
+    }
+    a.commit();
+    let mut b = Location::new("b");
+    let server = support::serve_with(&a, &[&b], |c| c.stream_timeout = short);
+    sync_once(&mut b, &a, server.addr).await.unwrap();
+
+    let faults = Faults {
+        delay: Duration::from_millis(25),
+        loss: 0.01,
+    };
+    let relay = Relay::start(server.addr, faults, 11).await;
+    let wanted = Repo::open(&b.root()).unwrap().wanted(Some(&[])).unwrap();
+    let mut lossy = support::holders_with(&b, &[(&a, relay.addr)], |c| {
+        c.stream_timeout = short;
+        c.stream_window = 128 << 10;
+    });
+    let progress = Arc::new(harmony::scan::NoProgress);
+    let report = harmony::transfer::get(&b.root(), &wanted, &mut lossy, progress)
+        .await
+        .unwrap();
+    lossy.close().await;
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(report.files, files.len());
+    for (path, bytes) in &files {
+        assert_eq!(read(&b, path), *bytes, "{path}");
+    }
+    let (_, dropped) = relay.counts();
+    assert!(
+        dropped > 0,
+        "the relay dropped nothing: the test proves nothing"
+    );
 }
 
 /// Counts the bytes a `get` reports as checked.

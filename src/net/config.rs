@@ -57,9 +57,11 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Time allowed for the TLS handshake plus the `Hello` exchange.
     pub handshake_timeout: Duration,
-    /// Time allowed for a request stream to deliver its request frame, and
-    /// for any later read or write on a stream to make progress. A stream
-    /// that opens and never sends is reset after this.
+    /// No-progress limit of a stream operation (at least 16 round trips): a
+    /// read or write fails once this long passed in which the peer sent
+    /// nothing that moves any stream of the connection. A stream that opens
+    /// and never sends, on an otherwise quiet connection, is reset after
+    /// this. Slow progress is never a failure (see `FramedStream`).
     pub stream_timeout: Duration,
     /// Concurrent bidirectional streams a peer may open on one connection
     /// (QUIC flow control: a peer cannot open more until some finish).

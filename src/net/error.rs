@@ -62,6 +62,10 @@ pub enum NetError {
     StreamReset { peer: String, code: u64 },
     #[error("peer {peer} did not answer within {secs} s")]
     Timeout { peer: String, secs: u64 },
+    /// Nothing moved on the connection for a whole no-progress limit while a
+    /// stream waited (see `FramedStream`).
+    #[error("peer {peer} stalled: nothing moved on the connection for {secs} s")]
+    Stalled { peer: String, secs: u64 },
     #[error("peer {peer} sent an unexpected answer: {what}")]
     Unexpected { peer: String, what: String },
 }
@@ -78,6 +82,9 @@ impl NetError {
             NetError::Remote { code, message, .. } => remote_reason(*code, message),
             NetError::StreamReset { code, .. } => format!("aborted the stream (code {code})"),
             NetError::Timeout { secs, .. } => format!("did not answer within {secs} s"),
+            NetError::Stalled { secs, .. } => {
+                format!("stalled: nothing moved on the connection for {secs} s")
+            }
             NetError::Unexpected { what, .. } => format!("sent an unexpected answer: {what}"),
             other => other.to_string(),
         }

@@ -32,8 +32,8 @@
 //!
 //! The server has read and validated the request frame before the handler
 //! runs; it finishes the stream when the handler returns `Ok` and resets it
-//! on `Err`. Every read and write through [`FramedStream`] is bounded by the
-//! stream timeout.
+//! on `Err`. Every read and write through [`FramedStream`] is bounded by a
+//! no-progress limit (`NodeConfig::stream_timeout`), not by a timer per call.
 
 mod config;
 mod error;

@@ -8,8 +8,9 @@
 //!   is closed (`HANDSHAKE_TIMEOUT`);
 //! * at most `max_streams` concurrent request streams per connection (QUIC
 //!   flow control: the peer cannot open more);
-//! * a request frame within `stream_timeout` of the stream opening, every
-//!   later read or write making progress within it, else the stream is reset;
+//! * a request frame, and every later read or write, within `stream_timeout`
+//!   unless the connection makes progress meanwhile (see `FramedStream`),
+//!   else the stream is reset with `TIMEOUT`;
 //! * a malformed, truncated or oversized request frame is answered with
 //!   `Response::Error` and the stream is reset; a malformed `Hello` closes
 //!   the connection (`PROTOCOL_ERROR`). Nothing a peer sends ends the loop.
@@ -394,9 +395,10 @@ async fn serve_connection(shared: Arc<Shared>, incoming: Incoming) {
     let reason = loop {
         tokio::select! {
             accepted = conn.accept_bi() => match accepted {
-                Ok((send, recv)) => {
+                Ok(opened) => {
                     let gauge = Gauge::new(&shared.stats, |s| &s.streams);
-                    let stream = FramedStream::new(send, recv, &name, shared.config.stream_timeout);
+                    let limit = shared.config.stream_timeout;
+                    let stream = FramedStream::new(opened, &conn, &name, limit);
                     let (shared, peer) = (shared.clone(), peer.clone());
                     streams.spawn(async move {
                         let _gauge = gauge;
@@ -433,7 +435,7 @@ async fn serve_stream(shared: Arc<Shared>, peer: Arc<PeerInfo>, mut stream: Fram
     };
     let body = match stream.recv_body().await {
         Ok(body) => body,
-        Err(NetError::Timeout { .. }) => {
+        Err(NetError::Stalled { .. }) => {
             return fail(
                 &mut stream,
                 stream_code::TIMEOUT,
@@ -464,6 +466,7 @@ async fn serve_stream(shared: Arc<Shared>, peer: Arc<PeerInfo>, mut stream: Fram
     debug!("peer {} asks {:?}", peer.name, RequestKind(&request));
     match shared.handler.handle(&peer, request, &mut stream).await {
         Ok(()) => stream.finish(),
+        Err(e @ NetError::Stalled { .. }) => fail(&mut stream, stream_code::TIMEOUT, e.to_string()),
         Err(e) => fail(&mut stream, stream_code::INTERNAL, e.to_string()),
     }
 }

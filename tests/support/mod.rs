@@ -191,6 +191,15 @@ pub fn sync_pair_committed(a: &mut Location, b: &mut Location) -> usize {
 
 /// Serves `loc` to the `trusted` locations.
 pub fn serve(loc: &Location, trusted: &[&Location]) -> Server {
+    serve_with(loc, trusted, |_| {})
+}
+
+/// [`serve`] with settings changed by `adjust` (e.g. a short stream timeout).
+pub fn serve_with(
+    loc: &Location,
+    trusted: &[&Location],
+    adjust: impl FnOnce(&mut harmony::net::NodeConfig),
+) -> Server {
     let trust = TrustList::from_peers(
         trusted
             .iter()
@@ -199,6 +208,7 @@ pub fn serve(loc: &Location, trusted: &[&Location]) -> Server {
     let settings = Repo::open(&loc.root()).unwrap().settings().clone();
     let mut config = sync_config(settings.repo_id, &settings.node_name);
     config.fresh = loc.repo.store().is_fresh().unwrap();
+    adjust(&mut config);
     let node = Node::bind(loc.repo.identity().clone(), config, trust).unwrap();
     let service = SyncService::new(loc.root(), node.membership());
     Server::start_node(node, Arc::new(service))
@@ -243,18 +253,19 @@ pub fn holders(
     loc: &Location,
     serving: &[(&Location, std::net::SocketAddr)],
 ) -> harmony::transfer::Holders {
-    holders_with_timeout(loc, serving, std::time::Duration::from_secs(20))
+    holders_with(loc, serving, |_| {})
 }
 
-/// [`holders`] giving up on a silent stream after `timeout`.
-pub fn holders_with_timeout(
+/// [`holders`] with the client's settings changed by `adjust` (e.g. a short
+/// stream timeout).
+pub fn holders_with(
     loc: &Location,
     serving: &[(&Location, std::net::SocketAddr)],
-    timeout: std::time::Duration,
+    adjust: impl FnOnce(&mut harmony::net::NodeConfig),
 ) -> harmony::transfer::Holders {
     let repo = Repo::open(&loc.root()).unwrap();
     let mut config = sync_config(repo.settings().repo_id, &repo.settings().node_name);
-    config.stream_timeout = timeout;
+    adjust(&mut config);
     let node = Node::bind_client(repo.identity().clone(), config).unwrap();
     let peers = serving
         .iter()
