@@ -42,6 +42,62 @@ pub const INITIAL_MTU: u16 = 1452;
 /// packets at full speed.
 pub const UDP_BUFFER: usize = 4 << 20;
 
+/// The congestion controller of every connection (both directions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Congestion {
+    /// Loss-based (quinn's default): under random loss p its rate is about
+    /// MSS/RTT x 1.2/sqrt(p), ~0.35 MB/s at 1% and 50 ms.
+    Cubic,
+    /// Loss-based, the simplest (RFC 9002).
+    NewReno,
+    /// Model-based (bandwidth and RTT): random loss barely slows it.
+    Bbr,
+}
+
+impl Congestion {
+    /// The environment variable that overrides the default controller.
+    pub const ENV: &'static str = "HARMONY_CONGESTION";
+
+    /// Parses `cubic`, `newreno` or `bbr` (any case).
+    pub fn parse(name: &str) -> Option<Congestion> {
+        match name.to_ascii_lowercase().as_str() {
+            "cubic" => Some(Congestion::Cubic),
+            "newreno" => Some(Congestion::NewReno),
+            "bbr" => Some(Congestion::Bbr),
+            _ => None,
+        }
+    }
+
+    /// The default, unless [`Congestion::ENV`] names another one (for
+    /// measurements, and for links where the default does badly). An
+    /// unknown name is reported and ignored.
+    pub fn from_env() -> Congestion {
+        match std::env::var(Congestion::ENV) {
+            Ok(name) => Congestion::parse(&name).unwrap_or_else(|| {
+                tracing::warn!(
+                    "{}={name:?} is not cubic, newreno or bbr; using {:?}",
+                    Congestion::ENV,
+                    DEFAULT_CONGESTION
+                );
+                DEFAULT_CONGESTION
+            }),
+            Err(_) => DEFAULT_CONGESTION,
+        }
+    }
+
+    fn factory(self) -> Arc<dyn quinn::congestion::ControllerFactory + Send + Sync> {
+        use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
+        match self {
+            Congestion::Cubic => Arc::new(CubicConfig::default()),
+            Congestion::NewReno => Arc::new(NewRenoConfig::default()),
+            Congestion::Bbr => Arc::new(BbrConfig::default()),
+        }
+    }
+}
+
+/// The congestion controller used unless configured otherwise.
+pub const DEFAULT_CONGESTION: Congestion = Congestion::Cubic;
+
 /// Settings of one node's endpoint.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -76,6 +132,8 @@ pub struct NodeConfig {
     pub connection_window: u32,
     /// Send window of a whole connection (bytes).
     pub send_window: u64,
+    /// The congestion controller of this node's connections.
+    pub congestion: Congestion,
     /// Apply the tuned transport settings (windows, keep-alive) and socket
     /// buffers. Off only in the benchmark's baseline.
     pub tuned: bool,
@@ -96,6 +154,7 @@ impl NodeConfig {
             stream_window: STREAM_RECEIVE_WINDOW,
             connection_window: CONNECTION_RECEIVE_WINDOW,
             send_window: SEND_WINDOW,
+            congestion: Congestion::from_env(),
             tuned: true,
         }
     }
@@ -108,6 +167,7 @@ impl NodeConfig {
         t.max_concurrent_uni_streams(VarInt::from_u32(0));
         t.datagram_receive_buffer_size(None);
         if self.tuned {
+            t.congestion_controller_factory(self.congestion.factory());
             t.stream_receive_window(VarInt::from_u32(self.stream_window));
             t.receive_window(VarInt::from_u32(self.connection_window));
             t.send_window(self.send_window);

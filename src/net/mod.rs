@@ -45,8 +45,8 @@ pub mod tls;
 mod trust;
 
 pub use config::{
-    NodeConfig, CONNECTION_RECEIVE_WINDOW, IDLE_TIMEOUT, INITIAL_MTU, KEEP_ALIVE, SEND_WINDOW,
-    STREAM_RECEIVE_WINDOW, UDP_BUFFER,
+    Congestion, NodeConfig, CONNECTION_RECEIVE_WINDOW, DEFAULT_CONGESTION, IDLE_TIMEOUT,
+    INITIAL_MTU, KEEP_ALIVE, SEND_WINDOW, STREAM_RECEIVE_WINDOW, UDP_BUFFER,
 };
 pub use error::{remote_reason, NetError};
 pub use identity::{node_id_of_certificate, Identity, IdentityError};
