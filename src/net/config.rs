@@ -114,8 +114,8 @@ pub struct NodeConfig {
     /// Time allowed for the TLS handshake plus the `Hello` exchange.
     pub handshake_timeout: Duration,
     /// No-progress limit of a stream operation (at least 16 round trips): a
-    /// read or write fails once this long passed in which the peer sent
-    /// nothing that moves any stream of the connection. A stream that opens
+    /// read or write fails once this long passed in which no stream of the
+    /// connection moved (`FramedStream`'s watchdog). A stream that opens
     /// and never sends, on an otherwise quiet connection, is reset after
     /// this. Slow progress is never a failure (see `FramedStream`).
     pub stream_timeout: Duration,

@@ -58,7 +58,7 @@ pub enum NetError {
         code: ErrorCode,
         message: String,
     },
-    #[error("peer {peer} aborted the stream (code {code})")]
+    #[error("peer {peer} aborted the stream: {} (code {code})", stream_reset_meaning(*.code))]
     StreamReset { peer: String, code: u64 },
     #[error("peer {peer} did not answer within {secs} s")]
     Timeout { peer: String, secs: u64 },
@@ -80,7 +80,10 @@ impl NetError {
             NetError::Lost { reason, .. } => format!("connection lost: {reason}"),
             NetError::Protocol { source, .. } => format!("sent an invalid message: {source}"),
             NetError::Remote { code, message, .. } => remote_reason(*code, message),
-            NetError::StreamReset { code, .. } => format!("aborted the stream (code {code})"),
+            NetError::StreamReset { code, .. } => format!(
+                "aborted the stream: {} (code {code})",
+                stream_reset_meaning(*code)
+            ),
             NetError::Timeout { secs, .. } => format!("did not answer within {secs} s"),
             NetError::Stalled { secs, .. } => {
                 format!("stalled: nothing moved on the connection for {secs} s")
@@ -97,5 +100,18 @@ pub fn remote_reason(code: ErrorCode, message: &str) -> String {
         format!("refused: {message}")
     } else {
         format!("{code}: {message}")
+    }
+}
+
+/// What a stream error code (protocol.md, section 7) means, for messages.
+fn stream_reset_meaning(code: u64) -> &'static str {
+    use crate::proto::stream;
+    match u32::try_from(code) {
+        Ok(stream::MALFORMED) => "it found a frame malformed",
+        Ok(stream::TIMEOUT) => "nothing moved on the connection for too long",
+        Ok(stream::SHUTDOWN) => "it is stopping",
+        Ok(stream::INTERNAL) => "its handler failed (its log says why)",
+        Ok(stream::CHANGED) => "its file changed while it was sent",
+        _ => "unknown reason",
     }
 }

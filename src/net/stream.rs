@@ -41,17 +41,19 @@ pub struct FrameReceiver {
 
 /// A stream operation's time limit, which follows the connection's progress
 /// rather than the clock: an operation fails only after a whole limit in
-/// which the peer sent nothing that moves any stream of the connection.
+/// which no stream of the connection moved.
 ///
 /// Why not a timer per call: a call may wait for good reasons that have
 /// nothing to do with this stream. A holder's second answer waits, its
 /// stream window full, until the client has read the first one, which over
 /// a lossy 50 ms link takes far longer than any fixed limit (a fixed 30 s
-/// dropped slow holders: issue #14). Progress is what the peer sends: stream
-/// data, and the window updates (`MAX_DATA`, `MAX_STREAM_DATA`) that show it
-/// reads what we send. Keep-alives and their acknowledgements are not
-/// progress (a live peer that reads nothing is stuck); a dead connection
-/// ends anyway at the QUIC idle timeout.
+/// dropped slow holders: issue #14). Progress is stream data moving either
+/// way, and the window updates (`MAX_DATA`, `MAX_STREAM_DATA`) that show the
+/// peer reads what we send. (Stream data we send counts too: on a link
+/// slower than 1/8 of a window per limit, window updates come too rarely to
+/// show that the peer reads.) Keep-alives and acknowledgements are not
+/// progress (a live peer that reads nothing is stuck, and gives us no
+/// credit to send more); a dead connection ends at the QUIC idle timeout.
 #[derive(Clone)]
 struct Watchdog {
     conn: Connection,
@@ -68,10 +70,11 @@ impl Watchdog {
         self.limit.max(self.conn.rtt() * LIMIT_RTTS)
     }
 
-    /// What the peer has sent so far that moves streams.
+    /// Frames so far that show streams moving.
     fn progress(&self) -> u64 {
-        let rx = self.conn.stats().frame_rx;
-        rx.stream + rx.max_stream_data + rx.max_data
+        let stats = self.conn.stats();
+        let rx = stats.frame_rx;
+        rx.stream + rx.max_stream_data + rx.max_data + stats.frame_tx.stream
     }
 
     /// Runs `op` until it completes, or fails it with [`NetError::Stalled`]
