@@ -9,7 +9,9 @@
 //! Location a holds one file of `--mib` MiB and `--entries` small files; for
 //! every loss rate and controller, a fresh location b syncs with a through
 //! the relay (timed), then gets the large file (timed, checked against a's
-//! bytes). Both nodes use the controller, set as a user would, through
+//! bytes); "close" is the client endpoint's shutdown after the sync (QUIC's
+//! draining period, capped at 2 s), which `harmony sync` waits for too.
+//! Both nodes use the controller, set as a user would, through
 //! `HARMONY_CONGESTION`. Both sides and the relay share this process's two
 //! cores: the relay spends a task per datagram, so clean-link figures here
 //! are lower than over plain loopback (see `bench_get` for those).
@@ -78,6 +80,11 @@ fn args() -> Args {
 }
 
 fn main() {
+    // RUST_LOG=harmony=debug shows the phases of each run.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args = args();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -100,8 +107,8 @@ fn main() {
         args.mib
     );
     println!(
-        "{:>6} {:>7} | {:>8} | {:>8} {:>9} | result",
-        "loss", "cc", "sync s", "get s", "get MB/s"
+        "{:>6} {:>7} | {:>8} {:>8} | {:>8} {:>9} | result",
+        "loss", "cc", "sync s", "close s", "get s", "get MB/s"
     );
     for &loss in &args.losses {
         for cc in &args.controllers {
@@ -109,18 +116,19 @@ fn main() {
             std::env::set_var(Congestion::ENV, cc);
             let run = run_once(&rt, base.path(), &a, args.delay, loss);
             let result = match &run {
-                Ok((_, _, got)) if *got == want => "ok".to_owned(),
+                Ok(run) if run.got == Some(want) => "ok".to_owned(),
                 Ok(_) => "WRONG BYTES".to_owned(),
                 Err(why) => why.clone(),
             };
-            let (sync, get) = run.map(|(s, g, _)| (s, g)).unwrap_or_default();
+            let run = run.unwrap_or_default();
             println!(
-                "{:>5.1}% {:>7} | {:>8.2} | {:>8.2} {:>9.2} | {result}",
+                "{:>5.1}% {:>7} | {:>8.2} {:>8.2} | {:>8.2} {:>9.2} | {result}",
                 loss * 100.0,
                 cc,
-                secs(sync),
-                secs(get),
-                (args.mib << 20) as f64 / secs(get).max(1e-9) / 1e6
+                secs(run.sync),
+                secs(run.closing),
+                secs(run.get),
+                (args.mib << 20) as f64 / secs(run.get).max(1e-9) / 1e6
             );
         }
     }
@@ -137,15 +145,27 @@ fn client_node(root: &Path) -> Node {
     Node::bind_client(repo.identity().clone(), config).unwrap()
 }
 
+/// What one run took.
+#[derive(Default)]
+struct Run {
+    /// Connecting and the sync session.
+    sync: Duration,
+    /// The client endpoint's shutdown after the sync (QUIC's draining
+    /// period, at most 2 s): part of what `harmony sync` takes.
+    closing: Duration,
+    get: Duration,
+    got: Option<blake3::Hash>,
+}
+
 /// A fresh location syncs with `a` through a relay with `loss`, then gets
-/// the large file: the two times and the bytes it got.
+/// the large file: the times and the bytes it got.
 fn run_once(
     rt: &tokio::runtime::Runtime,
     base: &Path,
     a: &Location,
     delay: Duration,
     loss: f64,
-) -> Result<(Duration, Duration, blake3::Hash), String> {
+) -> Result<Run, String> {
     let b = Location::new(base, "b");
     let served: Served = serve(rt, a, &[&b]);
     rt.block_on(async {
@@ -160,9 +180,10 @@ fn run_once(
         sync_with(&conn, root.clone())
             .await
             .map_err(|e| e.to_string())?;
+        let sync = started.elapsed();
         conn.close();
         node.shutdown().await;
-        let sync = started.elapsed();
+        let closing = started.elapsed() - sync;
 
         let started = Instant::now();
         let repo = Repo::open(&root).unwrap();
@@ -189,7 +210,14 @@ fn run_once(
         if !report.failed.is_empty() {
             return Err(report.failed.join("; "));
         }
-        let got = blake3::hash(&std::fs::read(root.join(BIG)).map_err(|e| e.to_string())?);
-        Ok((sync, get, got))
+        let got = Some(blake3::hash(
+            &std::fs::read(root.join(BIG)).map_err(|e| e.to_string())?,
+        ));
+        Ok(Run {
+            sync,
+            closing,
+            get,
+            got,
+        })
     })
 }
