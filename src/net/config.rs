@@ -124,6 +124,10 @@ pub struct NodeConfig {
     pub max_streams: u32,
     /// Concurrent connections the server accepts; more are refused.
     pub max_connections: usize,
+    /// Concurrent connections the server accepts from one peer; more are
+    /// closed with `BUSY`. A `get`, a `sync` and a `ping` from one peer at
+    /// once take three.
+    pub max_connections_per_peer: usize,
     /// `(newest, oldest)` protocol version to announce. Only tests change it.
     pub protocol: (u32, u32),
     /// Receive window of one stream (bytes); see [`STREAM_RECEIVE_WINDOW`].
@@ -150,6 +154,7 @@ impl NodeConfig {
             stream_timeout: Duration::from_secs(30),
             max_streams: 64,
             max_connections: 128,
+            max_connections_per_peer: 8,
             protocol: (PROTOCOL_VERSION, MIN_PROTOCOL_VERSION),
             stream_window: STREAM_RECEIVE_WINDOW,
             connection_window: CONNECTION_RECEIVE_WINDOW,
