@@ -57,6 +57,65 @@ fn init_creates_an_identity_and_refuses_to_run_twice() {
     assert_eq!(json(dir.path(), &["id"])["id"], node_id);
 }
 
+/// Key hygiene (issue #14): a node key other users may read is refused, as
+/// ssh refuses one, with the `chmod` to run; a damaged key or certificate,
+/// or a key that is not the certificate's, is named in the error.
+#[test]
+fn a_node_key_must_be_private_and_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    harmony(dir.path()).arg("init").assert().success();
+    let state = dir.path().join(".harmony");
+    let (key, cert) = (state.join("node.key"), state.join("node.crt"));
+    let refused = |why: &str| {
+        let out = harmony(dir.path()).arg("id").output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{why}");
+        String::from_utf8(out.stderr).unwrap()
+    };
+
+    for mode in [0o640, 0o604, 0o644] {
+        fs::set_permissions(&key, fs::Permissions::from_mode(mode)).unwrap();
+        let err = refused("a readable key");
+        let chmod = format!("run `chmod 600 {}`", key.display());
+        assert!(err.contains(&chmod), "mode {mode:o}: {err}");
+    }
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    harmony(dir.path()).arg("id").assert().success();
+
+    let (key_pem, cert_pem) = (fs::read(&key).unwrap(), fs::read(&cert).unwrap());
+    let restore = || {
+        fs::write(&key, &key_pem).unwrap();
+        fs::write(&cert, &cert_pem).unwrap();
+    };
+    // Truncated: the PEM armour is cut.
+    fs::write(&key, &key_pem[..key_pem.len() / 2]).unwrap();
+    assert!(refused("a truncated key").contains(&key.display().to_string()));
+    restore();
+    fs::write(&cert, &cert_pem[..cert_pem.len() / 2]).unwrap();
+    assert!(refused("a truncated certificate").contains(&cert.display().to_string()));
+    restore();
+    // Corrupt: whole PEM armour around damaged bytes (the DER header).
+    let damaged = |pem: &[u8]| {
+        let mut text = String::from_utf8(pem.to_vec()).unwrap();
+        let at = text.find('\n').unwrap() + 1;
+        text.replace_range(at..at + 8, "AAAAAAAA");
+        text
+    };
+    fs::write(&key, damaged(&key_pem)).unwrap();
+    assert!(refused("a corrupt key").contains(&key.display().to_string()));
+    restore();
+    fs::write(&cert, damaged(&cert_pem)).unwrap();
+    assert!(refused("a corrupt certificate").contains(&cert.display().to_string()));
+    restore();
+    // Another location's key beside this certificate.
+    let other = tempfile::tempdir().unwrap();
+    harmony(other.path()).arg("init").assert().success();
+    fs::copy(other.path().join(".harmony/node.key"), &key).unwrap();
+    let err = refused("a key of another certificate");
+    assert!(err.contains("does not belong to the certificate"), "{err}");
+    restore();
+    harmony(dir.path()).arg("id").assert().success();
+}
+
 #[test]
 fn init_validates_its_arguments_and_nesting() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use harmony::chunk::{page_hash, ChunkRef, PageRef};
 use harmony::net::{BoxFuture, FramedStream, Handler, NetError, Node, PeerInfo};
-use harmony::proto::{Request, Response, MAX_WHOLE_FILE};
+use harmony::proto::{ManifestIndex, Request, Response, MAX_WHOLE_FILE};
 use harmony::sync::SyncService;
 use harmony::transfer::drop_files;
 use harmony::Repo;
@@ -129,8 +130,9 @@ async fn a_get_cut_midway_resumes_with_the_missing_chunks_only() {
         }
     };
     let wanted = Repo::open(&b.root()).unwrap().wanted(Some(&[])).unwrap();
-    let mut through_relay =
-        support::holders_with_timeout(&b, &[(&a, relay.addr)], Duration::from_secs(2));
+    let mut through_relay = support::holders_with(&b, &[(&a, relay.addr)], |c| {
+        c.stream_timeout = Duration::from_secs(2)
+    });
     let root = b.root();
     let (first, ()) = tokio::join!(
         async {
@@ -157,6 +159,54 @@ async fn a_get_cut_midway_resumes_with_the_missing_chunks_only() {
         "{second:?}"
     );
     assert!(refetched < 0.65, "fetched {:.0}% again", refetched * 100.0);
+}
+
+/// Over a slow, lossy link a holder is slow, not gone (issue #14). The
+/// client reads its answers oldest first, so the holder's second answer
+/// waits behind the first, its stream window full, for as long as the first
+/// takes; a fixed timer on that wait dropped the holder ("aborted the stream
+/// (code 4)", then "no holder could provide it"). A short no-progress limit
+/// and a small stream window make every answer here wait longer than it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_over_a_lossy_link_keeps_its_slow_holder() {
+    let short = Duration::from_millis(500);
+    let files: Vec<(String, Vec<u8>)> = (0..2)
+        .map(|i| (format!("clip{i}.mkv"), pseudo_random(1 << 20, 20 + i)))
+        .collect();
+    let mut a = Location::new("a");
+    for (path, bytes) in &files {
+        a.write(path, bytes);
+    }
+    a.commit();
+    let mut b = Location::new("b");
+    let server = support::serve_with(&a, &[&b], |c| c.stream_timeout = short);
+    sync_once(&mut b, &a, server.addr).await.unwrap();
+
+    let faults = Faults {
+        delay: Duration::from_millis(25),
+        loss: 0.01,
+    };
+    let relay = Relay::start(server.addr, faults, 11).await;
+    let wanted = Repo::open(&b.root()).unwrap().wanted(Some(&[])).unwrap();
+    let mut lossy = support::holders_with(&b, &[(&a, relay.addr)], |c| {
+        c.stream_timeout = short;
+        c.stream_window = 128 << 10;
+    });
+    let progress = Arc::new(harmony::scan::NoProgress);
+    let report = harmony::transfer::get(&b.root(), &wanted, &mut lossy, progress)
+        .await
+        .unwrap();
+    lossy.close().await;
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(report.files, files.len());
+    for (path, bytes) in &files {
+        assert_eq!(read(&b, path), *bytes, "{path}");
+    }
+    let (_, dropped) = relay.counts();
+    assert!(
+        dropped > 0,
+        "the relay dropped nothing: the test proves nothing"
+    );
 }
 
 /// Counts the bytes a `get` reports as checked.
@@ -237,6 +287,42 @@ enum Lie {
     /// are those of the older chunk, so the receiver takes both from its
     /// older version rather than fetch them: only rebuilding shows the lie.)
     Refine,
+    /// `Manifest`, `ManifestPages`: a manifest whose lengths add up to the
+    /// content's size and whose chunks all check out, but with a chunk
+    /// length no chunking of this repository makes.
+    Manifest(BadChunk),
+}
+
+/// The chunk a lying manifest holds.
+#[derive(Clone, Copy, Debug)]
+enum BadChunk {
+    /// The whole content as one chunk, larger than the largest chunk: a
+    /// receiver that takes it allocates the content's size at once.
+    Oversized,
+    /// An empty chunk (the hash of no bytes) before the true ones.
+    Empty,
+}
+
+impl BadChunk {
+    /// The lying manifest of content `hash` held at `root`.
+    fn manifest(self, root: &std::path::Path, hash: harmony::model::ContentHash) -> Vec<ChunkRef> {
+        let repo = Repo::open(root).unwrap();
+        let held = repo.store().local_file_by_hash(hash).unwrap().unwrap();
+        match self {
+            BadChunk::Oversized => vec![ChunkRef {
+                hash,
+                len: held.stat.size as u32,
+            }],
+            BadChunk::Empty => {
+                let empty = ChunkRef {
+                    hash: blake3::hash(&[]).into(),
+                    len: 0,
+                };
+                let honest = repo.store().manifest(hash).unwrap().unwrap().chunks;
+                std::iter::once(empty).chain(honest).collect()
+            }
+        }
+    }
 }
 
 /// A holder that tells its `lie` and serves the rest from `service`.
@@ -298,6 +384,26 @@ impl Handler for Rogue {
                     subs.swap(0, 1);
                     stream.send_frame(&Response::Refined(subs)).await
                 }
+                (Lie::Manifest(bad), Request::Manifest { hash, first }) => {
+                    self.lying();
+                    let page = bad.manifest(&self.root, hash);
+                    let index = ManifestIndex {
+                        total: 1,
+                        first: first.min(1),
+                        pages: [PageRef {
+                            hash: page_hash(&page),
+                            chunks: page.len() as u32,
+                        }][first.min(1) as usize..]
+                            .to_vec(),
+                    };
+                    stream.send_frame(&Response::Manifest(index)).await
+                }
+                (Lie::Manifest(bad), Request::ManifestPages { hash, .. }) => {
+                    let page = bad.manifest(&self.root, hash);
+                    stream
+                        .send_frame(&Response::ManifestPages(vec![page]))
+                        .await
+                }
                 (_, other) => self.service.handle(peer, other, stream).await,
             }
         })
@@ -346,6 +452,30 @@ async fn a_rogue_holder_is_caught_and_avoided() {
     assert_eq!(report.files, 1, "{report:?}");
     assert_eq!(read(&b, "f.bin"), content);
     assert!(!report.per_holder.contains_key("c") || report.per_holder["a"] > 0);
+}
+
+/// A manifest's chunk lengths are checked when it arrives (issue #14): a
+/// chunk is received into memory whole, so a lying length would be
+/// allocated (up to 1 GiB per lane), and a length of 0 is no chunk. Both
+/// lies here check out otherwise (lengths adding up, chunks matching their
+/// hashes), and the holder is dropped before any chunk is asked of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_with_impossible_chunk_lengths_drops_its_holder() {
+    let content = pseudo_random(1 << 20, 4);
+    let Held { a, b, c, server_a } = held_by_a_and_c(&[("f.bin", &content)]).await;
+    for bad in [BadChunk::Oversized, BadChunk::Empty] {
+        let (rogue, liar) = start_rogue(&c, &b, Lie::Manifest(bad));
+        let report = get_from(&b, Some(&[]), &[(&c, rogue.addr)]).await;
+        assert!(liar.lies() > 0, "{bad:?}: the rogue was never asked");
+        assert_eq!(report.files, 0, "{bad:?}: {report:?}");
+        assert!(
+            report.failed[0].contains("c: a manifest chunk of"),
+            "{bad:?}: {report:?}"
+        );
+        assert!(!b.root().join("f.bin").exists());
+    }
+    let report = get_from(&b, Some(&[]), &[(&a, server_a.addr)]).await;
+    assert_eq!(read(&b, "f.bin"), content, "{report:?}");
 }
 
 /// Small files (fetched whole by `Files` requests) from a holder that

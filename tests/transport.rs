@@ -753,6 +753,49 @@ async fn connections_beyond_the_limit_are_refused() {
     .await;
 }
 
+/// One trusted peer cannot take every connection slot: beyond its own
+/// limit it is closed with `BUSY`, while another peer still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_take_every_connection() {
+    within(60, async {
+        let repo = RepoId::random();
+        let (server_ident, greedy, other) = (Ident::new(), Ident::new(), Ident::new());
+        let trust = TrustList::from_peers([
+            (greedy.id(), "greedy".to_owned()),
+            (other.id(), "other".to_owned()),
+        ]);
+        let mut cfg = config(repo, "server");
+        cfg.max_connections_per_peer = 2;
+        let server = Server::start(&server_ident, cfg, trust);
+        let node = client(&greedy, config(repo, "greedy"));
+        let connect = || node.connect(server.addr, server.id(), "server");
+        let first = connect().await.unwrap();
+        let _second = connect().await.unwrap();
+        match connect().await {
+            Err(NetError::Closed { reason, .. }) => {
+                assert!(reason.contains("too many connections"), "{reason}")
+            }
+            other => panic!("a third connection must be refused: {:?}", other.err()),
+        }
+        let node = client(&other, config(repo, "other"));
+        let conn = node
+            .connect(server.addr, server.id(), "server")
+            .await
+            .expect("another peer gets in");
+        conn.ping(b"hi").await.unwrap();
+        first.close();
+        let stats = server.node.stats().clone();
+        eventually("the slot is given back", || stats.connections() == 2).await;
+        let again = client(&greedy, config(repo, "greedy"));
+        let conn = again
+            .connect(server.addr, server.id(), "server")
+            .await
+            .expect("accepted once one of its connections ended");
+        conn.ping(b"again").await.unwrap();
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stops_reading_a_bulk_answer_does_not_hold_the_server() {
     within(60, async {

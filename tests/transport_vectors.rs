@@ -372,6 +372,24 @@ fn protocol_md_states_the_constants_of_the_code() {
     ] {
         assert!(spec.contains(row), "limits table row {row}");
     }
+    // The server's limits, as `NodeConfig` sets them by default.
+    let served = harmony::net::NodeConfig::new(
+        harmony::model::RepoId::random(),
+        "n",
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    for row in [
+        format!(
+            "| concurrent connections per server / from one node | {} / {} |",
+            served.max_connections, served.max_connections_per_peer
+        ),
+        format!(
+            "| concurrent request streams per connection | {} |",
+            served.max_streams
+        ),
+    ] {
+        assert!(spec.contains(&row), "limits table row {row}");
+    }
     for (code, name) in [
         (proto::close::DONE, "DONE"),
         (proto::close::PROTOCOL_ERROR, "PROTOCOL_ERROR"),

@@ -42,6 +42,62 @@ pub const INITIAL_MTU: u16 = 1452;
 /// packets at full speed.
 pub const UDP_BUFFER: usize = 4 << 20;
 
+/// The congestion controller of every connection (both directions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Congestion {
+    /// Loss-based (quinn's default): under random loss p its rate is about
+    /// MSS/RTT x 1.2/sqrt(p), ~0.35 MB/s at 1% and 50 ms.
+    Cubic,
+    /// Loss-based, the simplest (RFC 9002).
+    NewReno,
+    /// Model-based (bandwidth and RTT): random loss barely slows it.
+    Bbr,
+}
+
+impl Congestion {
+    /// The environment variable that overrides the default controller.
+    pub const ENV: &'static str = "HARMONY_CONGESTION";
+
+    /// Parses `cubic`, `newreno` or `bbr` (any case).
+    pub fn parse(name: &str) -> Option<Congestion> {
+        match name.to_ascii_lowercase().as_str() {
+            "cubic" => Some(Congestion::Cubic),
+            "newreno" => Some(Congestion::NewReno),
+            "bbr" => Some(Congestion::Bbr),
+            _ => None,
+        }
+    }
+
+    /// The default, unless [`Congestion::ENV`] names another one (for
+    /// measurements, and for links where the default does badly). An
+    /// unknown name is reported and ignored.
+    pub fn from_env() -> Congestion {
+        match std::env::var(Congestion::ENV) {
+            Ok(name) => Congestion::parse(&name).unwrap_or_else(|| {
+                tracing::warn!(
+                    "{}={name:?} is not cubic, newreno or bbr; using {:?}",
+                    Congestion::ENV,
+                    DEFAULT_CONGESTION
+                );
+                DEFAULT_CONGESTION
+            }),
+            Err(_) => DEFAULT_CONGESTION,
+        }
+    }
+
+    fn factory(self) -> Arc<dyn quinn::congestion::ControllerFactory + Send + Sync> {
+        use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
+        match self {
+            Congestion::Cubic => Arc::new(CubicConfig::default()),
+            Congestion::NewReno => Arc::new(NewRenoConfig::default()),
+            Congestion::Bbr => Arc::new(BbrConfig::default()),
+        }
+    }
+}
+
+/// The congestion controller used unless configured otherwise.
+pub const DEFAULT_CONGESTION: Congestion = Congestion::Cubic;
+
 /// Settings of one node's endpoint.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -57,15 +113,21 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Time allowed for the TLS handshake plus the `Hello` exchange.
     pub handshake_timeout: Duration,
-    /// Time allowed for a request stream to deliver its request frame, and
-    /// for any later read or write on a stream to make progress. A stream
-    /// that opens and never sends is reset after this.
+    /// No-progress limit of a stream operation (at least 16 round trips): a
+    /// read or write fails once this long passed in which no stream of the
+    /// connection moved (`FramedStream`'s watchdog). A stream that opens
+    /// and never sends, on an otherwise quiet connection, is reset after
+    /// this. Slow progress is never a failure (see `FramedStream`).
     pub stream_timeout: Duration,
     /// Concurrent bidirectional streams a peer may open on one connection
     /// (QUIC flow control: a peer cannot open more until some finish).
     pub max_streams: u32,
     /// Concurrent connections the server accepts; more are refused.
     pub max_connections: usize,
+    /// Concurrent connections the server accepts from one peer; more are
+    /// closed with `BUSY`. A `get`, a `sync` and a `ping` from one peer at
+    /// once take three.
+    pub max_connections_per_peer: usize,
     /// `(newest, oldest)` protocol version to announce. Only tests change it.
     pub protocol: (u32, u32),
     /// Receive window of one stream (bytes); see [`STREAM_RECEIVE_WINDOW`].
@@ -74,6 +136,8 @@ pub struct NodeConfig {
     pub connection_window: u32,
     /// Send window of a whole connection (bytes).
     pub send_window: u64,
+    /// The congestion controller of this node's connections.
+    pub congestion: Congestion,
     /// Apply the tuned transport settings (windows, keep-alive) and socket
     /// buffers. Off only in the benchmark's baseline.
     pub tuned: bool,
@@ -90,10 +154,12 @@ impl NodeConfig {
             stream_timeout: Duration::from_secs(30),
             max_streams: 64,
             max_connections: 128,
+            max_connections_per_peer: 8,
             protocol: (PROTOCOL_VERSION, MIN_PROTOCOL_VERSION),
             stream_window: STREAM_RECEIVE_WINDOW,
             connection_window: CONNECTION_RECEIVE_WINDOW,
             send_window: SEND_WINDOW,
+            congestion: Congestion::from_env(),
             tuned: true,
         }
     }
@@ -106,6 +172,7 @@ impl NodeConfig {
         t.max_concurrent_uni_streams(VarInt::from_u32(0));
         t.datagram_receive_buffer_size(None);
         if self.tuned {
+            t.congestion_controller_factory(self.congestion.factory());
             t.stream_receive_window(VarInt::from_u32(self.stream_window));
             t.receive_window(VarInt::from_u32(self.connection_window));
             t.send_window(self.send_window);

@@ -58,10 +58,14 @@ pub enum NetError {
         code: ErrorCode,
         message: String,
     },
-    #[error("peer {peer} aborted the stream (code {code})")]
+    #[error("peer {peer} aborted the stream: {} (code {code})", stream_reset_meaning(*.code))]
     StreamReset { peer: String, code: u64 },
     #[error("peer {peer} did not answer within {secs} s")]
     Timeout { peer: String, secs: u64 },
+    /// Nothing moved on the connection for a whole no-progress limit while a
+    /// stream waited (see `FramedStream`).
+    #[error("peer {peer} stalled: nothing moved on the connection for {secs} s")]
+    Stalled { peer: String, secs: u64 },
     #[error("peer {peer} sent an unexpected answer: {what}")]
     Unexpected { peer: String, what: String },
 }
@@ -76,8 +80,14 @@ impl NetError {
             NetError::Lost { reason, .. } => format!("connection lost: {reason}"),
             NetError::Protocol { source, .. } => format!("sent an invalid message: {source}"),
             NetError::Remote { code, message, .. } => remote_reason(*code, message),
-            NetError::StreamReset { code, .. } => format!("aborted the stream (code {code})"),
+            NetError::StreamReset { code, .. } => format!(
+                "aborted the stream: {} (code {code})",
+                stream_reset_meaning(*code)
+            ),
             NetError::Timeout { secs, .. } => format!("did not answer within {secs} s"),
+            NetError::Stalled { secs, .. } => {
+                format!("stalled: nothing moved on the connection for {secs} s")
+            }
             NetError::Unexpected { what, .. } => format!("sent an unexpected answer: {what}"),
             other => other.to_string(),
         }
@@ -90,5 +100,18 @@ pub fn remote_reason(code: ErrorCode, message: &str) -> String {
         format!("refused: {message}")
     } else {
         format!("{code}: {message}")
+    }
+}
+
+/// What a stream error code (protocol.md, section 7) means, for messages.
+fn stream_reset_meaning(code: u64) -> &'static str {
+    use crate::proto::stream;
+    match u32::try_from(code) {
+        Ok(stream::MALFORMED) => "it found a frame malformed",
+        Ok(stream::TIMEOUT) => "nothing moved on the connection for too long",
+        Ok(stream::SHUTDOWN) => "it is stopping",
+        Ok(stream::INTERNAL) => "its handler failed (its log says why)",
+        Ok(stream::CHANGED) => "its file changed while it was sent",
+        _ => "unknown reason",
     }
 }

@@ -25,12 +25,16 @@ pub enum IdentityError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a valid PEM {what}: {reason}; restore it from a backup or re-initialise this location")]
-    BadPem {
+    #[error("{path} is not a valid {what}: {reason}; restore it from a backup or re-initialise this location")]
+    Corrupt {
         path: PathBuf,
         what: &'static str,
         reason: String,
     },
+    #[error("{key} does not belong to the certificate {cert}; restore both from one backup or re-initialise this location")]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
+    #[error("{path} is accessible by other users (mode {mode:04o}); a node key must be private: run `chmod 600 {path}`")]
+    KeyNotPrivate { path: PathBuf, mode: u32 },
     #[error("certificate is not a valid X.509 end-entity certificate: {0}")]
     BadCertificate(String),
 }
@@ -76,23 +80,35 @@ impl Identity {
         Self::load(dir)
     }
 
-    /// Reads the identity saved by [`Identity::save`].
+    /// Reads the identity [`Identity::create`] wrote. Refuses, as ssh does, a
+    /// key file other users may read (whoever holds the key *is* this node
+    /// to every peer), and checks that the key parses and belongs to the
+    /// certificate, so that a damaged file is named here rather than failing
+    /// every handshake later with a TLS error.
     pub fn load(dir: &Path) -> Result<Self, IdentityError> {
         let cert_path = dir.join(CERT_FILE);
-        let cert =
-            CertificateDer::from_pem_file(&cert_path).map_err(|e| IdentityError::BadPem {
-                path: cert_path,
-                what: "certificate",
-                reason: e.to_string(),
-            })?;
         let key_path = dir.join(KEY_FILE);
-        let key =
-            PrivatePkcs8KeyDer::from_pem_file(&key_path).map_err(|e| IdentityError::BadPem {
-                path: key_path,
-                what: "private key",
-                reason: e.to_string(),
+        check_private(&key_path)?;
+        let corrupt = |path: &Path, what, reason: String| IdentityError::Corrupt {
+            path: path.to_owned(),
+            what,
+            reason,
+        };
+        let cert = CertificateDer::from_pem_file(&cert_path)
+            .map_err(|e| corrupt(&cert_path, "PEM certificate", e.to_string()))?;
+        let node_id = node_id_of_certificate(&cert)
+            .map_err(|e| corrupt(&cert_path, "certificate", e.to_string()))?;
+        let key = PrivatePkcs8KeyDer::from_pem_file(&key_path)
+            .map_err(|e| corrupt(&key_path, "PEM private key", e.to_string()))?;
+        let signer =
+            rustls::crypto::ring::sign::any_supported_type(&PrivateKeyDer::Pkcs8(key.clone_key()))
+                .map_err(|e| corrupt(&key_path, "private key", e.to_string()))?;
+        rustls::sign::CertifiedKey::new(vec![cert.clone()], signer)
+            .keys_match()
+            .map_err(|_| IdentityError::KeyMismatch {
+                key: key_path,
+                cert: cert_path,
             })?;
-        let node_id = node_id_of_certificate(&cert)?;
         Ok(Identity { node_id, cert, key })
     }
 
@@ -118,6 +134,32 @@ pub fn node_id_of_certificate(cert: &CertificateDer<'_>) -> Result<NodeId, Ident
     Ok(NodeId::from_spki_der(
         parsed.subject_public_key_info().as_ref(),
     ))
+}
+
+/// The key file must give no access to group or others.
+#[cfg(unix)]
+fn check_private(path: &Path) -> Result<(), IdentityError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(path)
+        .map_err(|source| IdentityError::Io {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(IdentityError::KeyNotPrivate {
+            path: path.to_owned(),
+            mode: mode & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_: &Path) -> Result<(), IdentityError> {
+    Ok(())
 }
 
 #[cfg(unix)]

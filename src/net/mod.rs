@@ -32,8 +32,8 @@
 //!
 //! The server has read and validated the request frame before the handler
 //! runs; it finishes the stream when the handler returns `Ok` and resets it
-//! on `Err`. Every read and write through [`FramedStream`] is bounded by the
-//! stream timeout.
+//! on `Err`. Every read and write through [`FramedStream`] is bounded by a
+//! no-progress limit (`NodeConfig::stream_timeout`), not by a timer per call.
 
 mod config;
 mod error;
@@ -45,8 +45,8 @@ pub mod tls;
 mod trust;
 
 pub use config::{
-    NodeConfig, CONNECTION_RECEIVE_WINDOW, IDLE_TIMEOUT, INITIAL_MTU, KEEP_ALIVE, SEND_WINDOW,
-    STREAM_RECEIVE_WINDOW, UDP_BUFFER,
+    Congestion, NodeConfig, CONNECTION_RECEIVE_WINDOW, DEFAULT_CONGESTION, IDLE_TIMEOUT,
+    INITIAL_MTU, KEEP_ALIVE, SEND_WINDOW, STREAM_RECEIVE_WINDOW, UDP_BUFFER,
 };
 pub use error::{remote_reason, NetError};
 pub use identity::{node_id_of_certificate, Identity, IdentityError};

@@ -265,11 +265,11 @@ impl Node {
         let deadline = self.config.handshake_timeout;
         let ours = self.our_hello();
         let exchange = async {
-            let (send, recv) = conn
+            let opened = conn
                 .open_bi()
                 .await
                 .map_err(|e| connection_error(e, peer))?;
-            let mut stream = FramedStream::new(send, recv, peer, deadline);
+            let mut stream = FramedStream::new(opened, &conn, peer, deadline);
             stream.send_frame(&ours).await?;
             stream.finish();
             let body = stream.recv_body().await?;
@@ -382,12 +382,12 @@ impl PeerConnection {
     /// Opens a request stream and sends `request`, leaving our direction
     /// open for the frames the request's protocol sends next (state sync).
     pub async fn open_session(&self, request: &Request) -> Result<FramedStream, NetError> {
-        let (send, recv) = self
+        let opened = self
             .conn
             .open_bi()
             .await
             .map_err(|e| self.explain(connection_error(e, &self.info.name)))?;
-        let mut stream = FramedStream::new(send, recv, &self.info.name, self.timeout);
+        let mut stream = FramedStream::new(opened, &self.conn, &self.info.name, self.timeout);
         stream
             .send_frame(request)
             .await

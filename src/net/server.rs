@@ -3,13 +3,17 @@
 //! [`Handler`].
 //!
 //! Bounds, so that one peer cannot hurt the others:
-//! * at most `max_connections` connections (more are refused at once);
+//! * at most `max_connections` connections (more are refused at once), and
+//!   at most `max_connections_per_peer` from one node (more are closed with
+//!   `BUSY` right after the TLS handshake), so that one trusted peer cannot
+//!   take every slot;
 //! * TLS handshake and `Hello` within `handshake_timeout`, or the connection
 //!   is closed (`HANDSHAKE_TIMEOUT`);
 //! * at most `max_streams` concurrent request streams per connection (QUIC
 //!   flow control: the peer cannot open more);
-//! * a request frame within `stream_timeout` of the stream opening, every
-//!   later read or write making progress within it, else the stream is reset;
+//! * a request frame, and every later read or write, within `stream_timeout`
+//!   unless the connection makes progress meanwhile (see `FramedStream`),
+//!   else the stream is reset with `TIMEOUT`;
 //! * a malformed, truncated or oversized request frame is answered with
 //!   `Response::Error` and the stream is reset; a malformed `Hello` closes
 //!   the connection (`PROTOCOL_ERROR`). Nothing a peer sends ends the loop.
@@ -140,6 +144,8 @@ struct Shared {
     /// last handle is dropped with code 0, which could otherwise overtake the
     /// endpoint-wide close and tell the peer "done" instead of "shutting down".
     live: std::sync::Mutex<std::collections::HashMap<usize, quinn::Connection>>,
+    /// Established connections per peer (only peers with at least one).
+    per_peer: std::sync::Mutex<std::collections::HashMap<NodeId, usize>>,
 }
 
 impl Shared {
@@ -167,6 +173,34 @@ impl<'a> Live<'a> {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, conn.clone());
         Live(shared, id)
+    }
+}
+
+/// One of a peer's connection slots, given back when dropped.
+struct PeerSlot<'a>(&'a Shared, NodeId);
+
+impl<'a> PeerSlot<'a> {
+    /// A slot for `peer`, unless it holds `max_connections_per_peer` already.
+    fn take(shared: &'a Shared, peer: NodeId) -> Option<Self> {
+        let mut per_peer = shared.per_peer.lock().unwrap_or_else(|e| e.into_inner());
+        let held = per_peer.entry(peer).or_default();
+        if *held >= shared.config.max_connections_per_peer {
+            return None;
+        }
+        *held += 1;
+        Some(PeerSlot(shared, peer))
+    }
+}
+
+impl Drop for PeerSlot<'_> {
+    fn drop(&mut self) {
+        let mut per_peer = self.0.per_peer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = per_peer.get_mut(&self.1) {
+            *held -= 1;
+            if *held == 0 {
+                per_peer.remove(&self.1);
+            }
+        }
     }
 }
 
@@ -201,6 +235,7 @@ impl Node {
             membership: self.membership(),
             hello: self.our_hello(),
             live: Default::default(),
+            per_peer: Default::default(),
         });
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
@@ -307,6 +342,15 @@ async fn serve_connection(shared: Arc<Shared>, incoming: Incoming) {
         .trust
         .name_of(&node_id)
         .unwrap_or_else(|| node_id.short());
+    let Some(_slot) = PeerSlot::take(&shared, node_id) else {
+        let max = shared.config.max_connections_per_peer;
+        warn!("refusing a connection from peer {name}: it has {max} already");
+        let reason = format!(
+            "too many connections from this node (at most {max}); retry once some have ended"
+        );
+        conn.close(VarInt::from_u32(close::BUSY), reason.as_bytes());
+        return refused(Some(node_id), reason);
+    };
 
     // Hello: the client's first bidirectional stream.
     let hello = async {
@@ -394,9 +438,10 @@ async fn serve_connection(shared: Arc<Shared>, incoming: Incoming) {
     let reason = loop {
         tokio::select! {
             accepted = conn.accept_bi() => match accepted {
-                Ok((send, recv)) => {
+                Ok(opened) => {
                     let gauge = Gauge::new(&shared.stats, |s| &s.streams);
-                    let stream = FramedStream::new(send, recv, &name, shared.config.stream_timeout);
+                    let limit = shared.config.stream_timeout;
+                    let stream = FramedStream::new(opened, &conn, &name, limit);
                     let (shared, peer) = (shared.clone(), peer.clone());
                     streams.spawn(async move {
                         let _gauge = gauge;
@@ -433,7 +478,7 @@ async fn serve_stream(shared: Arc<Shared>, peer: Arc<PeerInfo>, mut stream: Fram
     };
     let body = match stream.recv_body().await {
         Ok(body) => body,
-        Err(NetError::Timeout { .. }) => {
+        Err(NetError::Stalled { .. }) => {
             return fail(
                 &mut stream,
                 stream_code::TIMEOUT,
@@ -464,6 +509,7 @@ async fn serve_stream(shared: Arc<Shared>, peer: Arc<PeerInfo>, mut stream: Fram
     debug!("peer {} asks {:?}", peer.name, RequestKind(&request));
     match shared.handler.handle(&peer, request, &mut stream).await {
         Ok(()) => stream.finish(),
+        Err(e @ NetError::Stalled { .. }) => fail(&mut stream, stream_code::TIMEOUT, e.to_string()),
         Err(e) => fail(&mut stream, stream_code::INTERNAL, e.to_string()),
     }
 }

@@ -1,10 +1,12 @@
 //! A bidirectional QUIC stream that speaks frames: the unit both request
 //! handlers (server side) and requests (client side) work with.
 
+use std::future::Future;
 use std::time::Duration;
 
 use quinn::{
-    ConnectionError, ReadError, ReadExactError, RecvStream, SendStream, VarInt, WriteError,
+    Connection, ConnectionError, ReadError, ReadExactError, RecvStream, SendStream, VarInt,
+    WriteError,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -14,8 +16,9 @@ use super::NetError;
 use crate::proto::{self, ProtoError, Validate, FRAME_HEADER_LEN};
 
 /// One request stream: frames and raw bytes both ways, every read and write
-/// bounded by the stream timeout. [`FramedStream::split`] gives the two
-/// directions separately, for protocols where both sides send at once.
+/// bounded by a no-progress limit (see [`Watchdog`]). [`FramedStream::split`]
+/// gives the two directions separately, for protocols where both sides send
+/// at once.
 pub struct FramedStream {
     sender: FrameSender,
     receiver: FrameReceiver,
@@ -25,7 +28,7 @@ pub struct FramedStream {
 pub struct FrameSender {
     send: SendStream,
     peer: String,
-    timeout: Duration,
+    watchdog: Watchdog,
     finished: bool,
 }
 
@@ -33,7 +36,69 @@ pub struct FrameSender {
 pub struct FrameReceiver {
     recv: RecvStream,
     peer: String,
-    timeout: Duration,
+    watchdog: Watchdog,
+}
+
+/// A stream operation's time limit, which follows the connection's progress
+/// rather than the clock: an operation fails only after a whole limit in
+/// which no stream of the connection moved.
+///
+/// Why not a timer per call: a call may wait for good reasons that have
+/// nothing to do with this stream. A holder's second answer waits, its
+/// stream window full, until the client has read the first one, which over
+/// a lossy 50 ms link takes far longer than any fixed limit (a fixed 30 s
+/// dropped slow holders: issue #14). Progress is stream data moving either
+/// way, and the window updates (`MAX_DATA`, `MAX_STREAM_DATA`) that show the
+/// peer reads what we send. (Stream data we send counts too: on a link
+/// slower than 1/8 of a window per limit, window updates come too rarely to
+/// show that the peer reads.) Keep-alives and acknowledgements are not
+/// progress (a live peer that reads nothing is stuck, and gives us no
+/// credit to send more); a dead connection ends at the QUIC idle timeout.
+#[derive(Clone)]
+struct Watchdog {
+    conn: Connection,
+    limit: Duration,
+}
+
+/// The limit is at least this many round trips, so that a few of QUIC's
+/// backed-off loss probes on a long path fit in it.
+const LIMIT_RTTS: u32 = 16;
+
+impl Watchdog {
+    /// The no-progress limit now: the configured one, or more on a long path.
+    fn limit(&self) -> Duration {
+        self.limit.max(self.conn.rtt() * LIMIT_RTTS)
+    }
+
+    /// Frames so far that show streams moving.
+    fn progress(&self) -> u64 {
+        let stats = self.conn.stats();
+        let rx = stats.frame_rx;
+        rx.stream + rx.max_stream_data + rx.max_data + stats.frame_tx.stream
+    }
+
+    /// Runs `op` until it completes, or fails it with [`NetError::Stalled`]
+    /// once a whole limit passed without progress.
+    async fn guard<F: Future>(&self, peer: &str, op: F) -> Result<F::Output, NetError> {
+        tokio::pin!(op);
+        let mut seen = self.progress();
+        loop {
+            let limit = self.limit();
+            match timeout(limit, &mut op).await {
+                Ok(out) => return Ok(out),
+                Err(_) => {
+                    let now = self.progress();
+                    if now == seen {
+                        return Err(NetError::Stalled {
+                            peer: peer.to_owned(),
+                            secs: limit.as_secs().max(1),
+                        });
+                    }
+                    seen = now;
+                }
+            }
+        }
+    }
 }
 
 impl Drop for FrameSender {
@@ -49,26 +114,30 @@ impl Drop for FrameSender {
     }
 }
 
-fn timed_out(peer: &str, limit: Duration) -> NetError {
-    NetError::Timeout {
-        peer: peer.to_owned(),
-        secs: limit.as_secs().max(1),
-    }
-}
-
 impl FramedStream {
-    pub(crate) fn new(send: SendStream, recv: RecvStream, peer: &str, timeout: Duration) -> Self {
+    /// A stream of `conn`, whose operations fail after `limit` without
+    /// progress on the connection.
+    pub(crate) fn new(
+        (send, recv): (SendStream, RecvStream),
+        conn: &Connection,
+        peer: &str,
+        limit: Duration,
+    ) -> Self {
+        let watchdog = Watchdog {
+            conn: conn.clone(),
+            limit,
+        };
         FramedStream {
             sender: FrameSender {
                 send,
                 peer: peer.to_owned(),
-                timeout,
+                watchdog: watchdog.clone(),
                 finished: false,
             },
             receiver: FrameReceiver {
                 recv,
                 peer: peer.to_owned(),
-                timeout,
+                watchdog,
             },
         }
     }
@@ -88,6 +157,14 @@ impl FramedStream {
         &mut self,
     ) -> Result<T, NetError> {
         self.receiver.recv_frame().await
+    }
+
+    /// Reads and decodes the next frame, for as long as the connection lives
+    /// (see [`FrameReceiver::recv_frame_after_work`]).
+    pub async fn recv_frame_after_work<T: DeserializeOwned + Serialize + Validate>(
+        &mut self,
+    ) -> Result<T, NetError> {
+        self.receiver.recv_frame_after_work().await
     }
 
     /// Encodes and sends one frame.
@@ -127,6 +204,12 @@ impl FramedStream {
     /// Waits for the end of the peer's side; anything more is an error.
     pub async fn expect_end(&mut self) -> Result<(), NetError> {
         self.receiver.expect_end().await
+    }
+
+    /// [`FramedStream::expect_end`] for as long as the connection lives (see
+    /// [`FrameReceiver::recv_frame_after_work`]).
+    pub async fn expect_end_after_work(&mut self) -> Result<(), NetError> {
+        self.receiver.expect_end_after_work().await
     }
 
     /// Ends our direction of the stream (the peer reads the end).
@@ -170,20 +253,18 @@ impl FrameSender {
         self.send_raw(&frame).await
     }
 
-    /// Sends raw bytes, within the stream timeout.
+    /// Sends raw bytes, while the connection makes progress.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        match timeout(self.timeout, self.send.write_all(bytes)).await {
-            Ok(result) => result.map_err(|e| write_error(e, &self.peer)),
-            Err(_) => Err(timed_out(&self.peer, self.timeout)),
-        }
+        let write = self.send.write_all(bytes);
+        let result = self.watchdog.guard(&self.peer, write).await?;
+        result.map_err(|e| write_error(e, &self.peer))
     }
 
     /// Sends raw bytes it takes ownership of, without copying them.
     pub async fn send_bytes(&mut self, bytes: bytes::Bytes) -> Result<(), NetError> {
-        match timeout(self.timeout, self.send.write_chunk(bytes)).await {
-            Ok(result) => result.map_err(|e| write_error(e, &self.peer)),
-            Err(_) => Err(timed_out(&self.peer, self.timeout)),
-        }
+        let write = self.send.write_chunk(bytes);
+        let result = self.watchdog.guard(&self.peer, write).await?;
+        result.map_err(|e| write_error(e, &self.peer))
     }
 
     /// Ends this direction (the peer reads the end).
@@ -197,10 +278,9 @@ impl FrameReceiver {
     /// Reads the body of the next frame (at most `MAX_FRAME` bytes, checked
     /// before allocating).
     pub async fn recv_body(&mut self) -> Result<Vec<u8>, NetError> {
-        match timeout(self.timeout, read_body(&mut self.recv)).await {
-            Ok(result) => result.map_err(|e| e.into_net(&self.peer)),
-            Err(_) => Err(timed_out(&self.peer, self.timeout)),
-        }
+        let read = read_body(&mut self.recv);
+        let result = self.watchdog.guard(&self.peer, read).await?;
+        result.map_err(|e| e.into_net(&self.peer))
     }
 
     /// Reads and decodes the next frame.
@@ -208,7 +288,29 @@ impl FrameReceiver {
         &mut self,
     ) -> Result<T, NetError> {
         let body = self.recv_body().await?;
-        proto::decode_body(&body).map_err(|source| NetError::Protocol {
+        self.decode(&body)
+    }
+
+    /// Reads and decodes the next frame for as long as the connection lives,
+    /// with no limit of its own: for an answer the peer must first work for
+    /// (commit its tree, merge and apply what we sent), during which no
+    /// stream moves. A dead peer or link still ends the wait, at the QUIC
+    /// idle timeout (keep-alives are answered by the peer's QUIC stack while
+    /// it works).
+    pub async fn recv_frame_after_work<T: DeserializeOwned + Serialize + Validate>(
+        &mut self,
+    ) -> Result<T, NetError> {
+        let body = read_body(&mut self.recv)
+            .await
+            .map_err(|e| e.into_net(&self.peer))?;
+        self.decode(&body)
+    }
+
+    fn decode<T: DeserializeOwned + Serialize + Validate>(
+        &self,
+        body: &[u8],
+    ) -> Result<T, NetError> {
+        proto::decode_body(body).map_err(|source| NetError::Protocol {
             peer: self.peer.clone(),
             source,
         })
@@ -216,24 +318,22 @@ impl FrameReceiver {
 
     /// Reads up to `max` raw bytes; `None` at the end of the stream.
     pub async fn recv_raw(&mut self, max: usize) -> Result<Option<quinn::Chunk>, NetError> {
-        match timeout(self.timeout, self.recv.read_chunk(max, true)).await {
-            Ok(result) => result.map_err(|e| read_error(e, &self.peer)),
-            Err(_) => Err(timed_out(&self.peer, self.timeout)),
-        }
+        let read = self.recv.read_chunk(max, true);
+        let result = self.watchdog.guard(&self.peer, read).await?;
+        result.map_err(|e| read_error(e, &self.peer))
     }
 
-    /// Fills `buf` with raw bytes under one timeout (one timer per call, not
-    /// per packet-sized piece).
+    /// Fills `buf` with raw bytes (one watchdog per call, not per
+    /// packet-sized piece).
     pub async fn recv_exact(&mut self, buf: &mut [u8]) -> Result<(), NetError> {
-        match timeout(self.timeout, read_exact(&mut self.recv, buf)).await {
-            Ok(result) => result.map_err(|e| e.into_net(&self.peer)),
-            Err(_) => Err(timed_out(&self.peer, self.timeout)),
-        }
+        let read = read_exact(&mut self.recv, buf);
+        let result = self.watchdog.guard(&self.peer, read).await?;
+        result.map_err(|e| e.into_net(&self.peer))
     }
 
-    /// Reads and discards up to `at_most` raw bytes under one timeout (one
-    /// timer per call, not per packet-sized chunk); returns the bytes read
-    /// and whether the stream ended.
+    /// Reads and discards up to `at_most` raw bytes (one watchdog per call,
+    /// not per packet-sized chunk); returns the bytes read and whether the
+    /// stream ended.
     pub async fn skip_raw(&mut self, at_most: u64) -> Result<(u64, bool), NetError> {
         let recv = &mut self.recv;
         let read = async {
@@ -246,15 +346,29 @@ impl FrameReceiver {
             }
             Ok::<_, ReadError>((got, false))
         };
-        match timeout(self.timeout, read).await {
-            Ok(result) => result.map_err(|e| read_error(e, &self.peer)),
-            Err(_) => Err(timed_out(&self.peer, self.timeout)),
-        }
+        let result = self.watchdog.guard(&self.peer, read).await?;
+        result.map_err(|e| read_error(e, &self.peer))
     }
 
     /// Waits for the end of the peer's side; anything more is an error.
     pub async fn expect_end(&mut self) -> Result<(), NetError> {
-        match self.recv_raw(1).await? {
+        let end = self.recv_raw(1).await?;
+        self.end_of(end)
+    }
+
+    /// [`FrameReceiver::expect_end`] for as long as the connection lives (see
+    /// [`FrameReceiver::recv_frame_after_work`]).
+    pub async fn expect_end_after_work(&mut self) -> Result<(), NetError> {
+        let end = self
+            .recv
+            .read_chunk(1, true)
+            .await
+            .map_err(|e| read_error(e, &self.peer))?;
+        self.end_of(end)
+    }
+
+    fn end_of(&self, read: Option<quinn::Chunk>) -> Result<(), NetError> {
+        match read {
             None => Ok(()),
             Some(_) => Err(NetError::Unexpected {
                 peer: self.peer.clone(),

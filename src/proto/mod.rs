@@ -74,7 +74,7 @@ pub mod close {
 pub mod stream {
     /// A malformed, oversized or truncated frame.
     pub const MALFORMED: u32 = 1;
-    /// The request was not complete within the stream timeout.
+    /// No request, or no progress, within the no-progress limit.
     pub const TIMEOUT: u32 = 2;
     /// The server is shutting down.
     pub const SHUTDOWN: u32 = 3;

@@ -114,8 +114,10 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
     let (repo, snapshot) = snapshot_of(repo).await?;
     let mine = hello(&snapshot, peer.node_id)?;
     let mut stream = conn.open_session(&Request::Sync(mine.clone())).await?;
+    // The server commits its tree before it answers: no time limit but the
+    // connection's life.
     let theirs = match stream
-        .recv_frame::<Response>()
+        .recv_frame_after_work::<Response>()
         .await
         .map_err(|e| conn.explain(e))?
     {
@@ -137,9 +139,10 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
         }
     };
     let mut report = exchange(&mut stream, repo, snapshot, &peer, mine, theirs).await?;
-    // The server ends the stream once it has merged and applied all we sent.
+    // The server ends the stream once it has merged and applied all we sent,
+    // which takes as long as its tree needs.
     stream.finish();
-    stream.expect_end().await?;
+    stream.expect_end_after_work().await?;
     report.joined = joined;
     Ok(report)
 }

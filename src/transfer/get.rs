@@ -28,7 +28,7 @@ use super::schedule::{LargeFetch, Schedule, SmallContent};
 use super::staging::{self, FinishError, StagedFile};
 use super::writer::{self, WriteOp};
 use super::{ask, newest, AskError, GetReport, Holders, Shared, TransferProgress};
-use crate::chunk::{page_hash, ChunkRef, Manifest};
+use crate::chunk::{page_hash, ChunkParams, ChunkRef, Manifest};
 use crate::model::{ContentHash, FileId, NodeId, Placed};
 use crate::net::PeerConnection;
 use crate::proto::{Request, Response, MAX_PAGES_ASKED, MAX_PAGE_CHUNKS_SENT, MAX_WHOLE_FILE};
@@ -54,9 +54,11 @@ struct Wanted {
 struct Context {
     staging: PathBuf,
     copies: LocalCopies,
-    /// The repository's smallest chunk: bounds how many chunks (and pages)
-    /// a manifest of a given size can have.
-    min_chunk: u32,
+    /// The repository's chunk sizes: the smallest bounds how many chunks
+    /// (and pages) a manifest of a given size can have, the largest how
+    /// large a chunk of a fetched manifest may be (every chunk is read into
+    /// memory whole).
+    chunking: ChunkParams,
     schedule: Arc<Schedule>,
     conns: HashMap<NodeId, PeerConnection>,
     writer: mpsc::Sender<WriteOp>,
@@ -85,7 +87,7 @@ pub async fn get(
         std::io::ErrorKind::NotFound => Error::NotALocation(root.clone()),
         _ => Error::io("lock the staging folder of", &root)(e),
     })?;
-    let (wanted, copies, min_chunk) = {
+    let (wanted, copies, chunking) = {
         let root = root.clone();
         let ids = ids.to_vec();
         tokio::task::spawn_blocking(move || plan(&root, &ids))
@@ -136,7 +138,7 @@ pub async fn get(
     let ctx = Arc::new(Context {
         staging,
         copies,
-        min_chunk,
+        chunking,
         schedule: schedule.clone(),
         conns,
         writer: write_tx,
@@ -230,7 +232,7 @@ fn fail_targets(ctx: &Context, targets: &[Placed], why: &str) {
 
 /// The wanted contents of the files `ids`, grouped by content, and what is
 /// here to copy from.
-fn plan(root: &Path, ids: &[FileId]) -> crate::Result<(Vec<Wanted>, LocalCopies, u32)> {
+fn plan(root: &Path, ids: &[FileId]) -> crate::Result<(Vec<Wanted>, LocalCopies, ChunkParams)> {
     let repo = Repo::open(root)?;
     let me = repo.node_id();
     let mut wanted: Vec<Wanted> = Vec::new();
@@ -264,7 +266,7 @@ fn plan(root: &Path, ids: &[FileId]) -> crate::Result<(Vec<Wanted>, LocalCopies,
         }
     }
     let copies = LocalCopies::load(root, repo.store())?;
-    Ok((wanted, copies, repo.settings().chunking.min))
+    Ok((wanted, copies, repo.settings().chunking))
 }
 
 /// Stages a content held here whole (under another path) or empty, without
@@ -516,8 +518,7 @@ async fn manifest_from_holders(
         if distrusted.contains(holder) || !ctx.schedule.reachable(&[*holder]) {
             continue;
         }
-        let max_chunks = want.size / u64::from(ctx.min_chunk.max(1)) + 1;
-        match fetch_manifest(conn, want.hash, max_chunks, &known).await {
+        match fetch_manifest(conn, want, ctx.chunking, &known).await {
             Ok(manifest) if manifest.total_len() == want.size => return Ok((manifest, *holder)),
             Ok(manifest) => {
                 let why = format!(
@@ -552,13 +553,17 @@ async fn manifest_from_holders(
 
 /// A content's manifest from `conn`: its index, then only the pages not
 /// in `known`; every page checked against its hash in the index, the index
-/// bounded by `max_chunks` (what the content's size allows).
+/// bounded by what the content's size allows with the repository's smallest
+/// chunk, every chunk's length by the repository's largest (a chunk is
+/// received into memory whole: a lying length of 1 GiB would be allocated).
 async fn fetch_manifest(
     conn: &PeerConnection,
-    hash: ContentHash,
-    max_chunks: u64,
+    want: &Wanted,
+    chunking: ChunkParams,
     known: &HashMap<ContentHash, &[ChunkRef]>,
 ) -> Result<Manifest, AskError> {
+    let hash = want.hash;
+    let max_chunks = want.size / u64::from(chunking.min.max(1)) + 1;
     let lie = |what: &str| AskError::Lied(what.to_owned());
     let mut index = Vec::new();
     loop {
@@ -620,6 +625,12 @@ async fn fetch_manifest(
                 if page.len() != expected.chunks as usize || page_hash(&page) != expected.hash {
                     return Err(AskError::Lied(format!(
                         "manifest page {at} does not match its index"
+                    )));
+                }
+                if let Some(bad) = page.iter().find(|c| c.len == 0 || c.len > chunking.max) {
+                    return Err(AskError::Lied(format!(
+                        "a manifest chunk of {} bytes, outside this repository's 1 to {}",
+                        bad.len, chunking.max
                     )));
                 }
                 pages[at as usize] = Some(page);

@@ -122,6 +122,54 @@ pub fn b3(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
+/// Runs the `harmony` binary on the location at `root` as a user whom file
+/// permissions stop: as root (CI), as `nobody` through util-linux's
+/// `setpriv`, on a tree handed to `nobody` for the run and given back
+/// after; otherwise as this user.
+pub fn harmony_unprivileged(root: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let bin = assert_cmd::cargo::cargo_bin("harmony");
+    if !is_root() {
+        return std::process::Command::new(bin)
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .unwrap();
+    }
+    let passwd = fs::read_to_string("/etc/passwd").unwrap();
+    let nobody: Vec<u32> = passwd
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .expect("a user nobody")
+        .split(':')
+        .skip(2)
+        .take(2)
+        .map(|id| id.parse().unwrap())
+        .collect();
+    chown_tree(root, Some(nobody[0]), Some(nobody[1]));
+    let out = std::process::Command::new("setpriv")
+        .arg(format!("--reuid={}", nobody[0]))
+        .arg(format!("--regid={}", nobody[1]))
+        .arg("--clear-groups")
+        .arg(bin)
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("setpriv (util-linux) runs the binary as nobody");
+    chown_tree(root, Some(0), Some(0));
+    out
+}
+
+fn chown_tree(path: &std::path::Path, uid: Option<u32>, gid: Option<u32>) {
+    std::os::unix::fs::lchown(path, uid, gid).unwrap();
+    if fs::symlink_metadata(path).unwrap().is_dir() {
+        for entry in fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), uid, gid);
+        }
+    }
+}
+
 /// True when this process runs as root (file permissions do not stop it).
 pub fn is_root() -> bool {
     fs::read_to_string("/proc/self/status")
@@ -193,6 +241,15 @@ pub fn sync_pair_committed(a: &mut Location, b: &mut Location) -> usize {
 
 /// Serves `loc` to the `trusted` locations.
 pub fn serve(loc: &Location, trusted: &[&Location]) -> Server {
+    serve_with(loc, trusted, |_| {})
+}
+
+/// [`serve`] with settings changed by `adjust` (e.g. a short stream timeout).
+pub fn serve_with(
+    loc: &Location,
+    trusted: &[&Location],
+    adjust: impl FnOnce(&mut harmony::net::NodeConfig),
+) -> Server {
     let trust = TrustList::from_peers(
         trusted
             .iter()
@@ -201,6 +258,7 @@ pub fn serve(loc: &Location, trusted: &[&Location]) -> Server {
     let settings = Repo::open(&loc.root()).unwrap().settings().clone();
     let mut config = sync_config(settings.repo_id, &settings.node_name);
     config.fresh = loc.repo.store().is_fresh().unwrap();
+    adjust(&mut config);
     let node = Node::bind(loc.repo.identity().clone(), config, trust).unwrap();
     let service = SyncService::new(loc.root(), node.membership());
     Server::start_node(node, Arc::new(service))
@@ -245,18 +303,19 @@ pub fn holders(
     loc: &Location,
     serving: &[(&Location, std::net::SocketAddr)],
 ) -> harmony::transfer::Holders {
-    holders_with_timeout(loc, serving, std::time::Duration::from_secs(20))
+    holders_with(loc, serving, |_| {})
 }
 
-/// [`holders`] giving up on a silent stream after `timeout`.
-pub fn holders_with_timeout(
+/// [`holders`] with the client's settings changed by `adjust` (e.g. a short
+/// stream timeout).
+pub fn holders_with(
     loc: &Location,
     serving: &[(&Location, std::net::SocketAddr)],
-    timeout: std::time::Duration,
+    adjust: impl FnOnce(&mut harmony::net::NodeConfig),
 ) -> harmony::transfer::Holders {
     let repo = Repo::open(&loc.root()).unwrap();
     let mut config = sync_config(repo.settings().repo_id, &repo.settings().node_name);
-    config.stream_timeout = timeout;
+    adjust(&mut config);
     let node = Node::bind_client(repo.identity().clone(), config).unwrap();
     let peers = serving
         .iter()
