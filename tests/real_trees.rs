@@ -13,6 +13,27 @@ use harmony::scan::NoProgress;
 use harmony::{ConflictKind, FileState, Keep};
 use support::{get_from, serve, sync_pair, tree, Item, Location};
 
+/// a and b each add their own file at `path`, b after a (so a's claim is
+/// the first), and sync.
+fn both_added(path: &str, at_a: &[u8], at_b: &[u8]) -> (Location, Location) {
+    let mut a = Location::new("a");
+    let mut b = Location::joining("b", &a);
+    a.write(path, at_a);
+    a.commit();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    b.write(path, at_b);
+    sync_pair(&mut a, &mut b);
+    (a, b)
+}
+
+/// Each of a and b fetches what it lacks from the other.
+async fn fetch_both(a: &Location, b: &Location) {
+    for (to, from) in [(b, a), (a, b)] {
+        let report = fetch(to, from).await;
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+    }
+}
+
 /// `to` fetches everything it lacks from `from`.
 async fn fetch(to: &Location, from: &Location) -> harmony::transfer::GetReport {
     let mut server = serve(from, &[to]);
@@ -73,18 +94,8 @@ async fn a_folder_replaced_by_a_file_of_its_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_files_added_at_one_path_are_both_kept_and_listed() {
-    let mut a = Location::new("a");
-    let mut b = Location::joining("b", &a);
-    a.write("notes/todo.txt", b"a's list");
-    a.commit();
-    // b adds its own later (the first claim keeps the path).
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    b.write("notes/todo.txt", b"b's list");
-    sync_pair(&mut a, &mut b);
-    for (to, from) in [(&b, &a), (&a, &b)] {
-        let report = fetch(to, from).await;
-        assert!(report.failed.is_empty(), "{:?}", report.failed);
-    }
+    let (mut a, mut b) = both_added("notes/todo.txt", b"a's list", b"b's list");
+    fetch_both(&a, &b).await;
     assert_eq!(tree(&a), tree(&b), "both trees are the same");
     let items = tree(&a);
     assert_eq!(items.len(), 2, "{items:?}");
@@ -117,13 +128,7 @@ async fn two_files_added_at_one_path_are_both_kept_and_listed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_clash_resolved_for_one_side_deletes_the_other_into_the_trash() {
-    let mut a = Location::new("a");
-    let mut b = Location::joining("b", &a);
-    a.write("IMG_0001.JPG", b"camera one");
-    a.commit();
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    b.write("IMG_0001.JPG", b"camera two");
-    sync_pair(&mut a, &mut b);
+    let (mut a, mut b) = both_added("IMG_0001.JPG", b"camera one", b"camera two");
     let path = RepoPath::new("IMG_0001.JPG").unwrap();
     // b keeps its own picture at the name; a's goes (into b's trash? b never
     // held it; a holds the only copy, so a keeps it in its trash).
@@ -157,10 +162,7 @@ async fn a_file_where_another_location_has_a_folder_moves_aside() {
     a.write("p", b"a file");
     b.write("p/q", b"in a folder");
     sync_pair(&mut a, &mut b);
-    for (to, from) in [(&b, &a), (&a, &b)] {
-        let report = fetch(to, from).await;
-        assert!(report.failed.is_empty(), "{:?}", report.failed);
-    }
+    fetch_both(&a, &b).await;
     assert_eq!(tree(&a), tree(&b));
     let items = tree(&a);
     assert_eq!(
@@ -179,10 +181,7 @@ async fn a_rename_onto_a_path_another_location_created_loses_it() {
     std::thread::sleep(std::time::Duration::from_millis(5));
     fs::rename(a.root().join("x"), a.root().join("z")).unwrap();
     sync_pair(&mut a, &mut b);
-    for (to, from) in [(&b, &a), (&a, &b)] {
-        let report = fetch(to, from).await;
-        assert!(report.failed.is_empty(), "{:?}", report.failed);
-    }
+    fetch_both(&a, &b).await;
     assert_eq!(tree(&a), tree(&b));
     let items = tree(&a);
     assert_eq!(items.get("z"), Some(&Item::File(b"b's z".to_vec(), false)));

@@ -60,14 +60,7 @@ impl Repo {
         self.recover_interrupted_moves()?;
         let recorded = self.store.local_files()?;
         let recorded_count = recorded.len();
-        let symlinks = self.config()?.symlinks;
-        let outcome = scan::scan(
-            &self.root,
-            recorded,
-            self.settings.chunking,
-            symlinks,
-            progress,
-        );
+        let outcome = self.scan(recorded, progress)?;
         let deleted = outcome
             .changes
             .iter()
@@ -173,6 +166,25 @@ impl Repo {
         }
         report.duration = started.elapsed();
         Ok(report)
+    }
+}
+
+impl Repo {
+    /// Compares the working tree with what was `recorded`, with this
+    /// location's chunking and config.
+    pub(super) fn scan(
+        &self,
+        recorded: Vec<LocalFile>,
+        progress: &dyn ScanProgress,
+    ) -> Result<ScanOutcome> {
+        let symlinks = self.config()?.symlinks;
+        Ok(scan::scan(
+            &self.root,
+            recorded,
+            self.settings.chunking,
+            symlinks,
+            progress,
+        ))
     }
 }
 

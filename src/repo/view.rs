@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::Repo;
 use crate::error::Result;
 use crate::model::{FileEntry, FileId, NodeId, Placed, RepoPath, Resolved};
-use crate::scan::{self, Change, ScanProgress};
+use crate::scan::{Change, ScanProgress};
 
 /// The state of one file as `ls` and `status` show it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -90,14 +90,7 @@ struct TreeView {
 impl Repo {
     fn tree_view(&self, progress: &dyn ScanProgress) -> Result<TreeView> {
         let recorded = self.store.local_files()?;
-        let symlinks = self.config()?.symlinks;
-        let outcome = scan::scan(
-            &self.root,
-            recorded,
-            self.settings.chunking,
-            symlinks,
-            progress,
-        );
+        let outcome = self.scan(recorded, progress)?;
         let warnings = super::commit::warnings(&outcome);
         let mut view = TreeView {
             changed: HashMap::new(),
