@@ -441,3 +441,43 @@ async fn a_link_is_never_served_as_the_bytes_it_points_to() {
     holders.close().await;
     server.stop().await;
 }
+
+/// Sets or clears the immutable attribute of `path` (refused writes even
+/// for root, which the test suite runs as in CI); false where the file
+/// system has no such attribute.
+fn immutable(path: &std::path::Path, on: bool) -> bool {
+    std::process::Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_this_location_may_not_write_blocks_only_its_file() {
+    let (mut a, mut b) = pair_holding(&[("have.txt", b"same bytes")]).await;
+    a.write("locked/new.txt", b"same bytes");
+    a.write("free.txt", b"same bytes");
+    a.commit();
+    let locked = b.root().join("locked");
+    fs::create_dir(&locked).unwrap();
+    if !immutable(&locked, true) {
+        eprintln!("chattr +i is not available here: nothing to check");
+        return;
+    }
+    sync_pair(&mut a, &mut b);
+    immutable(&locked, false);
+    assert_eq!(fs::read(b.root().join("free.txt")).unwrap(), b"same bytes");
+    let blocked = b.repo.store().blocked().unwrap();
+    assert_eq!(blocked.len(), 1, "{blocked:?}");
+    assert_eq!(blocked[0].path.as_str(), "locked/new.txt");
+    assert!(
+        blocked[0].reason.contains("not permitted"),
+        "{}",
+        blocked[0].reason
+    );
+    // Writable again: the next apply places it.
+    b.repo.apply_remote(&[]).unwrap();
+    assert_eq!(fs::read(locked.join("new.txt")).unwrap(), b"same bytes");
+    assert!(b.repo.store().blocked().unwrap().is_empty());
+}
