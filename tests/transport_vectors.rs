@@ -294,7 +294,7 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         get("page-hash"),
         "page-hash is the code's page hash"
     );
-    assert_eq!(vectors.len(), 21, "every vector in protocol.md is checked");
+    assert_eq!(vectors.len(), 22, "every vector in protocol.md is checked");
 }
 
 #[test]
@@ -302,8 +302,8 @@ fn protocol_md_states_the_constants_of_the_code() {
     let spec =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md")).unwrap();
     assert!(spec.contains(&format!("ALPN: `{}`", String::from_utf8_lossy(proto::ALPN))));
-    assert!(spec.contains("# Harmony wire protocol, version 1"));
-    assert_eq!(proto::PROTOCOL_VERSION, 1);
+    assert!(spec.contains("# Harmony wire protocol, version 2"));
+    assert_eq!(proto::PROTOCOL_VERSION, 2);
     assert_eq!(proto::MAX_FRAME, 1 << 20);
     assert!(spec.contains("`length` ≤ **1 MiB** (1,048,576)"));
     assert_eq!(proto::MAX_NAME, 64);
