@@ -13,6 +13,7 @@ pub mod chunk;
 mod error;
 pub mod model;
 pub mod net;
+pub mod node;
 pub mod proto;
 mod repo;
 pub mod scan;
@@ -24,6 +25,6 @@ pub mod tree;
 pub use error::{Error, Result};
 pub use repo::{
     ApplyReport, CommitOptions, CommitReport, Config, Conflict, ConflictKind, ConflictSide,
-    FileState, Holder, InitOptions, Keep, ListedFile, Repo, Resolution, StatusLine, Whereabouts,
-    CONFIG_FILE, DEFAULT_PORT,
+    FileState, GetPlan, Holder, InitOptions, Keep, ListedFile, Repo, Resolution, StatusLine,
+    WantedContent, Whereabouts, CONFIG_FILE, DEFAULT_PORT,
 };

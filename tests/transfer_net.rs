@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use harmony::net::{BoxFuture, FramedStream, Handler, NetError, Node, PeerInfo};
+use harmony::net::{BoxFuture, FramedStream, Handler, NetError, PeerInfo};
+use harmony::node::{PlannedGet, Router};
 use harmony::proto::{Request, Response, MAX_WHOLE_FILE};
-use harmony::sync::SyncService;
 use harmony::transfer::drop_files;
 use harmony::Repo;
 use support::relay::{Faults, Relay};
@@ -128,14 +128,12 @@ async fn a_get_cut_midway_resumes_with_the_missing_chunks_only() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     };
-    let wanted = Repo::open(&b.root()).unwrap().wanted(Some(&[])).unwrap();
+    let planned = PlannedGet::new(&Repo::open(&b.root()).unwrap(), Some(&[])).unwrap();
     let mut through_relay =
         support::holders_with_timeout(&b, &[(&a, relay.addr)], Duration::from_secs(2));
-    let root = b.root();
     let (first, ()) = tokio::join!(
         async {
-            let report =
-                harmony::transfer::get(&root, &wanted, &mut through_relay, progress.clone()).await;
+            let report = planned.run(&mut through_relay, progress.clone()).await;
             finished.store(true, std::sync::atomic::Ordering::SeqCst);
             report
         },
@@ -241,7 +239,7 @@ enum Lie {
 
 /// A holder that tells its `lie` and serves the rest from `service`.
 struct Rogue {
-    service: SyncService,
+    service: Router,
     root: PathBuf,
     lie: Lie,
     /// Lying answers sent so far.
@@ -307,13 +305,11 @@ impl Handler for Rogue {
 /// Starts `holder` serving `client` as a rogue telling `lie`; returns the
 /// server and the rogue (to count its lies).
 fn start_rogue(holder: &Location, client: &Location, lie: Lie) -> (net::Server, Arc<Rogue>) {
-    let settings = Repo::open(&holder.root()).unwrap().settings().clone();
-    let config = support::sync_config(settings.repo_id, &settings.node_name);
     let client_name = client.repo.settings().node_name.clone();
     let trust = harmony::net::TrustList::from_peers([(client.repo.node_id(), client_name)]);
-    let node = Node::bind(holder.repo.identity().clone(), config, trust).unwrap();
+    let node = support::sync_setup(&holder.root()).bind(trust).unwrap();
     let rogue = Arc::new(Rogue {
-        service: SyncService::new(holder.root(), node.membership()),
+        service: Router::new(holder.root(), node.membership()),
         root: holder.root(),
         lie,
         lies: AtomicUsize::new(0),

@@ -85,8 +85,8 @@ impl Handler for Builtin {
                     }
                     Ok(())
                 }
-                // Served by the location's handler (`sync::SyncService`),
-                // which passes only the other kinds on to `Builtin`.
+                // Served by the location's router (`node::Router`), which
+                // passes only the other kinds on to `Builtin`.
                 Request::Sync(_)
                 | Request::Manifest { .. }
                 | Request::ManifestPages { .. }

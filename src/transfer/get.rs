@@ -1,8 +1,9 @@
 //! `get`: the newest content of files, from the locations that hold it.
 //!
 //! The parts, each on its own:
-//! * planning (here): which contents are wanted, by which files, held by
-//!   whom; what is already here whole (copied, not fetched);
+//! * the plan ([`Repo::plan_get`](crate::Repo::plan_get)): which contents
+//!   are wanted, by which files, held by whom; what is already here whole
+//!   (copied here, not fetched);
 //! * one task per large content (here, a few at a time): its manifest
 //!   (only the pages that differ from the version held here), its part file
 //!   in staging (resumed), the chunks found locally, then its missing chunks
@@ -25,14 +26,15 @@ use super::lane::Lane;
 use super::local::LocalCopies;
 use super::refine::{self, OldPieces};
 use super::schedule::{LargeFetch, Schedule, SmallContent};
+use super::staging::StagingLock;
 use super::staging::{self, FinishError, StagedFile};
 use super::writer::{self, WriteOp};
-use super::{ask, newest, AskError, GetReport, Holders, Shared, TransferProgress};
+use super::{ask, AskError, GetReport, Holders, Shared, TransferProgress};
 use crate::chunk::{page_hash, ChunkRef, Manifest};
-use crate::model::{ContentHash, FileId, NodeId, Placed};
+use crate::model::{ContentHash, NodeId, Placed};
 use crate::net::PeerConnection;
 use crate::proto::{Request, Response, MAX_PAGES_ASKED, MAX_PAGE_CHUNKS_SENT, MAX_WHOLE_FILE};
-use crate::{Error, Repo};
+use crate::{Error, GetPlan, WantedContent as Wanted};
 
 /// Bytes per `Chunks` request: small enough that several holders share a
 /// file's work, large enough that a request costs nothing next to its answer.
@@ -40,15 +42,6 @@ const SPAN_BYTES: u64 = 16 << 20;
 /// Large contents prepared (manifest, staging) at once: the next one's
 /// manifest is fetched while the previous one's chunks arrive.
 const LARGE_AT_ONCE: usize = 3;
-
-/// A content wanted here, for the files `targets`.
-struct Wanted {
-    hash: ContentHash,
-    size: u64,
-    targets: Vec<Placed>,
-    /// The other locations holding it.
-    holders: Vec<NodeId>,
-}
 
 /// Everything one `get` shares between its tasks.
 struct Context {
@@ -66,32 +59,51 @@ struct Context {
     next_key: AtomicU64,
 }
 
-/// Fetches the newest content of the files `ids` into the location at `root`.
+/// The right to run the one `get` of a location at a time: its staging
+/// folder, locked. Taken before the plan is made, so that the plan sees
+/// what an earlier `get` installed.
+pub struct GetLock {
+    root: PathBuf,
+    staging: PathBuf,
+    lock: StagingLock,
+}
+
+impl GetLock {
+    /// Locks the staging folder of the location at `root`; while another
+    /// get holds it, fails with [`Error::GetRunning`].
+    pub fn take(root: &Path) -> Result<GetLock, Error> {
+        let root = root.to_path_buf();
+        let (staging, lock) = staging::lock_staging(&root).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => Error::GetRunning(root.clone()),
+            std::io::ErrorKind::NotFound => Error::NotALocation(root.clone()),
+            _ => Error::io("lock the staging folder of", &root)(e),
+        })?;
+        Ok(GetLock {
+            root,
+            staging,
+            lock,
+        })
+    }
+}
+
+/// Fetches what `plan` names into the location `lock` was taken for.
 ///
-/// One get at a time per location: another one fails with
-/// [`Error::GetRunning`]. A get whose future is dropped stops fetching, and
-/// its threads finish installing what is complete before they release the
-/// location, a moment later.
+/// A get whose future is dropped stops fetching, and its threads finish
+/// installing what is complete before they release the location, a moment
+/// later.
 pub async fn get(
-    root: &Path,
-    ids: &[FileId],
+    lock: GetLock,
+    plan: GetPlan,
     holders: &mut Holders,
     progress: Arc<dyn TransferProgress>,
 ) -> Result<GetReport, Error> {
-    let root = root.to_path_buf();
-    // One get at a time per location, before anything is planned.
-    let (staging, staging_lock) = staging::lock_staging(&root).map_err(|e| match e.kind() {
-        std::io::ErrorKind::WouldBlock => Error::GetRunning(root.clone()),
-        std::io::ErrorKind::NotFound => Error::NotALocation(root.clone()),
-        _ => Error::io("lock the staging folder of", &root)(e),
-    })?;
-    let (wanted, copies, min_chunk) = {
-        let root = root.clone();
-        let ids = ids.to_vec();
-        tokio::task::spawn_blocking(move || plan(&root, &ids))
-            .await
-            .map_err(|e| Error::Refused(format!("planning the get failed: {e}")))??
-    };
+    let GetLock {
+        root,
+        staging,
+        lock: staging_lock,
+    } = lock;
+    let (wanted, min_chunk) = (plan.contents, plan.min_chunk);
+    let copies = LocalCopies::index(&root, plan.local_manifests, plan.local_files);
     progress.start(
         wanted.iter().map(|w| w.targets.len() as u64).sum(),
         wanted.iter().map(|w| w.size).sum(),
@@ -226,45 +238,6 @@ fn fail_targets(ctx: &Context, targets: &[Placed], why: &str) {
     for target in targets {
         ctx.shared.fail(format!("{}: {why}", target.path));
     }
-}
-
-/// The wanted contents of the files `ids`, grouped by content, and what is
-/// here to copy from.
-fn plan(root: &Path, ids: &[FileId]) -> crate::Result<(Vec<Wanted>, LocalCopies, u32)> {
-    let repo = Repo::open(root)?;
-    let me = repo.node_id();
-    let mut wanted: Vec<Wanted> = Vec::new();
-    let mut by_hash: HashMap<ContentHash, usize> = HashMap::new();
-    for id in ids {
-        let Some(placed) = repo.store().placed_entry(*id)? else {
-            continue;
-        };
-        let Some((hash, size, _)) = newest(&placed.entry) else {
-            continue;
-        };
-        match by_hash.get(&hash) {
-            Some(at) => wanted[*at].targets.push(placed),
-            None => {
-                // Holders per content: any location holding these bytes,
-                // for whichever file (DESIGN.md, invariant 9).
-                let holders: Vec<NodeId> = repo
-                    .store()
-                    .holders_of_content(hash)?
-                    .into_iter()
-                    .filter(|n| *n != me)
-                    .collect();
-                by_hash.insert(hash, wanted.len());
-                wanted.push(Wanted {
-                    hash,
-                    size,
-                    targets: vec![placed],
-                    holders,
-                });
-            }
-        }
-    }
-    let copies = LocalCopies::load(root, repo.store())?;
-    Ok((wanted, copies, repo.settings().chunking.min))
 }
 
 /// Stages a content held here whole (under another path) or empty, without

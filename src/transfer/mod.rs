@@ -19,7 +19,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-pub use get::get;
+pub use get::{get, GetLock};
 pub use staging::STAGING_DIR;
 
 use crate::model::{ContentHash, FileEntry, NodeId, Resolved};

@@ -14,9 +14,10 @@ use std::time::{Duration, SystemTime};
 use std::sync::Arc;
 
 use harmony::model::RepoPath;
-use harmony::net::{Node, TrustList};
+use harmony::net::TrustList;
+use harmony::node::{NodeSetup, PlannedGet, Router};
 use harmony::scan::NoProgress;
-use harmony::sync::{sync_with, SessionReport, SyncError, SyncService};
+use harmony::sync::{sync_with, SessionReport, SyncError};
 use harmony::{CommitOptions, CommitReport, InitOptions, ListedFile, Repo};
 use net::Server;
 
@@ -198,12 +199,9 @@ pub fn serve(loc: &Location, trusted: &[&Location]) -> Server {
             .iter()
             .map(|t| (t.repo.node_id(), t.repo.settings().node_name.clone())),
     );
-    let settings = Repo::open(&loc.root()).unwrap().settings().clone();
-    let mut config = sync_config(settings.repo_id, &settings.node_name);
-    config.fresh = loc.repo.store().is_fresh().unwrap();
-    let node = Node::bind(loc.repo.identity().clone(), config, trust).unwrap();
-    let service = SyncService::new(loc.root(), node.membership());
-    Server::start_node(node, Arc::new(service))
+    let node = sync_setup(&loc.root()).bind(trust).unwrap();
+    let router = Router::new(loc.root(), node.membership());
+    Server::start_node(node, Arc::new(router))
 }
 
 /// One `harmony sync` from `loc` to the node serving at `addr`: commit,
@@ -215,10 +213,7 @@ pub async fn sync_once(
     addr: std::net::SocketAddr,
 ) -> Result<(SessionReport, u64), SyncError> {
     loc.commit();
-    let repo = Repo::open(&loc.root()).unwrap();
-    let mut config = sync_config(repo.settings().repo_id, &repo.settings().node_name);
-    config.fresh = repo.store().is_fresh().unwrap();
-    let node = Node::bind_client(repo.identity().clone(), config).unwrap();
+    let node = sync_setup(&loc.root()).bind_client().unwrap();
     let conn = node
         .connect(
             addr,
@@ -232,12 +227,21 @@ pub async fn sync_once(
     Ok((report?, stats.udp_tx.bytes + stats.udp_rx.bytes))
 }
 
-/// Test settings for sync: short handshakes, but batch frames of 256 KiB
+/// The node of the location at `root` with the transport tests' settings:
+/// loopback, 3 s for a handshake and for each read.
+pub fn node_setup(root: &Path) -> NodeSetup {
+    let mut setup = NodeSetup::open(root, net::localhost()).expect("node settings");
+    setup.config.handshake_timeout = Duration::from_secs(3);
+    setup.config.stream_timeout = Duration::from_secs(3);
+    setup
+}
+
+/// [`node_setup`] for sync: short handshakes, but batch frames of 256 KiB
 /// over a slow lossy link need more than the transport tests' 3 s per read.
-pub fn sync_config(repo: harmony::model::RepoId, name: &str) -> harmony::net::NodeConfig {
-    let mut config = net::config(repo, name);
-    config.stream_timeout = Duration::from_secs(20);
-    config
+pub fn sync_setup(root: &Path) -> NodeSetup {
+    let mut setup = node_setup(root);
+    setup.config.stream_timeout = Duration::from_secs(20);
+    setup
 }
 
 /// Holders for `loc`: the given serving locations at their addresses.
@@ -254,10 +258,9 @@ pub fn holders_with_timeout(
     serving: &[(&Location, std::net::SocketAddr)],
     timeout: std::time::Duration,
 ) -> harmony::transfer::Holders {
-    let repo = Repo::open(&loc.root()).unwrap();
-    let mut config = sync_config(repo.settings().repo_id, &repo.settings().node_name);
-    config.stream_timeout = timeout;
-    let node = Node::bind_client(repo.identity().clone(), config).unwrap();
+    let mut setup = sync_setup(&loc.root());
+    setup.config.stream_timeout = timeout;
+    let node = setup.bind_client().unwrap();
     let peers = serving
         .iter()
         .map(|(other, addr)| harmony::store::PeerRecord {
@@ -280,16 +283,12 @@ pub async fn get_from(
     let repo = Repo::open(&loc.root()).unwrap();
     let paths: Option<Vec<RepoPath>> =
         paths.map(|ps| ps.iter().map(|p| RepoPath::new(p).unwrap()).collect());
-    let wanted = repo.wanted(paths.as_deref()).unwrap();
+    let planned = PlannedGet::new(&repo, paths.as_deref()).unwrap();
     let mut holders = holders(loc, serving);
-    let report = harmony::transfer::get(
-        &loc.root(),
-        &wanted,
-        &mut holders,
-        std::sync::Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let report = planned
+        .run(&mut holders, std::sync::Arc::new(NoProgress))
+        .await
+        .unwrap();
     holders.close().await;
     report
 }
