@@ -111,19 +111,14 @@ fn hello_checks_give_readable_reasons() {
     let ours = hello();
     let proven = ours.node_id;
     let same = postcard::to_stdvec(&ours).unwrap();
-    assert_eq!(
-        check_hello(&same, &ours, proven),
-        Ok(Ok((ours.clone(), PROTOCOL_VERSION)))
-    );
+    assert_eq!(check_hello(&same, &ours, proven), Ok(Ok((ours.clone(), 2))));
 
     // A future version whose Hello layout after the version range is unknown.
     let future = [3u8, 3, 0xde, 0xad];
     let mismatch = check_hello(&future, &ours, proven).unwrap().unwrap_err();
     assert_eq!(
         mismatch.describe("nas"),
-        format!(
-            "peer nas speaks protocol 3, we speak {PROTOCOL_VERSION}; upgrade the older harmony"
-        )
+        "peer nas speaks protocol 3, we speak 2; upgrade the older harmony"
     );
     assert_eq!(mismatch.close_code(), close::VERSION_MISMATCH);
 
