@@ -133,7 +133,7 @@ struct Shared {
     trust: TrustList,
     stats: Arc<Stats>,
     events: tokio::sync::broadcast::Sender<ServerEvent>,
-    membership: Arc<std::sync::RwLock<super::node::Membership>>,
+    membership: Arc<std::sync::RwLock<super::Membership>>,
     hello: proto::Hello,
     /// Every established connection, so that shutdown closes each with
     /// `SHUTDOWN` before its task is aborted: quinn closes a connection whose

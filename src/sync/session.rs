@@ -12,7 +12,7 @@ use crate::model::{FileId, NodeId, STATE_DIR};
 use crate::net::{
     FrameReceiver, FrameSender, FramedStream, Membership, NetError, PeerConnection, PeerInfo,
 };
-use crate::proto::{Batch, ErrorCode, Request, Response, SyncHello};
+use crate::proto::{join, Batch, ErrorCode, Join, Request, Response, Side, SyncHello};
 use crate::scan::NoProgress;
 use crate::store::{Snapshot, Store, StoreError, DB_FILE};
 use crate::{ApplyReport, CommitOptions, Repo};
@@ -95,10 +95,21 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
     let (_, opened) = blocking(root, |root| Repo::open(root)).await?;
     let mut repo = opened?;
     let mut joined = false;
-    if peer.repo_id != repo.settings().repo_id {
-        // The transport let us talk: one side is fresh. The server joins us
-        // when it is the fresh one; otherwise we join it.
-        if repo.store().is_fresh()? {
+    // Freshness is read only when the repositories differ (it costs a query).
+    let rule = match peer.repo_id == repo.settings().repo_id {
+        true => Join::Stay,
+        false => {
+            let ours = Membership {
+                repo_id: repo.settings().repo_id,
+                fresh: repo.store().is_fresh()?,
+            };
+            join(Side::Client, ours, peer.membership())
+        }
+    };
+    match rule {
+        Join::Stay => {}
+        Join::Refuse => return Err(SyncError::CannotJoin { peer: peer.name }),
+        Join::JoinPeer => {
             let repo_id = peer.repo_id;
             let (back, result) = blocking(repo, move |r| r.join_if_fresh(repo_id)).await?;
             repo = back;
@@ -106,8 +117,6 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
                 return Err(SyncError::CannotJoin { peer: peer.name });
             }
             joined = true;
-        } else if !peer.fresh {
-            return Err(SyncError::CannotJoin { peer: peer.name });
         }
     }
     let (repo, snapshot) = snapshot_of(repo).await?;
@@ -314,8 +323,20 @@ impl SyncServer {
                 tracing::warn!("not committing before the sync with {}: {e}", peer.name);
             }
         }
-        if peer.repo_id != repo.settings().repo_id && !peer.fresh {
-            // The client is not the fresh one, so we are: join it.
+        // As this node announced itself to the client: what the client's
+        // half of the rule saw.
+        let announced = *self.membership.read().unwrap_or_else(|e| e.into_inner());
+        let ours = Membership {
+            repo_id: repo.settings().repo_id,
+            fresh: announced.fresh,
+        };
+        let rule = join(Side::Server, ours, peer.membership());
+        if rule == Join::Refuse {
+            return Err(SyncError::CannotJoin {
+                peer: peer.name.clone(),
+            });
+        }
+        if rule == Join::JoinPeer {
             let repo_id = peer.repo_id;
             let (back, result) = blocking(repo, move |r| r.join_if_fresh(repo_id)).await?;
             repo = back;
