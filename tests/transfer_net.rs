@@ -15,30 +15,18 @@ use harmony::proto::{Request, Response, MAX_WHOLE_FILE};
 use harmony::transfer::drop_files;
 use harmony::Repo;
 use support::relay::{Faults, Relay};
-use support::{b3, get_from, holders, net, pseudo_random, serve, sync_once, Location};
+use support::{
+    b3, get_from, holders, net, pseudo_random, serve, sync_once, trusted_pair, Location,
+};
 
 fn read(loc: &Location, path: &str) -> Vec<u8> {
     fs::read(loc.root().join(path)).unwrap()
 }
 
-/// a holds `files` (committed) and serves b, which synced with it and
-/// holds nothing yet.
-async fn synced_with_a(files: &[(&str, &[u8])]) -> (Location, Location, net::Server) {
-    let mut a = Location::new("a");
-    for (path, bytes) in files {
-        a.write(path, bytes);
-    }
-    a.commit();
-    let mut b = Location::new("b");
-    let server = serve(&a, &[&b]);
-    sync_once(&mut b, &a, server.addr).await.unwrap();
-    (a, b, server)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_a_folder_then_everything_outdated() {
     let big = pseudo_random(3 << 20, 1);
-    let (mut a, mut b, server) = synced_with_a(&[
+    let (mut a, mut b, server) = trusted_pair(&[
         ("music/big.flac", &big),
         ("music/small.txt", b"small"),
         ("docs/readme.txt", b"readme"),
@@ -103,7 +91,7 @@ async fn get_a_folder_then_everything_outdated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_cut_midway_resumes_with_the_missing_chunks_only() {
     let big = pseudo_random(24 << 20, 2);
-    let (a, b, server) = synced_with_a(&[("video.mkv", &big)]).await;
+    let (a, b, server) = trusted_pair(&[("video.mkv", &big)]).await;
 
     let faults = Faults {
         delay: Duration::from_millis(1),
@@ -493,7 +481,7 @@ async fn a_rogue_refining_an_edit_is_caught_and_avoided() {
 async fn a_file_renamed_meanwhile_is_still_fetched_by_its_content() {
     let large = pseudo_random(600_000, 11);
     let (mut a, mut b, server_a) =
-        synced_with_a(&[("old/large.bin", &large), ("old/small.txt", b"a small one")]).await;
+        trusted_pair(&[("old/large.bin", &large), ("old/small.txt", b"a small one")]).await;
     fs::rename(a.root().join("old"), a.root().join("new")).unwrap();
     a.commit();
 
@@ -514,7 +502,7 @@ async fn a_file_renamed_meanwhile_is_still_fetched_by_its_content() {
 /// small file and a large one alike, and nothing is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_holder_is_named_with_its_reason() {
-    let (a, b, server_a) = synced_with_a(&[
+    let (a, b, server_a) = trusted_pair(&[
         ("small.txt", b"the recorded version"),
         ("large.bin", &pseudo_random(1 << 20, 9)),
     ])
@@ -602,7 +590,7 @@ async fn a_large_file_comes_from_several_holders_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_of_other_files_held_here_are_copied_not_fetched() {
     let original = pseudo_random(2 << 20, 7);
-    let (mut a, mut b, server) = synced_with_a(&[("take1.wav", &original)]).await;
+    let (mut a, mut b, server) = trusted_pair(&[("take1.wav", &original)]).await;
     get_from(&b, Some(&[]), &[(&a, server.addr)]).await;
 
     // A new file that shares most of its bytes with one b holds.

@@ -91,6 +91,49 @@ impl Location {
     }
 }
 
+/// Fresh locations named `names`, each in its own folder: `let [a, b, c] =
+/// locations(["a", "b", "c"]);`.
+pub fn locations<const N: usize>(names: [&str; N]) -> [Location; N] {
+    names.map(Location::new)
+}
+
+/// a and b of one repository, both holding `shared.bin` with `bytes`
+/// (synced in process, each side's copy committed).
+pub fn shared_pair(bytes: &[u8]) -> (Location, Location) {
+    let [mut a, mut b] = locations(["a", "b"]);
+    a.write("shared.bin", bytes);
+    sync_pair(&mut a, &mut b);
+    // b takes a copy by hand (as `get` will) and commits it: both hold it.
+    b.write("shared.bin", bytes);
+    b.commit();
+    sync_pair(&mut a, &mut b);
+    assert_eq!(a.ls()[0].copies, 2);
+    (a, b)
+}
+
+/// [`shared_pair`] after concurrent edits of `shared.bin` ("edit by a",
+/// "edit by b") met in a sync: a conflict on both sides.
+pub fn conflicted_pair() -> (Location, Location) {
+    let (mut a, mut b) = shared_pair(b"base");
+    a.write("shared.bin", b"edit by a");
+    b.write("shared.bin", b"edit by b");
+    sync_pair(&mut a, &mut b);
+    (a, b)
+}
+
+/// a holding `files` (committed) and serving b over QUIC, which trusts it
+/// and has synced with it (b holds nothing yet).
+pub async fn trusted_pair(files: &[(&str, &[u8])]) -> (Location, Location, Server) {
+    let [mut a, mut b] = locations(["a", "b"]);
+    for (path, bytes) in files {
+        a.write(path, bytes);
+    }
+    a.commit();
+    let server = serve(&a, &[&b]);
+    sync_once(&mut b, &a, server.addr).await.unwrap();
+    (a, b, server)
+}
+
 /// Writes a file and backdates its mtime by an hour.
 pub fn write_old(path: &Path, bytes: &[u8]) {
     if let Some(parent) = path.parent() {
