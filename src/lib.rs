@@ -5,9 +5,13 @@
 //! (no I/O), and the other modules are shells around it: [`store`] keeps the
 //! state on disk, [`scan`] connects the working tree to the state, [`chunk`]
 //! cuts and hashes content, [`net`] holds identities and the transport.
-//! [`Repo`] is the API the command line, the tests and the examples use.
+//! [`Repo`] is the API the command line, the tests and the examples use;
+//! [`node`] puts a running node of a location together above [`sync`] and
+//! [`transfer`].
 
 #![forbid(unsafe_code)]
+// A dropped Result or must-use value is a lost error: refuse to build.
+#![deny(unused_must_use)]
 
 pub mod chunk;
 mod error;
