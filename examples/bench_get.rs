@@ -1,7 +1,7 @@
 //! Benchmark of content transfer (`harmony get`) between two in-process
 //! locations over QUIC on 127.0.0.1, through the library as `harmony get`
-//! does it (`Repo::wanted`, a client node, `Holders`, `transfer::get`) from a
-//! location served by `SyncService`, printed beside two limits measured in
+//! does it (`node::PlannedGet`, a client node, `Holders`) from a
+//! location served by `node::Router`, printed beside two limits measured in
 //! the same run — a bare quinn transfer from memory, and the same bare quinn
 //! doing only the work any verified get must do (read, hash each chunk and
 //! each whole file, write; no fsync: `common/verified_floor.rs`) — and
@@ -48,11 +48,10 @@ mod verified_floor;
 
 use common::{reset_peak_rss, rss, secs};
 use harmony::model::RepoPath;
-use harmony::net::{Identity, Node, NodeConfig, PeerConnection};
+use harmony::net::{Identity, Node, PeerConnection};
+use harmony::node::{sync_until_settled, NodeSetup, PlannedGet};
 use harmony::store::PeerRecord;
-use harmony::sync::sync_with;
-use harmony::transfer::{get, GetReport, Holders, TransferProgress};
-use harmony::Repo;
+use harmony::transfer::{GetReport, Holders, TransferProgress};
 use raw_quinn::{bare_quinn, localhost};
 use serving::{serve, Location, Served};
 use tokio::runtime::Runtime;
@@ -60,8 +59,6 @@ use verified_floor::verified_quinn;
 
 const MIB: usize = 1 << 20;
 const MTIME: u64 = 1_700_000_000;
-/// As `harmony sync`: at most three sessions.
-const MAX_SESSIONS: usize = 3;
 
 /// One row of the final summary.
 struct Row {
@@ -112,14 +109,10 @@ fn main() {
 // ---------------------------------------------------------------- locations
 
 fn client_node(root: &Path) -> Node {
-    let repo = Repo::open(root).unwrap();
-    let mut config = NodeConfig::new(
-        repo.settings().repo_id,
-        &repo.settings().node_name,
-        localhost(),
-    );
-    config.fresh = repo.store().is_fresh().unwrap();
-    Node::bind_client(repo.identity().clone(), config).unwrap()
+    NodeSetup::open(root, localhost())
+        .unwrap()
+        .bind_client()
+        .unwrap()
 }
 
 /// One `harmony sync` of `loc` with `peer`: commit, connect, sessions while
@@ -131,12 +124,7 @@ fn sync_once(rt: &Runtime, loc: &Location, peer: &Served) -> Duration {
     rt.block_on(async {
         let node = client_node(&root);
         let conn = node.connect(peer.addr, peer.id, &peer.name).await.unwrap();
-        for _ in 0..MAX_SESSIONS {
-            let report = sync_with(&conn, root.clone()).await.unwrap();
-            if !report.left_news() {
-                break;
-            }
-        }
+        sync_until_settled(&conn, &root).await.1.unwrap();
         let took = started.elapsed();
         conn.close();
         node.shutdown().await;
@@ -160,7 +148,8 @@ async fn holders_for(loc: &Location, peer: &Served) -> (Holders, PeerConnection)
 
 /// What one `harmony get` cost.
 struct GetRun {
-    wanted: Duration,
+    /// Locking the location and planning (`node::PlannedGet::new`).
+    plan: Duration,
     connect: Duration,
     get: Duration,
     wire: u64,
@@ -173,15 +162,15 @@ struct GetRun {
 
 impl GetRun {
     fn total(&self) -> Duration {
-        self.wanted + self.connect + self.get
+        self.plan + self.connect + self.get
     }
 
     fn print(&self, label: &str) {
         let r = &self.report;
         println!(
-            "{label}: {:.3} s = wanted {:.3} + bind/connect {:.3} + get {:.3}",
+            "{label}: {:.3} s = plan {:.3} + bind/connect {:.3} + get {:.3}",
             secs(self.total()),
-            secs(self.wanted),
+            secs(self.plan),
             secs(self.connect),
             secs(self.get)
         );
@@ -213,13 +202,21 @@ impl GetRun {
 /// `harmony get` on `loc` from `peer`: everything (`all`) or the files held
 /// here in an older version.
 fn get_all(rt: &Runtime, loc: &Location, peer: &Served, all: bool) -> GetRun {
-    let root = loc.root();
     rt.block_on(async {
         reset_peak_rss();
         let before = rss("VmRSS:");
         let started = Instant::now();
-        let wanted = loc.repo().wanted(all.then_some(&[][..])).unwrap();
-        let wanted_t = started.elapsed();
+        // A get aborted just before (scenario 4) still finishes installing
+        // on its own threads, holding the location for a moment.
+        let planned = loop {
+            match PlannedGet::new(&loc.repo(), all.then_some(&[][..])) {
+                Err(harmony::Error::GetRunning(_)) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                other => break other.unwrap(),
+            }
+        };
+        let plan_t = started.elapsed();
         let started = Instant::now();
         let (mut holders, conn) = holders_for(loc, peer).await;
         let connect = started.elapsed();
@@ -228,16 +225,7 @@ fn get_all(rt: &Runtime, loc: &Location, peer: &Served, all: bool) -> GetRun {
             start: Instant::now(),
             marks: Default::default(),
         });
-        // A get aborted just before (scenario 4) still finishes installing
-        // on its own threads, holding the location for a moment.
-        let report = loop {
-            match get(&root, &wanted, &mut holders, timeline.clone()).await {
-                Err(harmony::Error::GetRunning(_)) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await
-                }
-                other => break other.unwrap(),
-            }
-        };
+        let report = planned.run(&mut holders, timeline.clone()).await.unwrap();
         let get_t = timeline.start.elapsed();
         let cpu = cpu_time().saturating_sub(cpu_before);
         let stats = conn.connection().stats();
@@ -246,7 +234,7 @@ fn get_all(rt: &Runtime, loc: &Location, peer: &Served, all: bool) -> GetRun {
         drop(conn);
         holders.close().await;
         GetRun {
-            wanted: wanted_t,
+            plan: plan_t,
             connect,
             get: get_t,
             wire: stats.udp_tx.bytes + stats.udp_rx.bytes,
@@ -573,17 +561,15 @@ fn resume(rt: &Runtime, base: &Path, rows: &mut Vec<Row>) {
     a.commit();
     let server = serve(rt, &a, &[&b]);
     sync_once(rt, &b, &server);
-    let root = b.root();
     let counter = Arc::new(Counter::default());
     let (received1, wire1, first_t) = rt.block_on(async {
-        let wanted = b.repo().wanted(Some(&[])).unwrap();
+        let planned = PlannedGet::new(&b.repo(), Some(&[])).unwrap();
         let (mut holders, conn) = holders_for(&b, &server).await;
         let started = Instant::now();
         let task = {
             let counter = counter.clone();
-            let root = root.clone();
             tokio::spawn(async move {
-                let report = get(&root, &wanted, &mut holders, counter).await;
+                let report = planned.run(&mut holders, counter).await;
                 holders.close().await;
                 report
             })

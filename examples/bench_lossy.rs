@@ -29,11 +29,12 @@ mod serving;
 
 use common::{random_bytes, secs, write_old};
 use harmony::model::RepoPath;
-use harmony::net::{Congestion, Node, NodeConfig};
+use harmony::net::{Congestion, Node};
+use harmony::node::{NodeSetup, PlannedGet};
 use harmony::scan::NoProgress;
 use harmony::store::PeerRecord;
 use harmony::sync::sync_with;
-use harmony::transfer::{get, Holders};
+use harmony::transfer::Holders;
 use harmony::Repo;
 use relay::{Faults, Relay};
 use serving::{serve, Location, Served};
@@ -135,14 +136,10 @@ fn main() {
 }
 
 fn client_node(root: &Path) -> Node {
-    let repo = Repo::open(root).unwrap();
-    let mut config = NodeConfig::new(
-        repo.settings().repo_id,
-        &repo.settings().node_name,
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    config.fresh = repo.store().is_fresh().unwrap();
-    Node::bind_client(repo.identity().clone(), config).unwrap()
+    NodeSetup::open(root, "127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .bind_client()
+        .unwrap()
 }
 
 /// What one run took.
@@ -187,8 +184,7 @@ fn run_once(
 
         let started = Instant::now();
         let repo = Repo::open(&root).unwrap();
-        let wanted = repo
-            .wanted(Some(&[RepoPath::new(BIG).unwrap()]))
+        let planned = PlannedGet::new(&repo, Some(&[RepoPath::new(BIG).unwrap()]))
             .map_err(|e| e.to_string())?;
         let record = PeerRecord {
             name: served.name.clone(),
@@ -197,14 +193,10 @@ fn run_once(
             added_ms: 0,
         };
         let mut holders = Holders::new(client_node(&root), vec![record]);
-        let report = get(
-            &root,
-            &wanted,
-            &mut holders,
-            std::sync::Arc::new(NoProgress),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let report = planned
+            .run(&mut holders, std::sync::Arc::new(NoProgress))
+            .await
+            .map_err(|e| e.to_string())?;
         holders.close().await;
         let get = started.elapsed();
         if !report.failed.is_empty() {

@@ -25,21 +25,18 @@ mod common;
 mod serving;
 
 use common::{random_bytes, reset_peak_rss, rss, secs, threads, write_old};
+use std::cell::Cell;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use harmony::model::NodeId;
-use harmony::net::{Node, NodeConfig};
+use harmony::node::{settle, NodeSetup};
 use harmony::proto::{encode_frame, Request, Response};
 use harmony::sync::{hello, send_from, sync_with, Outgoing, SessionReport};
 use harmony::{CommitReport, Repo};
 use serving::{serve, Location, Served};
 use tokio::runtime::Runtime;
-
-/// As `harmony sync`: a second session carries back what applying the first
-/// changed here; a third is the safety bound.
-const MAX_SESSIONS: usize = 3;
 
 struct Args {
     dir: Option<PathBuf>,
@@ -184,38 +181,26 @@ fn sync_once(rt: &Runtime, loc: &Location, peer: &Served) -> SyncRun {
     let root = loc.root();
     rt.block_on(async {
         let started = Instant::now();
-        let repo = Repo::open(&root).unwrap();
-        let (settings, fresh) = (repo.settings().clone(), repo.store().is_fresh().unwrap());
-        let identity = repo.identity().clone();
-        drop(repo);
-        let mut config = NodeConfig::new(
-            settings.repo_id,
-            &settings.node_name,
-            "127.0.0.1:0".parse().unwrap(),
-        );
-        config.fresh = fresh;
-        let node = Node::bind_client(identity, config).unwrap();
+        let setup = NodeSetup::open(&root, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let node = setup.bind_client().unwrap();
         reset_peak_rss();
         let rss_before = rss("VmRSS:");
         let conn = node.connect(peer.addr, peer.id, &peer.name).await.unwrap();
         let connect = started.elapsed();
-        let (mut sessions, mut reports) = (Duration::ZERO, Vec::new());
-        let (mut hello_bytes, mut batch_bytes, mut batches) = (0, 0, 0);
-        for _ in 0..MAX_SESSIONS {
-            // Outside the clock: the frames this session will carry.
-            let (h, b, n) = session_payload(&root, &peer.root);
-            hello_bytes += h;
-            batch_bytes += b;
-            batches += n;
+        // Per session: the frames it will carry (outside the clock), its time.
+        let measured = Cell::new((Duration::ZERO, 0, 0, 0));
+        let (root, conn_ref, measured_ref) = (&root, &conn, &measured);
+        let (reports, settled) = settle(move || async move {
+            let (h, b, n) = session_payload(root, &peer.root);
             let started = Instant::now();
-            let report = sync_with(&conn, root.clone()).await.unwrap();
-            sessions += started.elapsed();
-            let again = report.left_news();
-            reports.push(report);
-            if !again {
-                break;
-            }
-        }
+            let report = sync_with(conn_ref, root.clone()).await;
+            let (t, hs, bs, ns) = measured_ref.get();
+            measured_ref.set((t + started.elapsed(), hs + h, bs + b, ns + n));
+            report
+        })
+        .await;
+        settled.unwrap();
+        let (sessions, hello_bytes, batch_bytes, batches) = measured.get();
         let stats = conn.connection().stats();
         let peak = format!("{} (RSS before: {rss_before})", rss("VmHWM:"));
         let started = Instant::now();

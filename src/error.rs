@@ -44,6 +44,10 @@ pub enum Error {
     Resolve(String),
     #[error("{0}")]
     Refused(String),
+    #[error(
+        "the thread that {0} stopped unexpectedly; run the get again (what was staged is kept)"
+    )]
+    ThreadStopped(&'static str),
     #[error("another `harmony get` is fetching into {0} right now; let it finish (or stop it), then run this again")]
     GetRunning(PathBuf),
     #[error("the state database is inconsistent: {0}")]

@@ -5,14 +5,19 @@
 //! (no I/O), and the other modules are shells around it: [`store`] keeps the
 //! state on disk, [`scan`] connects the working tree to the state, [`chunk`]
 //! cuts and hashes content, [`net`] holds identities and the transport.
-//! [`Repo`] is the API the command line, the tests and the examples use.
+//! [`Repo`] is the API the command line, the tests and the examples use;
+//! [`node`] puts a running node of a location together above [`sync`] and
+//! [`transfer`].
 
 #![forbid(unsafe_code)]
+// A dropped Result or must-use value is a lost error: refuse to build.
+#![deny(unused_must_use)]
 
 pub mod chunk;
 mod error;
 pub mod model;
 pub mod net;
+pub mod node;
 pub mod proto;
 mod repo;
 pub mod scan;
@@ -24,6 +29,7 @@ pub mod tree;
 pub use error::{Error, Result};
 pub use repo::{
     ApplyReport, CommitOptions, CommitReport, Config, Conflict, ConflictKind, ConflictSide,
-    FileState, Holder, InitOptions, Keep, ListedFile, Repo, Resolution, StatusLine, TrashEmptied,
-    TrashReason, TrashedFile, Whereabouts, CONFIG_FILE, DEFAULT_PORT, TRASH_DIR,
+    FileState, GetPlan, Holder, InitOptions, Keep, ListedFile, Repo, Resolution, StatusLine,
+    TrashEmptied, TrashReason, TrashedFile, WantedContent, Whereabouts, CONFIG_FILE, DEFAULT_PORT,
+    TRASH_DIR,
 };

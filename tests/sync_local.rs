@@ -11,7 +11,10 @@ use harmony::model::{RepoPath, STATE_DIR};
 use harmony::store::{Store, DB_FILE};
 use harmony::sync::{self, Batch, SyncHello};
 use harmony::FileState;
-use support::{b3, pseudo_random, sync_pair, sync_pair_committed, Location};
+use support::{
+    b3, conflicted_pair, locations, pseudo_random, shared_pair, sync_pair, sync_pair_committed,
+    Location,
+};
 
 fn states(loc: &Location) -> BTreeMap<String, (FileState, bool)> {
     loc.ls()
@@ -26,7 +29,7 @@ fn digest(loc: &Location) -> [u8; 32] {
 
 #[test]
 fn a_fresh_location_joins_and_learns_everything_transitively() {
-    let (mut a, mut b, mut c) = (Location::new("a"), Location::new("b"), Location::new("c"));
+    let [mut a, mut b, mut c] = locations(["a", "b", "c"]);
     a.write("music/one.flac", &pseudo_random(100_000, 1));
     a.write("docs/readme.txt", b"hello");
     assert!(sync_pair(&mut a, &mut b) > 0);
@@ -75,7 +78,7 @@ fn a_fresh_location_joins_and_learns_everything_transitively() {
 
 #[test]
 fn sync_is_idempotent_and_digest_first() {
-    let (mut a, mut b) = (Location::new("a"), Location::new("b"));
+    let [mut a, mut b] = locations(["a", "b"]);
     a.write("f.txt", b"x");
     assert!(sync_pair(&mut a, &mut b) > 0);
     assert_eq!(
@@ -91,19 +94,6 @@ fn sync_is_idempotent_and_digest_first() {
     sync_pair(&mut a, &mut b);
     assert_eq!(b.repo.store().change_seq().unwrap(), seq_before + 1);
     assert_eq!(digest(&a), digest(&b));
-}
-
-/// a and b both hold `shared.bin` after this.
-fn shared_pair(bytes: &[u8]) -> (Location, Location) {
-    let (mut a, mut b) = (Location::new("a"), Location::new("b"));
-    a.write("shared.bin", bytes);
-    sync_pair(&mut a, &mut b);
-    // b takes a copy by hand (as `get` will) and commits it: both hold it.
-    b.write("shared.bin", bytes);
-    b.commit();
-    sync_pair(&mut a, &mut b);
-    assert_eq!(a.ls()[0].copies, 2);
-    (a, b)
 }
 
 #[test]
@@ -196,10 +186,7 @@ fn an_entry_both_sides_changed_goes_out_even_when_merged_before_it_is_read() {
 
 #[test]
 fn concurrent_edits_are_a_conflict_with_both_versions_kept() {
-    let (mut a, mut b) = shared_pair(b"base");
-    a.write("shared.bin", b"edit by a");
-    b.write("shared.bin", b"edit by b");
-    sync_pair(&mut a, &mut b);
+    let (a, b) = conflicted_pair();
     assert_eq!(digest(&a), digest(&b));
     for loc in [&a, &b] {
         assert_eq!(states(loc)["shared.bin"].0, FileState::Conflict);
@@ -237,7 +224,7 @@ fn an_edit_concurrent_with_a_delete_keeps_the_edit() {
 
 #[test]
 fn remote_renames_move_held_files_and_deletions_remove_them() {
-    let (mut a, mut b) = (Location::new("a"), Location::new("b"));
+    let [mut a, mut b] = locations(["a", "b"]);
     for i in 0..5 {
         a.write(&format!("album/{i}.jpg"), &pseudo_random(10_000, i));
     }
@@ -341,10 +328,7 @@ fn content_already_held_here_is_reused_instead_of_fetched() {
 #[test]
 fn resolve_keeps_the_chosen_version_and_the_resolution_syncs() {
     use harmony::Keep;
-    let (mut a, mut b) = shared_pair(b"base");
-    a.write("shared.bin", b"edit by a");
-    b.write("shared.bin", b"edit by b");
-    sync_pair(&mut a, &mut b);
+    let (mut a, mut b) = conflicted_pair();
     let conflicts = a.repo.conflicts().unwrap();
     assert_eq!(conflicts.len(), 1);
     let sides = &conflicts[0].sides;
@@ -376,10 +360,7 @@ fn resolve_keeps_the_chosen_version_and_the_resolution_syncs() {
 #[test]
 fn resolve_both_keeps_every_version_under_its_own_name() {
     use harmony::Keep;
-    let (mut a, mut b) = shared_pair(b"base");
-    a.write("shared.bin", b"edit by a");
-    b.write("shared.bin", b"edit by b");
-    sync_pair(&mut a, &mut b);
+    let (mut a, mut b) = conflicted_pair();
     let path = RepoPath::new("shared.bin").unwrap();
     let done = a.repo.resolve(&path, &Keep::Both).unwrap();
     assert_eq!(
@@ -413,7 +394,7 @@ fn tombstones(loc: &Location) -> usize {
 
 #[test]
 fn tombstones_are_collected_once_every_known_node_has_seen_them() {
-    let (mut a, mut b, mut c) = (Location::new("a"), Location::new("b"), Location::new("c"));
+    let [mut a, mut b, mut c] = locations(["a", "b", "c"]);
     a.write("doomed.txt", b"old news");
     a.write("kept.txt", b"stays");
     sync_pair(&mut a, &mut b);

@@ -6,11 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use harmony::net::Node;
 use harmony::sync::sync_with;
 use harmony::Repo;
 use support::relay::{Faults, Relay};
-use support::{net, serve, sync_once, Location};
+use support::{serve, sync_once, Location};
 
 fn digest(loc: &Location) -> [u8; 32] {
     loc.repo.store().state_digest().unwrap()
@@ -134,10 +133,9 @@ async fn a_sync_waits_for_the_servers_commit_over_a_lossy_link() {
     };
     let relay = Relay::start(server.addr, faults, 13).await;
     b.commit();
-    let repo = Repo::open(&b.root()).unwrap();
-    let mut config = net::config(repo.settings().repo_id, "b");
-    config.stream_timeout = Duration::from_millis(100);
-    let node = Node::bind_client(repo.identity().clone(), config).unwrap();
+    let mut setup = support::node_setup(&b.root());
+    setup.config.stream_timeout = Duration::from_millis(100);
+    let node = setup.bind_client().unwrap();
     let conn = node
         .connect(relay.addr, a.repo.node_id(), "a")
         .await
@@ -177,10 +175,7 @@ async fn a_sync_cut_midway_leaves_both_sides_consistent_and_the_next_one_finishe
     let root = b.root();
     let (result, at_cut) = tokio::join!(
         async {
-            let repo = Repo::open(&root).unwrap();
-            let mut config = net::config(repo.settings().repo_id, "b");
-            config.fresh = true;
-            let node = Node::bind_client(repo.identity().clone(), config).unwrap();
+            let node = support::node_setup(&root).bind_client().unwrap();
             let conn = node.connect(relay.addr, a.repo.node_id(), "a").await?;
             sync_with(&conn, root.clone()).await
         },

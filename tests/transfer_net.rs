@@ -10,36 +10,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harmony::chunk::{page_hash, ChunkRef, PageRef};
-use harmony::net::{BoxFuture, FramedStream, Handler, NetError, Node, PeerInfo};
+use harmony::net::{BoxFuture, FramedStream, Handler, NetError, PeerInfo};
+use harmony::node::{PlannedGet, Router};
 use harmony::proto::{ManifestIndex, Request, Response, MAX_WHOLE_FILE};
-use harmony::sync::SyncService;
 use harmony::transfer::drop_files;
 use harmony::Repo;
 use support::relay::{Faults, Relay};
-use support::{b3, get_from, holders, net, pseudo_random, serve, sync_once, Location};
+use support::{
+    b3, get_from, holders, net, pseudo_random, serve, sync_once, trusted_pair, Location,
+};
 
 fn read(loc: &Location, path: &str) -> Vec<u8> {
     fs::read(loc.root().join(path)).unwrap()
 }
 
-/// a holds `files` (committed) and serves b, which synced with it and
-/// holds nothing yet.
-async fn synced_with_a(files: &[(&str, &[u8])]) -> (Location, Location, net::Server) {
-    let mut a = Location::new("a");
-    for (path, bytes) in files {
-        a.write(path, bytes);
-    }
-    a.commit();
-    let mut b = Location::new("b");
-    let server = serve(&a, &[&b]);
-    sync_once(&mut b, &a, server.addr).await.unwrap();
-    (a, b, server)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_a_folder_then_everything_outdated() {
     let big = pseudo_random(3 << 20, 1);
-    let (mut a, mut b, server) = synced_with_a(&[
+    let (mut a, mut b, server) = trusted_pair(&[
         ("music/big.flac", &big),
         ("music/small.txt", b"small"),
         ("docs/readme.txt", b"readme"),
@@ -104,7 +92,7 @@ async fn get_a_folder_then_everything_outdated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_cut_midway_resumes_with_the_missing_chunks_only() {
     let big = pseudo_random(24 << 20, 2);
-    let (a, b, server) = synced_with_a(&[("video.mkv", &big)]).await;
+    let (a, b, server) = trusted_pair(&[("video.mkv", &big)]).await;
 
     let faults = Faults {
         delay: Duration::from_millis(1),
@@ -129,15 +117,13 @@ async fn a_get_cut_midway_resumes_with_the_missing_chunks_only() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     };
-    let wanted = Repo::open(&b.root()).unwrap().wanted(Some(&[])).unwrap();
+    let planned = PlannedGet::new(&Repo::open(&b.root()).unwrap(), Some(&[])).unwrap();
     let mut through_relay = support::holders_with(&b, &[(&a, relay.addr)], |c| {
         c.stream_timeout = Duration::from_secs(2)
     });
-    let root = b.root();
     let (first, ()) = tokio::join!(
         async {
-            let report =
-                harmony::transfer::get(&root, &wanted, &mut through_relay, progress.clone()).await;
+            let report = planned.run(&mut through_relay, progress.clone()).await;
             finished.store(true, std::sync::atomic::Ordering::SeqCst);
             report
         },
@@ -187,15 +173,13 @@ async fn a_get_over_a_lossy_link_keeps_its_slow_holder() {
         loss: 0.01,
     };
     let relay = Relay::start(server.addr, faults, 11).await;
-    let wanted = Repo::open(&b.root()).unwrap().wanted(Some(&[])).unwrap();
+    let planned = PlannedGet::new(&Repo::open(&b.root()).unwrap(), Some(&[])).unwrap();
     let mut lossy = support::holders_with(&b, &[(&a, relay.addr)], |c| {
         c.stream_timeout = short;
         c.stream_window = 128 << 10;
     });
     let progress = Arc::new(harmony::scan::NoProgress);
-    let report = harmony::transfer::get(&b.root(), &wanted, &mut lossy, progress)
-        .await
-        .unwrap();
+    let report = planned.run(&mut lossy, progress).await.unwrap();
     lossy.close().await;
     assert!(report.failed.is_empty(), "{report:?}");
     assert_eq!(report.files, files.len());
@@ -327,7 +311,7 @@ impl BadChunk {
 
 /// A holder that tells its `lie` and serves the rest from `service`.
 struct Rogue {
-    service: SyncService,
+    service: Router,
     root: PathBuf,
     lie: Lie,
     /// Lying answers sent so far.
@@ -413,13 +397,11 @@ impl Handler for Rogue {
 /// Starts `holder` serving `client` as a rogue telling `lie`; returns the
 /// server and the rogue (to count its lies).
 fn start_rogue(holder: &Location, client: &Location, lie: Lie) -> (net::Server, Arc<Rogue>) {
-    let settings = Repo::open(&holder.root()).unwrap().settings().clone();
-    let config = support::sync_config(settings.repo_id, &settings.node_name);
     let client_name = client.repo.settings().node_name.clone();
     let trust = harmony::net::TrustList::from_peers([(client.repo.node_id(), client_name)]);
-    let node = Node::bind(holder.repo.identity().clone(), config, trust).unwrap();
+    let node = support::sync_setup(&holder.root()).bind(trust).unwrap();
     let rogue = Arc::new(Rogue {
-        service: SyncService::new(holder.root(), node.membership()),
+        service: Router::new(holder.root(), node.membership()),
         root: holder.root(),
         lie,
         lies: AtomicUsize::new(0),
@@ -627,7 +609,7 @@ async fn a_rogue_refining_an_edit_is_caught_and_avoided() {
 async fn a_file_renamed_meanwhile_is_still_fetched_by_its_content() {
     let large = pseudo_random(600_000, 11);
     let (mut a, mut b, server_a) =
-        synced_with_a(&[("old/large.bin", &large), ("old/small.txt", b"a small one")]).await;
+        trusted_pair(&[("old/large.bin", &large), ("old/small.txt", b"a small one")]).await;
     fs::rename(a.root().join("old"), a.root().join("new")).unwrap();
     a.commit();
 
@@ -648,7 +630,7 @@ async fn a_file_renamed_meanwhile_is_still_fetched_by_its_content() {
 /// small file and a large one alike, and nothing is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_holder_is_named_with_its_reason() {
-    let (a, b, server_a) = synced_with_a(&[
+    let (a, b, server_a) = trusted_pair(&[
         ("small.txt", b"the recorded version"),
         ("large.bin", &pseudo_random(1 << 20, 9)),
     ])
@@ -736,7 +718,7 @@ async fn a_large_file_comes_from_several_holders_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_of_other_files_held_here_are_copied_not_fetched() {
     let original = pseudo_random(2 << 20, 7);
-    let (mut a, mut b, server) = synced_with_a(&[("take1.wav", &original)]).await;
+    let (mut a, mut b, server) = trusted_pair(&[("take1.wav", &original)]).await;
     get_from(&b, Some(&[]), &[(&a, server.addr)]).await;
 
     // A new file that shares most of its bytes with one b holds.

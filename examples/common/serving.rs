@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use harmony::model::NodeId;
-use harmony::net::{Node, NodeConfig, TrustList};
+use harmony::net::TrustList;
+use harmony::node::{NodeSetup, Router};
 use harmony::scan::NoProgress;
-use harmony::sync::SyncService;
 use harmony::{CommitOptions, CommitReport, InitOptions, Repo};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
@@ -64,20 +64,11 @@ pub struct Served {
 
 pub fn serve(rt: &Runtime, loc: &Location, trusted: &[&Location]) -> Served {
     let trust = TrustList::from_peers(trusted.iter().map(|t| (t.id, t.name.clone())));
-    let repo = loc.repo();
-    let settings = repo.settings().clone();
-    let mut config = NodeConfig::new(
-        settings.repo_id,
-        &settings.node_name,
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    config.fresh = repo.store().is_fresh().unwrap();
-    let identity = repo.identity().clone();
-    drop(repo);
+    let setup = NodeSetup::open(&loc.root(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let _guard = rt.enter();
-    let node = Arc::new(Node::bind(identity, config, trust).unwrap());
+    let node = Arc::new(setup.bind(trust).unwrap());
     let addr = node.local_addr().unwrap();
-    let service = Arc::new(SyncService::new(loc.root(), node.membership()));
+    let service = Arc::new(Router::new(loc.root(), node.membership()));
     let (stop, stopped) = oneshot::channel::<()>();
     rt.spawn(async move {
         node.serve(service, None, async {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use harmony::model::NodeId;
-use harmony::store::PeerRecord;
+use harmony::node::PeerRecord;
 use harmony::Repo;
 use serde::Serialize;
 
@@ -218,18 +218,17 @@ fn ping(out: &Output, name: &str, count: u32, dial: super::dial::DialArgs) -> an
         .with_context(|| {
             format!("there is no peer named {name}; `harmony peer list` shows the trusted peers")
         })?;
-    let identity = repo.identity().clone();
     let settings = repo.settings().clone();
     let fresh = repo.store().is_fresh()?;
+    let root = repo.root().to_path_buf();
     drop(repo);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let report = runtime.block_on(async {
-        let remote = super::dial::resolve(&peer).await?;
-        let node = super::dial::client_node(identity, &settings, fresh, remote, dial)?;
-        let conn = super::dial::connect(&node, &peer, remote).await?;
+        let dialed = harmony::node::dial(&root, &peer, dial.connect_timeout).await?;
+        let conn = &dialed.conn;
         let mut rtt_ms = Vec::new();
         for i in 0..count.max(1) {
             if i > 0 {
@@ -249,8 +248,8 @@ fn ping(out: &Output, name: &str, count: u32, dial: super::dial::DialArgs) -> an
                 format!("{name} is fresh and joins this repository at its first sync")
             }
         });
-        conn.close();
-        node.shutdown().await;
+        let remote = dialed.remote;
+        dialed.close().await;
         Ok::<_, anyhow::Error>(PingReport {
             name: name.to_owned(),
             id: peer.node_id.to_string(),

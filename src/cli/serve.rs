@@ -2,14 +2,10 @@
 //! Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Args;
-use harmony::model::STATE_DIR;
-use harmony::net::{Membership, Node, NodeConfig, TrustList, TrustSource};
-use harmony::store::{Store, DB_FILE};
-use harmony::sync::SyncService;
+use harmony::node::{self, NodeSetup, Router};
 use harmony::Repo;
 use serde::Serialize;
 
@@ -46,42 +42,18 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         )
     })?;
     let settings = repo.settings().clone();
-    let identity = repo.identity().clone();
     let peers = repo.store().peers()?;
-    let fresh = repo.store().is_fresh()?;
+    let setup = NodeSetup::of(&repo, listen)?;
+    let trust = node::trusted(&repo)?;
     let root = repo.root().to_path_buf();
-    let db = root.join(STATE_DIR).join(DB_FILE);
     drop(repo);
-
-    let trust = TrustList::from_peers(peers.iter().map(|p| (p.node_id, p.name.clone())));
-    let store =
-        Mutex::new(Store::open(&db).with_context(|| format!("cannot open {}", db.display()))?);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut config = NodeConfig::new(settings.repo_id, &settings.node_name, listen);
-        config.fresh = fresh;
-        let node = Node::bind(identity, config, trust)?;
-        // The trust list (and the repository membership, which changes when
-        // a fresh location joins a repository) is re-read from the state
-        // database before each new connection's handshake, on a connection of
-        // its own, so `peer add` and `peer remove` apply while serving.
-        let membership = node.membership();
-        let source: TrustSource = Arc::new(move || {
-            let store = store.lock().unwrap_or_else(|e| e.into_inner());
-            let current = Membership {
-                repo_id: store.settings()?.repo_id,
-                fresh: store.is_fresh()?,
-            };
-            *membership.write().unwrap_or_else(|e| e.into_inner()) = current;
-            Ok(store
-                .peers()?
-                .into_iter()
-                .map(|p| (p.node_id, p.name))
-                .collect())
-        });
+        let node = setup.bind(trust)?;
+        let source = node::trust_source(&root, node.membership())?;
         let bound = node.local_addr()?;
         let started = Started {
             id: node.node_id().to_string(),
@@ -104,9 +76,8 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             out.warn("no trusted peers yet: nobody can connect until you `harmony peer add` one");
         }
         tracing::info!("listening on {bound}");
-        let service =
-            SyncService::new(root.clone(), node.membership()).commit_first(!args.no_commit);
-        node.serve(Arc::new(service), Some(source), stop_signal())
+        let router = Router::new(root.clone(), node.membership()).commit_first(!args.no_commit);
+        node.serve(Arc::new(router), Some(source), stop_signal())
             .await;
         if !out.json && !out.quiet {
             out!("stopped");

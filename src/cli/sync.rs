@@ -3,17 +3,12 @@
 
 use anyhow::Context;
 use clap::Args;
-use harmony::sync::{sync_with, SessionReport};
+use harmony::node::{self, SessionReport};
 use harmony::{CommitOptions, Repo};
 use serde::Serialize;
 
 use super::progress::ScanBar;
 use super::{dial, Output};
-
-/// Sessions with one peer at most: the second carries back what applying
-/// the first changed here (holder slots); a third is never needed in tests
-/// and is the safety bound.
-const MAX_SESSIONS: usize = 3;
 
 #[derive(Args, Debug)]
 pub struct SyncArgs {
@@ -66,7 +61,6 @@ pub fn sync(out: &Output, args: SyncArgs) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?
     };
     let root = repo.root().to_path_buf();
-    let identity = repo.identity().clone();
     drop(repo);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -78,24 +72,12 @@ pub fn sync(out: &Output, args: SyncArgs) -> anyhow::Result<()> {
         for peer in &peers {
             let mut sessions = Vec::new();
             let result = async {
-                // Re-read settings per peer: the first sync may join a repository.
-                let repo = Repo::open(&root)?;
-                let (settings, fresh) = (repo.settings().clone(), repo.store().is_fresh()?);
-                drop(repo);
-                let remote = dial::resolve(peer).await?;
-                let node =
-                    dial::client_node(identity.clone(), &settings, fresh, remote, args.dial)?;
-                let conn = dial::connect(&node, peer, remote).await?;
-                for _ in 0..MAX_SESSIONS {
-                    let report = sync_with(&conn, root.clone()).await?;
-                    let again = report.left_news();
-                    sessions.push(report);
-                    if !again {
-                        break;
-                    }
-                }
-                conn.close();
-                node.shutdown().await;
+                // Settings are read per peer: the first sync may join a repository.
+                let dialed = node::dial(&root, peer, args.dial.connect_timeout).await?;
+                let (reports, settled) = node::sync_until_settled(&dialed.conn, &root).await;
+                sessions = reports;
+                settled?;
+                dialed.close().await;
                 Ok::<_, anyhow::Error>(())
             }
             .await;

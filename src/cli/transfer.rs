@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use clap::Args;
 use harmony::model::RepoPath;
-use harmony::transfer::{drop_files, get, Holders, TransferProgress};
+use harmony::node::{self, drop_files, Holders, PlannedGet, TransferProgress};
 use harmony::Repo;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -92,14 +92,11 @@ fn holders(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let peers = repo.store().peers()?;
-    let ipv6 = peers.iter().any(|p| p.addr.starts_with('['));
-    let local = if ipv6 { "[::]:0" } else { "0.0.0.0:0" }.parse()?;
-    let node = {
+    let holders = {
         let _guard = runtime.enter();
-        dial::client_node(repo.identity().clone(), repo.settings(), false, local, dial)?
+        node::trusted_holders(repo, dial.connect_timeout)?
     };
-    Ok((runtime, Holders::new(node, peers)))
+    Ok((runtime, holders))
 }
 
 pub fn get_files(out: &Output, args: GetArgs) -> anyhow::Result<()> {
@@ -110,18 +107,18 @@ pub fn get_files(out: &Output, args: GetArgs) -> anyhow::Result<()> {
             eprintln!("warning: still blocked: {blocked}");
         }
     }
-    let wanted = if args.paths.is_empty() {
-        repo.wanted(None)?
+    let selected = if args.paths.is_empty() {
+        None
     } else {
-        repo.wanted(Some(&paths(&repo, out, &args.paths)?))?
+        Some(paths(&repo, out, &args.paths)?)
     };
-    let root = repo.root().to_path_buf();
+    let planned = PlannedGet::new(&repo, selected.as_deref())?;
     let (runtime, mut holders) = holders(&repo, args.dial)?;
     drop(repo);
     let report = {
         let bar = std::sync::Arc::new(TransferBar::new(out));
         runtime.block_on(async {
-            let report = get(&root, &wanted, &mut holders, bar.clone()).await;
+            let report = planned.run(&mut holders, bar.clone()).await;
             holders.close().await;
             report
         })?

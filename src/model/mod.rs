@@ -1,7 +1,9 @@
 //! The pure data model: ids, version vectors, replicated registers and file
 //! entries, with the merge rules. No I/O and no async here, so every rule can
-//! be tested exhaustively (see the property tests in `tests.rs`).
+//! be tested exhaustively (see the property tests in `tests.rs`, and the
+//! state digest's in `digest.rs`).
 
+pub mod digest;
 mod entry;
 mod ids;
 mod node;

@@ -44,13 +44,14 @@ mod stream;
 pub mod tls;
 mod trust;
 
+pub use crate::proto::Membership;
 pub use config::{
     Congestion, NodeConfig, CONNECTION_RECEIVE_WINDOW, DEFAULT_CONGESTION, IDLE_TIMEOUT,
     INITIAL_MTU, KEEP_ALIVE, SEND_WINDOW, STREAM_RECEIVE_WINDOW, UDP_BUFFER,
 };
 pub use error::{remote_reason, NetError};
 pub use identity::{node_id_of_certificate, Identity, IdentityError};
-pub use node::{Membership, Node, PeerConnection, PeerInfo, Stats};
+pub use node::{Node, PeerConnection, PeerInfo, Stats};
 pub use server::{
     bulk_pattern, truncate_error_text, BoxFuture, Builtin, Handler, ServerEvent, TrustSource,
 };

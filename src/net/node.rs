@@ -16,7 +16,7 @@ use super::stream::{connection_error, is_tls_refusal, FramedStream};
 use super::tls::{client_crypto, server_crypto, SERVER_NAME};
 use super::{Identity, NetError, NodeConfig, ServerEvent, TrustList};
 use crate::model::{NodeId, RepoId};
-use crate::proto::{self, close, Hello, Request, Response};
+use crate::proto::{self, close, Hello, Membership, Request, Response};
 
 /// Who is at the other end of an established connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +36,16 @@ pub struct PeerInfo {
     /// The peer is fresh.
     pub fresh: bool,
     pub addr: SocketAddr,
+}
+
+impl PeerInfo {
+    /// The repository the peer said it belongs to, and whether it is fresh.
+    pub fn membership(&self) -> Membership {
+        Membership {
+            repo_id: self.repo_id,
+            fresh: self.fresh,
+        }
+    }
 }
 
 /// Counters of a serving node, for logs and tests.
@@ -72,13 +82,6 @@ impl Drop for Gauge {
     fn drop(&mut self) {
         (self.1)(&self.0).fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// The repository a node belongs to right now, as its `Hello` says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Membership {
-    pub repo_id: RepoId,
-    pub fresh: bool,
 }
 
 /// One node's endpoint: its identity, settings, trust list and QUIC socket.

@@ -89,8 +89,8 @@ impl Handler for Builtin {
                     }
                     Ok(())
                 }
-                // Served by the location's handler (`sync::SyncService`),
-                // which passes only the other kinds on to `Builtin`.
+                // Served by the location's router (`node::Router`), which
+                // passes only the other kinds on to `Builtin`.
                 Request::Sync(_)
                 | Request::Manifest { .. }
                 | Request::ManifestPages { .. }
@@ -137,7 +137,7 @@ struct Shared {
     trust: TrustList,
     stats: Arc<Stats>,
     events: tokio::sync::broadcast::Sender<ServerEvent>,
-    membership: Arc<std::sync::RwLock<super::node::Membership>>,
+    membership: Arc<std::sync::RwLock<super::Membership>>,
     hello: proto::Hello,
     /// Every established connection, so that shutdown closes each with
     /// `SHUTDOWN` before its task is aborted: quinn closes a connection whose

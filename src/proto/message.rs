@@ -53,6 +53,14 @@ pub struct Hello {
 
 impl Hello {
     /// A `Hello` for this build's protocol range.
+    /// The repository the sender belongs to, as it says.
+    pub fn membership(&self) -> super::Membership {
+        super::Membership {
+            repo_id: self.repo_id,
+            fresh: self.fresh,
+        }
+    }
+
     pub fn new(repo_id: RepoId, node_id: NodeId, node_name: &str) -> Self {
         Hello {
             version: PROTOCOL_VERSION,
@@ -181,7 +189,7 @@ pub fn check_hello(
             proven,
         }));
     }
-    if hello.repo_id != ours.repo_id && !hello.fresh && !ours.fresh {
+    if !super::compatible(hello.membership(), ours.membership()) {
         return Ok(Err(HelloMismatch::Repository {
             theirs: hello.repo_id,
             ours: ours.repo_id,

@@ -5,6 +5,7 @@
 pub(crate) mod apply;
 mod commit;
 mod config;
+mod plan;
 mod resolve;
 mod trash;
 mod view;
@@ -17,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use apply::ApplyReport;
 pub use commit::{CommitOptions, CommitReport};
 pub use config::{Config, CONFIG_FILE};
+pub use plan::{GetPlan, WantedContent};
 pub use resolve::{Conflict, ConflictKind, ConflictSide, Keep, Resolution};
 pub use trash::{TrashEmptied, TrashReason, TrashedFile, TRASH_DIR};
 pub use view::{FileState, Holder, ListedFile, StatusLine, Whereabouts};

@@ -266,36 +266,6 @@ impl Repo {
     }
 }
 
-impl Repo {
-    /// The files `get` should fetch: with `None`, every file held here in an
-    /// older version; with paths, every live, unconflicted file at or under
-    /// them (every file for no path) whose newest content is not held here.
-    pub fn wanted(&self, paths: Option<&[RepoPath]>) -> Result<Vec<FileId>> {
-        let me = self.node_id();
-        let mut wanted = Vec::new();
-        for Placed { entry, path } in self.store.placed_entries()? {
-            let Resolved::File(newest) = entry.resolved() else {
-                continue;
-            };
-            if newest.value.bytes().is_none() {
-                continue; // a link: made by the apply step, nothing to fetch
-            }
-            let held = entry.holders.get(&me).and_then(|h| h.hash);
-            if held == newest.value.hash() {
-                continue;
-            }
-            let selected = match paths {
-                None => held.is_some(),
-                Some(paths) => paths.is_empty() || paths.iter().any(|p| path.starts_with(p)),
-            };
-            if selected {
-                wanted.push(entry.id);
-            }
-        }
-        Ok(wanted)
-    }
-}
-
 /// The content `ls` and `whereis` show: the current one, or for a conflict
 /// the deterministic pick among the sides.
 fn newest_hash(entry: &FileEntry) -> Option<crate::model::ContentHash> {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::chunk::{ChunkParams, Manifest};
+use crate::model::digest::{entry_part, xor_into};
 use crate::model::{ContentHash, FileEntry, FileId, NodeId, NodeRecord, Placed, RepoId, RepoPath};
 pub use records::{BlockedFile, FileStat, LocalFile, PeerRecord};
 pub use trash::TrashRecord;
@@ -537,7 +538,7 @@ impl Writer<'_> {
         if known.is_none() {
             *known = Some(self.known_nodes()?);
         }
-        Ok(digest_part(entry, known.as_ref().expect("loaded above")))
+        Ok(entry_part(entry, known.as_ref().expect("loaded above")))
     }
 
     fn known_nodes(&self) -> Result<Vec<NodeId>> {
@@ -590,7 +591,7 @@ impl Writer<'_> {
         let mut known = self.known_nodes()?;
         known.push(newcomer);
         for (id, data) in rows {
-            let digest = digest_part(&decode("file entry", &data)?, &known);
+            let digest = entry_part(&decode("file entry", &data)?, &known);
             self.replace_digest("SELECT digest FROM entries WHERE file_id = ?1", &id, digest)?;
             self.txn
                 .prepare_cached("UPDATE entries SET digest = ?1 WHERE file_id = ?2")?
@@ -741,16 +742,6 @@ fn read_entry(conn: &Connection, id: FileId) -> Result<Option<FileEntry>> {
     data.map(|d| decode("file entry", &d)).transpose()
 }
 
-/// An entry's part of the state digest: nothing for a stable tombstone
-/// (every `known` node has acknowledged the deletion).
-fn digest_part(entry: &FileEntry, known: &[NodeId]) -> [u8; 32] {
-    if entry.deletion_is_stable(known) {
-        [0; 32]
-    } else {
-        entry.digest()
-    }
-}
-
 /// Whether the database holds any replicated state or sync history.
 fn holds_state(conn: &Connection) -> Result<bool> {
     Ok(conn.query_row(
@@ -759,12 +750,6 @@ fn holds_state(conn: &Connection) -> Result<bool> {
         [],
         |r| r.get(0),
     )?)
-}
-
-fn xor_into(acc: &mut [u8; 32], digest: &[u8; 32]) {
-    for (a, d) in acc.iter_mut().zip(digest) {
-        *a ^= d;
-    }
 }
 
 fn fixed_meta<const N: usize>(bytes: Vec<u8>, what: &str) -> Result<[u8; N]> {

@@ -13,7 +13,7 @@
 
 mod session;
 
-pub use session::{sync_with, SessionReport, SyncError, SyncService};
+pub use session::{sync_with, SessionReport, SyncError, SyncServer};
 
 use crate::model::{FileId, NodeId};
 use crate::store::{Store, StoreError};

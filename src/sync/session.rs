@@ -10,10 +10,9 @@ use serde::Serialize;
 use super::{begin, collect_tombstones, hello, merge_batch, send_from, Outgoing};
 use crate::model::{FileId, NodeId, STATE_DIR};
 use crate::net::{
-    BoxFuture, Builtin, FrameReceiver, FrameSender, FramedStream, Handler, Membership, NetError,
-    PeerConnection, PeerInfo,
+    FrameReceiver, FrameSender, FramedStream, Membership, NetError, PeerConnection, PeerInfo,
 };
-use crate::proto::{Batch, ErrorCode, Request, Response, SyncHello};
+use crate::proto::{join, Batch, ErrorCode, Join, Request, Response, Side, SyncHello};
 use crate::scan::NoProgress;
 use crate::store::{Snapshot, Store, StoreError, DB_FILE};
 use crate::{ApplyReport, CommitOptions, Repo};
@@ -96,10 +95,21 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
     let (_, opened) = blocking(root, |root| Repo::open(root)).await?;
     let mut repo = opened?;
     let mut joined = false;
-    if peer.repo_id != repo.settings().repo_id {
-        // The transport let us talk: one side is fresh. The server joins us
-        // when it is the fresh one; otherwise we join it.
-        if repo.store().is_fresh()? {
+    // Freshness is read only when the repositories differ (it costs a query).
+    let rule = match peer.repo_id == repo.settings().repo_id {
+        true => Join::Stay,
+        false => {
+            let ours = Membership {
+                repo_id: repo.settings().repo_id,
+                fresh: repo.store().is_fresh()?,
+            };
+            join(Side::Client, ours, peer.membership())
+        }
+    };
+    match rule {
+        Join::Stay => {}
+        Join::Refuse => return Err(SyncError::CannotJoin { peer: peer.name }),
+        Join::JoinPeer => {
             let repo_id = peer.repo_id;
             let (back, result) = blocking(repo, move |r| r.join_if_fresh(repo_id)).await?;
             repo = back;
@@ -107,8 +117,6 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
                 return Err(SyncError::CannotJoin { peer: peer.name });
             }
             joined = true;
-        } else if !peer.fresh {
-            return Err(SyncError::CannotJoin { peer: peer.name });
         }
     }
     let (repo, snapshot) = snapshot_of(repo).await?;
@@ -276,24 +284,22 @@ async fn receive_batches(
     merged
 }
 
-/// Serves the location at `root`: state sync, and content transfer
-/// (`transfer::serve`); every other request goes to [`Builtin`].
-pub struct SyncService {
+/// The serving half of state sync for the location at `root`: answers a
+/// peer's `Sync` request (the node's router hands it over).
+pub struct SyncServer {
     root: PathBuf,
     membership: Arc<RwLock<Membership>>,
     commit_first: bool,
-    transfer_store: crate::transfer::serve::StoreCell,
 }
 
-impl SyncService {
+impl SyncServer {
     /// `membership` is the serving node's (see `Node::membership`): joining a
     /// repository updates it for later connections.
     pub fn new(root: PathBuf, membership: Arc<RwLock<Membership>>) -> Self {
-        SyncService {
+        SyncServer {
             root,
             membership,
             commit_first: true,
-            transfer_store: Default::default(),
         }
     }
 
@@ -320,8 +326,20 @@ impl SyncService {
                 tracing::warn!("not committing before the sync with {}: {e}", peer.name);
             }
         }
-        if peer.repo_id != repo.settings().repo_id && !peer.fresh {
-            // The client is not the fresh one, so we are: join it.
+        // As this node announced itself to the client: what the client's
+        // half of the rule saw.
+        let announced = *self.membership.read().unwrap_or_else(|e| e.into_inner());
+        let ours = Membership {
+            repo_id: repo.settings().repo_id,
+            fresh: announced.fresh,
+        };
+        let rule = join(Side::Server, ours, peer.membership());
+        if rule == Join::Refuse {
+            return Err(SyncError::CannotJoin {
+                peer: peer.name.clone(),
+            });
+        }
+        if rule == Join::JoinPeer {
             let repo_id = peer.repo_id;
             let (back, result) = blocking(repo, move |r| r.join_if_fresh(repo_id)).await?;
             repo = back;
@@ -340,66 +358,46 @@ impl SyncService {
         let mine = hello(&snapshot, peer.node_id)?;
         Ok((repo, snapshot, mine))
     }
-}
 
-impl Handler for SyncService {
-    fn handle<'a>(
-        &'a self,
-        peer: &'a PeerInfo,
-        request: Request,
-        stream: &'a mut FramedStream,
-    ) -> BoxFuture<'a, Result<(), NetError>> {
-        Box::pin(async move {
-            let theirs = match request {
-                Request::Sync(theirs) => theirs,
-                Request::Manifest { .. }
-                | Request::ManifestPages { .. }
-                | Request::Chunks(_)
-                | Request::Files { .. }
-                | Request::Refine { .. }
-                | Request::Has { .. } => {
-                    let store = self.transfer_store.clone();
-                    return crate::transfer::serve::answer(
-                        self.root.clone(),
-                        store,
-                        request,
-                        stream,
-                    )
-                    .await;
-                }
-                other => return Builtin.handle(peer, other, stream).await,
-            };
-            let (repo, snapshot, mine) = match self.prepare(peer).await {
-                Ok(prepared) => prepared,
-                Err(e) => {
-                    tracing::warn!("cannot sync with {}: {e}", peer.name);
-                    let refusal = Response::Error {
-                        code: ErrorCode::REFUSED,
-                        message: crate::net::truncate_error_text(&e.to_string()),
-                    };
-                    return stream.send_frame(&refusal).await;
-                }
-            };
-            stream.send_frame(&Response::Sync(mine.clone())).await?;
-            // From here on a failure resets the stream (the client sees the
-            // session fail; what was merged so far stays merged).
-            match exchange(stream, repo, snapshot, peer, mine, theirs).await {
-                Ok(report) => {
-                    tracing::info!(
-                        "synced with {}: sent {}, received {} entries, {} changed here",
-                        peer.name,
-                        report.entries_sent,
-                        report.entries_received,
-                        report.changed
-                    );
-                    Ok(())
-                }
-                Err(SyncError::Net(e)) => Err(e),
-                Err(e) => Err(NetError::Unexpected {
-                    peer: peer.name.clone(),
-                    what: format!("sync failed here: {e}"),
-                }),
+    /// Answers the peer's `Sync` request (its hello `theirs`) on `stream`:
+    /// our hello, then the exchange. A location that cannot take part (it
+    /// cannot join, say) answers with a refusal.
+    pub async fn serve(
+        &self,
+        peer: &PeerInfo,
+        theirs: SyncHello,
+        stream: &mut FramedStream,
+    ) -> Result<(), NetError> {
+        let (repo, snapshot, mine) = match self.prepare(peer).await {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                tracing::warn!("cannot sync with {}: {e}", peer.name);
+                let refusal = Response::Error {
+                    code: ErrorCode::REFUSED,
+                    message: crate::net::truncate_error_text(&e.to_string()),
+                };
+                return stream.send_frame(&refusal).await;
             }
-        })
+        };
+        stream.send_frame(&Response::Sync(mine.clone())).await?;
+        // From here on a failure resets the stream (the client sees the
+        // session fail; what was merged so far stays merged).
+        match exchange(stream, repo, snapshot, peer, mine, theirs).await {
+            Ok(report) => {
+                tracing::info!(
+                    "synced with {}: sent {}, received {} entries, {} changed here",
+                    peer.name,
+                    report.entries_sent,
+                    report.entries_received,
+                    report.changed
+                );
+                Ok(())
+            }
+            Err(SyncError::Net(e)) => Err(e),
+            Err(e) => Err(NetError::Unexpected {
+                peer: peer.name.clone(),
+                what: format!("sync failed here: {e}"),
+            }),
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::chunk::{ChunkRef, Manifest};
 use crate::model::{ContentHash, FileId};
-use crate::store::{LocalFile, Store};
+use crate::store::LocalFile;
 
 /// Where chunks and contents can be read locally.
 pub struct LocalCopies {
@@ -26,25 +26,31 @@ pub struct LocalCopies {
 }
 
 impl LocalCopies {
-    pub fn load(root: &Path, store: &Store) -> crate::Result<Self> {
+    /// Indexes the files held here (`files`), and those of them with a
+    /// stored manifest (`manifests`), in the working tree at `root`.
+    pub fn index(
+        root: &Path,
+        manifests: Vec<(LocalFile, Manifest)>,
+        files: Vec<LocalFile>,
+    ) -> Self {
         let mut copies = LocalCopies {
             root: root.to_path_buf(),
             chunks: HashMap::new(),
             manifests: HashMap::new(),
             wholes: HashMap::new(),
         };
-        for (file, manifest) in store.local_manifests()? {
+        for (file, manifest) in manifests {
             copies.add(&file, &manifest);
             copies.manifests.insert(file.file_id, manifest);
         }
-        for file in store.local_files()? {
+        for file in files {
             let path = file.path.to_path(root);
             if !copies.manifests.contains_key(&file.file_id) {
                 copies.chunks.entry(file.hash).or_insert((path.clone(), 0));
             }
             copies.wholes.entry(file.hash).or_insert(path);
         }
-        Ok(copies)
+        copies
     }
 
     fn add(&mut self, file: &LocalFile, manifest: &Manifest) {

@@ -6,7 +6,11 @@
 mod get;
 mod install;
 mod lane;
+mod large;
 mod local;
+mod manifest;
+mod misbehaved;
+mod paging;
 mod pieces;
 mod refine;
 mod schedule;
@@ -19,7 +23,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-pub use get::get;
+pub use get::{get, GetLock};
+pub use misbehaved::Misbehaved;
 pub use staging::STAGING_DIR;
 
 use crate::model::{ContentHash, FileEntry, NodeId, Resolved};
@@ -96,7 +101,7 @@ enum AskError {
     /// It cannot serve it now (refused, unreachable, lost): ask elsewhere.
     Unavailable(String),
     /// It sent something false or broken: dropped for this transfer.
-    Lied(String),
+    Lied(Misbehaved),
 }
 
 /// Sends `request` to `conn`: an `Error` answer or a failed connection is
@@ -114,7 +119,7 @@ impl From<NetError> for AskError {
     /// not. Worded without the peer's name, which callers put first.
     fn from(e: NetError) -> Self {
         match e {
-            NetError::Protocol { .. } => AskError::Lied(e.reason()),
+            NetError::Protocol { .. } => AskError::Lied(Misbehaved::BrokenFrame(e.reason())),
             other => AskError::Unavailable(other.reason()),
         }
     }

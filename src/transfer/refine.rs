@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::local::LocalCopies;
-use super::{ask, AskError};
+use super::{ask, AskError, Misbehaved};
 use crate::chunk::{refine, ChunkRef, Manifest};
 use crate::model::ContentHash;
 use crate::net::PeerConnection;
@@ -77,7 +77,6 @@ pub async fn refine_chunk(
     chunk: ChunkRef,
     old: &OldPieces,
 ) -> Result<Refined, AskError> {
-    let lied = AskError::Lied;
     let request = Request::Refine {
         hash,
         offset,
@@ -85,10 +84,10 @@ pub async fn refine_chunk(
     };
     let subs = match ask(conn, &request).await?.0 {
         Response::Refined(subs) => subs,
-        other => return Err(lied(format!("unexpected answer {other:?}"))),
+        other => return Err(AskError::Lied(Misbehaved::unexpected(&other))),
     };
     if subs.iter().map(|s| u64::from(s.len)).sum::<u64>() != u64::from(chunk.len) {
-        return Err(lied("sub-chunks that do not cover the chunk".into()));
+        return Err(AskError::Lied(Misbehaved::SubChunksDoNotCover));
     }
     // Place what is here; list the ranges (relative to the chunk) to fetch.
     let mut bytes = vec![0u8; chunk.len as usize];
@@ -124,18 +123,18 @@ pub async fn refine_chunk(
         });
         let mut stream = match ask(conn, &request).await? {
             (Response::Chunks { len }, stream) if len == fetched => stream,
-            (other, _) => return Err(lied(format!("unexpected answer {other:?}"))),
+            (other, _) => return Err(AskError::Lied(Misbehaved::unexpected(&other))),
         };
         for (at, sub) in &wanted {
             let piece = &mut bytes[*at..*at + sub.len as usize];
             stream.recv_exact(piece).await?;
             if ContentHash::from(blake3::hash(piece)) != sub.hash {
-                return Err(lied("sent a corrupted sub-chunk".into()));
+                return Err(AskError::Lied(Misbehaved::CorruptSubChunk));
             }
         }
     }
     if ContentHash::from(blake3::hash(&bytes)) != chunk.hash {
-        return Err(lied("sub-chunks that do not make the chunk".into()));
+        return Err(AskError::Lied(Misbehaved::SubChunksDoNotRebuild));
     }
     Ok(Refined {
         bytes,

@@ -361,3 +361,186 @@ impl State {
         self.jobs = kept;
     }
 }
+
+/// The schedule driven in memory: jobs pushed, taken by holders, refused,
+/// given back, and failed when no live holder may serve them.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::ChunkRef;
+
+    fn node(n: u8) -> NodeId {
+        NodeId([n; 32])
+    }
+
+    fn small(n: u8, size: u64, holders: &[NodeId]) -> SmallContent {
+        SmallContent {
+            hash: ContentHash([n; 32]),
+            size,
+            targets: Vec::new(),
+            holders: holders.to_vec(),
+            refused_by: Vec::new(),
+        }
+    }
+
+    fn hashes(job: &Job) -> Vec<u8> {
+        match job {
+            Job::Files(contents) => contents.iter().map(|c| c.hash.0[0]).collect(),
+            Job::Span { .. } => panic!("a span, not files"),
+        }
+    }
+
+    fn large(
+        holders: &[NodeId],
+        lens: &[u32],
+    ) -> (Arc<LargeFetch>, mpsc::UnboundedReceiver<String>) {
+        let (failed, failures) = mpsc::unbounded_channel();
+        let chunks: Vec<ChunkRef> = lens
+            .iter()
+            .enumerate()
+            .map(|(i, len)| ChunkRef {
+                hash: ContentHash([i as u8; 32]),
+                len: *len,
+            })
+            .collect();
+        let manifest = Manifest { chunks };
+        let fetch = LargeFetch {
+            key: 7,
+            hash: ContentHash([9; 32]),
+            offsets: manifest.offsets(),
+            manifest: Arc::new(manifest),
+            holders: holders.to_vec(),
+            failed,
+        };
+        (Arc::new(fetch), failures)
+    }
+
+    #[test]
+    fn small_contents_are_grouped_within_the_request_limits() {
+        let (a, b) = (node(1), node(2));
+        let schedule = Schedule::new([a, b], HashMap::new());
+        let half = FILES_BYTES_PER_JOB / 2;
+        schedule.push_small(vec![
+            small(1, half, &[a]),
+            small(2, half, &[a]),
+            small(3, 1, &[a]),
+        ]);
+        // The third does not fit the first request's bytes.
+        assert_eq!(hashes(&schedule.try_take(a).unwrap()), [1, 2]);
+        assert_eq!(hashes(&schedule.try_take(a).unwrap()), [3]);
+        assert!(schedule.try_take(a).is_none());
+        assert!(schedule.try_take(b).is_none(), "b holds none of them");
+    }
+
+    #[test]
+    fn a_holder_takes_only_what_it_holds_and_leaves_the_rest_queued() {
+        let (a, b) = (node(1), node(2));
+        let schedule = Schedule::new([a, b], HashMap::new());
+        schedule.push_small(vec![
+            small(1, 10, &[a]),
+            small(2, 10, &[b]),
+            small(3, 10, &[a, b]),
+        ]);
+        assert_eq!(hashes(&schedule.try_take(b).unwrap()), [2, 3]);
+        assert_eq!(hashes(&schedule.try_take(a).unwrap()), [1]);
+        assert!(schedule.try_take(a).is_none());
+    }
+
+    #[test]
+    fn a_refused_job_goes_to_another_holder_and_fails_when_none_is_left() {
+        let (a, b) = (node(1), node(2));
+        let schedule = Schedule::new([a, b], HashMap::new());
+        schedule.push_small(vec![small(1, 10, &[a, b])]);
+        let job = schedule.try_take(a).unwrap();
+        schedule.settle(a, Some((job, "a: busy".into())));
+        assert!(schedule.try_take(a).is_none(), "not asked of a again");
+        let job = schedule.try_take(b).unwrap();
+        assert_eq!(hashes(&job), [1]);
+        schedule.settle(b, Some((job, "b: gone".into())));
+        let failed = schedule.take_failed();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].1, "no holder could provide it (a: busy; b: gone)");
+    }
+
+    #[test]
+    fn a_dropped_holder_gives_back_its_work_and_is_not_asked_again() {
+        let (a, b) = (node(1), node(2));
+        let schedule = Schedule::new([a, b], HashMap::new());
+        schedule.push_small(vec![small(1, 10, &[a, b]), small(2, 10, &[a])]);
+        let job = schedule.try_take(a).unwrap();
+        assert_eq!(hashes(&job), [1, 2]);
+        schedule.holder_gone(a, "a: sent a bad chunk".into(), vec![job]);
+        assert!(schedule.try_take(a).is_none());
+        // What only a held fails at once, with a's reason; the rest goes to b.
+        let failed = schedule.take_failed();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0.hash, ContentHash([2; 32]));
+        assert_eq!(
+            failed[0].1,
+            "no holder could provide it (a: sent a bad chunk)"
+        );
+        assert_eq!(hashes(&schedule.try_take(b).unwrap()), [1]);
+        assert_eq!(schedule.dropped()[&a], "a: sent a bad chunk");
+        assert!(!schedule.reachable(&[a]) && schedule.reachable(&[a, b]));
+    }
+
+    #[test]
+    fn missing_chunks_are_queued_in_contiguous_runs_within_the_span() {
+        let a = node(1);
+        let schedule = Schedule::new([a], HashMap::new());
+        let (fetch, _failures) = large(&[a], &[10, 10, 10, 10, 10, 10]);
+        schedule.push_spans(fetch, &[0, 1, 2, 4, 5], 20);
+        let mut runs = Vec::new();
+        while let Some(job) = schedule.try_take(a) {
+            match job {
+                Job::Span { chunks, .. } => runs.push(chunks),
+                Job::Files(_) => panic!("files, not a span"),
+            }
+        }
+        assert_eq!(runs, [0..2, 2..3, 4..6]);
+    }
+
+    #[test]
+    fn a_span_no_live_holder_can_serve_fails_its_content_and_cancel_removes_it() {
+        let (a, b) = (node(1), node(2));
+        let schedule = Schedule::new([a, b], HashMap::new());
+        let (fetch, mut failures) = large(&[a], &[10, 10]);
+        schedule.push_spans(fetch.clone(), &[0], 10);
+        schedule.push_spans(fetch, &[1], 10);
+        schedule.cancel(7);
+        assert!(schedule.try_take(a).is_none(), "cancelled");
+        let (fetch, mut failures2) = large(&[a], &[10]);
+        schedule.push_spans(fetch, &[0], 10);
+        schedule.holder_gone(a, "a: unreachable".into(), Vec::new());
+        assert_eq!(
+            failures2.try_recv().unwrap(),
+            "no holder could provide it (a: unreachable)"
+        );
+        assert!(
+            failures.try_recv().is_err(),
+            "the cancelled spans did not fail"
+        );
+    }
+
+    #[tokio::test]
+    async fn take_waits_for_work_and_ends_once_closed_and_settled() {
+        let a = node(1);
+        let schedule = Arc::new(Schedule::new([a], HashMap::new()));
+        let taker = {
+            let schedule = schedule.clone();
+            tokio::spawn(async move { schedule.take(a).await.map(|job| hashes(&job)) })
+        };
+        tokio::task::yield_now().await;
+        schedule.push_small(vec![small(1, 10, &[a])]);
+        assert_eq!(taker.await.unwrap(), Some(vec![1]));
+        schedule.close();
+        let waiting = {
+            let schedule = schedule.clone();
+            tokio::spawn(async move { schedule.take(a).await.is_none() })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the taken job may still come back");
+        schedule.settle(a, None);
+        assert!(waiting.await.unwrap(), "nothing left: the lane ends");
+    }
+}

@@ -23,10 +23,40 @@ use crate::proto::{
     MAX_WHOLE_FILE,
 };
 use crate::scan::{stat_of, still_as_recorded};
-use crate::store::{FileStat, LocalFile, Store, DB_FILE};
+use crate::store::{FileStat, LocalFile, Store, StoreError, DB_FILE};
 
-/// Why a transfer request is refused, in words for the peer.
-type Refusal = String;
+/// Why a transfer request is refused; its text goes to the peer.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("this location does not hold content {0}")]
+    NotHeld(ContentHash),
+    #[error("{0} is missing here")]
+    Missing(RepoPath),
+    #[error("{0} is a symbolic link; links are not served")]
+    Link(RepoPath),
+    #[error("{0} changed here since it was recorded; it is not served until committed again")]
+    Changed(RepoPath),
+    #[error("{0} leads out of the repository; not served")]
+    LeadsOut(RepoPath),
+    #[error("{0} changed while it was read")]
+    ChangedWhileRead(RepoPath),
+    #[error("content without a manifest")]
+    NoManifest,
+    #[error("the manifest has no page {0}")]
+    NoSuchPage(u32),
+    #[error("more than {MAX_PAGE_CHUNKS_SENT} chunk references asked at once")]
+    TooManyChunkRefs,
+    #[error("a range lies beyond the end of the content ({0} bytes)")]
+    RangesBeyondEnd(u64),
+    #[error("the range lies beyond the end of the content")]
+    RangeBeyondEnd,
+    #[error("not a transfer request: {0:?}")]
+    NotTransfer(Box<Request>),
+}
 
 /// Bytes per piece handed from the reader to the stream.
 const PIECE: usize = 1 << 20;
@@ -69,7 +99,10 @@ pub async fn answer(
     .await;
     let (response, reads) = match prepared {
         Ok(Ok(prepared)) => prepared,
-        Ok(Err(refusal)) => (refused(ErrorCode::REFUSED, &refusal), Vec::new()),
+        Ok(Err(refusal)) => (
+            refused(ErrorCode::REFUSED, &refusal.to_string()),
+            Vec::new(),
+        ),
         Err(e) => (refused(ErrorCode::INTERNAL, &e.to_string()), Vec::new()),
     };
     stream.send_frame(&response).await?;
@@ -94,15 +127,18 @@ fn prepare(
 ) -> Result<(Response, Vec<FileRead>), Refusal> {
     if cache.store.is_none() {
         let db = root.join(STATE_DIR).join(DB_FILE);
-        cache.store = Some(Store::open(&db).map_err(|e| e.to_string())?);
+        cache.store = Some(Store::open(&db)?);
     }
     if cache.real_root.is_none() {
-        cache.real_root = Some(std::fs::canonicalize(root).map_err(|e| e.to_string())?);
+        cache.real_root = Some(std::fs::canonicalize(root)?);
     }
+    let (Some(store), Some(real_root)) = (cache.store.as_ref(), cache.real_root.as_deref()) else {
+        unreachable!("both set above");
+    };
     let mut sources = Sources {
-        store: cache.store.as_ref().ok_or("no state database")?,
+        store,
         root,
-        real_root: cache.real_root.as_deref().ok_or("no repository")?,
+        real_root,
         verified: &mut cache.verified,
     };
     match request {
@@ -128,12 +164,10 @@ fn prepare(
             for index in asked {
                 let page = pages
                     .get(index as usize)
-                    .ok_or_else(|| format!("the manifest has no page {index}"))?;
+                    .ok_or(Refusal::NoSuchPage(index))?;
                 chunks += page.len();
                 if chunks > MAX_PAGE_CHUNKS_SENT {
-                    return Err(format!(
-                        "more than {MAX_PAGE_CHUNKS_SENT} chunk references asked at once"
-                    ));
+                    return Err(Refusal::TooManyChunkRefs);
                 }
                 answer.push(page.to_vec());
             }
@@ -147,9 +181,7 @@ fn prepare(
                 .iter()
                 .any(|(offset, len)| !within(size, *offset, *len))
             {
-                return Err(format!(
-                    "a range lies beyond the end of the content ({size} bytes)"
-                ));
+                return Err(Refusal::RangesBeyondEnd(size));
             }
             let len = ranges.total_len();
             let read = FileRead {
@@ -180,18 +212,17 @@ fn prepare(
         Request::Refine { hash, offset, len } => {
             let source = sources.find(hash)?;
             if !within(source.stat.size, offset, u64::from(len)) {
-                return Err("the range lies beyond the end of the content".into());
+                return Err(Refusal::RangeBeyondEnd);
             }
             let mut bytes = vec![0; len as usize];
-            let file = File::open(&source.path).map_err(|e| e.to_string())?;
-            std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, offset)
-                .map_err(|e| e.to_string())?;
+            let file = File::open(&source.path)?;
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, offset)?;
             if file.metadata().map(|m| stat_of(&m)).ok() != Some(source.stat) {
-                return Err(format!("{} changed while it was read", source.record.path));
+                return Err(Refusal::ChangedWhileRead(source.record.path));
             }
             Ok((Response::Refined(crate::chunk::refine(&bytes)), vec![]))
         }
-        other => Err(format!("not a transfer request: {other:?}")),
+        other => Err(Refusal::NotTransfer(Box::new(other))),
     }
 }
 
@@ -224,39 +255,29 @@ impl Sources<'_> {
     fn find(&mut self, hash: ContentHash) -> Result<Source, Refusal> {
         let record = self
             .store
-            .local_file_by_hash(hash)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("this location does not hold content {hash}"))?;
+            .local_file_by_hash(hash)?
+            .ok_or(Refusal::NotHeld(hash))?;
         if record.kind == crate::model::Kind::Link {
             // A link's version is its target text, in the entry itself:
             // there are no bytes to send, and what it points to is never read.
-            return Err(format!(
-                "{} is a symbolic link; links are not served",
-                record.path
-            ));
+            return Err(Refusal::Link(record.path));
         }
         let path = record.path.to_path(self.root);
-        let now = std::fs::symlink_metadata(&path)
-            .map(|m| stat_of(&m))
-            .map_err(|_| format!("{} is missing here", record.path))?;
+        let Ok(now) = std::fs::symlink_metadata(&path).map(|m| stat_of(&m)) else {
+            return Err(Refusal::Missing(record.path));
+        };
         let unchanged = now == record.stat
             || self.verified.get(&record.path) == Some(&now)
-            || still_as_recorded(self.root, &record).map_err(|e| e.to_string())?;
+            || still_as_recorded(self.root, &record)?;
         if !unchanged {
-            return Err(format!(
-                "{} changed here since it was recorded; it is not served until committed again",
-                record.path
-            ));
+            return Err(Refusal::Changed(record.path));
         }
         if now != record.stat {
             self.verified.insert(record.path.clone(), now);
         }
-        let real = std::fs::canonicalize(&path).map_err(|e| e.to_string())?;
+        let real = std::fs::canonicalize(&path)?;
         if !real.starts_with(self.real_root) {
-            return Err(format!(
-                "{} leads out of the repository; not served",
-                record.path
-            ));
+            return Err(Refusal::LeadsOut(record.path));
         }
         Ok(Source {
             path: real,
@@ -268,11 +289,7 @@ impl Sources<'_> {
     /// The manifest of a held content: stored for contents of several
     /// chunks; a content of one chunk is its own manifest.
     fn manifest(&self, record: &LocalFile) -> Result<Manifest, Refusal> {
-        if let Some(manifest) = self
-            .store
-            .manifest(record.hash)
-            .map_err(|e| e.to_string())?
-        {
+        if let Some(manifest) = self.store.manifest(record.hash)? {
             return Ok(manifest);
         }
         let size = record.stat.size;
@@ -282,8 +299,7 @@ impl Sources<'_> {
             } else {
                 vec![ChunkRef {
                     hash: record.hash,
-                    len: u32::try_from(size)
-                        .map_err(|_| "content without a manifest".to_owned())?,
+                    len: u32::try_from(size).map_err(|_| Refusal::NoManifest)?,
                 }]
             },
         })

@@ -14,9 +14,10 @@ use std::time::{Duration, SystemTime};
 use std::sync::Arc;
 
 use harmony::model::RepoPath;
-use harmony::net::{Node, TrustList};
+use harmony::net::TrustList;
+use harmony::node::{NodeSetup, PlannedGet, Router};
 use harmony::scan::NoProgress;
-use harmony::sync::{sync_with, SessionReport, SyncError, SyncService};
+use harmony::sync::{sync_with, SessionReport, SyncError};
 use harmony::{CommitOptions, CommitReport, InitOptions, ListedFile, Repo};
 use net::Server;
 
@@ -88,6 +89,49 @@ impl Location {
     pub fn paths(&self) -> Vec<String> {
         self.ls().into_iter().map(|f| f.path.to_string()).collect()
     }
+}
+
+/// Fresh locations named `names`, each in its own folder: `let [a, b, c] =
+/// locations(["a", "b", "c"]);`.
+pub fn locations<const N: usize>(names: [&str; N]) -> [Location; N] {
+    names.map(Location::new)
+}
+
+/// a and b of one repository, both holding `shared.bin` with `bytes`
+/// (synced in process, each side's copy committed).
+pub fn shared_pair(bytes: &[u8]) -> (Location, Location) {
+    let [mut a, mut b] = locations(["a", "b"]);
+    a.write("shared.bin", bytes);
+    sync_pair(&mut a, &mut b);
+    // b takes a copy by hand (as `get` will) and commits it: both hold it.
+    b.write("shared.bin", bytes);
+    b.commit();
+    sync_pair(&mut a, &mut b);
+    assert_eq!(a.ls()[0].copies, 2);
+    (a, b)
+}
+
+/// [`shared_pair`] after concurrent edits of `shared.bin` ("edit by a",
+/// "edit by b") met in a sync: a conflict on both sides.
+pub fn conflicted_pair() -> (Location, Location) {
+    let (mut a, mut b) = shared_pair(b"base");
+    a.write("shared.bin", b"edit by a");
+    b.write("shared.bin", b"edit by b");
+    sync_pair(&mut a, &mut b);
+    (a, b)
+}
+
+/// a holding `files` (committed) and serving b over QUIC, which trusts it
+/// and has synced with it (b holds nothing yet).
+pub async fn trusted_pair(files: &[(&str, &[u8])]) -> (Location, Location, Server) {
+    let [mut a, mut b] = locations(["a", "b"]);
+    for (path, bytes) in files {
+        a.write(path, bytes);
+    }
+    a.commit();
+    let server = serve(&a, &[&b]);
+    sync_once(&mut b, &a, server.addr).await.unwrap();
+    (a, b, server)
 }
 
 /// Writes a file and backdates its mtime by an hour.
@@ -255,13 +299,11 @@ pub fn serve_with(
             .iter()
             .map(|t| (t.repo.node_id(), t.repo.settings().node_name.clone())),
     );
-    let settings = Repo::open(&loc.root()).unwrap().settings().clone();
-    let mut config = sync_config(settings.repo_id, &settings.node_name);
-    config.fresh = loc.repo.store().is_fresh().unwrap();
-    adjust(&mut config);
-    let node = Node::bind(loc.repo.identity().clone(), config, trust).unwrap();
-    let service = SyncService::new(loc.root(), node.membership());
-    Server::start_node(node, Arc::new(service))
+    let mut setup = sync_setup(&loc.root());
+    adjust(&mut setup.config);
+    let node = setup.bind(trust).unwrap();
+    let router = Router::new(loc.root(), node.membership());
+    Server::start_node(node, Arc::new(router))
 }
 
 /// One `harmony sync` from `loc` to the node serving at `addr`: commit,
@@ -273,10 +315,7 @@ pub async fn sync_once(
     addr: std::net::SocketAddr,
 ) -> Result<(SessionReport, u64), SyncError> {
     loc.commit();
-    let repo = Repo::open(&loc.root()).unwrap();
-    let mut config = sync_config(repo.settings().repo_id, &repo.settings().node_name);
-    config.fresh = repo.store().is_fresh().unwrap();
-    let node = Node::bind_client(repo.identity().clone(), config).unwrap();
+    let node = sync_setup(&loc.root()).bind_client().unwrap();
     let conn = node
         .connect(
             addr,
@@ -290,12 +329,21 @@ pub async fn sync_once(
     Ok((report?, stats.udp_tx.bytes + stats.udp_rx.bytes))
 }
 
-/// Test settings for sync: short handshakes, but batch frames of 256 KiB
+/// The node of the location at `root` with the transport tests' settings:
+/// loopback, 3 s for a handshake and for each read.
+pub fn node_setup(root: &Path) -> NodeSetup {
+    let mut setup = NodeSetup::open(root, net::localhost()).expect("node settings");
+    setup.config.handshake_timeout = Duration::from_secs(3);
+    setup.config.stream_timeout = Duration::from_secs(3);
+    setup
+}
+
+/// [`node_setup`] for sync: short handshakes, but batch frames of 256 KiB
 /// over a slow lossy link need more than the transport tests' 3 s per read.
-pub fn sync_config(repo: harmony::model::RepoId, name: &str) -> harmony::net::NodeConfig {
-    let mut config = net::config(repo, name);
-    config.stream_timeout = Duration::from_secs(20);
-    config
+pub fn sync_setup(root: &Path) -> NodeSetup {
+    let mut setup = node_setup(root);
+    setup.config.stream_timeout = Duration::from_secs(20);
+    setup
 }
 
 /// Holders for `loc`: the given serving locations at their addresses.
@@ -313,10 +361,9 @@ pub fn holders_with(
     serving: &[(&Location, std::net::SocketAddr)],
     adjust: impl FnOnce(&mut harmony::net::NodeConfig),
 ) -> harmony::transfer::Holders {
-    let repo = Repo::open(&loc.root()).unwrap();
-    let mut config = sync_config(repo.settings().repo_id, &repo.settings().node_name);
-    adjust(&mut config);
-    let node = Node::bind_client(repo.identity().clone(), config).unwrap();
+    let mut setup = sync_setup(&loc.root());
+    adjust(&mut setup.config);
+    let node = setup.bind_client().unwrap();
     let peers = serving
         .iter()
         .map(|(other, addr)| harmony::store::PeerRecord {
@@ -339,16 +386,12 @@ pub async fn get_from(
     let repo = Repo::open(&loc.root()).unwrap();
     let paths: Option<Vec<RepoPath>> =
         paths.map(|ps| ps.iter().map(|p| RepoPath::new(p).unwrap()).collect());
-    let wanted = repo.wanted(paths.as_deref()).unwrap();
+    let planned = PlannedGet::new(&repo, paths.as_deref()).unwrap();
     let mut holders = holders(loc, serving);
-    let report = harmony::transfer::get(
-        &loc.root(),
-        &wanted,
-        &mut holders,
-        std::sync::Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let report = planned
+        .run(&mut holders, std::sync::Arc::new(NoProgress))
+        .await
+        .unwrap();
     holders.close().await;
     report
 }

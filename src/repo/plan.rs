@@ -1,0 +1,115 @@
+//! What a `get` fetches: the wanted files, grouped by content, with who
+//! holds each content and what is here to copy from, read from the state in
+//! one pass, so that the transfer needs nothing more from the store.
+
+use std::collections::HashMap;
+
+use super::Repo;
+use crate::chunk::Manifest;
+use crate::error::Result;
+use crate::model::{ContentHash, FileId, NodeId, Placed, RepoPath, Resolved};
+use crate::store::LocalFile;
+
+/// A content wanted here, for the files `targets`.
+#[derive(Clone, Debug)]
+pub struct WantedContent {
+    pub hash: ContentHash,
+    pub size: u64,
+    /// The files that get this content, each where it lives.
+    pub targets: Vec<Placed>,
+    /// The other locations holding it.
+    pub holders: Vec<NodeId>,
+}
+
+/// Everything a `get` needs from the state.
+#[derive(Clone, Debug)]
+pub struct GetPlan {
+    /// The wanted contents, in the order of their first file.
+    pub contents: Vec<WantedContent>,
+    /// The files held here with their stored manifests (the chunks to copy
+    /// instead of fetch, the older versions' manifest pages).
+    pub local_manifests: Vec<(LocalFile, Manifest)>,
+    /// Every file held here (whole contents to copy).
+    pub local_files: Vec<LocalFile>,
+    /// The repository's chunk sizes: the smallest bounds how many chunks
+    /// (and pages) a manifest of a given size can have, the largest how
+    /// large a chunk of a fetched manifest may be (every chunk is read into
+    /// memory whole).
+    pub chunking: crate::chunk::ChunkParams,
+}
+
+impl Repo {
+    /// The files `get` should fetch: with `None`, every file held here in an
+    /// older version; with paths, every live, unconflicted file at or under
+    /// them (every file for no path) whose newest content is not held here.
+    pub fn wanted(&self, paths: Option<&[RepoPath]>) -> Result<Vec<FileId>> {
+        Ok(self
+            .wanted_placed(paths)?
+            .into_iter()
+            .map(|(placed, ..)| placed.entry.id)
+            .collect())
+    }
+
+    /// What `get` fetches for [`Repo::wanted`]`(paths)`: each entry read
+    /// once, grouped by content, with the holders of each content.
+    pub fn plan_get(&self, paths: Option<&[RepoPath]>) -> Result<GetPlan> {
+        let me = self.node_id();
+        let mut contents: Vec<WantedContent> = Vec::new();
+        let mut by_hash: HashMap<ContentHash, usize> = HashMap::new();
+        for (placed, hash, size) in self.wanted_placed(paths)? {
+            match by_hash.get(&hash) {
+                Some(at) => contents[*at].targets.push(placed),
+                None => {
+                    // Holders per content: any location holding these bytes,
+                    // for whichever file (DESIGN.md, invariant 9).
+                    let holders: Vec<NodeId> = self
+                        .store
+                        .holders_of_content(hash)?
+                        .into_iter()
+                        .filter(|n| *n != me)
+                        .collect();
+                    by_hash.insert(hash, contents.len());
+                    contents.push(WantedContent {
+                        hash,
+                        size,
+                        targets: vec![placed],
+                        holders,
+                    });
+                }
+            }
+        }
+        Ok(GetPlan {
+            contents,
+            local_manifests: self.store.local_manifests()?,
+            local_files: self.store.local_files()?,
+            chunking: self.settings.chunking,
+        })
+    }
+
+    /// The wanted files, each with its newest content's hash and size.
+    fn wanted_placed(&self, paths: Option<&[RepoPath]>) -> Result<Vec<(Placed, ContentHash, u64)>> {
+        let me = self.node_id();
+        let mut wanted = Vec::new();
+        for placed in self.store.placed_entries()? {
+            let entry = &placed.entry;
+            let Resolved::File(newest) = entry.resolved() else {
+                continue;
+            };
+            let Some((hash, size, _)) = newest.value.bytes() else {
+                continue; // a link: made by the apply step, nothing to fetch
+            };
+            let held = entry.holders.get(&me).and_then(|h| h.hash);
+            if held == newest.value.hash() {
+                continue;
+            }
+            let selected = match paths {
+                None => held.is_some(),
+                Some(paths) => paths.is_empty() || paths.iter().any(|p| placed.path.starts_with(p)),
+            };
+            if selected {
+                wanted.push((placed, hash, size));
+            }
+        }
+        Ok(wanted)
+    }
+}
