@@ -76,13 +76,19 @@ impl Repo {
     }
 
     /// The working tree, for writing: knows whether its file system folds
-    /// case (set in `config.toml`, or probed).
+    /// case (set in `config.toml`, or probed once per `Repo`).
     pub(crate) fn tree(&self) -> Result<crate::tree::Tree> {
-        let state_dir = self.root.join(STATE_DIR);
         let folds = match self.config()?.fold_case {
             Some(folds) => folds,
-            None => crate::tree::Tree::probe_case_folding(&state_dir)
-                .map_err(Error::io("probe the file system of", &state_dir))?,
+            None => match self.probed_case_folding.get() {
+                Some(folds) => *folds,
+                None => {
+                    let state_dir = self.root.join(STATE_DIR);
+                    let folds = crate::tree::Tree::probe_case_folding(&state_dir)
+                        .map_err(Error::io("probe the file system of", &state_dir))?;
+                    *self.probed_case_folding.get_or_init(|| folds)
+                }
+            },
         };
         Ok(crate::tree::Tree::new(&self.root).folding_case(folds))
     }

@@ -47,6 +47,9 @@ pub struct Repo {
     store: Store,
     identity: Identity,
     settings: Settings,
+    /// Whether the tree's file system folds case, once probed (the probe
+    /// writes a file: not once per file applied).
+    probed_case_folding: std::cell::OnceCell<bool>,
 }
 
 impl Repo {
@@ -140,6 +143,7 @@ impl Repo {
             store,
             identity,
             settings,
+            probed_case_folding: std::cell::OnceCell::new(),
         })
     }
 
