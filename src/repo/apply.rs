@@ -182,17 +182,21 @@ impl Repo {
         } else {
             record
         };
-        let tree = self.tree()?;
-        let here = tree
+        if placed.path == record.path {
+            return Ok(Next::Done);
+        }
+        // Kept under a distinct name because case folds here: it stays.
+        let (here, _) = self
+            .tree()?
             .local_name(&placed.path, Some(&record.path))
             .map_err(Error::io(
                 "list the folder of",
                 placed.path.to_path(&self.root),
             ))?;
-        if here.0 == record.path {
-            return Ok(Next::Done); // kept under a distinct name: case folds here
+        if here == record.path {
+            return Ok(Next::Done);
         }
-        if placed.path != record.path && self.is_unchanged(&record, report)? {
+        if self.is_unchanged(&record, report)? {
             let parked = self.state_dir().join(MOVING_DIR).join(entry.id.to_string());
             return Ok(Next::Move(Move {
                 record,

@@ -213,17 +213,21 @@ struct PlacedFile {
 /// holds it), or at a free path; never over anything else, and never
 /// through a symbolic link.
 fn place(repo: &mut Repo, placement: &Placement) -> crate::Result<PlacedFile> {
-    let me = repo.node_id();
     let root = repo.root();
     let tree = repo.tree()?;
     let target = &placement.target;
     let old = repo.store().local_file_by_id(target.entry.id)?;
     // A new file whose name differs only in case from another here, where
     // case folds: kept under a distinct name, so that neither vanishes.
-    let here = tree
-        .local_name(&target.path, old.as_ref().map(|o| &o.path))
-        .map_err(Error::io("list the folder of", target.path.to_path(root)))?
-        .0;
+    // (An update in place needs no such look.)
+    let here = match &old {
+        Some(old) if old.path == target.path => target.path.clone(),
+        _ => {
+            tree.local_name(&target.path, old.as_ref().map(|o| &o.path))
+                .map_err(Error::io("list the folder of", target.path.to_path(root)))?
+                .0
+        }
+    };
     let target_path = match &old {
         Some(old) if old.path != here => &target.path,
         _ => &here,
@@ -237,12 +241,7 @@ fn place(repo: &mut Repo, placement: &Placement) -> crate::Result<PlacedFile> {
                     old.path
                 )));
             }
-            let elsewhere = repo
-                .store()
-                .holders_of_content(old.hash)?
-                .iter()
-                .any(|n| *n != me);
-            if old.kind != Kind::Link && !elsewhere {
+            if old.kind != Kind::Link && !repo.held_elsewhere(old.hash)? {
                 repo.keep_in_trash(&tree, old, crate::repo::TrashReason::Replaced, true)?;
             }
             old.path == *target_path
