@@ -33,8 +33,10 @@ struct Started {
 
 pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
     let repo = Repo::open(&out.dir)?;
+    let config = repo.config()?;
     let listen_text = args
         .listen
+        .or(config.listen)
         .unwrap_or_else(|| repo.settings().listen.clone());
     let listen: SocketAddr = listen_text.parse().map_err(|_| {
         anyhow::anyhow!(
