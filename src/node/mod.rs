@@ -16,6 +16,7 @@
 
 mod dial;
 mod get;
+pub mod live;
 mod router;
 mod settle;
 mod setup;
