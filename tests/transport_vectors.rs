@@ -187,6 +187,12 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         },
     );
     round_trip(
+        "request-notify",
+        &get("request-notify"),
+        &Request::Notify { digest },
+    );
+    round_trip("response-noted", &get("response-noted"), &Response::Noted);
+    round_trip(
         "request-chunks",
         &get("request-chunks"),
         &Request::Chunks(ChunkRanges {
@@ -294,7 +300,7 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         get("page-hash"),
         "page-hash is the code's page hash"
     );
-    assert_eq!(vectors.len(), 22, "every vector in protocol.md is checked");
+    assert_eq!(vectors.len(), 24, "every vector in protocol.md is checked");
 }
 
 #[test]
@@ -310,8 +316,8 @@ fn protocol_md_states_the_constants_of_the_code() {
     assert_eq!(proto::MAX_PING_PAYLOAD, 64 << 10);
     assert_eq!(proto::MAX_ERROR_TEXT, 1024);
     assert_eq!(proto::MAX_BULK, 16 << 30);
-    assert_eq!(Request::KNOWN_KINDS, 9);
-    assert!(spec.contains("(≥ 9 in version 2)"));
+    assert_eq!(Request::KNOWN_KINDS, 10);
+    assert!(spec.contains("(≥ 10 in version 2)"));
     // Content transfer.
     // The page cut rule: protocol.md must state the code's constants.
     assert!(

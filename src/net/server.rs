@@ -97,7 +97,8 @@ impl Handler for Builtin {
                 | Request::Chunks(_)
                 | Request::Files { .. }
                 | Request::Refine { .. }
-                | Request::Has { .. } => {
+                | Request::Has { .. }
+                | Request::Notify { .. } => {
                     let refusal = Response::Error {
                         code: ErrorCode::UNSUPPORTED,
                         message: "this endpoint serves no repository location".into(),
@@ -557,6 +558,7 @@ impl std::fmt::Debug for RequestKind<'_> {
             Request::Refine { hash, offset, len } => {
                 write!(f, "Refine ({len} bytes at {offset} of {hash})")
             }
+            Request::Notify { .. } => write!(f, "Notify"),
         }
     }
 }
