@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Args;
+use harmony::node::live::discovery;
 use harmony::node::{self, NodeSetup, Router};
 use harmony::Repo;
 use serde::Serialize;
@@ -21,6 +22,10 @@ pub struct ServeArgs {
     /// (peers then see only what `harmony commit` recorded here).
     #[arg(long)]
     no_commit: bool,
+    /// Neither announce this node on the local network nor follow trusted
+    /// peers' announcements (as `discovery = false` in config.toml).
+    #[arg(long)]
+    no_discovery: bool,
 }
 
 #[derive(Serialize)]
@@ -29,6 +34,9 @@ struct Started {
     name: String,
     listen: String,
     peers: usize,
+    /// Whether LAN discovery was asked for (it still stays off on a
+    /// loopback address, or with HARMONY_NO_DISCOVERY set).
+    discovery: bool,
 }
 
 pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
@@ -43,6 +51,7 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             "invalid listen address `{listen_text}`: expected ip:port, e.g. 0.0.0.0:7447 or [::]:7447"
         )
     })?;
+    let discovery = config.discovery && !args.no_discovery;
     let settings = repo.settings().clone();
     let peers = repo.store().peers()?;
     let setup = NodeSetup::of(&repo, listen)?;
@@ -62,6 +71,7 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             name: settings.node_name.clone(),
             listen: bound.to_string(),
             peers: peers.len(),
+            discovery,
         };
         if out.json {
             out!("{}", serde_json::to_string(&started)?);
@@ -79,8 +89,30 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         }
         tracing::info!("listening on {bound}");
         let router = Router::new(root.clone(), node.membership()).commit_first(!args.no_commit);
-        node.serve(Arc::new(router), Some(source), stop_signal())
-            .await;
+        // Discovery stops when serving does (`stopping` is dropped then).
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        // The live node will redial the peers sent on `moved`; until then a
+        // moved peer's saved address is used at the next dial.
+        let (moved, _redial) = tokio::sync::mpsc::unbounded_channel();
+        let finding = discovery.then(|| {
+            tokio::spawn(discovery::run(
+                root.clone(),
+                node.node_id(),
+                bound,
+                moved,
+                async {
+                    let _ = stopped.await;
+                },
+            ))
+        });
+        node.serve(Arc::new(router), Some(source), async move {
+            stop_signal().await;
+            drop(stopping);
+        })
+        .await;
+        if let Some(finding) = finding {
+            let _ = finding.await;
+        }
         if !out.json && !out.quiet {
             out!("stopped");
         }

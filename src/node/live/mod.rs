@@ -4,6 +4,9 @@
 //! Its parts share one signal, [`StateChanged`]: a commit of the watched
 //! tree or a merge of a peer's news raises it, and the node tells its peers.
 
+pub mod discovery;
+mod lan;
+
 use std::sync::Arc;
 
 use tokio::sync::Notify;
