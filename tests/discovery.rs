@@ -114,6 +114,22 @@ fn b_follows_a_to_a_new_port_and_a_new_address_and_saves_it() {
 }
 
 #[test]
+fn b_finds_a_over_ipv6() {
+    let Some(lan) = Lan::new("v6", &[("a", "10.77.0.1/24"), ("b", "10.77.0.2/24")]) else {
+        return;
+    };
+    lan.add_v6("a", "fd77::1/64");
+    lan.add_v6("b", "fd77::2/64");
+    let ((a, _), (b, _)) = trusting_pair();
+    let _serve_b = lan.serve("b", b.path(), "[fd77::2]:7601");
+    let started = Instant::now();
+    // Bound to an IPv6 address: it announces in IPv6 only, from that address.
+    let _serve_a = lan.serve("a", a.path(), "[fd77::1]:7501");
+    wait_for_addr(b.path(), "a", "[fd77::1]:7501", started);
+    wait_for_addr(a.path(), "b", "[fd77::2]:7601", started);
+}
+
+#[test]
 fn an_untrusted_announcer_changes_nothing() {
     let hosts = [
         ("a", "10.77.0.1/24"),

@@ -113,6 +113,21 @@ impl Lan {
         Serving::spawn(serve)
     }
 
+    /// Adds the IPv6 address `addr` (`address/prefix`) to `host`'s link,
+    /// usable at once (no duplicate address detection).
+    pub fn add_v6(&self, host: &str, addr: &str) {
+        ip(&[
+            "-n",
+            &self.name(host),
+            "addr",
+            "add",
+            addr,
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+    }
+
     /// Gives `host` the address `to` instead of `from` (as DHCP might).
     pub fn readdress(&self, host: &str, from: &str, to: &str) {
         let ns = self.name(host);
