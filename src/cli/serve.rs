@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use harmony::net::ServerEvent;
-use harmony::node::live::{Inbox, Live, StatusBoard};
+use harmony::node::live::{discovery, Inbox, Live, StatusBoard};
 use harmony::node::{self, NodeSetup, Router};
 use harmony::Config;
 use harmony::Repo;
@@ -27,6 +27,10 @@ pub struct ServeArgs {
     /// (peers then see only what `harmony commit` recorded here).
     #[arg(long)]
     no_commit: bool,
+    /// Neither announce this node on the local network nor follow trusted
+    /// peers' announcements (as `discovery = false` in config.toml).
+    #[arg(long)]
+    no_discovery: bool,
 }
 
 #[derive(Serialize)]
@@ -35,6 +39,9 @@ struct Started {
     name: String,
     listen: String,
     peers: usize,
+    /// Whether LAN discovery was asked for (it still stays off on a
+    /// loopback address, or with HARMONY_NO_DISCOVERY set).
+    discovery: bool,
 }
 
 pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
@@ -49,6 +56,7 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             "invalid listen address `{listen_text}`: expected ip:port, e.g. 0.0.0.0:7447 or [::]:7447"
         )
     })?;
+    let discovery = config.discovery && !args.no_discovery;
     let settings = repo.settings().clone();
     let peers = repo.store().peers()?;
     let setup = NodeSetup::of(&repo, listen)?;
@@ -68,6 +76,7 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             name: settings.node_name.clone(),
             listen: bound.to_string(),
             peers: peers.len(),
+            discovery,
         };
         if out.json {
             out!("{}", serde_json::to_string(&started)?);
@@ -95,6 +104,17 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(signals(root.clone(), stop_tx, config_tx));
         let inbox = Inbox::default();
         tokio::spawn(reachable_on_accept(node.subscribe(), inbox.clone()));
+        let finding = discovery.then(|| {
+            let (moved, redial) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(reachable_when_moved(redial, inbox.clone()));
+            tokio::spawn(discovery::run(
+                root.clone(),
+                node.node_id(),
+                bound,
+                moved,
+                stopped(),
+            ))
+        });
         let status = StatusBoard::new(bound.to_string());
         let status_writer = tokio::spawn(status.clone().keep_written(root.clone()));
         let live = Live {
@@ -110,6 +130,9 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             .live(inbox);
         node.serve(Arc::new(router), Some(source), stopped()).await;
         let _ = live.await;
+        if let Some(finding) = finding {
+            let _ = finding.await;
+        }
         status_writer.abort();
         StatusBoard::remove_file(&root);
         if !out.json && !out.quiet {
@@ -135,6 +158,16 @@ async fn reachable_on_accept(
             Ok(_) | Err(RecvError::Lagged(_)) => {}
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+/// A peer discovery saw at a new address is dialed there now.
+async fn reachable_when_moved(
+    mut moved: tokio::sync::mpsc::UnboundedReceiver<harmony::model::NodeId>,
+    inbox: Inbox,
+) {
+    while let Some(peer) = moved.recv().await {
+        inbox.reachable(peer);
     }
 }
 
@@ -167,8 +200,13 @@ async fn signals(
                 let state_dir = root.join(harmony::model::STATE_DIR);
                 match Config::load(&state_dir) {
                     Ok(new) => {
-                        if new.listen != config.borrow().listen {
-                            tracing::warn!("config.toml: a new `listen` takes effect when serve restarts");
+                        for (key, changed) in [
+                            ("listen", new.listen != config.borrow().listen),
+                            ("discovery", new.discovery != config.borrow().discovery),
+                        ] {
+                            if changed {
+                                tracing::warn!("config.toml: a new `{key}` takes effect when serve restarts");
+                            }
                         }
                         tracing::info!("SIGHUP: config.toml reloaded");
                         config.send_replace(new);

@@ -2,6 +2,7 @@
 //! command can use it at once, and every change is one atomic, durable
 //! transaction (a crash at any instant leaves the last committed state).
 
+mod addresses;
 mod derived;
 mod records;
 mod trash;

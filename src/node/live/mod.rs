@@ -4,8 +4,10 @@
 //! Its parts share one signal, [`StateChanged`]: a commit of the watched
 //! tree or a merge of a peer's news raises it, and the node tells its peers.
 
+pub mod discovery;
 mod fetch;
 mod inbox;
+mod lan;
 mod local;
 mod run;
 mod schedule;
