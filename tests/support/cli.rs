@@ -75,17 +75,16 @@ pub struct Serving {
 
 impl Serving {
     pub fn start(dir: &Path) -> Serving {
+        Serving::start_at(dir, "127.0.0.1:0")
+    }
+
+    /// [`Serving::start`] listening on `addr`.
+    pub fn start_at(dir: &Path, addr: &str) -> Serving {
         let mut serve = Command::cargo_bin("harmony").unwrap();
         serve
             .arg("-C")
             .arg(dir)
-            .args([
-                "--json",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--no-discovery",
-            ])
+            .args(["--json", "serve", "--listen", addr, "--no-discovery"])
             .env(OFF_ENV, "1");
         Serving::spawn(serve)
     }
