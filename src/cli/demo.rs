@@ -172,8 +172,9 @@ impl Demo<'_> {
         self.run("laptop", &["commit"])?;
 
         self.say(
-            "Each location runs `harmony serve` in the background (here on 127.0.0.1) and trusts \
-             the others by node id (what `harmony id` prints there). Trust is mutual: the desktop \
+            "Each location runs `harmony serve` in the background (here on 127.0.0.1; \
+             `--no-watch`: it commits only when a peer syncs, so that each step below shows one \
+             thing) and trusts the others by node id (what `harmony id` prints there). Trust is mutual: the desktop \
              and the laptop know only the NAS.",
         );
         let mut addr = Vec::new();
@@ -341,7 +342,7 @@ impl Demo<'_> {
     /// address it bound (a free port on 127.0.0.1, as `init` asked).
     fn serve(&mut self, location: &'static str) -> anyhow::Result<String> {
         let mut child = self
-            .command(location, &["serve"], true)
+            .command(location, &["serve", "--no-watch"], true)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -361,11 +362,11 @@ impl Demo<'_> {
         if self.out.json {
             self.events.push(Event::Command {
                 location,
-                command: "harmony serve &".into(),
+                command: "harmony serve --no-watch &".into(),
                 output: started,
             });
         } else if !self.out.quiet {
-            out!("{location}$ harmony serve &");
+            out!("{location}$ harmony serve --no-watch &");
             out!("  serving on {addr}");
         }
         Ok(addr)

@@ -1,5 +1,6 @@
 //! `harmony serve`: run this node's QUIC endpoint in the foreground until
-//! Ctrl-C or SIGTERM.
+//! Ctrl-C or SIGTERM, watching the working tree and committing it by itself
+//! unless told not to.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,13 @@ pub struct ServeArgs {
     /// (peers then see only what `harmony commit` recorded here).
     #[arg(long)]
     no_commit: bool,
+    /// Do not watch the working tree (as `watch = false` in
+    /// .harmony/config.toml): commit only before answering a sync. Watching,
+    /// serve commits a quiet period (`quiet_period`, 1 s) after the last
+    /// change, rescans every `rescan_interval` (1 h), and without inotify
+    /// watches to spare rescans every minute instead.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 #[derive(Serialize)]
@@ -36,7 +44,7 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
     let config = repo.config()?;
     let listen_text = args
         .listen
-        .or(config.listen)
+        .or(config.listen.clone())
         .unwrap_or_else(|| repo.settings().listen.clone());
     let listen: SocketAddr = listen_text.parse().map_err(|_| {
         anyhow::anyhow!(
@@ -49,6 +57,7 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
     let trust = node::trusted(&repo)?;
     let root = repo.root().to_path_buf();
     drop(repo);
+    let watching = config.watch && !args.no_watch;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,9 +87,34 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             out.warn("no trusted peers yet: nobody can connect until you `harmony peer add` one");
         }
         tracing::info!("listening on {bound}");
-        let router = Router::new(root.clone(), node.membership()).commit_first(!args.no_commit);
-        node.serve(Arc::new(router), Some(source), stop_signal())
+        // Watching, the state is at most a quiet period behind the tree, so
+        // a sync is answered from it as it is: a commit per sync would scan
+        // the whole tree once per peer and per change (live sync brings
+        // every peer at once), race the watcher's own commits, and record a
+        // file caught halfway through its save.
+        let commit_first = !args.no_commit && !watching;
+        let router = Router::new(root.clone(), node.membership()).commit_first(commit_first);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            stop_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        // Kept open so the watcher keeps its config; SIGHUP will send here.
+        let (_config_tx, config_rx) = tokio::sync::watch::channel(config);
+        let watcher = watching.then(|| {
+            tokio::spawn(node::live::watch_and_commit(
+                root.clone(),
+                config_rx,
+                node::live::StateChanged::default(),
+                stopped(stop_rx.clone()),
+            ))
+        });
+        node.serve(Arc::new(router), Some(source), stopped(stop_rx))
             .await;
+        if let Some(watcher) = watcher {
+            // Lets the commit under way finish.
+            let _ = watcher.await;
+        }
         if !out.json && !out.quiet {
             out!("stopped");
         }
@@ -89,6 +123,11 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
     // Do not wait for blocking tasks that may still run (a trust reload).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())
+}
+
+/// Completes once `stop` says true (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM.

@@ -4,9 +4,15 @@
 //! Its parts share one signal, [`StateChanged`]: a commit of the watched
 //! tree or a merge of a peer's news raises it, and the node tells its peers.
 
+mod events;
+mod pace;
+mod watch;
+
 use std::sync::Arc;
 
 use tokio::sync::Notify;
+
+pub use watch::watch_and_commit;
 
 /// Raised whenever this location's replicated state may have changed (a
 /// commit that recorded something, a merge that changed an entry). Raising
