@@ -28,8 +28,8 @@ pub mod tree;
 
 pub use error::{Error, Result};
 pub use repo::{
-    ApplyReport, CommitOptions, CommitReport, Config, Conflict, ConflictKind, ConflictSide,
-    FileState, GetPlan, Holder, InitOptions, Keep, ListedFile, Repo, Resolution, StatusLine,
-    TrashEmptied, TrashReason, TrashedFile, WantedContent, Whereabouts, CONFIG_FILE, DEFAULT_PORT,
-    TRASH_DIR,
+    ApplyReport, CommitOptions, CommitReport, Config, ConfigSource, ConfigValue, Conflict,
+    ConflictKind, ConflictSide, FileState, GetPlan, Holder, InitOptions, Keep, ListedFile, Repo,
+    Resolution, StatusLine, TrashEmptied, TrashReason, TrashedFile, WantedContent, Whereabouts,
+    CONFIG_FILE, CONFIG_KEYS, DEFAULT_PORT, TRASH_DIR,
 };

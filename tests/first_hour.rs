@@ -260,6 +260,7 @@ fn every_command_prints_json_with_json() {
     let runs: Vec<(&str, &Path, String)> = vec![
         ("init", fresh.path(), "init".into()),
         ("id", a.path(), "id".into()),
+        ("config", a.path(), "config".into()),
         ("commit", a.path(), "commit".into()),
         ("status", a.path(), "status".into()),
         ("ls", a.path(), "ls".into()),

@@ -10,19 +10,10 @@ mod cli;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cli::{json, location, ok, Serving};
+use cli::{json, location, ok, serve_command_at, Serving};
 
 /// Long enough for anything the live node must do on a busy 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Waits until `done` holds, failing with `what` at the deadline.
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < DEADLINE, "still waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// A free UDP port on 127.0.0.1 (bound and released: peers must know each
 /// other's address before either serves).
@@ -38,6 +29,9 @@ fn free_port() -> u16 {
 /// addresses; the periodic sync is far off, so only notices move changes.
 struct Line {
     dirs: Vec<tempfile::TempDir>,
+    /// Each serve's log (`-v`: a line per sync and per transfer), outside
+    /// the watched trees.
+    logs: tempfile::TempDir,
     addrs: Vec<String>,
     serving: Vec<Option<Serving>>,
 }
@@ -64,6 +58,7 @@ impl Line {
         }
         let mut line = Line {
             dirs: made.into_iter().map(|(dir, _)| dir).collect(),
+            logs: tempfile::tempdir().unwrap(),
             addrs,
             serving: vec![None, None, None],
         };
@@ -78,7 +73,33 @@ impl Line {
     }
 
     fn start(&mut self, i: usize) {
-        self.serving[i] = Some(Serving::start_at(self.dir(i), &self.addrs[i]));
+        let runs = std::fs::read_dir(self.logs.path()).unwrap().count();
+        let log = self
+            .logs
+            .path()
+            .join(format!("{runs}-{}.log", ["a", "b", "c"][i]));
+        let serve = serve_command_at(self.dir(i), &self.addrs[i], &["-v"]);
+        self.serving[i] = Some(Serving::spawn(serve, Some(&log)));
+    }
+
+    /// Waits until `done` holds; at the deadline, fails naming `what`, with
+    /// the logs of the three serves.
+    fn wait_until(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            if start.elapsed() > DEADLINE {
+                for log in std::fs::read_dir(self.logs.path()).unwrap() {
+                    let log = log.unwrap().path();
+                    eprintln!(
+                        "== {}\n{}",
+                        log.display(),
+                        std::fs::read_to_string(&log).unwrap()
+                    );
+                }
+                panic!("still waiting for {what}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn stop(&mut self, i: usize) {
@@ -116,7 +137,7 @@ fn save_like_an_editor(path: &Path, bytes: &[u8]) {
 fn an_edit_a_rename_and_a_deletion_at_a_reach_b_and_c_by_themselves() {
     let line = Line::new();
     std::fs::write(line.dir(0).join("doc.txt"), b"first").unwrap();
-    wait_until("doc.txt in c's state", || {
+    line.wait_until("doc.txt in c's state", || {
         line.listed(2, "doc.txt") == Some(5)
     });
     // B and C hold it from now on.
@@ -126,7 +147,7 @@ fn an_edit_a_rename_and_a_deletion_at_a_reach_b_and_c_by_themselves() {
 
     save_like_an_editor(&line.dir(0).join("doc.txt"), b"second version");
     for i in [1, 2] {
-        wait_until("the edit in the held copies", || {
+        line.wait_until("the edit in the held copies", || {
             line.read(i, "doc.txt").as_deref() == Some(b"second version")
         });
     }
@@ -144,7 +165,7 @@ fn an_edit_a_rename_and_a_deletion_at_a_reach_b_and_c_by_themselves() {
     )
     .unwrap();
     for i in [1, 2] {
-        wait_until("the rename in the trees", || {
+        line.wait_until("the rename in the trees", || {
             line.read(i, "docs/moved.txt").as_deref() == Some(b"second version")
                 && line.read(i, "doc.txt").is_none()
         });
@@ -152,7 +173,7 @@ fn an_edit_a_rename_and_a_deletion_at_a_reach_b_and_c_by_themselves() {
 
     std::fs::remove_file(line.dir(0).join("docs/moved.txt")).unwrap();
     for i in [1, 2] {
-        wait_until("the deletion in state and tree", || {
+        line.wait_until("the deletion in state and tree", || {
             line.listed(i, "docs/moved.txt").is_none() && line.read(i, "docs/moved.txt").is_none()
         });
     }
@@ -162,7 +183,7 @@ fn an_edit_a_rename_and_a_deletion_at_a_reach_b_and_c_by_themselves() {
 fn a_stopped_node_catches_up_when_it_comes_back() {
     let mut line = Line::new();
     std::fs::write(line.dir(0).join("notes.txt"), b"v1").unwrap();
-    wait_until("notes.txt in c's state", || {
+    line.wait_until("notes.txt in c's state", || {
         line.listed(2, "notes.txt") == Some(2)
     });
     ok(line.dir(2), &["get", "notes.txt"]);
@@ -170,10 +191,10 @@ fn a_stopped_node_catches_up_when_it_comes_back() {
     line.stop(2);
     std::fs::write(line.dir(0).join("notes.txt"), b"v2 while c was away").unwrap();
     std::fs::write(line.dir(0).join("new.txt"), b"new").unwrap();
-    wait_until("the changes at b", || line.listed(1, "new.txt") == Some(3));
+    line.wait_until("the changes at b", || line.listed(1, "new.txt") == Some(3));
     // B saw C go: its status says so (it tried to tell C of the change).
     line.start(2);
-    wait_until("c caught up, in state and in its held copy", || {
+    line.wait_until("c caught up, in state and in its held copy", || {
         line.listed(2, "new.txt") == Some(3)
             && line.read(2, "notes.txt").as_deref() == Some(b"v2 while c was away")
     });
@@ -183,13 +204,13 @@ fn a_stopped_node_catches_up_when_it_comes_back() {
 fn the_same_file_edited_at_two_nodes_at_once_is_a_conflict_with_both_kept() {
     let line = Line::new();
     std::fs::write(line.dir(0).join("plan.txt"), b"draft").unwrap();
-    wait_until("plan.txt at b", || line.listed(1, "plan.txt") == Some(5));
+    line.wait_until("plan.txt at b", || line.listed(1, "plan.txt") == Some(5));
     ok(line.dir(1), &["get", "plan.txt"]);
     // Within one quiet period of each other.
     std::fs::write(line.dir(0).join("plan.txt"), b"edited at a").unwrap();
     std::fs::write(line.dir(1).join("plan.txt"), b"edited at b!").unwrap();
     for i in 0..3 {
-        wait_until("the conflict everywhere", || {
+        line.wait_until("the conflict everywhere", || {
             let conflicts = json(line.dir(i), &["conflicts"]);
             conflicts.as_array().unwrap().len() == 1
                 && conflicts[0]["sides"].as_array().unwrap().len() == 2
@@ -219,8 +240,8 @@ fn the_same_file_edited_at_two_nodes_at_once_is_a_conflict_with_both_kept() {
 fn status_shows_the_peers_of_a_running_serve() {
     let line = Line::new();
     std::fs::write(line.dir(0).join("x.txt"), b"x").unwrap();
-    wait_until("x.txt at c", || line.listed(2, "x.txt") == Some(1));
-    wait_until("b's status: both peers connected and synced", || {
+    line.wait_until("x.txt at c", || line.listed(2, "x.txt") == Some(1));
+    line.wait_until("b's status: both peers connected and synced", || {
         let status = json(line.dir(1), &["status", "--serve"]);
         ["a", "c"].iter().all(|peer| {
             let peer = &status["serve"]["peers"][peer];

@@ -45,7 +45,12 @@ pub fn reset_peak_rss() {
 
 /// A field of /proc/self/status, such as "VmHWM:" (peak) or "VmRSS:".
 pub fn rss(field: &str) -> String {
-    fs::read_to_string("/proc/self/status")
+    rss_of("self", field)
+}
+
+/// A field of /proc/PID/status ("self": this process).
+pub fn rss_of(pid: &str, field: &str) -> String {
+    fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

@@ -13,6 +13,7 @@ macro_rules! out {
     }};
 }
 
+mod config;
 mod conflicts;
 mod demo;
 mod dial;
@@ -85,6 +86,9 @@ enum Command {
     /// Manage the trusted peers: add, list, remove, ping.
     #[command(subcommand)]
     Peer(peer::PeerCommand),
+    /// Print or set this location's settings in .harmony/config.toml.
+    #[command(after_long_help = config::keys_help())]
+    Config(config::ConfigArgs),
     /// Run this node: answer trusted peers until Ctrl-C or SIGTERM.
     Serve(serve::ServeArgs),
     /// Commit, then exchange state with peers both ways and apply what
@@ -124,6 +128,7 @@ pub fn main() -> ExitCode {
         Command::Conflicts => conflicts::conflicts(&out),
         Command::Resolve(args) => conflicts::resolve(&out, args),
         Command::Peer(command) => peer::run(&out, command),
+        Command::Config(args) => config::config(&out, args),
         Command::Serve(args) => serve::serve(&out, args),
         Command::Sync(args) => sync::sync(&out, args),
         Command::Get(args) => transfer::get_files(&out, args),

@@ -1,6 +1,7 @@
 //! `harmony serve`: run this node in the foreground until Ctrl-C or SIGTERM:
 //! its QUIC endpoint answering peers, and the live node keeping this
-//! location and its peers current (`node::live`). SIGHUP reloads
+//! location and its peers current (`node::live`): watching the working tree
+//! and committing it by itself unless told not to. SIGHUP reloads
 //! `.harmony/config.toml`.
 
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use harmony::net::ServerEvent;
-use harmony::node::live::{discovery, Inbox, Live, StatusBoard};
+use harmony::node::live::{self, discovery, Inbox, Live, StateChanged, StatusBoard};
 use harmony::node::{self, NodeSetup, Router};
 use harmony::Config;
 use harmony::Repo;
@@ -31,6 +32,13 @@ pub struct ServeArgs {
     /// peers' announcements (as `discovery = false` in config.toml).
     #[arg(long)]
     no_discovery: bool,
+    /// Do not watch the working tree (as `watch = false` in
+    /// .harmony/config.toml): commit only before answering a sync. Watching,
+    /// serve commits a quiet period (`quiet_period`, 1 s) after the last
+    /// change, rescans every `rescan_interval` (1 h), and without inotify
+    /// watches to spare rescans every minute instead.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 #[derive(Serialize)]
@@ -57,6 +65,7 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         )
     })?;
     let discovery = config.discovery && !args.no_discovery;
+    let watching = config.watch && !args.no_watch;
     let settings = repo.settings().clone();
     let peers = repo.store().peers()?;
     let setup = NodeSetup::of(&repo, listen)?;
@@ -103,6 +112,14 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         let (config_tx, config_rx) = watch::channel(config);
         tokio::spawn(signals(root.clone(), stop_tx, config_tx));
         let inbox = Inbox::default();
+        let watcher = watching.then(|| {
+            tokio::spawn(live::watch_and_commit(
+                root.clone(),
+                config_rx.clone(),
+                StateChanged::into(&inbox),
+                stopped(),
+            ))
+        });
         tokio::spawn(reachable_on_accept(node.subscribe(), inbox.clone()));
         let finding = discovery.then(|| {
             let (moved, redial) = tokio::sync::mpsc::unbounded_channel();
@@ -125,11 +142,21 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             status,
         };
         let live = tokio::spawn(live.run(stopped()));
+        // Watching, the state is at most a quiet period behind the tree, so
+        // a sync is answered from it as it is: a commit per sync would scan
+        // the whole tree once per peer and per change (live sync brings
+        // every peer at once), race the watcher's own commits, and record a
+        // file caught halfway through its save.
+        let commit_first = !args.no_commit && !watching;
         let router = Router::new(root.clone(), node.membership())
-            .commit_first(!args.no_commit)
+            .commit_first(commit_first)
             .live(inbox);
         node.serve(Arc::new(router), Some(source), stopped()).await;
         let _ = live.await;
+        if let Some(watcher) = watcher {
+            // Lets the commit under way finish.
+            let _ = watcher.await;
+        }
         if let Some(finding) = finding {
             let _ = finding.await;
         }

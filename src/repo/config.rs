@@ -183,9 +183,15 @@ impl Repo {
     }
 
     /// The working tree, for writing: knows whether its file system folds
-    /// case (set in `config.toml`, or probed once per `Repo`).
+    /// case.
     pub(crate) fn tree(&self) -> Result<crate::tree::Tree> {
-        let folds = match self.config()?.fold_case {
+        Ok(crate::tree::Tree::new(&self.root).folding_case(self.folds_case()?))
+    }
+
+    /// Whether this location's file system folds case: set in
+    /// `config.toml`, or probed once per `Repo`.
+    pub(crate) fn folds_case(&self) -> Result<bool> {
+        Ok(match self.config()?.fold_case {
             Some(folds) => folds,
             None => match self.probed_case_folding.get() {
                 Some(folds) => *folds,
@@ -196,8 +202,7 @@ impl Repo {
                     *self.probed_case_folding.get_or_init(|| folds)
                 }
             },
-        };
-        Ok(crate::tree::Tree::new(&self.root).folding_case(folds))
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 pub(crate) mod apply;
 mod commit;
 mod config;
+mod config_file;
 mod plan;
 mod resolve;
 mod trash;
@@ -17,7 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use apply::ApplyReport;
 pub use commit::{CommitOptions, CommitReport};
-pub use config::{Config, CONFIG_FILE};
+pub use config::{Config, CONFIG_FILE, KEYS as CONFIG_KEYS};
+pub use config_file::{ConfigSource, ConfigValue};
 pub use plan::{GetPlan, WantedContent};
 pub use resolve::{Conflict, ConflictKind, ConflictSide, Keep, Resolution};
 pub use trash::{TrashEmptied, TrashReason, TrashedFile, TRASH_DIR};

@@ -3,12 +3,14 @@
 //! separate so the decisions ([`detect`]) stay pure and testable.
 
 pub mod detect;
+mod ignored;
 mod read;
 mod walk;
 
 use std::path::Path;
 
 pub use detect::{detect, triage, Change, ReadFile};
+pub use ignored::IgnoreRules;
 pub use read::ReadFailure;
 pub use walk::{
     kind_of, set_mtime, stat_of, walk, SkipReason, Skipped, Walked, WalkedFile, IGNORE_FILE,

@@ -106,7 +106,8 @@ impl Skipped {
     }
 }
 
-fn builtin_ignores() -> GlobSet {
+/// The built-in names as one matcher, tried on each name along a path.
+pub(super) fn builtin_ignores() -> GlobSet {
     let mut builder = GlobSetBuilder::new();
     for pattern in BUILTIN_IGNORES {
         builder.add(Glob::new(pattern).expect("built-in ignore patterns are valid"));

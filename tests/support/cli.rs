@@ -64,6 +64,34 @@ pub fn location(name: &str) -> (tempfile::TempDir, String) {
     (dir, id)
 }
 
+/// `harmony -C DIR --json serve --listen 127.0.0.1:0 --no-discovery` with
+/// `extra` arguments.
+pub fn serve_command(dir: &Path, extra: &[&str]) -> Command {
+    serve_command_at(dir, "127.0.0.1:0", extra)
+}
+
+/// [`serve_command`] listening on `addr`.
+pub fn serve_command_at(dir: &Path, addr: &str, extra: &[&str]) -> Command {
+    let mut command = Command::cargo_bin("harmony").unwrap();
+    command
+        .arg("-C")
+        .arg(dir)
+        .args(["--json", "serve", "--listen", addr, "--no-discovery"])
+        .args(extra)
+        .env(OFF_ENV, "1");
+    command
+}
+
+/// Polls `done` until it holds; panics, naming `what`, after a minute (a
+/// bound for a stuck test, not a measure of speed).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A `harmony serve` child on 127.0.0.1, killed if the test fails.
 pub struct Serving {
     child: Option<Child>,
@@ -74,27 +102,30 @@ pub struct Serving {
 }
 
 impl Serving {
+    /// `harmony serve --no-watch`: it commits only before answering a
+    /// sync, so a test of sync sees exactly what it wrote, when it syncs.
     pub fn start(dir: &Path) -> Serving {
-        Serving::start_at(dir, "127.0.0.1:0")
+        Serving::spawn(serve_command(dir, &["--no-watch"]), None)
     }
 
-    /// [`Serving::start`] listening on `addr`.
-    pub fn start_at(dir: &Path, addr: &str) -> Serving {
-        let mut serve = Command::cargo_bin("harmony").unwrap();
-        serve
-            .arg("-C")
-            .arg(dir)
-            .args(["--json", "serve", "--listen", addr, "--no-discovery"])
-            .env(OFF_ENV, "1");
-        Serving::spawn(serve)
+    /// `harmony serve` watching its tree and committing by itself, its log
+    /// (`-vv`: debug, which has a line for each commit, also one that found
+    /// nothing) written to `log`.
+    pub fn watching(dir: &Path, log: &Path) -> Serving {
+        Serving::spawn(serve_command(dir, &["-vv"]), Some(log))
     }
 
-    /// Runs `serve`, a command that ends in `harmony --json serve ...`, and
-    /// waits for the line it prints once bound.
-    pub fn spawn(mut serve: Command) -> Serving {
-        let mut child = serve
+    /// Starts `command` (a `harmony --json serve` as [`serve_command`]
+    /// makes, maybe wrapped), its stderr into `log` or nowhere, and waits
+    /// for the address it prints.
+    pub fn spawn(mut command: Command, log: Option<&Path>) -> Serving {
+        let stderr = match log {
+            Some(log) => Stdio::from(std::fs::File::create(log).unwrap()),
+            None => Stdio::null(),
+        };
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -115,6 +146,16 @@ impl Serving {
         serving.started = serde_json::from_str(&line).unwrap();
         serving.addr = serving.started["listen"].as_str().unwrap().to_owned();
         serving
+    }
+
+    /// The process id, to signal it or read /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// True while it runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().unwrap().try_wait().unwrap().is_none()
     }
 
     /// Sends SIGTERM and waits (up to 15 s) for the exit status.

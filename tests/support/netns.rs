@@ -110,7 +110,7 @@ impl Lan {
     pub fn serve(&self, host: &str, dir: &Path, listen: &str) -> Serving {
         let mut serve = self.harmony(host, dir);
         serve.args(["--json", "serve", "--listen", listen]);
-        Serving::spawn(serve)
+        Serving::spawn(serve, None)
     }
 
     /// Adds the IPv6 address `addr` (`address/prefix`) to `host`'s link,

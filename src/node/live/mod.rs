@@ -5,18 +5,23 @@
 //! tree or a merge of a peer's news raises it, and the node tells its peers.
 
 pub mod discovery;
+mod events;
 mod fetch;
 mod inbox;
 mod lan;
 mod local;
+mod pace;
 mod run;
 mod schedule;
 mod status;
+mod watch;
 
 pub use inbox::{Inbox, News};
 pub use run::Live;
 pub use schedule::{Action, Outcome, Schedule, BACKOFF_FIRST, BACKOFF_MAX};
 pub use status::{PeerStatus, ServeStatus, StatusBoard, TransferStatus, STATUS_FILE};
+
+pub use watch::watch_and_commit;
 
 /// Raised whenever this location's replicated state may have changed (a
 /// commit that recorded something, a merge that changed an entry). Raising

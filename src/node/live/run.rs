@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use super::local::notice_local_changes;
 use super::schedule::{Action, Outcome, Schedule};
 use super::{Inbox, News, StatusBoard};
 use crate::model::{NodeId, STATE_DIR};
-use crate::net::{Node, PeerConnection};
+use crate::net::{Membership, Node, PeerConnection};
 use crate::proto::{Request, Response};
 use crate::repo::{CommitOptions, Config};
 use crate::scan::NoProgress;
@@ -94,6 +94,9 @@ impl Live {
                 news = self.inbox.take() => {
                     let News { local, merged_from, noticed, reachable } = news;
                     let now = Instant::now();
+                    if local || !merged_from.is_empty() {
+                        refresh_membership(&self.root, &self.node).await;
+                    }
                     if local {
                         schedule.local_changed(None);
                     }
@@ -192,7 +195,14 @@ impl Live {
                 };
                 let root = self.root.clone();
                 let commit_first = !self.config.borrow().watch;
-                tasks.spawn(async move { Done::Synced(id, sync(&conn, root, commit_first).await) });
+                let node = self.node.clone();
+                tasks.spawn(async move {
+                    let synced = sync(&conn, &root, commit_first).await;
+                    if let Ok(true) = synced {
+                        refresh_membership(&root, &node).await;
+                    }
+                    Done::Synced(id, synced)
+                });
             }
             Action::Notify(id) => {
                 let Some(conn) = links.get(&id).cloned() else {
@@ -280,11 +290,35 @@ impl Live {
     }
 }
 
+/// Brings the membership this node announces in each `Hello` up to date
+/// with its state: a fresh location stops being fresh with its first commit
+/// or merge, and may have joined a repository as a sync's client. Else a
+/// fresh peer would take both for empty, and neither would join the other
+/// (the join rule).
+async fn refresh_membership(root: &std::path::Path, node: &Node) {
+    let membership = node.membership();
+    if !membership.read().unwrap_or_else(|e| e.into_inner()).fresh {
+        return;
+    }
+    let db = root.join(STATE_DIR).join(DB_FILE);
+    let read = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+        let store = Store::open(&db)?;
+        Ok(Membership {
+            repo_id: store.settings()?.repo_id,
+            fresh: store.is_fresh()?,
+        })
+    })
+    .await;
+    if let Ok(Ok(now)) = read {
+        *membership.write().unwrap_or_else(|e| e.into_inner()) = now;
+    }
+}
+
 /// Syncs with the peer of `conn` until settled, committing first when no
 /// watcher does it; `Ok(true)` when the sync changed this location.
-async fn sync(conn: &PeerConnection, root: PathBuf, commit_first: bool) -> Result<bool, String> {
+async fn sync(conn: &PeerConnection, root: &Path, commit_first: bool) -> Result<bool, String> {
     if commit_first {
-        let at = root.clone();
+        let at = root.to_path_buf();
         let committed = tokio::task::spawn_blocking(move || {
             Repo::open(&at)?.commit(&CommitOptions::default(), &NoProgress)
         })
@@ -297,7 +331,13 @@ async fn sync(conn: &PeerConnection, root: PathBuf, commit_first: bool) -> Resul
             );
         }
     }
-    let (reports, ended) = super::super::sync_until_settled(conn, &root).await;
+    let (reports, ended) = super::super::sync_until_settled(conn, root).await;
+    // Both empty, as the Hellos said when the connection was made: one may
+    // have committed since (a Hello is not sent again), so the connection is
+    // taken for lost and made again, with new Hellos, after a backoff.
+    if reports.iter().any(|r| r.both_fresh) {
+        return Err("both locations were empty when connected; connecting again".into());
+    }
     let changed = reports.iter().any(|r| r.changed > 0 || r.left_news());
     for report in &reports {
         tracing::info!(
