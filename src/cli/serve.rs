@@ -87,11 +87,12 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             out.warn("no trusted peers yet: nobody can connect until you `harmony peer add` one");
         }
         tracing::info!("listening on {bound}");
-        // Watching, the state is at most a quiet period behind the tree, so
-        // a sync is answered from it as it is: a commit per sync would scan
-        // the whole tree once per peer and per change (live sync brings
-        // every peer at once), race the watcher's own commits, and record a
-        // file caught halfway through its save.
+        // Watching, the state is a quiet period behind the tree (ten at
+        // most, under changes that never pause), so a sync is answered from
+        // it as it is: a commit per sync would scan the whole tree once per
+        // peer and per change (live sync brings every peer at once), race
+        // the watcher's own commits, and record a file caught halfway
+        // through its save.
         let commit_first = !args.no_commit && !watching;
         let router = Router::new(root.clone(), node.membership()).commit_first(commit_first);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
