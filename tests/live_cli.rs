@@ -117,6 +117,15 @@ impl Line {
             .map(|row| row["size"].as_u64().unwrap())
     }
 
+    /// Makes location `i` hold `path` (a `get`, the one command typed). C
+    /// trusts only B, so its get succeeds once B holds the file and C has
+    /// heard so.
+    fn hold(&self, i: usize, path: &str) {
+        self.wait_until(&format!("{path} fetched at {i}"), || {
+            cli::harmony(self.dir(i), &["get", path]).status.success()
+        });
+    }
+
     fn read(&self, i: usize, path: &str) -> Option<Vec<u8>> {
         std::fs::read(self.dir(i).join(path)).ok()
     }
@@ -142,7 +151,7 @@ fn an_edit_a_rename_and_a_deletion_at_a_reach_b_and_c_by_themselves() {
     });
     // B and C hold it from now on.
     for i in [1, 2] {
-        ok(line.dir(i), &["get", "doc.txt"]);
+        line.hold(i, "doc.txt");
     }
 
     save_like_an_editor(&line.dir(0).join("doc.txt"), b"second version");
@@ -186,7 +195,9 @@ fn a_stopped_node_catches_up_when_it_comes_back() {
     line.wait_until("notes.txt in c's state", || {
         line.listed(2, "notes.txt") == Some(2)
     });
-    ok(line.dir(2), &["get", "notes.txt"]);
+    for i in [1, 2] {
+        line.hold(i, "notes.txt");
+    }
 
     line.stop(2);
     std::fs::write(line.dir(0).join("notes.txt"), b"v2 while c was away").unwrap();
@@ -205,7 +216,7 @@ fn the_same_file_edited_at_two_nodes_at_once_is_a_conflict_with_both_kept() {
     let line = Line::new();
     std::fs::write(line.dir(0).join("plan.txt"), b"draft").unwrap();
     line.wait_until("plan.txt at b", || line.listed(1, "plan.txt") == Some(5));
-    ok(line.dir(1), &["get", "plan.txt"]);
+    line.hold(1, "plan.txt");
     // Within one quiet period of each other.
     std::fs::write(line.dir(0).join("plan.txt"), b"edited at a").unwrap();
     std::fs::write(line.dir(1).join("plan.txt"), b"edited at b!").unwrap();

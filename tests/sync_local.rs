@@ -455,3 +455,40 @@ fn concurrent_renames_settle_on_the_same_name_everywhere_and_are_reported() {
         report.rename_conflicts
     );
 }
+
+/// An edit made here, and committed only after a newer version of the
+/// same file arrived (serve's watcher commits a quiet period after the
+/// edit; a merge may land in between), is concurrent with that version: a
+/// conflict with both kept. It used to supersede it, and the other
+/// location's edit was lost everywhere.
+#[test]
+fn an_edit_committed_after_a_newer_version_arrived_is_a_conflict() {
+    let (mut a, mut b) = shared_pair(b"draft");
+    a.write("shared.bin", b"edited at a");
+    a.commit();
+    b.write("shared.bin", b"edited at b!");
+    // b merges a's version before committing its own edit.
+    sync_pair_committed(&mut a, &mut b);
+    b.commit();
+    sync_pair_committed(&mut a, &mut b);
+    for loc in [&a, &b] {
+        let conflicts = loc.repo.conflicts().unwrap();
+        assert_eq!(
+            conflicts.len(),
+            1,
+            "{}: {conflicts:?}",
+            loc.repo.settings().node_name
+        );
+        let mut sizes: Vec<u64> = conflicts[0].sides.iter().map(|s| s.size).collect();
+        sizes.sort();
+        assert_eq!(sizes, [11, 12], "both versions kept");
+    }
+    assert_eq!(
+        fs::read(a.root().join("shared.bin")).unwrap(),
+        b"edited at a"
+    );
+    assert_eq!(
+        fs::read(b.root().join("shared.bin")).unwrap(),
+        b"edited at b!"
+    );
+}

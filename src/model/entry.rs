@@ -227,6 +227,29 @@ impl FileEntry {
         self.set_holding(stamp.node, hash, stamp.counter);
     }
 
+    /// Records content read from this location's tree (an edit, or a
+    /// deletion with `Content::Deleted`), which changed the copy the
+    /// writer's holder slot says it has. When that copy is no version held
+    /// now (newer ones arrived since it was written), the change was made
+    /// without seeing them and is concurrent with them
+    /// ([`MvRegister::write_unseen`]): a conflict, never a silent overwrite.
+    pub fn set_local_content(&mut self, content: Content, stamp: Stamp) {
+        let held = self.holders.get(&stamp.node).and_then(|h| h.hash);
+        let seen = held.is_none()
+            || self
+                .content
+                .versions()
+                .iter()
+                .any(|v| v.value.hash() == held);
+        if seen {
+            return self.set_content(content, stamp);
+        }
+        let hash = content.hash();
+        self.content
+            .write_unseen(content, stamp.node, stamp.counter, stamp.at_ms);
+        self.set_holding(stamp.node, hash, stamp.counter);
+    }
+
     /// Records what `node` holds. Only `node` itself may call this for its slot.
     pub fn set_holding(&mut self, node: NodeId, hash: Option<ContentHash>, counter: u64) {
         let slot = self

@@ -70,6 +70,30 @@ impl<T: Clone + Ord> MvRegister<T> {
         }];
     }
 
+    /// Writes `value` as `by`'s write number `counter`, made without having
+    /// seen any version held now: an edit of a copy that those versions
+    /// superseded, made before they arrived (a watcher's commit comes a
+    /// quiet period after the edit, and a merge may land in between). The
+    /// new version follows everything the held versions followed, but none
+    /// of them, so they stay, in conflict with it: nothing is lost.
+    ///
+    /// Why this is exact: each held version includes its writer's own write,
+    /// which the edited copy had not seen; so the copy's history has at most
+    /// that writer's previous write, and the new version keeps no more.
+    pub fn write_unseen(&mut self, value: T, by: NodeId, counter: u64, at_ms: i64) {
+        let mut version = self.joined_version();
+        for held in &self.versions {
+            version.cap(held.by, held.version.get(&held.by).saturating_sub(1));
+        }
+        version.record(by, counter);
+        self.insert(Versioned {
+            version,
+            value,
+            by,
+            at_ms,
+        });
+    }
+
     /// Folds in another replica's versions.
     pub fn merge(&mut self, other: &MvRegister<T>) {
         for v in &other.versions {
@@ -129,6 +153,34 @@ mod tests {
 
     fn node(n: u8) -> NodeId {
         NodeId([n; 32])
+    }
+
+    /// B holds "draft"; A's "v2" (written on top of it) is merged at B
+    /// before B's watcher commits B's own edit of its draft copy.
+    #[test]
+    fn a_write_unseen_is_concurrent_with_what_arrived_and_follows_its_base() {
+        let (a, b, c) = (node(1), node(2), node(3));
+        let mut draft = MvRegister::new("draft".to_string(), c, 5, 0);
+        draft.write("draft 2".into(), b, 3, 1);
+        let base = draft.joined_version();
+        let mut at_b = draft.clone();
+        let mut at_a = draft.clone();
+        at_a.write("v2".into(), a, 9, 2);
+        at_a.write("v3".into(), a, 10, 3);
+        at_b.merge(&at_a);
+        assert_eq!(at_b.winner().value, "v3");
+        at_b.write_unseen("edited at b".into(), b, 7, 4);
+        assert!(at_b.is_conflict(), "both kept: {at_b:?}");
+        let ours = at_b.versions().iter().find(|v| v.by == b).unwrap();
+        let theirs = at_b.versions().iter().find(|v| v.by == a).unwrap();
+        assert_eq!(ours.version.causal_cmp(&theirs.version), None);
+        assert!(
+            ours.version.dominates(&base),
+            "it follows the draft it edited"
+        );
+        // Everywhere the same outcome, whatever the order of merging.
+        at_a.merge(&at_b);
+        assert_eq!(at_a, at_b);
     }
 
     #[test]

@@ -31,6 +31,21 @@ impl VersionVector {
         *slot = (*slot).max(counter);
     }
 
+    /// Forgets `node`'s writes after number `counter`: the history as it was
+    /// before them (0 removes the node).
+    pub fn cap(&mut self, node: NodeId, counter: u64) {
+        match counter {
+            0 => {
+                self.0.remove(&node);
+            }
+            _ => {
+                if let Some(slot) = self.0.get_mut(&node) {
+                    *slot = (*slot).min(counter);
+                }
+            }
+        }
+    }
+
     /// Point-wise maximum: the history that includes both.
     pub fn join(&mut self, other: &VersionVector) {
         for (node, counter) in &other.0 {

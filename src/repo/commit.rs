@@ -105,7 +105,7 @@ impl Repo {
                         if same && !entry.content.is_conflict() {
                             entry.set_holding(me, Some(file.hash), writer.next_write_counter()?);
                         } else {
-                            entry.set_content(content_of(&file), stamp()?);
+                            entry.set_local_content(content_of(&file), stamp()?);
                             report.edited += 1;
                         }
                         writer.put_entry(&entry)?;
@@ -138,7 +138,7 @@ impl Repo {
                     let stamp = stamp()?;
                     entry.rename(file.path.clone(), stamp);
                     if edited {
-                        entry.set_content(content_of(&file), stamp);
+                        entry.set_local_content(content_of(&file), stamp);
                     }
                     writer.put_entry(&entry)?;
                     writer.remove_local_file(&from)?;
@@ -147,7 +147,7 @@ impl Repo {
                 }
                 Change::Deleted(old) => {
                     let mut entry = load(&writer, old.file_id)?;
-                    entry.set_content(Content::Deleted, stamp()?);
+                    entry.set_local_content(Content::Deleted, stamp()?);
                     entry.acknowledge_deletion(me);
                     writer.put_entry(&entry)?;
                     writer.remove_local_file(&old.path)?;
