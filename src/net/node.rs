@@ -127,18 +127,22 @@ impl Node {
         self.endpoint.local_addr()
     }
 
+    /// This node's id, as its certificate proves it.
     pub fn node_id(&self) -> NodeId {
         self.identity.node_id()
     }
 
+    /// The settings the node was bound with.
     pub fn config(&self) -> &NodeConfig {
         &self.config
     }
 
+    /// The trusted peers; updating it changes who may connect from the next handshake on.
     pub fn trust(&self) -> &TrustList {
         &self.trust
     }
 
+    /// Counters of what is being served now.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }

@@ -29,6 +29,7 @@ pub struct PeerInfo {
     pub repo_id: RepoId,
     /// The peer is fresh.
     pub fresh: bool,
+    /// The address the connection is with.
     pub addr: SocketAddr,
 }
 
@@ -54,6 +55,7 @@ pub struct PeerConnection {
 }
 
 impl PeerConnection {
+    /// Who is at the other end.
     pub fn peer(&self) -> &PeerInfo {
         &self.info
     }

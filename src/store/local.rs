@@ -59,6 +59,8 @@ impl Store {
         .collect()
     }
 
+    /// The manifest of content `hash`, if this location stored one (a content of several
+    /// chunks it held).
     pub fn manifest(&self, hash: ContentHash) -> Result<Option<Manifest>> {
         let data: Option<Vec<u8>> = self
             .conn
@@ -73,6 +75,7 @@ impl Store {
 }
 
 impl Writer<'_> {
+    /// Records (or replaces) the file at `file.path`.
     pub fn put_local_file(&self, file: &LocalFile) -> Result<()> {
         let s = &file.stat;
         self.txn.prepare_cached("INSERT OR REPLACE INTO local_files(path, file_id, hash, size, mtime_ns, ctime_ns, inode, dev, kind)
@@ -102,6 +105,7 @@ impl Writer<'_> {
             .transpose()
     }
 
+    /// Forgets the file at `path` (deleted, or moved away).
     pub fn remove_local_file(&self, path: &RepoPath) -> Result<()> {
         self.txn
             .prepare_cached("DELETE FROM local_files WHERE path = ?1")?
@@ -109,6 +113,8 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Stores the manifest of content `hash`; a manifest stored already is kept (a content
+    /// has one).
     pub fn put_manifest(&self, hash: ContentHash, manifest: &Manifest) -> Result<()> {
         let data = encode(manifest)?;
         self.txn

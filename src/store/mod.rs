@@ -46,27 +46,42 @@ impl std::ops::Deref for Snapshot {
     }
 }
 
+/// Why a state database operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// SQLite failed (I/O, locking, a full disk).
     #[error("state database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A stored value does not decode or has the wrong size: damage or a foreign database.
     #[error("state database is damaged: {0}")]
     Corrupt(String),
+    /// The database was written by a Harmony with another schema.
     #[error("state database has schema version {found}, this harmony understands {SCHEMA_VERSION}; use a matching harmony version")]
-    SchemaVersion { found: i64 },
+    SchemaVersion {
+        /// The version it has.
+        found: i64,
+    },
 }
 
+/// The store's result, with [`StoreError`] by default.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// This location's settings, fixed at `init` (name and listen can change).
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// The repository this location belongs to; it changes once, when a fresh location
+    /// joins another.
     pub repo_id: RepoId,
+    /// This node's name, given at `init`.
     pub node_name: String,
+    /// Where `serve` listens by default (`host:port`).
     pub listen: String,
+    /// How contents are cut into chunks (the same for every location of the repository).
     pub chunking: ChunkParams,
 }
 
+/// The state database of one location: one SQLite connection, read directly and written
+/// through [`Writer`] transactions.
 pub struct Store {
     conn: Connection,
 }
@@ -150,6 +165,7 @@ impl Store {
         Ok(Store { conn })
     }
 
+    /// This location's settings as stored now.
     pub fn settings(&self) -> Result<Settings> {
         let repo = self.meta_bytes("repo_id")?;
         let repo_id = RepoId(fixed_meta(repo, "repo_id")?);

@@ -36,6 +36,7 @@ impl Store {
         Ok((row.0 > 0).then(|| row.1.unwrap_or(0) as u64))
     }
 
+    /// Every trusted peer, by name.
     pub fn peers(&self) -> Result<Vec<PeerRecord>> {
         let mut stmt = self
             .conn
@@ -65,6 +66,7 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Trusts a peer; fails when its name or node id is taken already.
     pub fn add_peer(&self, peer: &PeerRecord) -> Result<()> {
         self.txn
             .prepare_cached(

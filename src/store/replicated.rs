@@ -76,6 +76,7 @@ impl Store {
         self.nodes_between(0, u64::MAX)
     }
 
+    /// The record of node `id`, if it is known.
     pub fn node(&self, id: NodeId) -> Result<Option<NodeRecord>> {
         read_node(&self.conn, id)
     }
@@ -111,6 +112,7 @@ impl Store {
         .collect()
     }
 
+    /// The entry of file `id`, if any.
     pub fn entry(&self, id: FileId) -> Result<Option<FileEntry>> {
         read_entry(&self.conn, id)
     }
@@ -127,6 +129,7 @@ impl Writer<'_> {
         self.next("write_counter")
     }
 
+    /// The entry of file `id` as this transaction sees it.
     pub fn entry(&self, id: FileId) -> Result<Option<FileEntry>> {
         read_entry(&self.txn, id)
     }
@@ -193,6 +196,7 @@ impl Writer<'_> {
         self.update_derived(Some(&old), None)
     }
 
+    /// The record of node `id` as this transaction sees it.
     pub fn node(&self, id: NodeId) -> Result<Option<NodeRecord>> {
         read_node(&self.txn, id)
     }

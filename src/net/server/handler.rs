@@ -19,6 +19,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Later request kinds plug in by implementing `Handler` for a type that
 /// handles its own variants and passes the others to [`Builtin`].
 pub trait Handler: Send + Sync + 'static {
+    /// Answers `request` from `peer` on `stream`.
     fn handle<'a>(
         &'a self,
         peer: &'a PeerInfo,

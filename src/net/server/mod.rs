@@ -51,17 +51,35 @@ use handshake::handshake;
 #[derive(Clone, Debug)]
 pub enum ServerEvent {
     /// A peer passed TLS and `Hello`.
-    Accepted { node_id: NodeId, name: String },
+    Accepted {
+        /// The id its certificate proved.
+        node_id: NodeId,
+        /// The name this node knows it by.
+        name: String,
+    },
     /// A connection was refused: TLS failure, untrusted node, mismatch.
     Refused {
+        /// Where the connection came from.
         addr: SocketAddr,
+        /// The id its certificate proved, when the TLS handshake got that far.
         node_id: Option<NodeId>,
+        /// Why it was refused, as closed to the peer.
         reason: String,
     },
     /// An accepted connection ended.
-    Closed { node_id: NodeId, reason: String },
+    Closed {
+        /// The peer's id.
+        node_id: NodeId,
+        /// Why it ended (closed by the peer, idle timeout, shutdown).
+        reason: String,
+    },
     /// A request stream failed (bad frame, timeout, handler error).
-    StreamFailed { node_id: NodeId, reason: String },
+    StreamFailed {
+        /// The peer's id.
+        node_id: NodeId,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Where the trust list comes from while serving: called (on a blocking
