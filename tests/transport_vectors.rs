@@ -187,6 +187,12 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         },
     );
     round_trip(
+        "request-notify",
+        &get("request-notify"),
+        &Request::Notify { digest },
+    );
+    round_trip("response-noted", &get("response-noted"), &Response::Noted);
+    round_trip(
         "request-chunks",
         &get("request-chunks"),
         &Request::Chunks(ChunkRanges {
@@ -294,7 +300,8 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         get("page-hash"),
         "page-hash is the code's page hash"
     );
-    assert_eq!(vectors.len(), 22, "every vector in protocol.md is checked");
+    // 24 here, and the 2 beacons in protocol_md_beacon_is_the_codes.
+    assert_eq!(vectors.len(), 26, "every vector in protocol.md is checked");
 }
 
 #[test]
@@ -310,8 +317,8 @@ fn protocol_md_states_the_constants_of_the_code() {
     assert_eq!(proto::MAX_PING_PAYLOAD, 64 << 10);
     assert_eq!(proto::MAX_ERROR_TEXT, 1024);
     assert_eq!(proto::MAX_BULK, 16 << 30);
-    assert_eq!(Request::KNOWN_KINDS, 9);
-    assert!(spec.contains("(≥ 9 in version 2)"));
+    assert_eq!(Request::KNOWN_KINDS, 10);
+    assert!(spec.contains("(≥ 10 in version 2)"));
     // Content transfer.
     // The page cut rule: protocol.md must state the code's constants.
     assert!(
@@ -489,4 +496,35 @@ fn protocol_md_page_cut_rule_is_the_codes() {
         })
         .collect();
     assert_eq!(manifest.page_index(), index);
+}
+
+#[test]
+fn protocol_md_beacon_is_the_codes() {
+    use harmony::node::live::discovery::INTERVAL;
+    use harmony::proto::discovery::{Beacon, BEACON_LEN, DISCOVERY_PORT, GROUP_V4, GROUP_V6};
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md")).unwrap();
+    for stated in [
+        format!("UDP port **{DISCOVERY_PORT}**"),
+        format!("**{GROUP_V4}**"),
+        format!("**{GROUP_V6}**"),
+        format!("**{BEACON_LEN} bytes**"),
+        format!("every **{} s**", INTERVAL.as_secs()),
+    ] {
+        assert!(spec.contains(&stated), "protocol.md does not say {stated}");
+    }
+    let vectors = vectors();
+    let node = NodeId(std::array::from_fn(|i| i as u8));
+    let nonce = std::array::from_fn(|i| 0xa0 + i as u8);
+    for (name, query) in [("beacon", false), ("beacon-query", true)] {
+        let bytes = &vectors[name];
+        let beacon = Beacon::new(node, 7447, query, nonce);
+        assert_eq!(
+            hex::encode(beacon.encode()),
+            hex::encode(bytes),
+            "vector {name} is not the code's encoding"
+        );
+        assert_eq!(Beacon::decode(bytes), Ok(beacon), "vector {name}");
+        assert!(beacon.is_from(node) && !beacon.is_from(NodeId([0; 32])));
+    }
 }

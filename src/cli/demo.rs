@@ -172,9 +172,9 @@ impl Demo<'_> {
         self.run("laptop", &["commit"])?;
 
         self.say(
-            "Each location runs `harmony serve` in the background (here on 127.0.0.1) and trusts \
-             the others by node id (what `harmony id` prints there). Trust is mutual: the desktop \
-             and the laptop know only the NAS.",
+            "Each location runs `harmony serve` in the background (here on 127.0.0.1, so without \
+             LAN discovery) and trusts the others by node id (what `harmony id` prints there). \
+             Trust is mutual: the desktop and the laptop know only the NAS.",
         );
         let mut addr = Vec::new();
         let mut id = Vec::new();
@@ -338,10 +338,12 @@ impl Demo<'_> {
     }
 
     /// Starts `harmony serve` in `location` in the background; returns the
-    /// address it bound (a free port on 127.0.0.1, as `init` asked).
+    /// address it bound (a free port on 127.0.0.1, as `init` asked). Without
+    /// LAN discovery: the demo's nodes talk on loopback only, and must not
+    /// announce themselves on the user's network.
     fn serve(&mut self, location: &'static str) -> anyhow::Result<String> {
         let mut child = self
-            .command(location, &["serve"], true)
+            .command(location, &["serve", "--no-discovery"], true)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -361,11 +363,11 @@ impl Demo<'_> {
         if self.out.json {
             self.events.push(Event::Command {
                 location,
-                command: "harmony serve &".into(),
+                command: "harmony serve --no-discovery &".into(),
                 output: started,
             });
         } else if !self.out.quiet {
-            out!("{location}$ harmony serve &");
+            out!("{location}$ harmony serve --no-discovery &");
             out!("  serving on {addr}");
         }
         Ok(addr)

@@ -3,9 +3,11 @@
 use anyhow::Context;
 use clap::Args;
 use harmony::model::RepoPath;
+use harmony::node::live::ServeStatus;
 use harmony::{CommitOptions, FileState, InitOptions, Repo};
 use serde::Serialize;
 
+use super::conflicts::format_time;
 use super::progress::ScanBar;
 use super::Output;
 
@@ -121,8 +123,25 @@ pub fn commit(out: &Output, args: CommitArgs) -> anyhow::Result<()> {
     })
 }
 
-pub fn status(out: &Output) -> anyhow::Result<()> {
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Show only what the `serve` running here does: each peer (connected
+    /// or not, the last sync and how it ended) and the transfer in progress
+    /// (with `--json`: that as an object; `null` when no serve runs).
+    #[arg(long)]
+    serve: bool,
+}
+
+pub fn status(out: &Output, args: StatusArgs) -> anyhow::Result<()> {
     let repo = Repo::open(&out.dir)?;
+    let serving = ServeStatus::read(&repo.root().join(harmony::model::STATE_DIR));
+    if args.serve {
+        let json = serde_json::json!({ "serve": serving });
+        return out.report(&json, || match &serving {
+            Some(serving) => print_serving(serving),
+            None => out!("serve is not running here"),
+        });
+    }
     let (lines, warnings) = {
         let bar = ScanBar::new(out);
         repo.status(&bar)?
@@ -135,7 +154,6 @@ pub fn status(out: &Output) -> anyhow::Result<()> {
             if !out.quiet {
                 out!("everything committed and up to date");
             }
-            return;
         }
         for line in &lines {
             match (&line.from, &line.reason) {
@@ -149,7 +167,36 @@ pub fn status(out: &Output) -> anyhow::Result<()> {
                 (None, None) => out!("{:<9} {}", state_name(line.state), line.path),
             }
         }
+        if let (Some(serving), false) = (&serving, out.quiet) {
+            print_serving(serving);
+        }
     })
+}
+
+/// The `serve` running here: its peers, then the transfer in progress.
+fn print_serving(serving: &ServeStatus) {
+    out!("serve: running (pid {}) on {}", serving.pid, serving.listen);
+    for (name, peer) in &serving.peers {
+        let last = match (peer.last_sync_ms, &peer.last_result) {
+            (Some(at), Some(result)) => format!("last sync {}: {result}", format_time(at)),
+            _ => "not synced yet".to_owned(),
+        };
+        let link = if peer.connected {
+            "connected"
+        } else {
+            "not connected"
+        };
+        out!("  {name:<12} {link:<13}  {last}");
+    }
+    if let Some(t) = &serving.transfer {
+        out!(
+            "  fetching {} files: {} of {} at {}/s",
+            t.files,
+            human_bytes(t.bytes_done),
+            human_bytes(t.bytes_total),
+            human_bytes(t.rate as u64)
+        );
+    }
 }
 
 pub fn ls(out: &Output, args: LsArgs) -> anyhow::Result<()> {

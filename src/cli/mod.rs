@@ -71,8 +71,9 @@ enum Command {
     Id,
     /// Record local changes: adds, edits, deletions, renames.
     Commit(local::CommitArgs),
-    /// Show what differs: uncommitted changes, outdated and conflicted files.
-    Status,
+    /// Show what differs: uncommitted changes, outdated and conflicted
+    /// files; and, while `serve` runs here, its peers and transfers.
+    Status(local::StatusArgs),
     /// List every file of the repository, also those not held here.
     Ls(local::LsArgs),
     /// Show which locations hold the content of each file.
@@ -117,7 +118,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => local::init(&out, args),
         Command::Id => local::id(&out),
         Command::Commit(args) => local::commit(&out, args),
-        Command::Status => local::status(&out),
+        Command::Status(args) => local::status(&out, args),
         Command::Ls(args) => local::ls(&out, args),
         Command::Whereis(args) => local::whereis(&out, args),
         Command::Conflicts => conflicts::conflicts(&out),

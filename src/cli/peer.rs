@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use harmony::model::NodeId;
+use harmony::node::live::discovery;
 use harmony::node::PeerRecord;
 use harmony::Repo;
 use serde::Serialize;
@@ -16,14 +17,18 @@ use super::Output;
 #[derive(Subcommand, Debug)]
 pub enum PeerCommand {
     /// Trust the node NODE_ID, reachable at ADDR (host:port). Both sides must
-    /// add each other.
+    /// add each other. Without ADDR, the node is looked for on the local
+    /// network (it must run `harmony serve` with discovery on).
     Add {
         /// The name you will use for this peer (letters, digits, `-`, `_`, `.`).
         name: String,
         /// Its node id, as `harmony id` prints it there.
         node_id: String,
         /// Where it listens, host:port (e.g. nas.local:7447 or [::1]:7447).
-        addr: String,
+        addr: Option<String>,
+        /// Without ADDR: how long to listen for the node's announcement.
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+        wait: Duration,
     },
     /// List the trusted peers.
     List,
@@ -47,7 +52,8 @@ pub fn run(out: &Output, command: PeerCommand) -> anyhow::Result<()> {
             name,
             node_id,
             addr,
-        } => add(out, &name, &node_id, &addr),
+            wait,
+        } => add(out, &name, &node_id, addr.as_deref(), wait),
         PeerCommand::List => list(out),
         PeerCommand::Remove { name } => remove(out, &name),
         PeerCommand::Ping { name, count, dial } => ping(out, &name, count, dial),
@@ -89,10 +95,18 @@ fn check_addr(addr: &str) -> anyhow::Result<()> {
     }
 }
 
-fn add(out: &Output, name: &str, node_id: &str, addr: &str) -> anyhow::Result<()> {
+fn add(
+    out: &Output,
+    name: &str,
+    node_id: &str,
+    addr: Option<&str>,
+    wait: Duration,
+) -> anyhow::Result<()> {
     check_name(name)?;
     let node_id = NodeId::from_str(node_id)?;
-    check_addr(addr)?;
+    if let Some(addr) = addr {
+        check_addr(addr)?;
+    }
     let mut repo = Repo::open(&out.dir)?;
     if node_id == repo.node_id() {
         bail!("{node_id} is this node's own id; add the id that `harmony id` prints on the other node");
@@ -111,12 +125,16 @@ fn add(out: &Output, name: &str, node_id: &str, addr: &str) -> anyhow::Result<()
             same.name
         );
     }
-    let record = PeerRecord {
+    let mut record = PeerRecord {
         name: name.to_owned(),
         node_id,
-        addr: addr.to_owned(),
+        addr: addr.unwrap_or_default().to_owned(),
         added_ms: now_ms(),
     };
+    let found = addr.is_none();
+    if found {
+        record.addr = discover(&repo, &record, wait)?.to_string();
+    }
     let writer = repo.store_mut().write()?;
     writer
         .add_peer(&record)
@@ -125,13 +143,42 @@ fn add(out: &Output, name: &str, node_id: &str, addr: &str) -> anyhow::Result<()
     let report = PeerJson::from(&record);
     out.report(&report, || {
         if !out.quiet {
-            out!("trusting peer {name} ({node_id}) at {addr}");
+            let how = if found { " (found on the local network)" } else { "" };
+            out!("trusting peer {name} ({node_id}) at {}{how}", record.addr);
             out!(
                 "It must trust this node too: on {name}, run `harmony peer add {} {} <this node's host:port>`",
                 repo.settings().node_name,
                 repo.node_id()
             );
         }
+    })
+}
+
+/// Listens for `peer`'s announcement on the local network for `wait`; the
+/// address where it proved its identity.
+fn discover(repo: &Repo, peer: &PeerRecord, wait: Duration) -> anyhow::Result<SocketAddr> {
+    let id = peer.node_id;
+    let with_addr = format!("harmony peer add {} {id} HOST:PORT", peer.name);
+    if !repo.config()?.discovery {
+        bail!(
+            "no address given, and LAN discovery is off for this location (`discovery = false` \
+             in .harmony/config.toml): give the address, `{with_addr}`"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let found = runtime
+        .block_on(discovery::find(repo.root(), peer, wait))
+        .map_err(|e| anyhow::anyhow!("{e}; give the address instead, `{with_addr}`"))?;
+    found.with_context(|| {
+        format!(
+            "heard no announcement from {id} on the local network within {}: check that \
+             `harmony serve` runs there with discovery on (the default) and that both machines \
+             are on the same network, or give the address, `{with_addr}` (`--wait` listens longer)",
+            humantime::format_duration(wait)
+        )
     })
 }
 

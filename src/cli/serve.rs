@@ -1,13 +1,19 @@
-//! `harmony serve`: run this node's QUIC endpoint in the foreground until
-//! Ctrl-C or SIGTERM.
+//! `harmony serve`: run this node in the foreground until Ctrl-C or SIGTERM:
+//! its QUIC endpoint answering peers, and the live node keeping this
+//! location and its peers current (`node::live`). SIGHUP reloads
+//! `.harmony/config.toml`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Args;
+use harmony::net::ServerEvent;
+use harmony::node::live::{discovery, Inbox, Live, StatusBoard};
 use harmony::node::{self, NodeSetup, Router};
+use harmony::Config;
 use harmony::Repo;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use super::Output;
 
@@ -21,6 +27,10 @@ pub struct ServeArgs {
     /// (peers then see only what `harmony commit` recorded here).
     #[arg(long)]
     no_commit: bool,
+    /// Neither announce this node on the local network nor follow trusted
+    /// peers' announcements (as `discovery = false` in config.toml).
+    #[arg(long)]
+    no_discovery: bool,
 }
 
 #[derive(Serialize)]
@@ -29,6 +39,9 @@ struct Started {
     name: String,
     listen: String,
     peers: usize,
+    /// Whether LAN discovery was asked for (it still stays off on a
+    /// loopback address, or with HARMONY_NO_DISCOVERY set).
+    discovery: bool,
 }
 
 pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
@@ -36,13 +49,14 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
     let config = repo.config()?;
     let listen_text = args
         .listen
-        .or(config.listen)
+        .or(config.listen.clone())
         .unwrap_or_else(|| repo.settings().listen.clone());
     let listen: SocketAddr = listen_text.parse().map_err(|_| {
         anyhow::anyhow!(
             "invalid listen address `{listen_text}`: expected ip:port, e.g. 0.0.0.0:7447 or [::]:7447"
         )
     })?;
+    let discovery = config.discovery && !args.no_discovery;
     let settings = repo.settings().clone();
     let peers = repo.store().peers()?;
     let setup = NodeSetup::of(&repo, listen)?;
@@ -54,7 +68,7 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let node = setup.bind(trust)?;
+        let node = Arc::new(setup.bind(trust)?);
         let source = node::trust_source(&root, node.membership())?;
         let bound = node.local_addr()?;
         let started = Started {
@@ -62,6 +76,7 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             name: settings.node_name.clone(),
             listen: bound.to_string(),
             peers: peers.len(),
+            discovery,
         };
         if out.json {
             out!("{}", serde_json::to_string(&started)?);
@@ -78,9 +93,48 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             out.warn("no trusted peers yet: nobody can connect until you `harmony peer add` one");
         }
         tracing::info!("listening on {bound}");
-        let router = Router::new(root.clone(), node.membership()).commit_first(!args.no_commit);
-        node.serve(Arc::new(router), Some(source), stop_signal())
-            .await;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+        let (config_tx, config_rx) = watch::channel(config);
+        tokio::spawn(signals(root.clone(), stop_tx, config_tx));
+        let inbox = Inbox::default();
+        tokio::spawn(reachable_on_accept(node.subscribe(), inbox.clone()));
+        let finding = discovery.then(|| {
+            let (moved, redial) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(reachable_when_moved(redial, inbox.clone()));
+            tokio::spawn(discovery::run(
+                root.clone(),
+                node.node_id(),
+                bound,
+                moved,
+                stopped(),
+            ))
+        });
+        let status = StatusBoard::new(bound.to_string());
+        let status_writer = tokio::spawn(status.clone().keep_written(root.clone()));
+        let live = Live {
+            root: root.clone(),
+            node: node.clone(),
+            inbox: inbox.clone(),
+            config: config_rx,
+            status,
+        };
+        let live = tokio::spawn(live.run(stopped()));
+        let router = Router::new(root.clone(), node.membership())
+            .commit_first(!args.no_commit)
+            .live(inbox);
+        node.serve(Arc::new(router), Some(source), stopped()).await;
+        let _ = live.await;
+        if let Some(finding) = finding {
+            let _ = finding.await;
+        }
+        status_writer.abort();
+        StatusBoard::remove_file(&root);
         if !out.json && !out.quiet {
             out!("stopped");
         }
@@ -91,26 +145,78 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
-async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM: {e}");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+/// A peer that connected here is reachable: the live node dials it back
+/// now instead of waiting out a backoff.
+async fn reachable_on_accept(
+    mut events: tokio::sync::broadcast::Receiver<ServerEvent>,
+    inbox: Inbox,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(ServerEvent::Accepted { node_id, .. }) => inbox.reachable(node_id),
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// A peer discovery saw at a new address is dialed there now.
+async fn reachable_when_moved(
+    mut moved: tokio::sync::mpsc::UnboundedReceiver<harmony::model::NodeId>,
+    inbox: Inbox,
+) {
+    while let Some(peer) = moved.recv().await {
+        inbox.reachable(peer);
+    }
+}
+
+/// Handles the signals: Ctrl-C (SIGINT) and SIGTERM stop (`stop` becomes
+/// true), SIGHUP reads `config.toml` again and passes it on (a bad file is
+/// reported and the running configuration kept).
+async fn signals(
+    root: std::path::PathBuf,
+    stop: watch::Sender<bool>,
+    config: watch::Sender<Config>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(term), Ok(hup)) => (term, hup),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!("cannot watch SIGTERM and SIGHUP: {e}; Ctrl-C stops");
+            let _ = tokio::signal::ctrl_c().await;
+            let _ = stop.send(true);
+            return;
+        }
+    };
+    loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: stopping"),
             _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = hup.recv() => {
+                let state_dir = root.join(harmony::model::STATE_DIR);
+                match Config::load(&state_dir) {
+                    Ok(new) => {
+                        for (key, changed) in [
+                            ("listen", new.listen != config.borrow().listen),
+                            ("discovery", new.discovery != config.borrow().discovery),
+                        ] {
+                            if changed {
+                                tracing::warn!("config.toml: a new `{key}` takes effect when serve restarts");
+                            }
+                        }
+                        tracing::info!("SIGHUP: config.toml reloaded");
+                        config.send_replace(new);
+                    }
+                    Err(e) => tracing::warn!("SIGHUP: {e}; keeping the running configuration"),
+                }
+                continue;
+            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = stop.send(true);
+        return;
     }
 }

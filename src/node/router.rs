@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use super::live::Inbox;
+use crate::model::STATE_DIR;
 use crate::net::{BoxFuture, Builtin, FramedStream, Handler, Membership, NetError, PeerInfo};
-use crate::proto::Request;
+use crate::proto::{Request, Response};
+use crate::store::{Store, DB_FILE};
 use crate::sync::SyncServer;
 use crate::transfer::serve::{self as content, StoreCell};
 
@@ -16,6 +19,8 @@ pub struct Router {
     root: PathBuf,
     sync: SyncServer,
     content: StoreCell,
+    /// Where a live node (`serve`) hears of notices and merges.
+    inbox: Option<Inbox>,
 }
 
 impl Router {
@@ -26,7 +31,43 @@ impl Router {
             sync: SyncServer::new(root.clone(), membership),
             root,
             content: StoreCell::default(),
+            inbox: None,
         }
+    }
+
+    /// Tells `inbox` of each peer's notice that its state differs from ours,
+    /// and of each sync that changed our state (so the live node passes the
+    /// change on).
+    pub fn live(mut self, inbox: Inbox) -> Self {
+        self.inbox = Some(inbox);
+        self
+    }
+
+    /// Answers a peer's notice; when its digest differs from ours, the live
+    /// node hears of it (without one, a notice changes nothing).
+    async fn noted(
+        &self,
+        peer: &PeerInfo,
+        digest: [u8; 32],
+        stream: &mut FramedStream,
+    ) -> Result<(), NetError> {
+        if let Some(inbox) = &self.inbox {
+            let db = self.root.join(STATE_DIR).join(DB_FILE);
+            let ours = tokio::task::spawn_blocking(move || Store::open(&db)?.state_digest())
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|read| read.map_err(|e| e.to_string()));
+            match ours {
+                Ok(ours) if ours == digest => {}
+                Ok(_) => inbox.noticed(peer.node_id),
+                // Cannot tell: a sync finds out.
+                Err(e) => {
+                    tracing::warn!("cannot read this location's digest: {e}");
+                    inbox.noticed(peer.node_id);
+                }
+            }
+        }
+        stream.send_frame(&Response::Noted).await
     }
 
     /// Whether each sync session starts with a commit of this location's
@@ -46,7 +87,15 @@ impl Handler for Router {
     ) -> BoxFuture<'a, Result<(), NetError>> {
         Box::pin(async move {
             match request {
-                Request::Sync(theirs) => self.sync.serve(peer, theirs, stream).await,
+                Request::Sync(theirs) => {
+                    let report = self.sync.serve(peer, theirs, stream).await?;
+                    let changed = report.is_some_and(|r| r.changed > 0 || r.left_news());
+                    if let (true, Some(inbox)) = (changed, &self.inbox) {
+                        inbox.merged_from(peer.node_id);
+                    }
+                    Ok(())
+                }
+                Request::Notify { digest } => self.noted(peer, digest, stream).await,
                 Request::Manifest { .. }
                 | Request::ManifestPages { .. }
                 | Request::Chunks(_)

@@ -276,13 +276,18 @@ pub enum Request {
         /// The chunk's length.
         len: u32,
     },
+    /// The sender's replicated state changed; its digest is now `digest`.
+    /// Answered by `Response::Noted`. A serving receiver whose own digest
+    /// differs syncs with the sender soon: this is how `serve` passes a
+    /// change on within a second instead of at the next periodic sync.
+    Notify { digest: [u8; 32] },
 }
 
 impl Request {
     /// How many request kinds (enum variants) this version knows: a frame
     /// whose leading variant index is at least this is a request of a newer
     /// version, answered with `ErrorCode::UNSUPPORTED` rather than as garbage.
-    pub const KNOWN_KINDS: u32 = 9;
+    pub const KNOWN_KINDS: u32 = 10;
 
     /// The variant index at the start of a request body, if it can be read.
     pub fn kind_of(body: &[u8]) -> Option<u32> {
@@ -305,7 +310,7 @@ impl Validate for Request {
                 Ok(())
             }
             Request::Sync(hello) => hello.validate(),
-            Request::Manifest { .. } | Request::Has { .. } => Ok(()),
+            Request::Manifest { .. } | Request::Has { .. } | Request::Notify { .. } => Ok(()),
             Request::Chunks(ranges) => ranges.validate(),
             Request::ManifestPages { pages, .. } => {
                 check_len("manifest pages asked", pages.len(), super::MAX_PAGES_ASKED)
@@ -360,6 +365,8 @@ pub enum Response {
     },
     /// The sub-chunks of the range asked, in order.
     Refined(Vec<ChunkRef>),
+    /// A `Notify` was received.
+    Noted,
 }
 
 impl Validate for Response {
@@ -374,7 +381,7 @@ impl Validate for Response {
             }
             Response::Sync(hello) => hello.validate(),
             Response::Manifest(index) => index.validate(),
-            Response::Chunks { .. } | Response::Has(_) => Ok(()),
+            Response::Chunks { .. } | Response::Has(_) | Response::Noted => Ok(()),
             Response::ManifestPages(pages) => validate_pages(pages),
             Response::Refined(subs) => check_len("sub-chunks", subs.len(), super::MAX_SUB_CHUNKS),
             Response::Files { lens } => {

@@ -4,6 +4,7 @@
 //! these bytes over QUIC. `protocol.md` at the top of the repository is the
 //! specification this module implements (a test checks its hex examples).
 
+pub mod discovery;
 mod frame;
 mod join;
 mod message;
@@ -14,7 +15,7 @@ mod transfer;
 mod tests;
 
 pub use frame::{decode_body, decode_frame, encode_frame, frame_len, FRAME_HEADER_LEN};
-pub use join::{compatible, join, Join, Membership, Side};
+pub use join::{compatible, join, Join, Membership};
 pub use message::{
     check_hello, hello_versions, negotiate, ErrorCode, Hello, HelloMismatch, Request, Response,
     Validate,

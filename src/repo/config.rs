@@ -71,7 +71,10 @@ pub(super) const KEYS: &[(&str, &str)] = &[
     ("rescan_interval", "a duration, e.g. \"1h\""),
     ("sync_interval", "a duration, e.g. \"5m\""),
     ("discovery", "true or false"),
-    ("bandwidth_limit", "bytes per second, e.g. \"10MiB\", \"500k\" or 1000000"),
+    (
+        "bandwidth_limit",
+        "bytes per second, e.g. \"10MiB\", \"500k\" or 1000000",
+    ),
 ];
 
 impl Config {

@@ -5,9 +5,10 @@
 //! This file holds the connection, the schema and the settings; the tables
 //! live by job beside it: the replicated state and its digest
 //! (`replicated`), what derives from it (`derived`), this location's own
-//! files and manifests (`local`), peers and sync progress (`peers`), and the
-//! trash (`trash`).
+//! files and manifests (`local`), peers and sync progress (`peers`, with the
+//! addresses discovery learns in `addresses`), and the trash (`trash`).
 
+mod addresses;
 mod derived;
 mod local;
 mod peers;

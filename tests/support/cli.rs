@@ -1,5 +1,10 @@
 //! Driving the real `harmony` binary: commands, and `serve` children.
 //! Included with `#[path]` by the tests that use it.
+//!
+//! Every command runs with LAN discovery forced off ([`OFF_ENV`]), and
+//! `serve` also with `--no-discovery`: these tests run on the host's own
+//! network, where nothing may be multicast. Only tests/discovery.rs turns it
+//! on, inside private network namespaces.
 
 #![allow(dead_code)]
 
@@ -10,10 +15,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
+pub use harmony::node::live::discovery::OFF_ENV;
 
 pub fn harmony(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::cargo_bin("harmony").unwrap();
-    cmd.arg("-C").arg(dir).args(args);
+    cmd.arg("-C").arg(dir).args(args).env(OFF_ENV, "1");
     cmd.output().unwrap()
 }
 
@@ -49,6 +55,11 @@ pub fn location(name: &str) -> (tempfile::TempDir, String) {
         dir.path(),
         &["init", "--name", name, "--listen", "127.0.0.1:0"],
     );
+    std::fs::write(
+        dir.path().join(".harmony/config.toml"),
+        "discovery = false\n",
+    )
+    .unwrap();
     let id = ok(dir.path(), &["id", "-q"]).trim().to_owned();
     (dir, id)
 }
@@ -64,11 +75,24 @@ pub struct Serving {
 
 impl Serving {
     pub fn start(dir: &Path) -> Serving {
-        let mut child = Command::cargo_bin("harmony")
-            .unwrap()
+        Serving::start_at(dir, "127.0.0.1:0")
+    }
+
+    /// [`Serving::start`] listening on `addr`.
+    pub fn start_at(dir: &Path, addr: &str) -> Serving {
+        let mut serve = Command::cargo_bin("harmony").unwrap();
+        serve
             .arg("-C")
             .arg(dir)
-            .args(["--json", "serve", "--listen", "127.0.0.1:0"])
+            .args(["--json", "serve", "--listen", addr, "--no-discovery"])
+            .env(OFF_ENV, "1");
+        Serving::spawn(serve)
+    }
+
+    /// Runs `serve`, a command that ends in `harmony --json serve ...`, and
+    /// waits for the line it prints once bound.
+    pub fn spawn(mut serve: Command) -> Serving {
+        let mut child = serve
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -35,6 +35,12 @@ impl Location {
             listen: Some("127.0.0.1:0".to_owned()),
         };
         let repo = Repo::init(dir.path(), &options).expect("init");
+        // No test location announces itself on the host's network.
+        fs::write(
+            dir.path().join(".harmony/config.toml"),
+            "discovery = false\n",
+        )
+        .unwrap();
         Location { dir, repo }
     }
 

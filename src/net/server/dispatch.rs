@@ -105,6 +105,7 @@ impl std::fmt::Debug for RequestKind<'_> {
             Request::Refine { hash, offset, len } => {
                 write!(f, "Refine ({len} bytes at {offset} of {hash})")
             }
+            Request::Notify { .. } => write!(f, "Notify"),
         }
     }
 }

@@ -70,7 +70,8 @@ impl Handler for Builtin {
                 | Request::Chunks(_)
                 | Request::Files { .. }
                 | Request::Refine { .. }
-                | Request::Has { .. } => {
+                | Request::Has { .. }
+                | Request::Notify { .. } => {
                     let refusal = Response::Error {
                         code: ErrorCode::UNSUPPORTED,
                         message: "this endpoint serves no repository location".into(),

@@ -4,26 +4,40 @@
 //! Its parts share one signal, [`StateChanged`]: a commit of the watched
 //! tree or a merge of a peer's news raises it, and the node tells its peers.
 
-use std::sync::Arc;
+pub mod discovery;
+mod fetch;
+mod inbox;
+mod lan;
+mod local;
+mod run;
+mod schedule;
+mod status;
 
-use tokio::sync::Notify;
+pub use inbox::{Inbox, News};
+pub use run::Live;
+pub use schedule::{Action, Outcome, Schedule, BACKOFF_FIRST, BACKOFF_MAX};
+pub use status::{PeerStatus, ServeStatus, StatusBoard, TransferStatus, STATUS_FILE};
 
 /// Raised whenever this location's replicated state may have changed (a
 /// commit that recorded something, a merge that changed an entry). Raising
 /// it many times before anyone waits counts once: that is the coalescing a
 /// burst of commits needs.
 #[derive(Clone, Debug, Default)]
-pub struct StateChanged(Arc<Notify>);
+pub struct StateChanged(Inbox);
 
 impl StateChanged {
-    /// Says that the state changed.
-    pub fn raise(&self) {
-        self.0.notify_one();
+    /// The signal that raises into `inbox`.
+    pub fn into(inbox: &Inbox) -> Self {
+        StateChanged(inbox.clone())
     }
 
-    /// Completes at the next [`raise`](Self::raise), or at once if one came
-    /// since the last wait.
-    pub async fn wait(&self) {
-        self.0.notified().await;
+    /// Says that the state changed.
+    pub fn raise(&self) {
+        self.0.local_change();
+    }
+
+    /// The inbox this signal raises into.
+    pub fn inbox(&self) -> &Inbox {
+        &self.0
     }
 }

@@ -1,0 +1,332 @@
+//! The live node's loop: the async shell around [`Schedule`]. It turns the
+//! inbox's events into schedule events, runs the actions the schedule asks
+//! for (dial, sync, notify) as tasks on the serving endpoint, feeds their
+//! outcomes back, and keeps held files current through [`fetch`](super::fetch).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use super::fetch::keep_fetching;
+use super::local::notice_local_changes;
+use super::schedule::{Action, Outcome, Schedule};
+use super::{Inbox, News, StatusBoard};
+use crate::model::{NodeId, STATE_DIR};
+use crate::net::{Node, PeerConnection};
+use crate::proto::{Request, Response};
+use crate::repo::{CommitOptions, Config};
+use crate::scan::NoProgress;
+use crate::store::{PeerRecord, Store, DB_FILE};
+use crate::Repo;
+
+/// How often the trusted peers are read again (a `harmony peer add` while
+/// serving is dialed within this).
+const PEERS_EVERY: Duration = Duration::from_secs(10);
+
+/// What a serving location runs besides answering requests.
+pub struct Live {
+    /// The location.
+    pub root: PathBuf,
+    /// The serving endpoint: connections to peers go out from its port.
+    pub node: Arc<Node>,
+    /// Where the router, the watcher and discovery raise events.
+    pub inbox: Inbox,
+    /// The location's `config.toml`, a new value at each reload.
+    pub config: watch::Receiver<Config>,
+    /// What `harmony status` shows.
+    pub status: StatusBoard,
+}
+
+/// How a task of the loop ended.
+enum Done {
+    Dialed(NodeId, Result<PeerConnection, String>),
+    /// A sync until settled; `Ok(true)` when it changed this location.
+    Synced(NodeId, Result<bool, String>),
+    Notified(NodeId, Result<(), String>),
+}
+
+impl Live {
+    /// Runs until `stop` completes; then closes its connections. A task
+    /// cut by the stop leaves nothing half done (each sync batch and each
+    /// fetched file is its own transaction).
+    pub async fn run(mut self, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut peers = self.read_peers().await;
+        let sync_interval = self.config.borrow().sync_interval;
+        let mut schedule = Schedule::new(
+            peers.keys().copied(),
+            sync_interval,
+            rand::random(),
+            Instant::now(),
+        );
+        let fetch_wanted = Arc::new(Notify::new());
+        let fetcher = tokio::spawn(keep_fetching(
+            self.root.clone(),
+            fetch_wanted.clone(),
+            self.inbox.clone(),
+            self.status.clone(),
+            self.node.config().handshake_timeout,
+        ));
+        // What this location holds may be outdated since the last run.
+        fetch_wanted.notify_one();
+        let local = tokio::spawn(notice_local_changes(self.root.clone(), self.inbox.clone()));
+        let mut links: HashMap<NodeId, Arc<PeerConnection>> = HashMap::new();
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut reread = tokio::time::interval(PEERS_EVERY);
+        loop {
+            for action in schedule.poll(Instant::now()) {
+                self.start(action, &peers, &links, &mut tasks);
+            }
+            let due = schedule.next_due();
+            let wait = async move {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut stop => break,
+                news = self.inbox.take() => {
+                    let News { local, merged_from, noticed, reachable } = news;
+                    let now = Instant::now();
+                    if local {
+                        schedule.local_changed(None);
+                    }
+                    if !merged_from.is_empty() {
+                        fetch_wanted.notify_one();
+                    }
+                    for peer in merged_from {
+                        schedule.local_changed(Some(peer));
+                    }
+                    for peer in noticed {
+                        schedule.noticed(peer);
+                    }
+                    if !reachable.is_empty() {
+                        // A moved peer's new address, a new peer.
+                        peers = self.read_peers().await;
+                        schedule.set_peers(peers.keys().copied(), now);
+                    }
+                    for peer in reachable {
+                        schedule.reachable(peer, now);
+                    }
+                }
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    let Ok(done) = done else { continue };
+                    self.finished(done, &peers, &mut schedule, &mut links, &fetch_wanted);
+                }
+                _ = reread.tick() => {
+                    peers = self.read_peers().await;
+                    schedule.set_peers(peers.keys().copied(), Instant::now());
+                    links.retain(|id, _| peers.contains_key(id));
+                }
+                Ok(()) = self.config.changed() => {
+                    let interval = self.config.borrow().sync_interval;
+                    schedule.set_sync_interval(interval, Instant::now());
+                }
+                _ = wait => {}
+            }
+        }
+        tasks.abort_all();
+        fetcher.abort();
+        local.abort();
+        for conn in links.values() {
+            conn.close();
+        }
+    }
+
+    /// The trusted peers, by node id (none when the state cannot be read:
+    /// said once per read).
+    async fn read_peers(&self) -> HashMap<NodeId, PeerRecord> {
+        let db = self.root.join(STATE_DIR).join(DB_FILE);
+        let read = tokio::task::spawn_blocking(move || Store::open(&db)?.peers()).await;
+        let peers = match read {
+            Ok(Ok(peers)) => peers,
+            Ok(Err(e)) => {
+                tracing::warn!("cannot read the trusted peers: {e}");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!("cannot read the trusted peers: {e}");
+                Vec::new()
+            }
+        };
+        let named: Vec<(String, NodeId)> =
+            peers.iter().map(|p| (p.name.clone(), p.node_id)).collect();
+        self.status.set_peers(&named);
+        peers.into_iter().map(|p| (p.node_id, p)).collect()
+    }
+
+    /// Starts `action` as a task.
+    fn start(
+        &self,
+        action: Action,
+        peers: &HashMap<NodeId, PeerRecord>,
+        links: &HashMap<NodeId, Arc<PeerConnection>>,
+        tasks: &mut JoinSet<Done>,
+    ) {
+        match action {
+            Action::Dial(id) => {
+                let Some(peer) = peers.get(&id).cloned() else {
+                    return;
+                };
+                let node = self.node.clone();
+                tasks.spawn(async move {
+                    let dialed = match super::super::resolve(&peer).await {
+                        Ok(addr) => node
+                            .connect(addr, peer.node_id, &peer.name)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    Done::Dialed(id, dialed)
+                });
+            }
+            Action::Sync(id) => {
+                let Some(conn) = links.get(&id).cloned() else {
+                    return;
+                };
+                let root = self.root.clone();
+                let commit_first = !self.config.borrow().watch;
+                tasks.spawn(async move { Done::Synced(id, sync(&conn, root, commit_first).await) });
+            }
+            Action::Notify(id) => {
+                let Some(conn) = links.get(&id).cloned() else {
+                    return;
+                };
+                let root = self.root.clone();
+                tasks.spawn(async move { Done::Notified(id, notify(&conn, root).await) });
+            }
+        }
+    }
+
+    /// Feeds a finished task back into the schedule.
+    fn finished(
+        &self,
+        done: Done,
+        peers: &HashMap<NodeId, PeerRecord>,
+        schedule: &mut Schedule,
+        links: &mut HashMap<NodeId, Arc<PeerConnection>>,
+        fetch_wanted: &Notify,
+    ) {
+        let now = Instant::now();
+        let name = |id: &NodeId| {
+            peers
+                .get(id)
+                .map_or_else(|| id.to_string(), |p| p.name.clone())
+        };
+        let outcome = |ok: bool| if ok { Outcome::Done } else { Outcome::Failed };
+        match done {
+            Done::Dialed(id, dialed) => {
+                let ok = dialed.is_ok();
+                match dialed {
+                    Ok(conn) => {
+                        tracing::info!("connected to {}", name(&id));
+                        links.insert(id, Arc::new(conn));
+                    }
+                    Err(e) => tracing::debug!("cannot reach {}: {e}", name(&id)),
+                }
+                self.status.connected(&name(&id), ok);
+                schedule.dialed(id, outcome(ok), now);
+            }
+            Done::Synced(id, synced) => {
+                let ok = synced.is_ok();
+                match synced {
+                    Ok(changed) => {
+                        if changed {
+                            schedule.local_changed(Some(id));
+                            fetch_wanted.notify_one();
+                        }
+                        let said = if changed { "ok, changes here" } else { "ok" };
+                        self.status.synced(&name(&id), said.into());
+                    }
+                    Err(e) => {
+                        tracing::info!("sync with {} failed: {e}", name(&id));
+                        self.status.synced(&name(&id), format!("failed: {e}"));
+                    }
+                }
+                self.lost_unless(ok, id, &name(&id), links);
+                schedule.exchanged(id, Action::Sync(id), outcome(ok), now);
+            }
+            Done::Notified(id, notified) => {
+                if let Err(e) = &notified {
+                    tracing::info!("cannot tell {} of a change: {e}", name(&id));
+                }
+                let ok = notified.is_ok();
+                self.lost_unless(ok, id, &name(&id), links);
+                schedule.exchanged(id, Action::Notify(id), outcome(ok), now);
+            }
+        }
+    }
+
+    /// After a failed exchange the connection is taken for lost.
+    fn lost_unless(
+        &self,
+        ok: bool,
+        id: NodeId,
+        name: &str,
+        links: &mut HashMap<NodeId, Arc<PeerConnection>>,
+    ) {
+        if !ok {
+            if let Some(conn) = links.remove(&id) {
+                conn.close();
+            }
+            self.status.connected(name, false);
+        }
+    }
+}
+
+/// Syncs with the peer of `conn` until settled, committing first when no
+/// watcher does it; `Ok(true)` when the sync changed this location.
+async fn sync(conn: &PeerConnection, root: PathBuf, commit_first: bool) -> Result<bool, String> {
+    if commit_first {
+        let at = root.clone();
+        let committed = tokio::task::spawn_blocking(move || {
+            Repo::open(&at)?.commit(&CommitOptions::default(), &NoProgress)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        if let Err(e) = committed {
+            tracing::warn!(
+                "not committing before the sync with {}: {e}",
+                conn.peer().name
+            );
+        }
+    }
+    let (reports, ended) = super::super::sync_until_settled(conn, &root).await;
+    let changed = reports.iter().any(|r| r.changed > 0 || r.left_news());
+    for report in &reports {
+        tracing::info!(
+            "synced with {}: sent {}, received {} entries, {} changed here",
+            report.peer,
+            report.entries_sent,
+            report.entries_received,
+            report.changed
+        );
+    }
+    ended.map(|()| changed).map_err(|e| e.to_string())
+}
+
+/// Tells the peer of `conn` this location's digest. A peer too old to know
+/// the notice answers `UNSUPPORTED`: then it learns at the periodic sync.
+async fn notify(conn: &PeerConnection, root: PathBuf) -> Result<(), String> {
+    let db = root.join(STATE_DIR).join(DB_FILE);
+    let digest = tokio::task::spawn_blocking(move || Store::open(&db)?.state_digest())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    match conn.request(&Request::Notify { digest }).await {
+        Ok((Response::Noted, _)) => Ok(()),
+        Ok((other, _)) => Err(format!("unexpected answer {other:?}")),
+        Err(crate::net::NetError::Remote { code, .. })
+            if code == crate::proto::ErrorCode::UNSUPPORTED =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}

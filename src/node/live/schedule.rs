@@ -1,0 +1,422 @@
+//! When the live node dials, syncs with and notifies each peer: a pure
+//! state machine, fed events and the time, asked for actions. It does no
+//! I/O, so its rules (catch up on connect, one exchange per peer at a time,
+//! coalesced notices, backoff with jitter, a periodic safety sync) are
+//! tested in memory below.
+//!
+//! Each node keeps one connection of its own to each reachable peer and
+//! uses it for what it starts: its syncs and its notices. The peer does the
+//! same the other way, so neither waits for the other to dial.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::model::NodeId;
+
+/// The first retry after a failed dial or a lost connection.
+pub const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+/// Retries never wait longer than this.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// What the live node should do now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Connect to the peer (at its stored address).
+    Dial(NodeId),
+    /// Sync with the peer over the connection, until settled.
+    Sync(NodeId),
+    /// Tell the peer that this node's state changed.
+    Notify(NodeId),
+}
+
+/// How one exchange with a peer ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Failed: the connection is taken for lost.
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Down { retry_at: Instant },
+    Dialing,
+    Up,
+}
+
+#[derive(Clone, Debug)]
+struct Peer {
+    link: Link,
+    /// Failed dials or exchanges in a row: the backoff's exponent.
+    failures: u32,
+    /// A dial, sync or notice with this peer is running.
+    busy: bool,
+    /// A sync is owed: the peer has news, or the link just came up.
+    sync_owed: bool,
+    /// The peer has not been told of a change of this node's state.
+    notice_owed: bool,
+    /// When the periodic sync is due.
+    periodic_at: Instant,
+}
+
+/// The schedule of every trusted peer.
+#[derive(Debug)]
+pub struct Schedule {
+    peers: BTreeMap<NodeId, Peer>,
+    sync_interval: Duration,
+    rng: StdRng,
+}
+
+impl Schedule {
+    /// A schedule for `peers`, each dialed at once. `seed` feeds the jitter
+    /// (any value; tests fix it).
+    pub fn new(
+        peers: impl IntoIterator<Item = NodeId>,
+        sync_interval: Duration,
+        seed: u64,
+        now: Instant,
+    ) -> Self {
+        let mut schedule = Schedule {
+            peers: BTreeMap::new(),
+            sync_interval,
+            rng: StdRng::seed_from_u64(seed),
+        };
+        schedule.set_peers(peers, now);
+        schedule
+    }
+
+    /// The trusted peers changed: new ones are dialed at once, removed ones
+    /// forgotten (the caller closes their connections).
+    pub fn set_peers(&mut self, peers: impl IntoIterator<Item = NodeId>, now: Instant) {
+        let wanted: BTreeMap<NodeId, ()> = peers.into_iter().map(|p| (p, ())).collect();
+        self.peers.retain(|id, _| wanted.contains_key(id));
+        for id in wanted.into_keys() {
+            self.peers.entry(id).or_insert(Peer {
+                link: Link::Down { retry_at: now },
+                failures: 0,
+                busy: false,
+                sync_owed: false,
+                notice_owed: false,
+                periodic_at: now,
+            });
+        }
+    }
+
+    /// The periodic sync's interval changed (a reloaded `config.toml`).
+    pub fn set_sync_interval(&mut self, interval: Duration, now: Instant) {
+        self.sync_interval = interval;
+        for peer in self.peers.values_mut() {
+            peer.periodic_at = peer.periodic_at.min(now + interval);
+        }
+    }
+
+    /// This node's state changed: every peer but `except` (the one the
+    /// change came from, which has it already) is owed a notice.
+    pub fn local_changed(&mut self, except: Option<NodeId>) {
+        for (id, peer) in &mut self.peers {
+            if Some(*id) != except {
+                peer.notice_owed = true;
+            }
+        }
+    }
+
+    /// `peer` said its state differs from ours: a sync is owed.
+    pub fn noticed(&mut self, peer: NodeId) {
+        if let Some(peer) = self.peers.get_mut(&peer) {
+            peer.sync_owed = true;
+        }
+    }
+
+    /// `peer` proved reachable: if it is down, dial it now, not after the
+    /// backoff.
+    pub fn reachable(&mut self, peer: NodeId, now: Instant) {
+        if let Some(peer) = self.peers.get_mut(&peer) {
+            if let Link::Down { retry_at } = &mut peer.link {
+                *retry_at = now;
+                peer.failures = 0;
+            }
+        }
+    }
+
+    /// A dial ended: up, the two sync at once (either may have missed the
+    /// other's changes while apart); failed, it is retried after a backoff.
+    pub fn dialed(&mut self, id: NodeId, outcome: Outcome, now: Instant) {
+        let delay = self.backoff(id);
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        peer.busy = false;
+        match outcome {
+            Outcome::Done => {
+                peer.link = Link::Up;
+                peer.sync_owed = true;
+            }
+            Outcome::Failed => {
+                peer.failures = peer.failures.saturating_add(1);
+                peer.link = Link::Down {
+                    retry_at: now + delay,
+                };
+            }
+        }
+    }
+
+    /// A sync or a notice ended. A failure takes the connection for lost:
+    /// the peer is dialed again after a backoff, and synced with then.
+    pub fn exchanged(&mut self, id: NodeId, action: Action, outcome: Outcome, now: Instant) {
+        let delay = self.backoff(id);
+        let interval = self.jittered(self.sync_interval);
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        peer.busy = false;
+        match (outcome, action) {
+            (Outcome::Done, Action::Sync(_)) => {
+                peer.failures = 0;
+                peer.periodic_at = now + interval;
+            }
+            (Outcome::Done, _) => peer.failures = 0,
+            (Outcome::Failed, _) => {
+                peer.failures = peer.failures.saturating_add(1);
+                peer.link = Link::Down {
+                    retry_at: now + delay,
+                };
+                // What was owed is carried by the sync after the redial.
+                peer.notice_owed = false;
+            }
+        }
+    }
+
+    /// The actions due at `now`, each peer marked busy until its action
+    /// ends. A sync is preferred to a notice: it carries this node's state
+    /// anyway, so it settles what a notice was owed for.
+    pub fn poll(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for (id, peer) in &mut self.peers {
+            if peer.busy {
+                continue;
+            }
+            match peer.link {
+                Link::Down { retry_at } if retry_at <= now => {
+                    peer.link = Link::Dialing;
+                    peer.busy = true;
+                    actions.push(Action::Dial(*id));
+                }
+                Link::Up if peer.sync_owed || peer.periodic_at <= now => {
+                    peer.sync_owed = false;
+                    peer.notice_owed = false;
+                    peer.busy = true;
+                    actions.push(Action::Sync(*id));
+                }
+                Link::Up if peer.notice_owed => {
+                    peer.notice_owed = false;
+                    peer.busy = true;
+                    actions.push(Action::Notify(*id));
+                }
+                _ => {}
+            }
+        }
+        actions
+    }
+
+    /// When [`poll`](Self::poll) may next have something to do without a
+    /// new event: the earliest retry or periodic sync of an idle peer.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter(|peer| !peer.busy)
+            .filter_map(|peer| match peer.link {
+                Link::Down { retry_at } => Some(retry_at),
+                Link::Up => Some(peer.periodic_at),
+                Link::Dialing => None,
+            })
+            .min()
+    }
+
+    /// Whether a connection to `peer` is up.
+    pub fn is_up(&self, peer: NodeId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.link == Link::Up)
+    }
+
+    /// The wait before the next dial of `id`, after one more failure:
+    /// doubling from [`BACKOFF_FIRST`] up to [`BACKOFF_MAX`], then drawn
+    /// from its upper half, so that nodes that lost each other together do
+    /// not all come back in the same instant.
+    fn backoff(&mut self, id: NodeId) -> Duration {
+        let failures = self.peers.get(&id).map_or(0, |p| p.failures);
+        let full = BACKOFF_FIRST
+            .saturating_mul(1u32 << failures.min(16))
+            .min(BACKOFF_MAX);
+        full / 2 + self.jittered(full / 2)
+    }
+
+    /// `d` cut to a random 75–100 %, spreading periodic syncs.
+    fn jittered(&mut self, d: Duration) -> Duration {
+        d.mul_f64(self.rng.random_range(0.75..=1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: NodeId = NodeId([1; 32]);
+    const B: NodeId = NodeId([2; 32]);
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    fn schedule(now: Instant) -> Schedule {
+        Schedule::new([A, B], 5 * MINUTE, 7, now)
+    }
+
+    /// Dials both and brings both up; returns the syncs owed on connect.
+    fn both_up(s: &mut Schedule, now: Instant) -> Vec<Action> {
+        assert_eq!(s.poll(now), [Action::Dial(A), Action::Dial(B)]);
+        s.dialed(A, Outcome::Done, now);
+        s.dialed(B, Outcome::Done, now);
+        s.poll(now)
+    }
+
+    #[test]
+    fn dials_every_peer_then_syncs_on_connect() {
+        let now = Instant::now();
+        let mut s = schedule(now);
+        assert_eq!(both_up(&mut s, now), [Action::Sync(A), Action::Sync(B)]);
+        // Busy while syncing: nothing more.
+        assert!(s.poll(now).is_empty());
+        assert!(s.is_up(A));
+    }
+
+    #[test]
+    fn one_exchange_per_peer_and_notices_coalesce() {
+        let now = Instant::now();
+        let mut s = schedule(now);
+        both_up(&mut s, now);
+        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
+        s.exchanged(B, Action::Sync(B), Outcome::Done, now);
+        // A burst of changes: one notice each.
+        for _ in 0..100 {
+            s.local_changed(None);
+        }
+        assert_eq!(s.poll(now), [Action::Notify(A), Action::Notify(B)]);
+        // Changes while a notice runs: one more notice after it, not 50.
+        for _ in 0..50 {
+            s.local_changed(None);
+        }
+        assert!(s.poll(now).is_empty());
+        s.exchanged(A, Action::Notify(A), Outcome::Done, now);
+        assert_eq!(s.poll(now), [Action::Notify(A)]);
+        s.exchanged(A, Action::Notify(A), Outcome::Done, now);
+        assert!(s.poll(now).is_empty());
+    }
+
+    #[test]
+    fn the_peer_a_change_came_from_is_not_told_of_it() {
+        let now = Instant::now();
+        let mut s = schedule(now);
+        both_up(&mut s, now);
+        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
+        s.exchanged(B, Action::Sync(B), Outcome::Done, now);
+        s.local_changed(Some(A));
+        assert_eq!(s.poll(now), [Action::Notify(B)]);
+    }
+
+    #[test]
+    fn a_notice_from_a_peer_owes_a_sync_which_also_settles_a_notice() {
+        let now = Instant::now();
+        let mut s = schedule(now);
+        both_up(&mut s, now);
+        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
+        s.exchanged(B, Action::Sync(B), Outcome::Done, now);
+        s.noticed(A);
+        s.local_changed(None);
+        assert_eq!(s.poll(now), [Action::Sync(A), Action::Notify(B)]);
+        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
+        assert!(s.poll(now).is_empty(), "the sync carried our change to A");
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_with_jitter_and_reachable_cuts_it_short() {
+        let start = Instant::now();
+        let mut s = Schedule::new([A], 5 * MINUTE, 3, start);
+        let mut now = start;
+        let mut waits = Vec::new();
+        for _ in 0..12 {
+            assert_eq!(s.poll(now), [Action::Dial(A)]);
+            s.dialed(A, Outcome::Failed, now);
+            let due = s.next_due().unwrap();
+            waits.push(due - now);
+            assert!(s.poll(due - Duration::from_millis(1)).is_empty());
+            now = due;
+        }
+        // Each wait is within [half, full] of the doubled backoff.
+        for (i, wait) in waits.iter().enumerate() {
+            let full = (BACKOFF_FIRST * (1 << i.min(16))).min(BACKOFF_MAX);
+            assert!(
+                *wait >= full / 2 && *wait <= full,
+                "wait {i}: {wait:?} for {full:?}"
+            );
+        }
+        assert!(waits[11] <= BACKOFF_MAX);
+        // Two jittered waits of the same size differ (the jitter is real).
+        assert_ne!(waits[10], waits[11]);
+        // The peer connected to us: dial it now.
+        assert_eq!(s.poll(now), [Action::Dial(A)]);
+        s.dialed(A, Outcome::Failed, now);
+        assert!(s.poll(now).is_empty());
+        s.reachable(A, now);
+        assert_eq!(s.poll(now), [Action::Dial(A)]);
+    }
+
+    #[test]
+    fn a_lost_connection_is_redialed_and_synced_then() {
+        let now = Instant::now();
+        let mut s = Schedule::new([A], 5 * MINUTE, 1, now);
+        assert_eq!(s.poll(now), [Action::Dial(A)]);
+        s.dialed(A, Outcome::Done, now);
+        assert_eq!(s.poll(now), [Action::Sync(A)]);
+        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
+        s.local_changed(None);
+        assert_eq!(s.poll(now), [Action::Notify(A)]);
+        s.exchanged(A, Action::Notify(A), Outcome::Failed, now);
+        assert!(!s.is_up(A));
+        let due = s.next_due().unwrap();
+        assert!(due > now && due <= now + BACKOFF_FIRST);
+        assert_eq!(s.poll(due), [Action::Dial(A)]);
+        s.dialed(A, Outcome::Done, due);
+        assert_eq!(s.poll(due), [Action::Sync(A)]);
+    }
+
+    #[test]
+    fn the_periodic_sync_comes_back_within_the_interval() {
+        let start = Instant::now();
+        let mut s = Schedule::new([A], 5 * MINUTE, 9, start);
+        s.poll(start);
+        s.dialed(A, Outcome::Done, start);
+        assert_eq!(s.poll(start), [Action::Sync(A)]);
+        s.exchanged(A, Action::Sync(A), Outcome::Done, start);
+        let due = s.next_due().unwrap();
+        assert!(due >= start + 5 * MINUTE * 3 / 4 && due <= start + 5 * MINUTE);
+        assert!(s.poll(due - Duration::from_secs(1)).is_empty());
+        assert_eq!(s.poll(due), [Action::Sync(A)]);
+        // A shorter interval from a reloaded config takes effect at once.
+        s.exchanged(A, Action::Sync(A), Outcome::Done, due);
+        s.set_sync_interval(Duration::from_secs(10), due);
+        assert!(s.next_due().unwrap() <= due + Duration::from_secs(10));
+    }
+
+    #[test]
+    fn peers_added_are_dialed_and_removed_ones_forgotten() {
+        let now = Instant::now();
+        let mut s = Schedule::new([A], 5 * MINUTE, 1, now);
+        assert_eq!(s.poll(now), [Action::Dial(A)]);
+        s.set_peers([B], now);
+        assert_eq!(s.poll(now), [Action::Dial(B)]);
+        // A's dial ending after its removal changes nothing.
+        s.dialed(A, Outcome::Done, now);
+        assert!(!s.is_up(A));
+        s.noticed(A);
+        assert!(s.poll(now).is_empty());
+    }
+}

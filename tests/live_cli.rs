@@ -1,0 +1,232 @@
+//! The always-on node, driven as a user would: three `harmony serve`
+//! processes in a line A–B–C (C reaches A only through B), and no command
+//! typed at the serving locations but a `get` that makes them hold a file.
+//! Every wait below is a deadline for something that must happen, not a
+//! measure of how fast it does (the figures are in examples/bench_live.rs).
+
+#[path = "support/cli.rs"]
+mod cli;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cli::{json, location, ok, Serving};
+
+/// Long enough for anything the live node must do on a busy 2-core machine.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Waits until `done` holds, failing with `what` at the deadline.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < DEADLINE, "still waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A free UDP port on 127.0.0.1 (bound and released: peers must know each
+/// other's address before either serves).
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Three locations in a line, each trusting its neighbours at fixed
+/// addresses; the periodic sync is far off, so only notices move changes.
+struct Line {
+    dirs: Vec<tempfile::TempDir>,
+    addrs: Vec<String>,
+    serving: Vec<Option<Serving>>,
+}
+
+impl Line {
+    fn new() -> Line {
+        let made: Vec<_> = ["a", "b", "c"].iter().map(|n| location(n)).collect();
+        let addrs: Vec<String> = (0..3)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let names = ["a", "b", "c"];
+        for (i, j) in [(0, 1), (1, 0), (1, 2), (2, 1)] {
+            ok(
+                made[i].0.path(),
+                &["peer", "add", names[j], &made[j].1, &addrs[j]],
+            );
+        }
+        for (dir, _) in &made {
+            std::fs::write(
+                dir.path().join(".harmony/config.toml"),
+                "discovery = false\nquiet_period = \"300ms\"\nsync_interval = \"1h\"\n",
+            )
+            .unwrap();
+        }
+        let mut line = Line {
+            dirs: made.into_iter().map(|(dir, _)| dir).collect(),
+            addrs,
+            serving: vec![None, None, None],
+        };
+        for i in 0..3 {
+            line.start(i);
+        }
+        line
+    }
+
+    fn dir(&self, i: usize) -> &Path {
+        self.dirs[i].path()
+    }
+
+    fn start(&mut self, i: usize) {
+        self.serving[i] = Some(Serving::start_at(self.dir(i), &self.addrs[i]));
+    }
+
+    fn stop(&mut self, i: usize) {
+        let status = self.serving[i].take().unwrap().terminate();
+        assert!(status.success(), "serve exits 0 on SIGTERM: {status}");
+    }
+
+    /// The size of the newest content of `path` in location `i`'s state.
+    fn listed(&self, i: usize, path: &str) -> Option<u64> {
+        let rows = json(self.dir(i), &["ls"]);
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["path"] == path)
+            .map(|row| row["size"].as_u64().unwrap())
+    }
+
+    fn read(&self, i: usize, path: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.dir(i).join(path)).ok()
+    }
+}
+
+/// Writes `bytes` to `path` as editors save: a temporary file in the same
+/// folder, renamed over the old one.
+fn save_like_an_editor(path: &Path, bytes: &[u8]) {
+    let temp = path.with_file_name(format!(
+        ".{}.swp",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&temp, bytes).unwrap();
+    std::fs::rename(&temp, path).unwrap();
+}
+
+#[test]
+fn an_edit_a_rename_and_a_deletion_at_a_reach_b_and_c_by_themselves() {
+    let line = Line::new();
+    std::fs::write(line.dir(0).join("doc.txt"), b"first").unwrap();
+    wait_until("doc.txt in c's state", || {
+        line.listed(2, "doc.txt") == Some(5)
+    });
+    // B and C hold it from now on.
+    for i in [1, 2] {
+        ok(line.dir(i), &["get", "doc.txt"]);
+    }
+
+    save_like_an_editor(&line.dir(0).join("doc.txt"), b"second version");
+    for i in [1, 2] {
+        wait_until("the edit in the held copies", || {
+            line.read(i, "doc.txt").as_deref() == Some(b"second version")
+        });
+    }
+    // One version: no conflict, and the editor's temporary file was never
+    // recorded.
+    for i in 0..3 {
+        assert_eq!(json(line.dir(i), &["conflicts"]), serde_json::json!([]));
+        assert_eq!(line.listed(i, ".doc.txt.swp"), None);
+    }
+
+    std::fs::create_dir(line.dir(0).join("docs")).unwrap();
+    std::fs::rename(
+        line.dir(0).join("doc.txt"),
+        line.dir(0).join("docs/moved.txt"),
+    )
+    .unwrap();
+    for i in [1, 2] {
+        wait_until("the rename in the trees", || {
+            line.read(i, "docs/moved.txt").as_deref() == Some(b"second version")
+                && line.read(i, "doc.txt").is_none()
+        });
+    }
+
+    std::fs::remove_file(line.dir(0).join("docs/moved.txt")).unwrap();
+    for i in [1, 2] {
+        wait_until("the deletion in state and tree", || {
+            line.listed(i, "docs/moved.txt").is_none() && line.read(i, "docs/moved.txt").is_none()
+        });
+    }
+}
+
+#[test]
+fn a_stopped_node_catches_up_when_it_comes_back() {
+    let mut line = Line::new();
+    std::fs::write(line.dir(0).join("notes.txt"), b"v1").unwrap();
+    wait_until("notes.txt in c's state", || {
+        line.listed(2, "notes.txt") == Some(2)
+    });
+    ok(line.dir(2), &["get", "notes.txt"]);
+
+    line.stop(2);
+    std::fs::write(line.dir(0).join("notes.txt"), b"v2 while c was away").unwrap();
+    std::fs::write(line.dir(0).join("new.txt"), b"new").unwrap();
+    wait_until("the changes at b", || line.listed(1, "new.txt") == Some(3));
+    // B saw C go: its status says so (it tried to tell C of the change).
+    line.start(2);
+    wait_until("c caught up, in state and in its held copy", || {
+        line.listed(2, "new.txt") == Some(3)
+            && line.read(2, "notes.txt").as_deref() == Some(b"v2 while c was away")
+    });
+}
+
+#[test]
+fn the_same_file_edited_at_two_nodes_at_once_is_a_conflict_with_both_kept() {
+    let line = Line::new();
+    std::fs::write(line.dir(0).join("plan.txt"), b"draft").unwrap();
+    wait_until("plan.txt at b", || line.listed(1, "plan.txt") == Some(5));
+    ok(line.dir(1), &["get", "plan.txt"]);
+    // Within one quiet period of each other.
+    std::fs::write(line.dir(0).join("plan.txt"), b"edited at a").unwrap();
+    std::fs::write(line.dir(1).join("plan.txt"), b"edited at b!").unwrap();
+    for i in 0..3 {
+        wait_until("the conflict everywhere", || {
+            let conflicts = json(line.dir(i), &["conflicts"]);
+            conflicts.as_array().unwrap().len() == 1
+                && conflicts[0]["sides"].as_array().unwrap().len() == 2
+        });
+    }
+    let conflicts = json(line.dir(2), &["conflicts"]);
+    let mut sizes: Vec<u64> = conflicts[0]["sides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|side| side["size"].as_u64().unwrap())
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, [11, 12], "both versions are kept");
+    // Neither local edit was overwritten.
+    assert_eq!(
+        line.read(0, "plan.txt").as_deref(),
+        Some(&b"edited at a"[..])
+    );
+    assert_eq!(
+        line.read(1, "plan.txt").as_deref(),
+        Some(&b"edited at b!"[..])
+    );
+}
+
+#[test]
+fn status_shows_the_peers_of_a_running_serve() {
+    let line = Line::new();
+    std::fs::write(line.dir(0).join("x.txt"), b"x").unwrap();
+    wait_until("x.txt at c", || line.listed(2, "x.txt") == Some(1));
+    wait_until("b's status: both peers connected and synced", || {
+        let status = json(line.dir(1), &["status", "--serve"]);
+        ["a", "c"].iter().all(|peer| {
+            let peer = &status["serve"]["peers"][peer];
+            peer["connected"] == true && peer["syncs"].as_u64().unwrap_or(0) > 0
+        })
+    });
+    let text = ok(line.dir(1), &["status", "--serve"]);
+    assert!(text.contains("connected"), "{text}");
+}
