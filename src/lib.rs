@@ -12,6 +12,11 @@
 #![forbid(unsafe_code)]
 // A dropped Result or must-use value is a lost error: refuse to build.
 #![deny(unused_must_use)]
+// The public API is what the CLI, the tests and the examples build on: each
+// item says what it is for. And `pub` means "part of that API": an item only
+// the crate uses says so with `pub(crate)`, so a reader knows what may change
+// freely.
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod chunk;
 mod error;

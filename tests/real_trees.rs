@@ -11,13 +11,12 @@ use std::os::unix::fs::PermissionsExt;
 use harmony::model::RepoPath;
 use harmony::scan::NoProgress;
 use harmony::{ConflictKind, FileState, Keep};
-use support::{get_from, serve, sync_pair, tree, Item, Location};
+use support::{get_from, one_repository, serve, sync_pair, tree, Item, Location};
 
 /// a and b each add their own file at `path`, b after a (so a's claim is
 /// the first), and sync.
 fn both_added(path: &str, at_a: &[u8], at_b: &[u8]) -> (Location, Location) {
-    let mut a = Location::new("a");
-    let mut b = Location::joining("b", &a);
+    let [mut a, mut b] = one_repository(["a", "b"]);
     a.write(path, at_a);
     a.commit();
     std::thread::sleep(std::time::Duration::from_millis(5));
@@ -44,11 +43,10 @@ async fn fetch(to: &Location, from: &Location) -> harmony::transfer::GetReport {
 
 /// a holds `files`; b joined, synced and fetched them all.
 async fn pair_holding(files: &[(&str, &[u8])]) -> (Location, Location) {
-    let mut a = Location::new("a");
+    let [mut a, mut b] = one_repository(["a", "b"]);
     for (path, bytes) in files {
         a.write(path, bytes);
     }
-    let mut b = Location::joining("b", &a);
     sync_pair(&mut a, &mut b);
     let report = fetch(&b, &a).await;
     assert!(report.failed.is_empty(), "{:?}", report.failed);
@@ -157,8 +155,7 @@ async fn a_path_clash_resolved_for_one_side_deletes_the_other_into_the_trash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_where_another_location_has_a_folder_moves_aside() {
-    let mut a = Location::new("a");
-    let mut b = Location::joining("b", &a);
+    let [mut a, mut b] = one_repository(["a", "b"]);
     a.write("p", b"a file");
     b.write("p/q", b"in a folder");
     sync_pair(&mut a, &mut b);
@@ -212,10 +209,9 @@ async fn keep_both_then_get_finds_the_holder_by_content() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_executable_bit_travels_and_a_chmod_alone_fetches_nothing() {
-    let mut a = Location::new("a");
+    let [mut a, mut b] = one_repository(["a", "b"]);
     a.write("run.sh", b"#!/bin/sh\necho hi\n");
     chmod(&a, "run.sh", 0o755);
-    let mut b = Location::joining("b", &a);
     sync_pair(&mut a, &mut b);
     fetch(&b, &a).await;
     assert_eq!(
@@ -239,11 +235,10 @@ async fn the_executable_bit_travels_and_a_chmod_alone_fetches_nothing() {
 async fn links_sync_as_links_and_are_never_followed() {
     let outside = tempfile::tempdir().unwrap();
     fs::write(outside.path().join("secret"), b"not for peers").unwrap();
-    let mut a = Location::new("a");
+    let [mut a, mut b] = one_repository(["a", "b"]);
     a.write("target.txt", b"t");
     std::os::unix::fs::symlink("target.txt", a.root().join("inside")).unwrap();
     std::os::unix::fs::symlink(outside.path(), a.root().join("out")).unwrap();
-    let mut b = Location::joining("b", &a);
     sync_pair(&mut a, &mut b);
     let items = tree(&b);
     assert_eq!(items.get("inside"), Some(&Item::Link("target.txt".into())));
@@ -356,10 +351,9 @@ async fn an_occupied_path_blocks_only_its_file_and_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_that_differ_only_in_case_are_both_kept_where_case_folds() {
-    let mut a = Location::new("a");
+    let [mut a, mut b] = one_repository(["a", "b"]);
     a.write("docs/Readme.md", b"one");
     a.write("docs/README.md", b"two");
-    let mut b = Location::joining("b", &a);
     // This kernel has no case-folding file system: b is told it has one,
     // and Harmony's own check of the folder does the rest.
     fs::write(b.root().join(".harmony/config.toml"), "fold_case = true\n").unwrap();
@@ -422,10 +416,9 @@ async fn a_file_added_to_a_folder_renamed_elsewhere_stays_at_its_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_is_never_served_as_the_bytes_it_points_to() {
-    let mut a = Location::new("a");
+    let [mut a, mut b] = one_repository(["a", "b"]);
     a.write("target.txt", b"what the link points to");
     std::os::unix::fs::symlink("target.txt", a.root().join("link")).unwrap();
-    let mut b = Location::joining("b", &a);
     sync_pair(&mut a, &mut b);
     let link_hash = harmony::model::LinkTarget::new("target.txt")
         .unwrap()

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use support::{get_from, serve, sync_once, tree, Item, Location};
+use support::{get_from, one_repository, serve, sync_once, tree, Item, Location};
 
 /// Commits of this project's history replayed, at most.
 const OWN_HISTORY: usize = 24;
@@ -190,9 +190,7 @@ fn tree_item(root: &Path, path: &str) -> Option<Item> {
 /// Replays `commits` (oldest first; the first is applied onto an empty tree)
 /// of the git repository `repo` through three locations.
 async fn replay(repo: &Path, commits: &[String]) {
-    let mut locations = vec![Location::new("a")];
-    locations.push(Location::joining("b", &locations[0]));
-    locations.push(Location::joining("c", &locations[0]));
+    let mut locations = one_repository(["a", "b", "c"]);
     let empty = git_text(repo, &["hash-object", "-t", "tree", "/dev/null"]);
     let mut parent = empty.trim().to_owned();
     let (mut wire_total, mut changed_total) = (0u64, 0u64);

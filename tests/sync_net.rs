@@ -9,7 +9,7 @@ use std::time::Duration;
 use harmony::sync::sync_with;
 use harmony::Repo;
 use support::relay::{Faults, Relay};
-use support::{serve, sync_once, Location};
+use support::{locations, serve, sync_once, Location};
 
 fn digest(loc: &Location) -> [u8; 32] {
     loc.repo.store().state_digest().unwrap()
@@ -77,11 +77,9 @@ async fn two_empty_locations_meeting_first_still_join_the_one_with_files() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_reaches_a_third_location_through_a_second() {
-    let mut a = Location::new("a");
+    let [mut a, mut b, mut c] = locations(["a", "b", "c"]);
     a.write("photos/cat.jpg", b"meow");
     a.commit();
-    let mut b = Location::new("b");
-    let mut c = Location::new("c");
     let server_a = serve(&a, &[&b]);
     sync_once(&mut b, &a, server_a.addr).await.unwrap();
     let server_b = serve(&b, &[&a, &c]);

@@ -17,7 +17,8 @@ use harmony::transfer::drop_files;
 use harmony::Repo;
 use support::relay::{Faults, Relay};
 use support::{
-    b3, get_from, holders, net, pseudo_random, serve, sync_once, trusted_pair, Location,
+    b3, get_from, holders, net, one_repository, pseudo_random, serve, sync_once, trusted_pair,
+    trusted_pair_with, Location,
 };
 
 fn read(loc: &Location, path: &str) -> Vec<u8> {
@@ -156,17 +157,9 @@ async fn a_get_cut_midway_resumes_with_the_missing_chunks_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_get_over_a_lossy_link_keeps_its_slow_holder() {
     let short = Duration::from_millis(500);
-    let files: Vec<(String, Vec<u8>)> = (0..2)
-        .map(|i| (format!("clip{i}.mkv"), pseudo_random(1 << 20, 20 + i)))
-        .collect();
-    let mut a = Location::new("a");
-    for (path, bytes) in &files {
-        a.write(path, bytes);
-    }
-    a.commit();
-    let mut b = Location::new("b");
-    let server = support::serve_with(&a, &[&b], |c| c.stream_timeout = short);
-    sync_once(&mut b, &a, server.addr).await.unwrap();
+    let clips = [pseudo_random(1 << 20, 20), pseudo_random(1 << 20, 21)];
+    let files = [("clip0.mkv", &clips[0][..]), ("clip1.mkv", &clips[1][..])];
+    let (a, b, server) = trusted_pair_with(&files, |c| c.stream_timeout = short).await;
 
     let faults = Faults {
         delay: Duration::from_millis(25),
@@ -214,13 +207,11 @@ struct Held {
 }
 
 async fn held_by_a_and_c(files: &[(&str, &[u8])]) -> Held {
-    let mut a = Location::new("a");
+    let [mut a, mut b, mut c] = one_repository(["a", "b", "c"]);
     for (path, content) in files {
         a.write(path, content);
     }
     a.commit();
-    let mut c = Location::joining("c", &a);
-    let mut b = Location::joining("b", &a);
     let server_a = serve(&a, &[&b, &c]);
     sync_once(&mut c, &a, server_a.addr).await.unwrap();
     for (path, content) in files {
@@ -235,11 +226,9 @@ async fn held_by_a_and_c(files: &[(&str, &[u8])]) -> Held {
 /// b holds `old` at `path` (fetched from a); a then edits it to `new`, and c
 /// holds `new` too; b knows of the new version (synced with a, which serves).
 async fn edited_by_a_and_c(path: &str, old: &[u8], new: &[u8]) -> Held {
-    let mut a = Location::new("a");
+    let [mut a, mut b, mut c] = one_repository(["a", "b", "c"]);
     a.write(path, old);
     a.commit();
-    let mut c = Location::joining("c", &a);
-    let mut b = Location::joining("b", &a);
     let server_a = serve(&a, &[&b, &c]);
     sync_once(&mut b, &a, server_a.addr).await.unwrap();
     let report = get_from(&b, Some(&[]), &[(&a, server_a.addr)]).await;
@@ -657,13 +646,11 @@ async fn a_refusing_holder_is_named_with_its_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_needs_a_live_confirmation_from_another_holder() {
-    let mut a = Location::new("a");
-    a.write("only-here.txt", b"last copy");
-    a.write("shared.txt", b"two copies");
-    a.commit();
-    let mut b = Location::new("b");
-    let server_a = serve(&a, &[&b]);
-    sync_once(&mut b, &a, server_a.addr).await.unwrap();
+    let (a, mut b, server_a) = trusted_pair(&[
+        ("only-here.txt", b"last copy"),
+        ("shared.txt", b"two copies"),
+    ])
+    .await;
     get_from(&b, Some(&["shared.txt"]), &[(&a, server_a.addr)]).await;
     sync_once(&mut b, &a, server_a.addr).await.unwrap();
 

@@ -14,7 +14,7 @@ use harmony::net::{
     BoxFuture, Builtin, FramedStream, Handler, NetError, PeerInfo, ServerEvent, TrustList,
 };
 use harmony::proto::{self, close, ErrorCode, Request, Response};
-use net::{client, config, eventually, within, Ident, Server};
+use net::{client, config, eventually, within, Ident, RawClient, Server};
 
 /// A server trusting one client, in one repository.
 struct Pair {
@@ -161,63 +161,25 @@ async fn client_refuses_a_server_with_another_id() {
     .await;
 }
 
-/// Presents a fixed certificate with a fixed key, whether they match or not.
-#[derive(Debug)]
-struct Stolen(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for Stolen {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stolen_certificate_without_its_key_fails() {
     within(60, async {
         let mut p = pair();
         // The attacker has the trusted client's certificate and its own key.
         let attacker = Ident::new();
-        let provider = harmony::net::tls::crypto_provider();
-        let key = provider
-            .key_provider
-            .load_private_key(attacker.identity.private_key())
-            .unwrap();
-        let stolen = rustls::sign::CertifiedKey::new(
-            vec![p.client_ident.identity.certificate().clone()],
-            key,
-        );
-        let verifier = harmony::net::tls::PinnedServerVerifier::new(p.server.id(), &provider);
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_client_cert_resolver(Arc::new(Stolen(Arc::new(stolen))));
-        tls.alpn_protocols = vec![proto::ALPN.to_vec()];
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let stolen = p.client_ident.identity.certificate().clone();
         let attempt = async {
-            let conn = endpoint
-                .connect_with(
-                    quinn::ClientConfig::new(Arc::new(quic)),
-                    p.server.addr,
-                    "harmony",
-                )
-                .unwrap()
-                .await?;
-            let (mut send, mut recv) = conn.open_bi().await?;
+            let raw = RawClient::connect(
+                p.server.addr,
+                p.server.id(),
+                stolen,
+                attacker.identity.private_key(),
+            )
+            .await?;
             let hello = proto::Hello::new(p.repo, p.client_ident.id(), "client");
-            send.write_all(&proto::encode_frame(&hello).unwrap())
+            let mut recv = raw
+                .send_hello(&proto::encode_frame(&hello).unwrap())
                 .await?;
-            send.finish()?;
             let mut buf = [0u8; 4];
             recv.read_exact(&mut buf).await?;
             Ok::<_, anyhow::Error>(())
@@ -236,7 +198,6 @@ async fn a_stolen_certificate_without_its_key_fails() {
             }
             _ => unreachable!(),
         }
-        endpoint.close(0u32.into(), b"");
         p.good_peer_is_served().await;
     })
     .await;
@@ -413,17 +374,12 @@ async fn garbage_truncated_and_oversized_frames_close_the_stream_only() {
 async fn a_garbage_hello_closes_the_connection() {
     within(60, async {
         let mut p = pair();
-        let node = client(&p.client_ident, config(p.repo, "client"));
-        let conn = node
-            .connect_tls(p.server.addr, p.server.id(), "server")
+        let raw = RawClient::connect_as(&p.client_ident, p.server.addr, p.server.id()).await;
+        let _recv = raw
+            .send_hello(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
             .await
             .unwrap();
-        let (mut send, _recv) = conn.open_bi().await.unwrap();
-        send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
-            .await
-            .unwrap();
-        send.finish().unwrap();
-        expect_closed(&conn, close::PROTOCOL_ERROR, "Hello").await;
+        expect_closed(&raw.conn, close::PROTOCOL_ERROR, "Hello").await;
         p.server
             .event(|e| matches!(e, ServerEvent::Refused { .. }))
             .await;
@@ -436,12 +392,8 @@ async fn a_garbage_hello_closes_the_connection() {
 async fn a_connection_without_hello_is_closed_after_the_timeout() {
     within(60, async {
         let mut p = pair_with(|c| c.handshake_timeout = Duration::from_millis(500));
-        let node = client(&p.client_ident, config(p.repo, "client"));
-        let conn = node
-            .connect_tls(p.server.addr, p.server.id(), "server")
-            .await
-            .unwrap();
-        expect_closed(&conn, close::HANDSHAKE_TIMEOUT, "").await;
+        let raw = RawClient::connect_as(&p.client_ident, p.server.addr, p.server.id()).await;
+        expect_closed(&raw.conn, close::HANDSHAKE_TIMEOUT, "").await;
         p.server
             .event(|e| matches!(e, ServerEvent::Refused { .. }))
             .await;
@@ -703,20 +655,15 @@ async fn a_fresh_node_may_talk_to_another_repository() {
 async fn a_hello_claiming_another_id_is_refused() {
     within(60, async {
         let mut p = pair();
-        let node = client(&p.client_ident, config(p.repo, "client"));
-        let conn = node
-            .connect_tls(p.server.addr, p.server.id(), "server")
-            .await
-            .unwrap();
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let raw = RawClient::connect_as(&p.client_ident, p.server.addr, p.server.id()).await;
         let liar = proto::Hello::new(p.repo, NodeId([3; 32]), "client");
-        send.write_all(&proto::encode_frame(&liar).unwrap())
+        let mut recv = raw
+            .send_hello(&proto::encode_frame(&liar).unwrap())
             .await
             .unwrap();
-        send.finish().unwrap();
         // The server still sends its Hello, then closes with the reason.
         let _ = recv.read_to_end(proto::MAX_FRAME + 4).await;
-        expect_closed(&conn, close::IDENTITY_MISMATCH, "certificate proves").await;
+        expect_closed(&raw.conn, close::IDENTITY_MISMATCH, "certificate proves").await;
         p.server
             .event(|e| matches!(e, ServerEvent::Refused { .. }))
             .await;

@@ -11,8 +11,13 @@ use crate::model::ContentHash;
 /// What one pass over a content yields.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContentSummary {
+    /// blake3 of the whole content: the content's identity everywhere (entries, holders,
+    /// requests).
     pub hash: ContentHash,
+    /// Length of the content in bytes.
     pub size: u64,
+    /// Its chunks in order, for a content of several chunks (fetched and verified chunk by
+    /// chunk).
     pub manifest: Manifest,
 }
 

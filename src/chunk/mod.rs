@@ -15,8 +15,13 @@ pub use pages::{page_hash, PageRef, PAGE_AVG_CHUNKS, PAGE_MAX_CHUNKS};
 /// every manifest of the repository disagree with new ones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkParams {
+    /// No chunk is shorter (except a content's last).
     pub min: u32,
+    /// The size fastcdc aims at: the mean, and so the granularity of dedup and of a resumed
+    /// get.
     pub avg: u32,
+    /// No chunk is longer: the bound a received chunk is checked against before it is
+    /// buffered.
     pub max: u32,
 }
 
@@ -38,17 +43,21 @@ impl ChunkParams {
 /// One chunk of a content: its blake3 hash and length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ChunkRef {
+    /// blake3 of the chunk's bytes, checked before they are written.
     pub hash: ContentHash,
+    /// Length of the chunk in bytes.
     pub len: u32,
 }
 
 /// The chunks of one content, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The chunks, in content order; their lengths add up to the content's size.
     pub chunks: Vec<ChunkRef>,
 }
 
 impl Manifest {
+    /// Length of the content the chunks make, in bytes.
     pub fn total_len(&self) -> u64 {
         self.chunks.iter().map(|c| c.len as u64).sum()
     }

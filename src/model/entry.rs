@@ -19,7 +19,9 @@ use super::{
 pub enum Content {
     /// The file exists with these bytes.
     File {
+        /// blake3 of the bytes.
         hash: ContentHash,
+        /// Length in bytes.
         size: u64,
         /// Modification time when this version was recorded (ns since the
         /// epoch), restored on other locations like `rsync -t` does.
@@ -32,7 +34,10 @@ pub enum Content {
     /// The file was deleted (a tombstone).
     Deleted,
     /// A symbolic link: its target, as text, never followed.
-    Link { target: LinkTarget },
+    Link {
+        /// The link's text, as read; never followed.
+        target: LinkTarget,
+    },
 }
 
 impl Content {
@@ -87,8 +92,11 @@ impl Content {
 /// What a working-tree file is, as far as Harmony records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Kind {
+    /// A regular file.
     File,
+    /// A regular file with an execute bit, restored as such where the file system has one.
     Executable,
+    /// A symbolic link (when links are synced).
     Link,
 }
 
@@ -102,6 +110,8 @@ impl Kind {
         }
     }
 
+    /// The kind stored in the state database as `code`; `None` for a code no Harmony writes
+    /// (damage).
     pub fn from_code(code: u8) -> Option<Kind> {
         [Kind::File, Kind::Executable, Kind::Link]
             .into_iter()
@@ -120,6 +130,7 @@ pub const MAX_LINK_TARGET: usize = 4096;
 pub struct LinkTarget(String);
 
 impl LinkTarget {
+    /// Checks `target` against the rules above.
     pub fn new(target: &str) -> Result<Self, PathError> {
         let invalid = |reason| PathError::Invalid {
             path: target.to_owned(),
@@ -137,6 +148,7 @@ impl LinkTarget {
         Ok(LinkTarget(target.to_owned()))
     }
 
+    /// The target as text, as the link holds it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -169,16 +181,27 @@ pub struct Holding {
 /// Who writes, with which counter, at what time: the parts of every local write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp {
+    /// The node writing: its slot in the version vector.
     pub node: NodeId,
+    /// Its next write counter (the vector's new value for that slot).
     pub counter: u64,
+    /// Wall-clock time of the write, ms since the Unix epoch: only for picking a winner
+    /// among concurrent path claims, never for ordering versions.
     pub at_ms: i64,
 }
 
+/// One file of the repository as replicated: a stable id (so renames are not delete + add),
+/// its path and content as multi-value registers (concurrent writes are kept side by side,
+/// a conflict), and who holds which content.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FileEntry {
+    /// Stable over renames and edits: what sync and the local records key the file by.
     pub id: FileId,
+    /// Its path; several values when locations renamed it concurrently.
     pub path: MvRegister<RepoPath>,
+    /// Its content (or deletion); several values when locations wrote it concurrently.
     pub content: MvRegister<Content>,
+    /// Per node, the content it holds for this file: where a get finds the bytes.
     pub holders: BTreeMap<NodeId, Holding>,
     /// Acknowledgements of the deletion: each node, once it has seen the file
     /// deleted, records the content history it saw. When every known node's
@@ -370,6 +393,7 @@ impl FileEntry {
         }
     }
 
+    /// True when every current version of the content is a deletion (a tombstone).
     pub fn is_deleted(&self) -> bool {
         matches!(self.resolved(), Resolved::Deleted)
     }

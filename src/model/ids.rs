@@ -12,10 +12,14 @@ use serde::{Deserialize, Serialize};
 /// Errors met when reading an id typed or pasted by a user.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdParseError {
+    /// Not the right length or not hex.
     #[error("{kind} `{input}` is not valid: {reason}")]
     Invalid {
+        /// What was being read ("node id", "content hash").
         kind: &'static str,
+        /// The text given.
         input: String,
+        /// What is wrong with it.
         reason: &'static str,
     },
 }
@@ -198,6 +202,8 @@ hex_id!(
 );
 
 impl RepoId {
+    /// A fresh repository id, for `init`: random, so two repositories never share one by
+    /// accident.
     pub fn random() -> Self {
         RepoId(rand::random())
     }

@@ -13,9 +13,13 @@ pub const MAX_NODE_ADDRS: usize = 8;
 /// Longest address (`host:port`), in bytes.
 pub const MAX_ADDR_LEN: usize = 256;
 
+/// A node as the repository knows it: replicated, so that every location can name the
+/// holders of a file and learn the nodes a tombstone must be seen by.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeRecord {
+    /// Its id (a hash of its certificate's public key).
     pub id: NodeId,
+    /// The name it gave itself at `init` (shown beside the id, never trusted for identity).
     pub name: String,
     /// Where the node says it listens (`host:port`).
     pub addrs: Vec<String>,

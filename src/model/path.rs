@@ -16,14 +16,26 @@ pub const MAX_PATH_BYTES: usize = 4096;
 /// Longest single name accepted, in bytes (NAME_MAX on common filesystems).
 pub const MAX_NAME_BYTES: usize = 255;
 
+/// Why a path cannot be a repository path.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PathError {
+    /// A name from the file system that is not UTF-8 (lossily printed).
     #[error("path `{0}` is not valid UTF-8; Harmony syncs only UTF-8 names, rename it")]
     NotUtf8(String),
+    /// A path that breaks a rule (empty, absolute, a `.` or `..` part, a NUL,
+    /// inside `.harmony/`, too long).
     #[error("path `{path}` is not allowed: {reason}")]
-    Invalid { path: String, reason: &'static str },
+    Invalid {
+        /// The path as given.
+        path: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
 }
 
+/// A path inside the repository, in the only form stored or sent (see the
+/// module's rules). Checked when made and when decoded, so that no peer can
+/// name a file outside the location or inside `.harmony/`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct RepoPath(String);
 
@@ -81,6 +93,7 @@ impl RepoPath {
         Self::new(&text)
     }
 
+    /// The path as text, `/`-separated.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -42,7 +42,9 @@ const MAX_ATTEMPTS: u32 = 1000;
 /// or its conflict name while it is displaced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Placed {
+    /// The entry as replicated.
     pub entry: FileEntry,
+    /// Where it is in the working trees now.
     pub path: RepoPath,
 }
 
@@ -56,9 +58,13 @@ impl Placed {
 /// A live file's claim on a path: its current path and who wrote it when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
+    /// The file claiming.
     pub id: FileId,
+    /// The path it claims (its current path).
     pub path: RepoPath,
+    /// When the claiming write was made: the earlier claim keeps the path.
     pub at_ms: i64,
+    /// Who made it: breaks ties between claims of one millisecond.
     pub by: NodeId,
 }
 

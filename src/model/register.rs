@@ -14,7 +14,9 @@ use super::{NodeId, VersionVector};
 /// One version of a register's value.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Versioned<T> {
+    /// The version that wrote the value.
     pub version: VersionVector,
+    /// The value written.
     pub value: T,
     /// The node that made this write.
     pub by: NodeId,
@@ -128,6 +130,7 @@ impl<T: Clone + Ord> MvRegister<T> {
         joined
     }
 
+    /// The current versions, at least one; more than one is a conflict.
     pub fn versions(&self) -> &[Versioned<T>] {
         &self.versions
     }

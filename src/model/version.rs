@@ -11,10 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use super::NodeId;
 
+/// A version vector: per node, the last write counter of that node this version has seen.
+/// It orders versions by causality (`compare`), so concurrent writes are told from
+/// successive ones without any clock.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct VersionVector(BTreeMap<NodeId, u64>);
 
 impl VersionVector {
+    /// The empty vector: a version that has seen nothing.
     pub fn new() -> Self {
         Self::default()
     }
@@ -69,14 +73,17 @@ impl VersionVector {
         }
     }
 
+    /// The node slots with their counters, in node id order.
     pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &u64)> {
         self.0.iter()
     }
 
+    /// Number of nodes with a slot.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// True for a version that has seen no write.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

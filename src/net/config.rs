@@ -144,6 +144,8 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// The settings for the node `node_name` of repository `repo_id` listening on `listen`,
+    /// with the limits and tuning every node uses; callers change only what they need.
     pub fn new(repo_id: RepoId, node_name: &str, listen: SocketAddr) -> Self {
         NodeConfig {
             repo_id,

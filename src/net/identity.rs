@@ -13,28 +13,54 @@ use crate::model::NodeId;
 
 /// File names inside `.harmony/`.
 pub const CERT_FILE: &str = "node.crt";
+/// The node's private key, PEM, readable by its owner only.
 pub const KEY_FILE: &str = "node.key";
 
+/// Why the node's identity cannot be made or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    /// The key pair or its certificate could not be generated.
     #[error("could not generate a node key: {0}")]
     Generate(#[from] rcgen::Error),
+    /// Reading or writing a key or certificate file failed.
     #[error("cannot {action} {path}: {source}")]
     Io {
+        /// What was being done ("read", "write").
         action: &'static str,
+        /// The file.
         path: PathBuf,
+        /// What the operating system said.
         source: std::io::Error,
     },
+    /// A key or certificate file that does not parse: it was damaged or replaced.
     #[error("{path} is not a valid {what}: {reason}; restore it from a backup or re-initialise this location")]
     Corrupt {
+        /// The file.
         path: PathBuf,
+        /// What it should be ("certificate", "PEM private key").
         what: &'static str,
+        /// What the parser said.
         reason: String,
     },
+    /// The key and the certificate are from two identities (e.g. restored from two
+    /// backups).
     #[error("{key} does not belong to the certificate {cert}; restore both from one backup or re-initialise this location")]
-    KeyMismatch { key: PathBuf, cert: PathBuf },
+    KeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        cert: PathBuf,
+    },
+    /// The key file can be read by other users, who could then impersonate this node.
     #[error("{path} is accessible by other users (mode {mode:04o}); a node key must be private: run `chmod 600 {path}`")]
-    KeyNotPrivate { path: PathBuf, mode: u32 },
+    KeyNotPrivate {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A peer's certificate (or ours) that is not an end-entity X.509 certificate, so no
+    /// node id can be taken from it.
     #[error("certificate is not a valid X.509 end-entity certificate: {0}")]
     BadCertificate(String),
 }
@@ -112,10 +138,13 @@ impl Identity {
         Ok(Identity { node_id, cert, key })
     }
 
+    /// The node id: a hash of the certificate's public key, so the TLS handshake
+    /// proves it.
     pub fn node_id(&self) -> NodeId {
         self.node_id
     }
 
+    /// The certificate presented in every TLS handshake.
     pub fn certificate(&self) -> &CertificateDer<'static> {
         &self.cert
     }

@@ -36,9 +36,11 @@
 //! no-progress limit (`NodeConfig::stream_timeout`), not by a timer per call.
 
 mod config;
+mod connect;
 mod error;
 pub mod identity;
 mod node;
+mod peer;
 mod server;
 mod stream;
 pub mod tls;
@@ -51,7 +53,8 @@ pub use config::{
 };
 pub use error::{remote_reason, NetError};
 pub use identity::{node_id_of_certificate, Identity, IdentityError};
-pub use node::{Node, PeerConnection, PeerInfo, Stats};
+pub use node::{Node, Stats};
+pub use peer::{PeerConnection, PeerInfo};
 pub use server::{
     bulk_pattern, truncate_error_text, BoxFuture, Builtin, Handler, ServerEvent, TrustSource,
 };

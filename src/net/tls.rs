@@ -56,6 +56,8 @@ pub struct TrustedClientVerifier {
 }
 
 impl TrustedClientVerifier {
+    /// A verifier that accepts the node ids in `trust`, checking signatures with
+    /// `provider`'s algorithms.
     pub fn new(trust: TrustList, provider: &CryptoProvider) -> Self {
         TrustedClientVerifier {
             trust,
@@ -123,6 +125,8 @@ pub struct PinnedServerVerifier {
 }
 
 impl PinnedServerVerifier {
+    /// A verifier that accepts only `expected`, checking signatures with `provider`'s
+    /// algorithms.
     pub fn new(expected: NodeId, provider: &CryptoProvider) -> Self {
         PinnedServerVerifier {
             expected,

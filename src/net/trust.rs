@@ -21,6 +21,7 @@ pub struct TrustList {
 }
 
 impl TrustList {
+    /// An empty list: no node may connect.
     pub fn new() -> Self {
         Self::default()
     }
@@ -38,6 +39,7 @@ impl TrustList {
         *self.inner.write().unwrap_or_else(|e| e.into_inner()) = fresh;
     }
 
+    /// Trusts `id`, known as `name` (e.g. just after `peer add`).
     pub fn insert(&self, id: NodeId, name: &str) {
         self.inner
             .write()
@@ -45,6 +47,7 @@ impl TrustList {
             .insert(id, name.to_owned());
     }
 
+    /// Stops trusting `id` for new connections; false if it was not trusted.
     pub fn remove(&self, id: &NodeId) -> bool {
         self.inner
             .write()
@@ -62,14 +65,17 @@ impl TrustList {
             .cloned()
     }
 
+    /// True if `id` may connect.
     pub fn contains(&self, id: &NodeId) -> bool {
         self.name_of(id).is_some()
     }
 
+    /// Number of trusted nodes.
     pub fn len(&self) -> usize {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
+    /// True when no node may connect.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -23,15 +23,25 @@ pub enum DialError {
     /// This location could not be read.
     #[error(transparent)]
     Location(#[from] crate::Error),
+    /// The peer's address did not resolve (DNS).
     #[error("cannot resolve the address {addr} of peer {peer}")]
     Resolve {
+        /// The peer's name.
         peer: String,
+        /// Its address, as recorded.
         addr: String,
+        /// What the resolver said.
         #[source]
         source: std::io::Error,
     },
+    /// The address resolved to no usable address.
     #[error("the address {addr} of peer {peer} resolves to nothing")]
-    NoAddress { peer: String, addr: String },
+    NoAddress {
+        /// The peer's name.
+        peer: String,
+        /// Its address, as recorded.
+        addr: String,
+    },
     /// Nobody answered within the handshake timeout.
     #[error(
         "cannot reach peer {peer} at {addr}: {reason}; check that `harmony serve` runs \
@@ -39,17 +49,27 @@ pub enum DialError {
          {} (a slow link may need a longer --connect-timeout)", addr.port()
     )]
     Unreachable {
+        /// The peer's name.
         peer: String,
+        /// The address tried.
         addr: SocketAddr,
+        /// What the transport said.
         reason: String,
     },
     /// The peer's kernel refused the probe: nothing listens on the port.
+    /// An ICMP "port unreachable" came back: the host is there but nothing listens.
     #[error(
         "cannot reach peer {peer} at {addr}: nothing listens on UDP port {} there (the \
          port is closed); check that `harmony serve` runs there and that this is the \
          address it prints (`harmony peer list` shows the address used here)", addr.port()
     )]
-    Closed { peer: String, addr: SocketAddr },
+    Closed {
+        /// The peer's name.
+        peer: String,
+        /// The address tried.
+        addr: SocketAddr,
+    },
+    /// The connection was made but failed later (trust, identity, handshake).
     #[error(transparent)]
     Net(#[from] NetError),
 }

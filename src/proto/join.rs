@@ -15,6 +15,7 @@ use crate::model::RepoId;
 /// The repository a node belongs to right now, as its `Hello` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Membership {
+    /// The repository it belongs to, or comes from while fresh.
     pub repo_id: RepoId,
     /// The node is fresh and may still join another repository.
     pub fresh: bool,

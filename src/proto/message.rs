@@ -15,6 +15,7 @@ use crate::model::{ContentHash, NodeId, RepoId};
 /// A message whose lengths and counts can be checked after decoding (and
 /// before encoding). Types are not recursive, so nesting is fixed by the types.
 pub trait Validate {
+    /// Checks every length and count against its limit.
     fn validate(&self) -> Result<(), ProtoError>;
 }
 
@@ -61,6 +62,7 @@ impl Hello {
         }
     }
 
+    /// A `Hello` for this build's protocol range.
     pub fn new(repo_id: RepoId, node_id: NodeId, node_name: &str) -> Self {
         Hello {
             version: PROTOCOL_VERSION,
@@ -105,16 +107,25 @@ pub fn negotiate(ours: (u32, u32), theirs: (u32, u32)) -> Option<u32> {
 /// checks (`peer` is the other side's name as this side knows it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HelloMismatch {
+    /// No protocol version both sides speak.
     Version {
+        /// The peer's (newest, oldest) protocol versions.
         theirs: (u32, u32),
+        /// Ours.
         ours: (u32, u32),
     },
+    /// Two repositories, and neither side is fresh (so neither may join the other).
     Repository {
+        /// The peer's repository.
         theirs: RepoId,
+        /// Ours.
         ours: RepoId,
     },
+    /// The `Hello` names another node than the certificate proves.
     Identity {
+        /// The node id the `Hello` names.
         claimed: NodeId,
+        /// The node id the TLS certificate proves.
         proven: NodeId,
     },
 }
@@ -205,10 +216,16 @@ pub fn check_hello(
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     /// Echo `payload` back (at most [`MAX_PING_PAYLOAD`] bytes).
-    Ping { payload: Vec<u8> },
+    Ping {
+        /// The bytes to echo.
+        payload: Vec<u8>,
+    },
     /// Send `len` bytes of a fixed pattern (at most [`MAX_BULK`]): the
     /// throughput probe. Answered by `Response::Bulk` and then `len` raw bytes.
-    Bulk { len: u64 },
+    Bulk {
+        /// How many bytes to send.
+        len: u64,
+    },
     /// Start a state sync session with the client's hello. Answered by
     /// `Response::Sync` with the server's; then, unless the digests are
     /// equal, each side sends `Batch` frames until its last (empty) batch.
@@ -216,28 +233,47 @@ pub enum Request {
     /// The index of the chunk manifest of content `hash` (references to its
     /// pages), from page `first`. Answered by `Response::Manifest`, or
     /// `Error(REFUSED)` when the server does not hold that content.
-    Manifest { hash: ContentHash, first: u32 },
+    Manifest {
+        /// The content.
+        hash: ContentHash,
+        /// The first index page wanted (an index longer than one answer is asked in steps).
+        first: u32,
+    },
     /// Bytes of content `hash`. Answered by `Response::Chunks { len }` and
     /// then exactly `len` raw bytes: the ranges back to back.
     Chunks(ChunkRanges),
     /// Does the server hold content `hash` now (checked on its disk)?
     /// Answered by `Response::Has`. `drop` asks it before deleting a copy.
-    Has { hash: ContentHash },
+    Has {
+        /// The content.
+        hash: ContentHash,
+    },
     /// Pages of the manifest of content `hash`, by their place in its index
     /// (at most [`super::MAX_PAGES_ASKED`]). Answered by
     /// `Response::ManifestPages` with those pages, in the order asked.
-    ManifestPages { hash: ContentHash, pages: Vec<u32> },
+    ManifestPages {
+        /// The content.
+        hash: ContentHash,
+        /// Places of the pages in the index.
+        pages: Vec<u32>,
+    },
     /// Whole contents, each at most [`MAX_WHOLE_FILE`] bytes (at most
     /// [`MAX_FILES`]): many small files in one round trip. Answered by
     /// `Response::Files` and then the contents served, back to back.
-    Files { hashes: Vec<ContentHash> },
+    Files {
+        /// The contents, each answered in the order asked.
+        hashes: Vec<ContentHash>,
+    },
     /// The bytes `offset..offset + len` of content `hash` (at most
     /// [`super::MAX_REFINE`]; a chunk the client lacks) cut into sub-chunks
     /// with `chunk::REFINE_PARAMS`. Answered by `Response::Refined`: the
     /// client fetches only the sub-chunks it does not have.
     Refine {
+        /// The content the chunk belongs to.
         hash: ContentHash,
+        /// Where the chunk starts in the content.
         offset: u64,
+        /// The chunk's length.
         len: u32,
     },
     /// The sender's replicated state changed; its digest is now `digest`.
@@ -292,24 +328,31 @@ impl Validate for Request {
 pub enum Response {
     /// The `Ping` payload, unchanged.
     Pong {
+        /// The payload echoed.
         payload: Vec<u8>,
     },
     /// `len` raw bytes follow this frame, then the stream ends.
     Bulk {
+        /// How many raw bytes follow.
         len: u64,
     },
     /// The request failed; the stream ends.
     Error {
+        /// What kind of failure, for the client to act on.
         code: ErrorCode,
+        /// The reason, for the user (at most `MAX_ERROR_TEXT` bytes).
         message: String,
     },
     /// The server's hello in a sync session.
     Sync(SyncHello),
+    /// A part of the content's manifest index.
     Manifest(ManifestIndex),
     /// `len` raw bytes follow.
     Chunks {
+        /// How many raw bytes follow (the ranges asked, back to back).
         len: u64,
     },
+    /// Whether the server holds the content now.
     Has(bool),
     /// The pages asked for, in the order asked.
     ManifestPages(Vec<Vec<ChunkRef>>),
@@ -317,6 +360,7 @@ pub enum Response {
     /// changed since recorded, or too large); the served contents follow,
     /// back to back, in the order asked.
     Files {
+        /// Per content asked, in order.
         lens: Vec<Option<u64>>,
     },
     /// The sub-chunks of the range asked, in order.

@@ -92,18 +92,34 @@ pub mod stream {
 /// than the frame it is given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtoError {
+    /// A frame longer than the limit for its kind: refused before its body is read.
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
-    Oversized { len: u64, max: usize },
+    Oversized {
+        /// Its announced length.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// A body that does not decode as the expected message.
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// A body with bytes after the message (a message must fill its frame exactly).
     #[error("{trailing} unexpected bytes after the message")]
-    Trailing { trailing: usize },
+    Trailing {
+        /// How many.
+        trailing: usize,
+    },
+    /// A field or list longer than its limit.
     #[error("{field} is {len} long, the limit is {max}")]
     TooLong {
+        /// Which field.
         field: &'static str,
+        /// Its length.
         len: u64,
+        /// The limit.
         max: u64,
     },
+    /// The stream ended before the frame did.
     #[error("stream ended inside a frame")]
     Truncated,
 }

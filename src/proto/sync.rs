@@ -41,8 +41,11 @@ impl Validate for SyncHello {
 /// The last batch of a session has no entries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
+    /// Entries changed after the previous batch, in change order.
     pub entries: Vec<FileEntry>,
+    /// Node records changed in the same range.
     pub nodes: Vec<NodeRecord>,
+    /// The sender's change sequence this batch brings the receiver up to.
     pub upto: u64,
 }
 

@@ -38,6 +38,7 @@ pub struct ManifestIndex {
     pub total: u32,
     /// Index of the first page listed here.
     pub first: u32,
+    /// The page references, from `first` on.
     pub pages: Vec<PageRef>,
 }
 
@@ -78,6 +79,7 @@ pub(super) fn validate_pages(pages: &[Vec<ChunkRef>]) -> Result<(), ProtoError> 
 /// Byte ranges of one content, to be sent back to back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRanges {
+    /// The content the ranges are of.
     pub hash: ContentHash,
     /// `(offset, length)` pairs.
     pub ranges: Vec<(u64, u64)>,

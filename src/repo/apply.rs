@@ -40,7 +40,11 @@ const MOVING_DIR: &str = "moving";
 /// What applying remote changes did to the working tree.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ApplyReport {
+    /// Files moved to a new path in the working tree (renamed elsewhere, or displaced by a
+    /// clash).
     pub moved: usize,
+    /// Files deleted from the working tree (kept in the trash when they were the last
+    /// copy).
     pub deleted: usize,
     /// Deleted or replaced files kept in `.harmony/trash/` as the last
     /// known copy.

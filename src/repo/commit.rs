@@ -16,6 +16,7 @@ const MASS_DELETE_SHARE: f64 = 0.9;
 /// ...and at least this many of them is refused without `allow_mass_delete`.
 const MASS_DELETE_MIN: usize = 2;
 
+/// How `commit` may treat what it finds.
 #[derive(Clone, Debug, Default)]
 pub struct CommitOptions {
     /// Record even a deletion of (nearly) every file.
@@ -25,16 +26,23 @@ pub struct CommitOptions {
 /// What a commit recorded and what it could not.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CommitReport {
+    /// Paths recorded for the first time.
     pub added: usize,
+    /// Recorded files whose bytes changed.
     pub edited: usize,
+    /// Recorded files found under a new path (by their content).
     pub renamed: usize,
+    /// Recorded files that are gone.
     pub deleted: usize,
     /// Files recognised as unchanged without being read.
     pub unchanged: usize,
+    /// Files whose bytes were read and hashed.
     pub files_read: usize,
+    /// Bytes read and hashed.
     pub bytes_read: u64,
     /// Things not synced, one line each (symlinks, special files, ...).
     pub warnings: Vec<String>,
+    /// How long the commit took.
     #[serde(serialize_with = "as_secs")]
     pub duration: Duration,
 }
@@ -44,6 +52,7 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 }
 
 impl CommitReport {
+    /// Files whose record changed: added, edited, renamed or deleted.
     pub fn changed(&self) -> usize {
         self.added + self.edited + self.renamed + self.deleted
     }

@@ -154,14 +154,17 @@ impl Repo {
         &self.root
     }
 
+    /// This location's node id.
     pub fn node_id(&self) -> NodeId {
         self.identity.node_id()
     }
 
+    /// This location's key and certificate, for a node to present.
     pub fn identity(&self) -> &Identity {
         &self.identity
     }
 
+    /// This location's settings as last read (the repository may change once, at a join).
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
@@ -179,10 +182,12 @@ impl Repo {
         Ok(joined)
     }
 
+    /// The state database, for the layers that read it directly (sync, transfer, node).
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// The state database, for the layers that write to it directly (sync merges).
     pub fn store_mut(&mut self) -> &mut Store {
         &mut self.store
     }

@@ -13,7 +13,9 @@ use crate::store::LocalFile;
 /// A content wanted here, for the files `targets`.
 #[derive(Clone, Debug)]
 pub struct WantedContent {
+    /// blake3 of the content: what is asked of holders and checked on arrival.
     pub hash: ContentHash,
+    /// Its length in bytes.
     pub size: u64,
     /// The files that get this content, each where it lives.
     pub targets: Vec<Placed>,

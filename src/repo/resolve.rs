@@ -19,10 +19,13 @@ pub struct ConflictSide {
     /// Where this side lives in the tree (its conflict name, for a file
     /// that lost a clash for its path).
     pub path: RepoPath,
+    /// blake3 of this version's content, hex (empty for a deletion).
     pub hash: String,
+    /// Its length in bytes.
     pub size: u64,
     /// The node that wrote this version, and its name if known.
     pub node: String,
+    /// The writer's node name, when its record has reached this location.
     pub name: Option<String>,
     /// When it was written (ms since the Unix epoch, the writer's clock).
     pub time_ms: i64,
@@ -30,10 +33,15 @@ pub struct ConflictSide {
     pub here: bool,
 }
 
+/// A file (or path) two or more versions clash on, with every side, as `conflicts` lists
+/// it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Conflict {
+    /// The path the clash is about.
     pub path: RepoPath,
+    /// Whether versions of one file clash, or files for one path.
     pub kind: ConflictKind,
+    /// Every side of the clash.
     pub sides: Vec<ConflictSide>,
 }
 
@@ -63,7 +71,10 @@ pub enum Keep {
 /// What `resolve` did.
 #[derive(Clone, Debug, Serialize)]
 pub struct Resolution {
+    /// The path resolved.
     pub path: RepoPath,
+    /// What was kept: the content hash for a content conflict, the path of the file kept
+    /// for a path clash (`both` when every file stayed).
     pub kept: String,
     /// Files created for the other versions (with `both`).
     pub created: Vec<RepoPath>,

@@ -58,11 +58,13 @@ pub struct TrashedFile {
     /// The repository path the version had (`None` for a file in the trash
     /// folder that no record describes, e.g. from an older Harmony).
     pub path: Option<RepoPath>,
+    /// Length in bytes.
     pub size: u64,
     /// blake3 of the bytes, hex.
     pub hash: Option<String>,
     /// When it was kept (ms since the Unix epoch).
     pub trashed_ms: Option<i64>,
+    /// Why it was kept (`None` when no record describes it).
     pub reason: Option<TrashReason>,
     /// Another location holds this content, as far as this one knows: the
     /// copy here can go (`trash empty`).
@@ -74,7 +76,9 @@ pub struct TrashedFile {
 /// What `trash empty` did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TrashEmptied {
+    /// Trashed files removed.
     pub removed: usize,
+    /// Bytes those files took.
     pub bytes_freed: u64,
     /// Kept: the last known copy of their content (use `--force`).
     pub kept: Vec<RepoPath>,

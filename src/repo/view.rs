@@ -38,7 +38,9 @@ pub enum FileState {
 /// One row of `ls`.
 #[derive(Clone, Debug, Serialize)]
 pub struct ListedFile {
+    /// The file's path (where it is placed).
     pub path: RepoPath,
+    /// Length of the newest content in bytes (0 for a deleted file).
     pub size: u64,
     /// blake3 of the newest content, hex; absent for a deleted file.
     pub hash: Option<String>,
@@ -46,13 +48,16 @@ pub struct ListedFile {
     pub present: bool,
     /// How many locations hold the newest content.
     pub copies: usize,
+    /// Whether it is here, wanted, in conflict, and so on.
     pub state: FileState,
 }
 
 /// One row of `status`.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusLine {
+    /// The file's path.
     pub path: RepoPath,
+    /// What differs from the recorded state.
     pub state: FileState,
     /// For a rename, the path it was recorded under.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +70,7 @@ pub struct StatusLine {
 /// A location holding a file's content, for `whereis`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Holder {
+    /// The node id, hex.
     pub id: String,
     /// The node's name, when its record has reached this location.
     pub name: Option<String>,
@@ -73,6 +79,7 @@ pub struct Holder {
 /// One row of `whereis`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Whereabouts {
+    /// The file's path.
     pub path: RepoPath,
     /// blake3 of the newest content, hex.
     pub hash: Option<String>,

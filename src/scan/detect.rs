@@ -78,9 +78,13 @@ pub fn triage(recorded: &[LocalFile], walked: Vec<WalkedFile>) -> Triage {
 /// that held throughout the read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadFile {
+    /// Where it was read.
     pub path: RepoPath,
+    /// Its stat fields, unchanged from before the read to after it.
     pub stat: FileStat,
+    /// blake3 of the bytes read.
     pub hash: ContentHash,
+    /// File, executable or link.
     pub kind: Kind,
     /// The target, for a link.
     pub target: Option<LinkTarget>,
@@ -108,19 +112,33 @@ pub enum Change {
     /// A path nothing was recorded for, with content not explained by a rename.
     Added(ReadFile),
     /// New bytes at a recorded path.
-    Edited { file_id: FileId, file: ReadFile },
+    Edited {
+        /// The recorded file.
+        file_id: FileId,
+        /// Its new bytes.
+        file: ReadFile,
+    },
     /// A recorded file under a new path; `edited` when its bytes changed too.
     Renamed {
+        /// The recorded file.
         file_id: FileId,
+        /// The path it was recorded under.
         from: RepoPath,
+        /// What is at the new path.
         file: ReadFile,
+        /// The bytes changed too.
         edited: bool,
     },
     /// A recorded path that is gone.
     Deleted(LocalFile),
     /// Same bytes, new stat fields (touched, copied over with the same
     /// content): nothing to replicate, only the local record is refreshed.
-    Touched { file_id: FileId, file: ReadFile },
+    Touched {
+        /// The recorded file.
+        file_id: FileId,
+        /// What was read (same hash, new stat).
+        file: ReadFile,
+    },
 }
 
 /// Decides what changed. `recorded` is what the state says was at each path,

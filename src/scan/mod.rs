@@ -43,6 +43,7 @@ impl ScanProgress for NoProgress {
 /// What a scan found, ready to be recorded.
 #[derive(Debug, Default)]
 pub struct ScanOutcome {
+    /// What changed, to be recorded.
     pub changes: Vec<Change>,
     /// Manifests of new multi-chunk contents.
     pub manifests: Vec<(ContentHash, Manifest)>,
@@ -55,7 +56,9 @@ pub struct ScanOutcome {
     pub kept: Vec<RepoPath>,
     /// How many files were recognised as unchanged by their stat fields.
     pub unchanged: usize,
+    /// Files whose bytes were read (new, or stat changed).
     pub files_read: usize,
+    /// Bytes read.
     pub bytes_read: u64,
 }
 

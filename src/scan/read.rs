@@ -23,7 +23,7 @@ const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 /// A file read successfully.
 #[derive(Debug)]
-pub struct ReadOutcome {
+pub(super) struct ReadOutcome {
     pub file: ReadFile,
     pub size: u64,
     /// Set when the content has more than one chunk.
@@ -35,6 +35,7 @@ pub struct ReadOutcome {
 pub enum ReadFailure {
     /// Kept changing while being read; try again when it is quiet.
     Changing(RepoPath),
+    /// Could not be read at all; what the system said.
     Io(RepoPath, io::Error),
 }
 
@@ -56,7 +57,7 @@ const BUFFER_BYTES: usize = 4 << 20;
 /// Reads `files` under `root` with `threads` workers. `on_bytes` is told how
 /// many bytes each finished file had (for progress). A file that vanished
 /// since the walk is left out silently: the next scan will see it missing.
-pub fn read_files(
+pub(super) fn read_files(
     root: &Path,
     mut files: Vec<WalkedFile>,
     params: ChunkParams,
@@ -179,7 +180,7 @@ fn is_racy(mtime_ns: i64, read_started: SystemTime) -> bool {
 /// True when something other than a folder exists at `path` now: a recorded
 /// path the walk did not list is deleted (or moved) when this is false. A
 /// folder there means the file was replaced by a folder of its name.
-pub fn exists_on_disk(root: &Path, path: &RepoPath) -> bool {
+pub(super) fn exists_on_disk(root: &Path, path: &RepoPath) -> bool {
     crate::tree::Tree::new(root)
         .lstat(path)
         .is_ok_and(|stat| stat.is_some_and(|s| s.st_mode & 0o170000 != 0o040000))

@@ -40,27 +40,37 @@ const BUILTIN_IGNORES: &[&str] = &[
 /// A regular file or a symbolic link found in the tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalkedFile {
+    /// Its path in the repository.
     pub path: RepoPath,
+    /// Its stat fields at the walk (the read checks they held).
     pub stat: FileStat,
+    /// File, executable or link.
     pub kind: Kind,
 }
 
 /// Why something in the tree is not synced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SkipReason {
+    /// A symbolic link, while links are turned off in `config.toml`.
     Symlink,
+    /// A FIFO, socket or device: nothing that can be synced.
     Special,
+    /// A name that is not UTF-8.
     NotUtf8,
+    /// A name no repository path can have (the rule it breaks).
     Invalid(String),
+    /// Could not be read (what the system said): what was recorded under it is kept.
     Unreadable(String),
 }
 
+/// Something in the tree that is not synced, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skipped {
     /// The path relative to the root, lossily printable.
     pub path: PathBuf,
     /// The repository path, when the name is valid.
     pub repo_path: Option<RepoPath>,
+    /// Why it is not synced.
     pub reason: SkipReason,
 }
 
@@ -91,7 +101,9 @@ impl std::fmt::Display for Skipped {
 /// Everything one walk found.
 #[derive(Debug, Default)]
 pub struct Walked {
+    /// Regular files and links, in walk order.
     pub files: Vec<WalkedFile>,
+    /// What was left out, with its reason.
     pub skipped: Vec<Skipped>,
 }
 

@@ -9,19 +9,29 @@ use crate::model::{ContentHash, FileId, Kind, NodeId, RepoPath};
 /// have: if all are equal to what was recorded, the file is not read again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileStat {
+    /// Length in bytes.
     pub size: u64,
+    /// Last modification time, ns since the Unix epoch.
     pub mtime_ns: i64,
+    /// Last status change time, ns since the Unix epoch: it moves with any
+    /// write, even one that puts the old mtime back.
     pub ctime_ns: i64,
+    /// Inode number: changes when the file is replaced by another.
     pub inode: u64,
+    /// Device number of the file system holding it.
     pub dev: u64,
 }
 
 /// A working-tree file as last recorded by this location.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalFile {
+    /// Where it is in the working tree.
     pub path: RepoPath,
+    /// The repository file it is.
     pub file_id: FileId,
+    /// blake3 of the bytes recorded.
     pub hash: ContentHash,
+    /// Its stat fields when recorded.
     pub stat: FileStat,
     /// A regular file, an executable one, or a symbolic link.
     pub kind: Kind,
@@ -30,19 +40,26 @@ pub struct LocalFile {
 /// A remote change this location could not apply, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockedFile {
+    /// The file whose change was not applied.
     pub file_id: FileId,
+    /// Where the change would have put it.
     pub path: RepoPath,
+    /// Why it was not applied, for `status`.
     pub reason: String,
+    /// When it was blocked, ms since the Unix epoch.
     pub at_ms: i64,
 }
 
 /// A node this location trusts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerRecord {
+    /// The name the user gave it; commands name peers by it.
     pub name: String,
+    /// Its node id: what its certificate must prove.
     pub node_id: NodeId,
     /// `host:port` as the user gave it.
     pub addr: String,
+    /// When it was added, ms since the Unix epoch.
     pub added_ms: i64,
 }
 

@@ -12,14 +12,18 @@ pub struct TrashRecord {
     pub name: String,
     /// The repository path the version had.
     pub path: RepoPath,
+    /// blake3 of the kept bytes.
     pub hash: ContentHash,
+    /// Length in bytes.
     pub size: u64,
+    /// When it was kept, ms since the Unix epoch.
     pub at_ms: i64,
     /// Why it was kept (a code of `repo::TrashReason`).
     pub reason: u8,
 }
 
 impl Writer<'_> {
+    /// Records a file put in the trash.
     pub fn put_trash(&self, record: &TrashRecord) -> Result<()> {
         self.txn
             .prepare_cached(
@@ -37,6 +41,7 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Forgets the trash file `name` (emptied).
     pub fn remove_trash(&self, name: &str) -> Result<()> {
         self.txn
             .prepare_cached("DELETE FROM trash WHERE name = ?1")?

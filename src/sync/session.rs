@@ -20,16 +20,29 @@ use crate::{ApplyReport, CommitOptions, Repo};
 /// Why a sync session failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    /// The connection failed or the peer broke the protocol.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// This location could not be read or changed.
     #[error(transparent)]
     Repo(#[from] crate::Error),
+    /// The state database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The peer belongs to another repository and this location, past its
+    /// first sync or holding state, may no longer join it.
     #[error("cannot join the repository of peer {peer}: this location already has state of its own; a location joins a repository only while it is empty and has never synced")]
-    CannotJoin { peer: String },
+    CannotJoin {
+        /// The peer whose repository differs.
+        peer: String,
+    },
+    /// Both sides are fresh: nothing to exchange, and no side to join.
     #[error("neither this location nor peer {peer} holds anything yet: there is nothing to sync, and neither joins the other's repository until one of them has files (commit some at one of them, or sync with a location that has)")]
-    BothFresh { peer: String },
+    BothFresh {
+        /// The peer, as fresh as this location.
+        peer: String,
+    },
+    /// A worker task of the session failed (it panicked or its channel closed).
     #[error("a sync worker failed: {0}")]
     Worker(String),
 }
@@ -37,6 +50,7 @@ pub enum SyncError {
 /// What one session did, seen from this side.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SessionReport {
+    /// The peer's name.
     pub peer: String,
     /// The digests were equal: nothing was exchanged beyond the hellos.
     pub in_sync: bool,
@@ -45,7 +59,9 @@ pub struct SessionReport {
     /// Both locations are fresh (empty, never synced): nothing was
     /// exchanged, and neither joined the other.
     pub both_fresh: bool,
+    /// Entries this side sent.
     pub entries_sent: usize,
+    /// Entries received from the peer.
     pub entries_received: usize,
     /// Entries that changed here.
     pub changed: usize,
@@ -53,6 +69,7 @@ pub struct SessionReport {
     pub rejected: usize,
     /// What the working tree got from the changes.
     pub applied: ApplyReport,
+    /// Tombstones every node has seen, removed after the session.
     pub tombstones_collected: usize,
 }
 

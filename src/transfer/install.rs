@@ -34,7 +34,7 @@ const GROUP_FILES: usize = 4096;
 const SYNC_ONE_BY_ONE: usize = 4;
 
 /// A verified content in staging, for the files that get it.
-pub struct Ready {
+pub(super) struct Ready {
     pub staged: PathBuf,
     pub hash: ContentHash,
     /// Stored with the files, so that their chunks serve later gets and
@@ -46,14 +46,14 @@ pub struct Ready {
 
 /// What one group did, for the report.
 #[derive(Default)]
-pub struct Installed {
+pub(super) struct Installed {
     pub files: usize,
     pub failed: Vec<String>,
 }
 
 /// Installs what arrives on `ready` until every sender is gone; `done` is
 /// told after each group.
-pub fn run(
+pub(super) fn run(
     root: &Path,
     ready: Receiver<Ready>,
     mut done: impl FnMut(Installed),

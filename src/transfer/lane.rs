@@ -36,7 +36,7 @@ enum Failure {
 }
 
 /// A lane for the holder on `conn`.
-pub struct Lane {
+pub(super) struct Lane {
     pub id: NodeId,
     pub conn: PeerConnection,
     pub schedule: Arc<Schedule>,
@@ -51,7 +51,7 @@ impl Lane {
     }
 
     /// Serves jobs until the transfer is over or the holder is gone.
-    pub async fn run(self) {
+    pub(super) async fn run(self) {
         let mut inflight: VecDeque<(Job, FramedStream)> = VecDeque::new();
         loop {
             while inflight.len() < IN_FLIGHT {

@@ -12,7 +12,7 @@ use crate::model::{ContentHash, FileId};
 use crate::store::LocalFile;
 
 /// Where chunks and contents can be read locally.
-pub struct LocalCopies {
+pub(super) struct LocalCopies {
     root: PathBuf,
     /// Chunk hash -> (file, offset). A content of one chunk (no stored
     /// manifest) is its own chunk at offset 0.
@@ -28,7 +28,7 @@ pub struct LocalCopies {
 impl LocalCopies {
     /// Indexes the files held here (`files`), and those of them with a
     /// stored manifest (`manifests`), in the working tree at `root`.
-    pub fn index(
+    pub(super) fn index(
         root: &Path,
         manifests: Vec<(LocalFile, Manifest)>,
         files: Vec<LocalFile>,
@@ -66,7 +66,7 @@ impl LocalCopies {
 
     /// The bytes of `chunk` from a local file, checked; `None` if no file
     /// here has it (any more).
-    pub fn chunk(&self, chunk: &ChunkRef) -> Option<Vec<u8>> {
+    pub(super) fn chunk(&self, chunk: &ChunkRef) -> Option<Vec<u8>> {
         let (path, offset) = self.chunks.get(&chunk.hash)?;
         let file = std::fs::File::open(path).ok()?;
         let mut bytes = vec![0; chunk.len as usize];
@@ -76,12 +76,12 @@ impl LocalCopies {
 
     /// A file here that holds content `hash` whole (as recorded: check
     /// what is read from it).
-    pub fn whole(&self, hash: ContentHash) -> Option<&Path> {
+    pub(super) fn whole(&self, hash: ContentHash) -> Option<&Path> {
         self.wholes.get(&hash).map(PathBuf::as_path)
     }
 
     /// The manifest of the version of file `id` held here, if it has one.
-    pub fn manifest_of(&self, id: FileId) -> Option<&Manifest> {
+    pub(super) fn manifest_of(&self, id: FileId) -> Option<&Manifest> {
         self.manifests.get(&id)
     }
 }

@@ -16,28 +16,45 @@ pub enum Misbehaved {
     /// A well-formed answer of the wrong kind (its debug form).
     #[error("unexpected answer {0}")]
     UnexpectedAnswer(String),
+    /// An index of more pages than a manifest of the content's size needs.
     #[error("a manifest index longer than the content allows")]
     IndexTooLong,
+    /// Index pages that do not follow each other.
     #[error("a manifest index page out of order")]
     IndexOutOfOrder,
+    /// A manifest of more chunks than the content's size allows.
     #[error("a manifest of more chunks than the content allows")]
     TooManyChunks,
+    /// A page that does not hash to its reference in the index (its place).
     #[error("manifest page {0} does not match its index")]
     PageMismatch(u32),
     /// A chunk no chunking of this repository makes (each is received into
     /// memory whole, so a lying length must never be allocated).
     #[error("a manifest chunk of {len} bytes, outside this repository's 1 to {max}")]
-    ChunkLength { len: u32, max: u32 },
+    ChunkLength {
+        /// The length sent.
+        len: u32,
+        /// This repository's largest chunk.
+        max: u32,
+    },
     /// A manifest whose chunks do not add up to the content's size.
     #[error("its manifest covers {covers} bytes, the content has {size}")]
-    ManifestSize { covers: u64, size: u64 },
+    ManifestSize {
+        /// What the chunks add up to.
+        covers: u64,
+        /// The content's size.
+        size: u64,
+    },
     /// A manifest whose chunks, assembled, are not the content.
     #[error("sent a wrong manifest for {0}")]
     WrongManifest(ContentHash),
+    /// Sub-chunks whose lengths do not add up to the chunk asked.
     #[error("sub-chunks that do not cover the chunk")]
     SubChunksDoNotCover,
+    /// A sub-chunk whose bytes do not hash to their reference.
     #[error("sent a corrupted sub-chunk")]
     CorruptSubChunk,
+    /// Sub-chunks that, assembled, do not hash to the chunk.
     #[error("sub-chunks that do not make the chunk")]
     SubChunksDoNotRebuild,
 }

@@ -35,7 +35,9 @@ use crate::store::PeerRecord;
 /// Told how a `get` advances (e.g. to draw a progress bar), from several
 /// tasks at once.
 pub trait TransferProgress: Send + Sync {
+    /// The get has `files` files of `bytes` bytes in all to fetch.
     fn start(&self, files: u64, bytes: u64);
+    /// `bytes` more bytes arrived and were verified.
     fn advance(&self, bytes: u64);
 }
 
@@ -143,6 +145,7 @@ pub struct Holders {
 }
 
 impl Holders {
+    /// Reaches `peers` through `node`; nothing is connected until a holder is asked for.
     pub fn new(node: Node, peers: Vec<PeerRecord>) -> Self {
         Holders {
             node,

@@ -23,12 +23,12 @@ fn pool() -> &'static Mutex<Vec<Vec<u8>>> {
 
 /// A buffer from the pool. It goes back when dropped, or, once shared,
 /// when the last clone of its [`Bytes`] is dropped.
-pub struct Piece(Vec<u8>);
+pub(super) struct Piece(Vec<u8>);
 
 impl Piece {
     /// An empty buffer with room for `capacity` bytes, recycled if one is
     /// kept.
-    pub fn take(capacity: usize) -> Piece {
+    pub(super) fn take(capacity: usize) -> Piece {
         let recycled = pool().lock().ok().and_then(|mut kept| kept.pop());
         Piece(match recycled {
             Some(mut buf) if buf.capacity() >= capacity => {
@@ -40,7 +40,7 @@ impl Piece {
     }
 
     /// The bytes as [`Bytes`], without a copy.
-    pub fn share(self) -> Bytes {
+    pub(super) fn share(self) -> Bytes {
         Bytes::from_owner(self)
     }
 }

@@ -20,19 +20,19 @@ use crate::proto::{ChunkRanges, Request, Response, MAX_RANGES};
 
 /// Chunks refined per content, at most: refinement pays a round trip per
 /// chunk, worth it for an edit, not for a rewrite.
-pub const MAX_CHUNKS: usize = 16;
+pub(super) const MAX_CHUNKS: usize = 16;
 /// Bytes of replaced chunks read and cut, at most.
 const MAX_OLD_BYTES: u64 = 16 << 20;
 
 /// The sub-chunks of what an edit replaced, with their bytes.
-pub struct OldPieces {
+pub(super) struct OldPieces {
     subs: HashMap<ContentHash, Vec<u8>>,
 }
 
 impl OldPieces {
     /// Cuts the chunks of `old` that `new` lacks (read from the files here,
     /// checked) into sub-chunks.
-    pub fn load(copies: &LocalCopies, old: &Manifest, new: &Manifest) -> Self {
+    pub(super) fn load(copies: &LocalCopies, old: &Manifest, new: &Manifest) -> Self {
         let kept: HashSet<ContentHash> = new.chunks.iter().map(|c| c.hash).collect();
         let mut subs = HashMap::new();
         let mut read = 0;
@@ -55,13 +55,13 @@ impl OldPieces {
         OldPieces { subs }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.subs.is_empty()
     }
 }
 
 /// What refining one chunk gave.
-pub struct Refined {
+pub(super) struct Refined {
     pub bytes: Vec<u8>,
     /// Bytes received from the holder (sub-chunks only).
     pub fetched: u64,
@@ -70,7 +70,7 @@ pub struct Refined {
 }
 
 /// Chunk `chunk` at `offset` of content `hash`, from `conn`, reusing `old`.
-pub async fn refine_chunk(
+pub(super) async fn refine_chunk(
     conn: &PeerConnection,
     hash: ContentHash,
     offset: u64,

@@ -19,7 +19,7 @@ use crate::model::{ContentHash, NodeId, Placed};
 
 /// A content small enough to fetch whole.
 #[derive(Clone, Debug)]
-pub struct SmallContent {
+pub(super) struct SmallContent {
     pub hash: ContentHash,
     pub size: u64,
     pub targets: Vec<Placed>,
@@ -30,7 +30,7 @@ pub struct SmallContent {
 
 /// Holders that refused a job, each with why (in words for the user,
 /// starting with the holder's name).
-pub type Refusals = Vec<(NodeId, String)>;
+pub(super) type Refusals = Vec<(NodeId, String)>;
 
 /// Why `id` refused, if it did.
 fn refusal<'a>(refusals: &'a [(NodeId, String)], id: &NodeId) -> Option<&'a str> {
@@ -41,7 +41,7 @@ fn refusal<'a>(refusals: &'a [(NodeId, String)], id: &NodeId) -> Option<&'a str>
 }
 
 /// A large content being fetched chunk by chunk.
-pub struct LargeFetch {
+pub(super) struct LargeFetch {
     /// Its key with the writer.
     pub key: u64,
     pub hash: ContentHash,
@@ -53,7 +53,7 @@ pub struct LargeFetch {
 }
 
 /// Work for one request.
-pub enum Job {
+pub(super) enum Job {
     Files(Vec<SmallContent>),
     Span {
         fetch: Arc<LargeFetch>,
@@ -100,7 +100,7 @@ struct State {
 
 /// The shared queue.
 #[derive(Default)]
-pub struct Schedule {
+pub(super) struct Schedule {
     state: Mutex<State>,
     wake: Notify,
 }
@@ -108,7 +108,7 @@ pub struct Schedule {
 impl Schedule {
     /// A schedule served by lanes for the holders `live`; `unreachable`:
     /// the other holders, with why (reported like dropped ones).
-    pub fn new(
+    pub(super) fn new(
         live: impl IntoIterator<Item = NodeId>,
         unreachable: HashMap<NodeId, String>,
     ) -> Self {
@@ -137,13 +137,13 @@ impl Schedule {
     }
 
     /// Whether some live holder may serve a content held by `holders`.
-    pub fn reachable(&self, holders: &[NodeId]) -> bool {
+    pub(super) fn reachable(&self, holders: &[NodeId]) -> bool {
         let state = self.lock();
         holders.iter().any(|h| state.live.contains(h))
     }
 
     /// Queues small contents, in jobs of a request each.
-    pub fn push_small(&self, contents: Vec<SmallContent>) {
+    pub(super) fn push_small(&self, contents: Vec<SmallContent>) {
         let mut jobs: Vec<Vec<SmallContent>> = Vec::new();
         let mut bytes = 0;
         for content in contents {
@@ -165,7 +165,7 @@ impl Schedule {
 
     /// Queues the missing chunks of a large content, in runs of contiguous
     /// chunks of up to `span_bytes`.
-    pub fn push_spans(&self, fetch: Arc<LargeFetch>, missing: &[usize], span_bytes: u64) {
+    pub(super) fn push_spans(&self, fetch: Arc<LargeFetch>, missing: &[usize], span_bytes: u64) {
         let mut runs: Vec<Range<usize>> = Vec::new();
         let mut bytes = 0;
         for &index in missing {
@@ -191,7 +191,7 @@ impl Schedule {
     }
 
     /// Removes what is queued of large content `key` (it failed).
-    pub fn cancel(&self, key: u64) {
+    pub(super) fn cancel(&self, key: u64) {
         self.lock()
             .jobs
             .retain(|job| !matches!(job, Job::Span { fetch, .. } if fetch.key == key));
@@ -199,7 +199,7 @@ impl Schedule {
 
     /// The next job holder `id` can serve; waits while there is none but
     /// more may come; `None` when the transfer is over for this holder.
-    pub async fn take(&self, id: NodeId) -> Option<Job> {
+    pub(super) async fn take(&self, id: NodeId) -> Option<Job> {
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
@@ -221,7 +221,7 @@ impl Schedule {
     }
 
     /// The next job holder `id` can serve, if one is queued now.
-    pub fn try_take(&self, id: NodeId) -> Option<Job> {
+    pub(super) fn try_take(&self, id: NodeId) -> Option<Job> {
         let mut state = self.lock();
         if !state.live.contains(&id) {
             return None;
@@ -231,7 +231,7 @@ impl Schedule {
 
     /// A job taken is done; `refused`: what of it holder `by` could not
     /// serve, and why, to be asked of the others.
-    pub fn settle(&self, by: NodeId, refused: Option<(Job, String)>) {
+    pub(super) fn settle(&self, by: NodeId, refused: Option<(Job, String)>) {
         self.update(|state| {
             state.active -= 1;
             if let Some((mut job, why)) = refused {
@@ -249,7 +249,7 @@ impl Schedule {
 
     /// Holder `id` is gone (its connection failed) or dropped for lying:
     /// what it had taken and not done (`unfinished`) goes back for others.
-    pub fn holder_gone(&self, id: NodeId, why: String, unfinished: Vec<Job>) {
+    pub(super) fn holder_gone(&self, id: NodeId, why: String, unfinished: Vec<Job>) {
         self.update(|state| {
             state.active -= unfinished.len();
             for job in unfinished.into_iter().rev() {
@@ -261,25 +261,25 @@ impl Schedule {
     }
 
     /// No more jobs will be added.
-    pub fn close(&self) {
+    pub(super) fn close(&self) {
         self.lock().closed = true;
         self.wake.notify_waiters();
     }
 
     /// Small contents that could not be fetched, with the reason.
-    pub fn take_failed(&self) -> Vec<(SmallContent, String)> {
+    pub(super) fn take_failed(&self) -> Vec<(SmallContent, String)> {
         std::mem::take(&mut self.lock().failed)
     }
 
     /// Why each dropped holder was dropped.
-    pub fn dropped(&self) -> HashMap<NodeId, String> {
+    pub(super) fn dropped(&self) -> HashMap<NodeId, String> {
         self.lock().dropped.clone()
     }
 }
 
 /// Why a content held by `holders` cannot be fetched, given why some
 /// holders are unreachable or dropped (`reasons`) and which refused it.
-pub fn no_holder(
+pub(super) fn no_holder(
     holders: &[NodeId],
     reasons: &HashMap<NodeId, String>,
     refusals: &[(NodeId, String)],

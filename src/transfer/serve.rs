@@ -74,6 +74,8 @@ pub struct ServeCache {
     verified: HashMap<RepoPath, FileStat>,
 }
 
+/// The serving state shared by every request stream of a `serve`, behind one
+/// lock: its cache and database connection serve one request at a time.
 pub type StoreCell = std::sync::Arc<std::sync::Mutex<ServeCache>>;
 
 /// One file to stream: ranges of it, as long as it keeps the stat it had

@@ -30,7 +30,7 @@ pub const STAGING_DIR: &str = "staging";
 /// would write the same `<hash>.part` files. It is the kernel's lock
 /// (`flock`) on the folder itself, so it leaves no file behind and ends
 /// with the process, `kill -9` included.
-pub struct StagingLock {
+pub(super) struct StagingLock {
     _dir: File,
 }
 
@@ -38,7 +38,7 @@ pub struct StagingLock {
 /// not `.harmony/` itself: `NotFound` if `root` is no location), and locked
 /// for this `get`; an error of kind `WouldBlock` if another process holds
 /// it.
-pub fn lock_staging(root: &Path) -> io::Result<(PathBuf, StagingLock)> {
+pub(super) fn lock_staging(root: &Path) -> io::Result<(PathBuf, StagingLock)> {
     let path = root.join(STATE_DIR).join(STAGING_DIR);
     match fs::create_dir(&path) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
@@ -50,12 +50,12 @@ pub fn lock_staging(root: &Path) -> io::Result<(PathBuf, StagingLock)> {
 }
 
 /// The staging file of content `hash`.
-pub fn part_path(dir: &Path, hash: ContentHash) -> PathBuf {
+pub(super) fn part_path(dir: &Path, hash: ContentHash) -> PathBuf {
     dir.join(format!("{hash}.part"))
 }
 
 /// A content of several chunks being assembled.
-pub struct StagedFile {
+pub(super) struct StagedFile {
     pub path: PathBuf,
     file: File,
     offsets: Vec<u64>,
@@ -71,7 +71,11 @@ impl StagedFile {
     /// Opens the part file of content `hash` with chunks `manifest`, keeping
     /// every chunk an earlier, interrupted `get` left in it. Returns the
     /// bytes kept.
-    pub fn open(dir: &Path, hash: ContentHash, manifest: &Manifest) -> io::Result<(Self, u64)> {
+    pub(super) fn open(
+        dir: &Path,
+        hash: ContentHash,
+        manifest: &Manifest,
+    ) -> io::Result<(Self, u64)> {
         let path = part_path(dir, hash);
         let file = OpenOptions::new()
             .read(true)
@@ -113,17 +117,17 @@ impl StagedFile {
     }
 
     /// Whether chunk `index` is in place.
-    pub fn is_done(&self, index: usize) -> bool {
+    pub(super) fn is_done(&self, index: usize) -> bool {
         self.done[index]
     }
 
     /// Whether every chunk is in place.
-    pub fn is_complete(&self) -> bool {
+    pub(super) fn is_complete(&self) -> bool {
         self.remaining == 0
     }
 
     /// Writes chunk `index` (its hash already checked) at its offset.
-    pub fn write(&mut self, index: usize, bytes: &[u8]) -> io::Result<()> {
+    pub(super) fn write(&mut self, index: usize, bytes: &[u8]) -> io::Result<()> {
         if self.done[index] {
             return Ok(());
         }
@@ -163,7 +167,7 @@ impl StagedFile {
     /// Checks the complete file against the content hash. A file that does
     /// not match (a holder's manifest lied) is removed, so that the next try
     /// starts afresh.
-    pub fn finish(mut self, hash: ContentHash) -> Result<PathBuf, FinishError> {
+    pub(super) fn finish(mut self, hash: ContentHash) -> Result<PathBuf, FinishError> {
         debug_assert!(self.is_complete());
         self.catch_up().map_err(FinishError::Io)?;
         if ContentHash::from(self.hasher.finalize()) != hash {
@@ -176,7 +180,7 @@ impl StagedFile {
 
 /// Why a staged content could not be finished.
 #[derive(Debug, thiserror::Error)]
-pub enum FinishError {
+pub(super) enum FinishError {
     #[error("the assembled file does not match its content hash (a holder sent a wrong manifest); discarded")]
     Mismatch,
     #[error("{0}")]
@@ -184,7 +188,7 @@ pub enum FinishError {
 }
 
 /// The blake3 of a whole file.
-pub fn hash_file(path: &Path) -> io::Result<ContentHash> {
+pub(super) fn hash_file(path: &Path) -> io::Result<ContentHash> {
     let mut hasher = blake3::Hasher::new();
     hasher.update_reader(File::open(path)?)?;
     Ok(hasher.finalize().into())

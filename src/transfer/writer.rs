@@ -16,10 +16,10 @@ use crate::model::{ContentHash, Placed};
 
 /// Chunks (at most 128 KiB each with the default chunking) queued for the
 /// writer: bounds the memory between the network and the disk.
-pub const QUEUE: usize = 64;
+pub(super) const QUEUE: usize = 64;
 
 /// What the writer is asked to do.
-pub enum WriteOp {
+pub(super) enum WriteOp {
     /// A large content is being fetched: chunks for `key` go to `staged`;
     /// `done` is told the verified file, once complete.
     Open {
@@ -53,7 +53,7 @@ struct Open {
 
 /// Runs until every sender of `ops` is gone. Small contents go on to the
 /// installer through `ready`; `failed` hears of those that cannot be staged.
-pub fn run(
+pub(super) fn run(
     dir: &Path,
     mut ops: mpsc::Receiver<WriteOp>,
     ready: Sender<Ready>,
@@ -113,7 +113,7 @@ pub fn run(
 }
 
 /// Writes a whole content to its staging file.
-pub fn stage_whole(dir: &Path, hash: ContentHash, bytes: &[u8]) -> std::io::Result<PathBuf> {
+pub(super) fn stage_whole(dir: &Path, hash: ContentHash, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let path = part_path(dir, hash);
     File::create(&path)?.write_all(bytes)?;
     Ok(path)

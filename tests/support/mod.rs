@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use std::sync::Arc;
 
-use harmony::model::RepoPath;
+use harmony::model::{RepoId, RepoPath};
 use harmony::net::TrustList;
 use harmony::node::{NodeSetup, PlannedGet, Router};
 use harmony::scan::NoProgress;
@@ -46,12 +46,13 @@ impl Location {
 
     /// A new location of `other`'s repository (as its first sync would make it).
     pub fn joining(name: &str, other: &Location) -> Location {
-        let mut loc = Location::new(name);
-        assert!(loc
-            .repo
-            .join_if_fresh(other.repo.settings().repo_id)
-            .unwrap());
-        loc
+        Location::new(name).join(other.repo.settings().repo_id)
+    }
+
+    /// This fresh location, made a location of the repository `repo_id`.
+    fn join(mut self, repo_id: RepoId) -> Location {
+        assert!(self.repo.join_if_fresh(repo_id).unwrap());
+        self
     }
 
     /// `loc`, made a location of `other`'s repository even though it holds
@@ -103,6 +104,23 @@ pub fn locations<const N: usize>(names: [&str; N]) -> [Location; N] {
     names.map(Location::new)
 }
 
+/// Locations named `names` of one repository: the first is new, the others
+/// joined it (as their first sync would make them): `let [a, b, c] =
+/// one_repository(["a", "b", "c"]);`.
+pub fn one_repository<const N: usize>(names: [&str; N]) -> [Location; N] {
+    let mut repo_id = None;
+    names.map(|name| {
+        let loc = Location::new(name);
+        match repo_id {
+            Some(id) => loc.join(id),
+            None => {
+                repo_id = Some(loc.repo.settings().repo_id);
+                loc
+            }
+        }
+    })
+}
+
 /// a and b of one repository, both holding `shared.bin` with `bytes`
 /// (synced in process, each side's copy committed).
 pub fn shared_pair(bytes: &[u8]) -> (Location, Location) {
@@ -130,12 +148,20 @@ pub fn conflicted_pair() -> (Location, Location) {
 /// a holding `files` (committed) and serving b over QUIC, which trusts it
 /// and has synced with it (b holds nothing yet).
 pub async fn trusted_pair(files: &[(&str, &[u8])]) -> (Location, Location, Server) {
+    trusted_pair_with(files, |_| {}).await
+}
+
+/// [`trusted_pair`] with a's serving settings changed by `adjust`.
+pub async fn trusted_pair_with(
+    files: &[(&str, &[u8])],
+    adjust: impl FnOnce(&mut harmony::net::NodeConfig),
+) -> (Location, Location, Server) {
     let [mut a, mut b] = locations(["a", "b"]);
     for (path, bytes) in files {
         a.write(path, bytes);
     }
     a.commit();
-    let server = serve(&a, &[&b]);
+    let server = serve_with(&a, &[&b], adjust);
     sync_once(&mut b, &a, server.addr).await.unwrap();
     (a, b, server)
 }

@@ -1,5 +1,6 @@
 //! Helpers for the transport tests: identities, nodes serving on 127.0.0.1:0,
-//! waiting for server events. Included with `#[path]` by the tests that use it.
+//! waiting for server events, and a raw TLS client. Included with `#[path]`
+//! by the tests that use it.
 
 #![allow(dead_code)]
 
@@ -9,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harmony::model::{NodeId, RepoId};
+use harmony::net::tls::{crypto_provider, PinnedServerVerifier, SERVER_NAME};
 use harmony::net::{Builtin, Handler, Identity, Node, NodeConfig, ServerEvent, TrustList};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
@@ -136,6 +139,88 @@ impl Drop for Server {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+/// A QUIC client made straight from rustls and quinn, not through
+/// `harmony::net::Node`: it presents whatever certificate and key it is
+/// given (a stolen certificate with another key, say) and sends raw bytes,
+/// so a test can make a node face what our own client never sends.
+pub struct RawClient {
+    endpoint: quinn::Endpoint,
+    /// The connection, TLS done and nothing sent yet.
+    pub conn: quinn::Connection,
+}
+
+impl RawClient {
+    /// Connects to the node `server` at `addr` (pinned, as our client does),
+    /// presenting `cert` with `key`. Only the handshake may fail: a broken
+    /// setup panics, so that it cannot pass for a refusal.
+    pub async fn connect(
+        addr: SocketAddr,
+        server: NodeId,
+        cert: CertificateDer<'static>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<RawClient, quinn::ConnectionError> {
+        let provider = crypto_provider();
+        let key = provider.key_provider.load_private_key(key).expect("key");
+        let presented = rustls::sign::CertifiedKey::new(vec![cert], key);
+        let verifier = PinnedServerVerifier::new(server, &provider);
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_cert_resolver(Arc::new(Presents(Arc::new(presented))));
+        tls.alpn_protocols = vec![harmony::proto::ALPN.to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS");
+        let endpoint = quinn::Endpoint::client(localhost()).expect("client endpoint");
+        let connecting = endpoint
+            .connect_with(quinn::ClientConfig::new(Arc::new(quic)), addr, SERVER_NAME)
+            .expect("connect");
+        let conn = connecting.await?;
+        Ok(RawClient { endpoint, conn })
+    }
+
+    /// Connects as `ident`, with its own certificate and key.
+    pub async fn connect_as(ident: &Ident, addr: SocketAddr, server: NodeId) -> RawClient {
+        let cert = ident.identity.certificate().clone();
+        RawClient::connect(addr, server, cert, ident.identity.private_key())
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// Sends `bytes` as the client's `Hello`: on the first stream, which it
+    /// then finishes. Returns the server's half of that stream.
+    pub async fn send_hello(&self, bytes: &[u8]) -> anyhow::Result<quinn::RecvStream> {
+        let (mut send, recv) = self.conn.open_bi().await?;
+        send.write_all(bytes).await?;
+        send.finish()?;
+        Ok(recv)
+    }
+}
+
+impl Drop for RawClient {
+    fn drop(&mut self) {
+        self.endpoint.close(0u32.into(), b"");
+    }
+}
+
+/// Presents one fixed certificate with one fixed key, whether they match or not.
+#[derive(Debug)]
+struct Presents(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Presents {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 

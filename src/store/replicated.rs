@@ -1,0 +1,319 @@
+//! The replicated state: file entries and node records, each stamped with
+//! the change sequence a peer asks "what changed after" with, and the XOR
+//! state digest kept up to date at every write so two nodes can tell in one
+//! comparison whether they hold the same state.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{decode, derived, encode, fixed_meta, Result, Store, Writer};
+use crate::model::digest::{entry_part, xor_into};
+use crate::model::{FileEntry, FileId, NodeId, NodeRecord, Placed, RepoPath};
+
+impl Store {
+    /// XOR of every entry's digest: equal on two nodes exactly when they hold
+    /// the same replicated state (barring a 2^-256 accident).
+    pub fn state_digest(&self) -> Result<[u8; 32]> {
+        fixed_meta(self.meta_bytes("state_digest")?, "state_digest")
+    }
+
+    /// The last change sequence given to an entry (0 before any).
+    pub fn change_seq(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'change_seq'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()?
+            .unwrap_or(0) as u64)
+    }
+
+    /// Up to `limit` entries whose last change is after `after` and at most
+    /// `upto`, in change order, each with its change sequence.
+    pub fn entries_between(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, FileEntry)>> {
+        let upto = upto.min(i64::MAX as u64) as i64;
+        self.entries_with_seq(
+            "SELECT seq, data FROM entries WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+            params![after as i64, upto, limit as i64],
+        )
+    }
+
+    /// The `(seq, data)` rows of `sql` as decoded entries.
+    fn entries_with_seq(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<(u64, FileEntry)>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        rows.map(|row| {
+            let (seq, data) = row?;
+            Ok((seq, decode("file entry", &data)?))
+        })
+        .collect()
+    }
+
+    /// Node records changed after `after` and up to `upto`.
+    pub fn nodes_between(&self, after: u64, upto: u64) -> Result<Vec<NodeRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM nodes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq")?;
+        let rows = stmt.query_map(
+            params![after as i64, upto.min(i64::MAX as u64) as i64],
+            |r| r.get::<_, Vec<u8>>(0),
+        )?;
+        rows.map(|data| decode("node record", &data?)).collect()
+    }
+
+    /// Every known node's record.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.nodes_between(0, u64::MAX)
+    }
+
+    /// The record of node `id`, if it is known.
+    pub fn node(&self, id: NodeId) -> Result<Option<NodeRecord>> {
+        read_node(&self.conn, id)
+    }
+
+    /// Tombstones (deleted entries) with their change sequence.
+    pub fn tombstones(&self) -> Result<Vec<(u64, FileEntry)>> {
+        self.entries_with_seq("SELECT seq, data FROM entries WHERE deleted = 1", [])
+    }
+
+    /// Every entry of the repository, as replicated.
+    pub fn entries(&self) -> Result<Vec<FileEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT data FROM entries ORDER BY path")?;
+        let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+        rows.map(|data| decode("file entry", &data?)).collect()
+    }
+
+    /// Every entry of the repository with the path it is placed at, in
+    /// path order.
+    pub fn placed_entries(&self) -> Result<Vec<Placed>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT e.data, d.placed FROM entries AS e LEFT JOIN displaced AS d USING (file_id)
+             ORDER BY COALESCE(d.placed, e.path)",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<String>>(1)?))
+        })?;
+        rows.map(|row| {
+            let (data, placed) = row?;
+            derived::placed(decode("file entry", &data)?, placed)
+        })
+        .collect()
+    }
+
+    /// The entry of file `id`, if any.
+    pub fn entry(&self, id: FileId) -> Result<Option<FileEntry>> {
+        read_entry(&self.conn, id)
+    }
+
+    /// The entry `id` with the path it is placed at.
+    pub fn placed_entry(&self, id: FileId) -> Result<Option<Placed>> {
+        derived::placed_entry(&self.conn, id)
+    }
+}
+
+impl Writer<'_> {
+    /// The next write counter of this node, for version vectors.
+    pub fn next_write_counter(&self) -> Result<u64> {
+        self.next("write_counter")
+    }
+
+    /// The entry of file `id` as this transaction sees it.
+    pub fn entry(&self, id: FileId) -> Result<Option<FileEntry>> {
+        read_entry(&self.txn, id)
+    }
+
+    /// The live (not deleted) file placed at `path`, if any.
+    pub fn live_entry_at(&self, path: &RepoPath) -> Result<Option<FileEntry>> {
+        derived::live_entry_at(&self.txn, path)
+    }
+
+    /// Stores an entry, stamping it with the next change sequence and
+    /// updating the state digest.
+    pub fn put_entry(&self, entry: &FileEntry) -> Result<()> {
+        let seq = self.next("change_seq")?;
+        let digest = self.digest_of(entry)?;
+        let old: Option<(Vec<u8>, Vec<u8>)> = self
+            .txn
+            .prepare_cached("SELECT digest, data FROM entries WHERE file_id = ?1")?
+            .query_row([entry.id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let old = match old {
+            Some((old_digest, data)) => {
+                self.swap_digest(Some(fixed_meta(old_digest, "row digest")?), digest)?;
+                Some(decode::<FileEntry>("file entry", &data)?)
+            }
+            None => {
+                self.swap_digest(None, digest)?;
+                None
+            }
+        };
+        self.txn
+            .prepare_cached(
+                "INSERT INTO entries(file_id, path, deleted, seq, digest, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(file_id) DO UPDATE SET path = excluded.path,
+                     deleted = excluded.deleted, seq = excluded.seq,
+                     digest = excluded.digest, data = excluded.data",
+            )?
+            .execute(params![
+                entry.id.0,
+                entry.current_path().as_str(),
+                entry.is_deleted(),
+                seq as i64,
+                digest.to_vec(),
+                encode(entry)?
+            ])?;
+        self.update_derived(old.as_ref(), Some(entry))
+    }
+
+    /// Removes an entry for good (a collected tombstone).
+    pub fn remove_entry(&self, id: FileId) -> Result<()> {
+        let old: Option<(Vec<u8>, Vec<u8>)> = self
+            .txn
+            .prepare_cached("SELECT digest, data FROM entries WHERE file_id = ?1")?
+            .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((old_digest, data)) = old else {
+            return Ok(());
+        };
+        self.swap_digest(Some(fixed_meta(old_digest, "row digest")?), [0; 32])?;
+        self.txn
+            .prepare_cached("DELETE FROM entries WHERE file_id = ?1")?
+            .execute([id.0])?;
+        let old: FileEntry = decode("file entry", &data)?;
+        self.update_derived(Some(&old), None)
+    }
+
+    /// The record of node `id` as this transaction sees it.
+    pub fn node(&self, id: NodeId) -> Result<Option<NodeRecord>> {
+        read_node(&self.txn, id)
+    }
+
+    /// An entry's part of the state digest: nothing for a stable tombstone.
+    fn digest_of(&self, entry: &FileEntry) -> Result<[u8; 32]> {
+        let mut known = self.known.borrow_mut();
+        if known.is_none() {
+            *known = Some(self.known_nodes()?);
+        }
+        Ok(entry_part(entry, known.as_ref().expect("loaded above")))
+    }
+
+    fn known_nodes(&self) -> Result<Vec<NodeId>> {
+        self.txn
+            .prepare_cached("SELECT node_id FROM nodes")?
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .map(|id| Ok(NodeId(fixed_meta(id?, "node id")?)))
+            .collect()
+    }
+
+    /// Stores a node record, like [`Writer::put_entry`]. A node seen for the
+    /// first time may make stable tombstones unstable again: their digests
+    /// are recomputed.
+    pub fn put_node(&self, record: &NodeRecord) -> Result<()> {
+        if self.node(record.id)?.is_none() {
+            self.known.borrow_mut().take();
+            self.rehash_tombstones_with(record.id)?;
+        }
+        let seq = self.next("change_seq")?;
+        let digest = record.digest();
+        self.replace_digest(
+            "SELECT digest FROM nodes WHERE node_id = ?1",
+            &record.id.0,
+            digest,
+        )?;
+        self.txn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO nodes(node_id, seq, digest, data) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                record.id.0,
+                seq as i64,
+                digest.to_vec(),
+                encode(record)?
+            ])?;
+        Ok(())
+    }
+
+    /// Recomputes the digest of every tombstone, counting `newcomer` among
+    /// the known nodes.
+    fn rehash_tombstones_with(&self, newcomer: NodeId) -> Result<()> {
+        let rows: Vec<(Vec<u8>, Vec<u8>)> = self
+            .txn
+            .prepare_cached("SELECT file_id, data FROM entries WHERE deleted = 1")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut known = self.known_nodes()?;
+        known.push(newcomer);
+        for (id, data) in rows {
+            let digest = entry_part(&decode("file entry", &data)?, &known);
+            self.replace_digest("SELECT digest FROM entries WHERE file_id = ?1", &id, digest)?;
+            self.txn
+                .prepare_cached("UPDATE entries SET digest = ?1 WHERE file_id = ?2")?
+                .execute(params![digest.to_vec(), id])?;
+        }
+        Ok(())
+    }
+
+    /// Swaps a row's old digest (found by `select_old` with `key`) for `new`
+    /// in the state digest.
+    fn replace_digest(&self, select_old: &str, key: &[u8], new: [u8; 32]) -> Result<()> {
+        let old: Option<Vec<u8>> = self
+            .txn
+            .prepare_cached(select_old)?
+            .query_row([key], |r| r.get(0))
+            .optional()?;
+        let old = old.map(|old| fixed_meta(old, "row digest")).transpose()?;
+        self.swap_digest(old, new)
+    }
+
+    /// Swaps a row's `old` digest for `new` in the state digest; XOR makes
+    /// the order of changes irrelevant.
+    fn swap_digest(&self, old: Option<[u8; 32]>, new: [u8; 32]) -> Result<()> {
+        let mut meta = self.meta.borrow_mut();
+        let state = match &mut meta.digest {
+            Some(state) => state,
+            empty => empty.insert(fixed_meta(
+                self.txn
+                    .prepare_cached("SELECT value FROM meta WHERE key = 'state_digest'")?
+                    .query_row([], |r| r.get(0))?,
+                "state_digest",
+            )?),
+        };
+        if let Some(old) = old {
+            xor_into(state, &old);
+        }
+        xor_into(state, &new);
+        Ok(())
+    }
+}
+
+fn read_entry(conn: &Connection, id: FileId) -> Result<Option<FileEntry>> {
+    let data: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT data FROM entries WHERE file_id = ?1")?
+        .query_row([id.0], |r| r.get(0))
+        .optional()?;
+    data.map(|d| decode("file entry", &d)).transpose()
+}
+
+fn read_node(conn: &Connection, id: NodeId) -> Result<Option<NodeRecord>> {
+    let data: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT data FROM nodes WHERE node_id = ?1")?
+        .query_row([id.0], |r| r.get(0))
+        .optional()?;
+    data.map(|d| decode("node record", &d)).transpose()
+}
