@@ -62,7 +62,7 @@ impl Default for Config {
 
 /// The keys `config.toml` knows, with what each takes (for errors and for
 /// `harmony config`).
-pub(super) const KEYS: &[(&str, &str)] = &[
+pub const KEYS: &[(&str, &str)] = &[
     ("symlinks", "true or false"),
     ("fold_case", "true or false"),
     ("listen", "an address host:port, e.g. \"0.0.0.0:7447\""),
