@@ -41,7 +41,7 @@ async fn commits_raise_state_changed_and_a_new_quiet_period_applies_at_once() {
         },
     ));
 
-    timeout(STUCK, changed.wait())
+    timeout(STUCK, changed.inbox().take())
         .await
         .expect("the commit at start");
     assert_eq!(loc.paths(), ["before.txt"]);
@@ -53,7 +53,7 @@ async fn commits_raise_state_changed_and_a_new_quiet_period_applies_at_once() {
             ..config
         })
         .unwrap();
-    timeout(STUCK, changed.wait())
+    timeout(STUCK, changed.inbox().take())
         .await
         .expect("committed a tenth of a second after the change, not an hour");
     assert_eq!(loc.paths(), ["before.txt", "later.txt"]);

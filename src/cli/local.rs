@@ -150,10 +150,8 @@ pub fn status(out: &Output, args: StatusArgs) -> anyhow::Result<()> {
         out.warn(warning);
     }
     out.report(&lines, || {
-        if lines.is_empty() {
-            if !out.quiet {
-                out!("everything committed and up to date");
-            }
+        if lines.is_empty() && !out.quiet {
+            out!("everything committed and up to date");
         }
         for line in &lines {
             match (&line.from, &line.reason) {

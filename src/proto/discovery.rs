@@ -52,12 +52,16 @@ pub struct Beacon {
 /// Why a datagram is not a beacon (dropped without an answer).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BeaconError {
+    /// Not the length of a beacon of this version.
     #[error("a beacon is {BEACON_LEN} bytes, not {0}")]
     Length(usize),
+    /// Some other protocol's datagram on the port.
     #[error("not a Harmony beacon (wrong magic)")]
     Magic,
+    /// A beacon of another version of the format.
     #[error("beacon version {0}, this build reads {BEACON_VERSION}")]
     Version(u8),
+    /// An announcement must name the port to connect to.
     #[error("port 0 in a beacon that is not a query")]
     Port,
 }

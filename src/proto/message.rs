@@ -280,7 +280,10 @@ pub enum Request {
     /// Answered by `Response::Noted`. A serving receiver whose own digest
     /// differs syncs with the sender soon: this is how `serve` passes a
     /// change on within a second instead of at the next periodic sync.
-    Notify { digest: [u8; 32] },
+    Notify {
+        /// The sender's state digest (as in `SyncHello`).
+        digest: [u8; 32],
+    },
 }
 
 impl Request {

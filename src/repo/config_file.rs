@@ -27,10 +27,12 @@ pub enum ConfigSource {
 /// One key of `config.toml` with its effective value.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ConfigValue {
+    /// The key, as written in the file.
     pub key: &'static str,
     /// As it would be written in `config.toml`; `None`: no value (no
     /// bandwidth limit).
     pub value: Option<toml::Value>,
+    /// Where the value comes from (the file, a default, `init`, a probe).
     pub source: ConfigSource,
     /// What the key takes.
     pub takes: &'static str,
@@ -114,7 +116,11 @@ fn read_config_text(path: &std::path::Path) -> Result<String> {
 /// The text of `config.toml` after setting (or, with `None`, removing)
 /// `key`, checked by [`Config::parse`]; the error says why not, and what to
 /// do.
-pub fn edit(text: &str, key: &str, value: Option<&str>) -> std::result::Result<String, String> {
+pub(super) fn edit(
+    text: &str,
+    key: &str,
+    value: Option<&str>,
+) -> std::result::Result<String, String> {
     let known = KEYS.iter().any(|(k, _)| *k == key);
     let mut doc: DocumentMut = text
         .parse()

@@ -24,6 +24,7 @@ pub struct IgnoreRules {
 }
 
 impl IgnoreRules {
+    /// The rules of the location at `root`, as its walk reads them.
     pub fn new(root: &Path) -> IgnoreRules {
         IgnoreRules {
             root: root.to_path_buf(),

@@ -55,8 +55,10 @@ const PEERS_MAX_AGE: Duration = Duration::from_secs(2);
 /// Why discovery cannot look for a peer.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
+    /// The environment forbids discovery (tests on the host's network).
     #[error("LAN discovery is turned off in this process ({OFF_ENV} is set)")]
     Off,
+    /// No socket for the beacons (the port is taken, no interface).
     #[error("cannot listen for announcements on the local network: {0}")]
     Socket(#[from] std::io::Error),
 }

@@ -18,7 +18,7 @@ use crate::scan::{IgnoreRules, IGNORE_FILE};
 
 /// What one batch from the watcher says.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Seen {
+pub(super) struct Seen {
     /// The time of the latest change worth a commit, if any.
     pub changed: Option<Instant>,
     /// Events were lost (an overflowed queue, a failed read): why.
@@ -28,13 +28,16 @@ pub struct Seen {
 }
 
 impl Seen {
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         *self == Seen::default()
     }
 }
 
 /// Reads one batch; `relevant` says whether an event is worth a commit.
-pub fn observe(batch: DebounceEventResult, mut relevant: impl FnMut(&Event) -> bool) -> Seen {
+pub(super) fn observe(
+    batch: DebounceEventResult,
+    mut relevant: impl FnMut(&Event) -> bool,
+) -> Seen {
     let mut seen = Seen::default();
     match batch {
         Ok(events) => {
@@ -60,13 +63,13 @@ pub fn observe(batch: DebounceEventResult, mut relevant: impl FnMut(&Event) -> b
 }
 
 /// Whether an event is worth a commit of the tree at `root`.
-pub struct Filter {
+pub(super) struct Filter {
     root: PathBuf,
     rules: IgnoreRules,
 }
 
 impl Filter {
-    pub fn new(root: &Path) -> Filter {
+    pub(super) fn new(root: &Path) -> Filter {
         Filter {
             root: root.to_path_buf(),
             rules: IgnoreRules::new(root),
@@ -75,7 +78,7 @@ impl Filter {
 
     /// True for a change (not a read) to a path the scan does not ignore;
     /// a rename counts when either of its paths does.
-    pub fn relevant(&mut self, event: &Event) -> bool {
+    pub(super) fn relevant(&mut self, event: &Event) -> bool {
         let folder = match event.kind {
             EventKind::Access(AccessKind::Close(AccessMode::Write)) => None,
             EventKind::Access(_) | EventKind::Other => return false,

@@ -26,7 +26,7 @@ const RETRY_MAX: Duration = Duration::from_secs(300);
 /// Fetches the outdated held files each time `wanted` is raised, one get at
 /// a time; raises `inbox` when files were fetched (this location's holder
 /// slots changed, which its peers should hear).
-pub async fn keep_fetching(
+pub(super) async fn keep_fetching(
     root: PathBuf,
     wanted: Arc<Notify>,
     inbox: Inbox,

@@ -27,7 +27,7 @@ const IFF_MULTICAST: u32 = 0x1000;
 
 /// The address families beacons are sent in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Families {
+pub(super) struct Families {
     pub v4: bool,
     pub v6: bool,
 }
@@ -36,7 +36,7 @@ impl Families {
     /// The families in which a QUIC endpoint bound to `listen` can be
     /// reached: `[::]` takes both (Linux binds it dual-stack), `0.0.0.0` or
     /// an IPv4 address only IPv4, an IPv6 address only IPv6.
-    pub fn reaching(listen: SocketAddr) -> Families {
+    pub(super) fn reaching(listen: SocketAddr) -> Families {
         match listen.ip() {
             IpAddr::V6(ip) if ip.is_unspecified() => Families { v4: true, v6: true },
             IpAddr::V6(_) => Families {
@@ -53,7 +53,7 @@ impl Families {
 
 /// The beacon sockets of one node: receivers in both families (a peer may
 /// announce in either), senders made per send.
-pub struct Lan {
+pub(super) struct Lan {
     v4: Option<UdpSocket>,
     v6: Option<UdpSocket>,
     /// Interfaces whose groups the receivers joined.
@@ -64,7 +64,7 @@ impl Lan {
     /// Binds the receivers on the discovery port (shared with other nodes of
     /// this host) and joins the groups on every link. Fails only if neither
     /// family can be had.
-    pub fn open() -> io::Result<Lan> {
+    pub(super) fn open() -> io::Result<Lan> {
         let v4 = receiver(Domain::IPV4);
         let v6 = receiver(Domain::IPV6);
         if let (Err(e), Err(_)) = (&v4, &v6) {
@@ -113,7 +113,7 @@ impl Lan {
     /// Sends `beacon` on every link in `families`, from `source` (the QUIC
     /// endpoint's own address when it is bound to one, so that receivers
     /// see the address to dial). Returns the bytes sent (UDP payload).
-    pub fn send(&mut self, beacon: &Beacon, families: Families, source: IpAddr) -> usize {
+    pub(super) fn send(&mut self, beacon: &Beacon, families: Families, source: IpAddr) -> usize {
         let links = match self.join_links() {
             Ok(links) => links,
             Err(e) => {
@@ -150,7 +150,7 @@ impl Lan {
 
     /// The next beacon from either family, with the address it came from;
     /// datagrams that are not beacons are skipped.
-    pub async fn recv(&self) -> io::Result<(Beacon, SocketAddr)> {
+    pub(super) async fn recv(&self) -> io::Result<(Beacon, SocketAddr)> {
         loop {
             let (bytes, len, from) = tokio::select! {
                 got = recv_from(self.v4.as_ref()) => got?,

@@ -16,7 +16,7 @@ const EVERY: Duration = Duration::from_secs(1);
 
 /// Raises `inbox` whenever the change sequence of the location at `root`
 /// moves; runs until dropped.
-pub async fn notice_local_changes(root: PathBuf, inbox: Inbox) {
+pub(super) async fn notice_local_changes(root: PathBuf, inbox: Inbox) {
     let db = root.join(STATE_DIR).join(DB_FILE);
     let mut last = None;
     let mut ticks = tokio::time::interval(EVERY);

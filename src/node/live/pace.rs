@@ -22,16 +22,16 @@ const MAX_DELAY_QUIET_PERIODS: u32 = 10;
 /// A minute is Syncthing's old default for unwatched folders: changes are
 /// seen within a minute, and the cost, a walk that stats every file (about
 /// a second of one core for 100,000 files), stays near 1 % of one core.
-pub const BLIND_RESCAN: Duration = Duration::from_secs(60);
+pub(super) const BLIND_RESCAN: Duration = Duration::from_secs(60);
 
 /// After a commit failed (the database busy, the tree unmounted and the
 /// deletion of everything refused), wait this long before the next try, so
 /// the log gets one line per try and not one per event.
-pub const RETRY: Duration = Duration::from_secs(30);
+pub(super) const RETRY: Duration = Duration::from_secs(30);
 
 /// Why a commit is due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Due {
+pub(super) enum Due {
     /// The watcher saw changes and the tree has been quiet since (or the
     /// changes went on for too long).
     Changes,
@@ -45,7 +45,7 @@ pub enum Due {
 
 /// The pace of commits of one watched tree.
 #[derive(Clone, Debug)]
-pub struct Pacer {
+pub(super) struct Pacer {
     quiet: Duration,
     rescan_interval: Duration,
     watching: bool,
@@ -64,7 +64,7 @@ pub struct Pacer {
 impl Pacer {
     /// A pacer whose first commit is due at once: the tree may have changed
     /// while nothing watched it.
-    pub fn new(now: Instant, config: &Config) -> Pacer {
+    pub(super) fn new(now: Instant, config: &Config) -> Pacer {
         Pacer {
             quiet: config.quiet_period,
             rescan_interval: config.rescan_interval,
@@ -79,30 +79,30 @@ impl Pacer {
     }
 
     /// Takes the new quiet period and rescan interval (a reloaded config).
-    pub fn configure(&mut self, config: &Config) {
+    pub(super) fn configure(&mut self, config: &Config) {
         self.quiet = config.quiet_period;
         self.rescan_interval = config.rescan_interval;
     }
 
     /// Whether a watcher is in place; without one, rescans come every
     /// [`BLIND_RESCAN`] at most.
-    pub fn set_watching(&mut self, watching: bool) {
+    pub(super) fn set_watching(&mut self, watching: bool) {
         self.watching = watching;
     }
 
     /// The watcher saw a change (one that a commit may record) at `at`.
-    pub fn changed(&mut self, at: Instant) {
+    pub(super) fn changed(&mut self, at: Instant) {
         self.first_change = Some(self.first_change.map_or(at, |first| first.min(at)));
         self.last_change = Some(self.last_change.map_or(at, |last| last.max(at)));
     }
 
     /// The watcher lost events at `at`: a rescan is due at once.
-    pub fn lost(&mut self, at: Instant) {
+    pub(super) fn lost(&mut self, at: Instant) {
         self.lost = Some(self.lost.map_or(at, |lost| lost.min(at)));
     }
 
     /// The time between two rescans that no event asked for.
-    pub fn rescan_every(&self) -> Duration {
+    pub(super) fn rescan_every(&self) -> Duration {
         if self.watching {
             self.rescan_interval
         } else {
@@ -111,7 +111,7 @@ impl Pacer {
     }
 
     /// When the next commit is due, and why (the earliest reason).
-    pub fn next(&self) -> (Instant, Due) {
+    pub(super) fn next(&self) -> (Instant, Due) {
         let rescan = self
             .last_scan
             .map_or(self.created, |at| at + self.rescan_every());
@@ -135,7 +135,7 @@ impl Pacer {
 
     /// A commit that started at `started` finished: what was seen before it
     /// started is recorded; what came since is still to be.
-    pub fn committed(&mut self, started: Instant) {
+    pub(super) fn committed(&mut self, started: Instant) {
         self.last_scan = Some(started);
         self.not_before = None;
         if self.lost.is_some_and(|lost| lost <= started) {
@@ -152,7 +152,7 @@ impl Pacer {
 
     /// A commit failed at `now`: everything it was due for is still due,
     /// after [`RETRY`].
-    pub fn failed(&mut self, now: Instant) {
+    pub(super) fn failed(&mut self, now: Instant) {
         self.not_before = Some(now + RETRY);
     }
 }

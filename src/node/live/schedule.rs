@@ -35,6 +35,7 @@ pub enum Action {
 /// How one exchange with a peer ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// It did what it was for.
     Done,
     /// Failed: the connection is taken for lost.
     Failed,
