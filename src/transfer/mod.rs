@@ -12,6 +12,7 @@ mod manifest;
 mod misbehaved;
 mod paging;
 mod pieces;
+mod rate;
 mod refine;
 mod schedule;
 pub mod serve;
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 pub use get::{get, GetLock};
 pub use misbehaved::Misbehaved;
+pub use rate::{RateLimit, TokenBucket};
 pub use staging::STAGING_DIR;
 
 use crate::model::{ContentHash, FileEntry, NodeId, Resolved};
