@@ -100,7 +100,10 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
         };
+        // Content sent to every peer together, at the limit as reloaded.
+        let sending = node::RateLimit::new(config.bandwidth_limit);
         let (config_tx, config_rx) = watch::channel(config);
+        tokio::spawn(sending.clone().follow(config_rx.clone()));
         tokio::spawn(signals(root.clone(), stop_tx, config_tx));
         let inbox = Inbox::default();
         tokio::spawn(reachable_on_accept(node.subscribe(), inbox.clone()));
@@ -127,7 +130,8 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         let live = tokio::spawn(live.run(stopped()));
         let router = Router::new(root.clone(), node.membership())
             .commit_first(!args.no_commit)
-            .live(inbox);
+            .live(inbox)
+            .rate_limit(sending);
         node.serve(Arc::new(router), Some(source), stopped()).await;
         let _ = live.await;
         if let Some(finding) = finding {
