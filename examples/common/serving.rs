@@ -63,12 +63,22 @@ pub struct Served {
 }
 
 pub fn serve(rt: &Runtime, loc: &Location, trusted: &[&Location]) -> Served {
+    serve_routed(rt, loc, trusted, |router| router)
+}
+
+/// [`serve`], its router changed by `route` (e.g. a rate limit).
+pub fn serve_routed(
+    rt: &Runtime,
+    loc: &Location,
+    trusted: &[&Location],
+    route: impl FnOnce(Router) -> Router,
+) -> Served {
     let trust = TrustList::from_peers(trusted.iter().map(|t| (t.id, t.name.clone())));
     let setup = NodeSetup::open(&loc.root(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let _guard = rt.enter();
     let node = Arc::new(setup.bind(trust).unwrap());
     let addr = node.local_addr().unwrap();
-    let service = Arc::new(Router::new(loc.root(), node.membership()));
+    let service = Arc::new(route(Router::new(loc.root(), node.membership())));
     let (stop, stopped) = oneshot::channel::<()>();
     rt.spawn(async move {
         node.serve(service, None, async {

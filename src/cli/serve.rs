@@ -109,7 +109,10 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
         };
+        // Content sent to every peer together, at the limit as reloaded.
+        let sending = node::RateLimit::new(config.bandwidth_limit);
         let (config_tx, config_rx) = watch::channel(config);
+        tokio::spawn(sending.clone().follow(config_rx.clone()));
         tokio::spawn(signals(root.clone(), stop_tx, config_tx));
         let inbox = Inbox::default();
         let watcher = watching.then(|| {
@@ -150,7 +153,8 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         let commit_first = !args.no_commit && !watching;
         let router = Router::new(root.clone(), node.membership())
             .commit_first(commit_first)
-            .live(inbox);
+            .live(inbox)
+            .rate_limit(sending);
         node.serve(Arc::new(router), Some(source), stopped()).await;
         let _ = live.await;
         if let Some(watcher) = watcher {

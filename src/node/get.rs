@@ -7,13 +7,17 @@ use std::time::Duration;
 
 use super::{DialError, NodeSetup};
 use crate::model::RepoPath;
-use crate::transfer::{self, GetLock, GetReport, Holders, TransferProgress};
+use crate::transfer::{self, GetLock, GetReport, Holders, RateLimit, TransferProgress};
 use crate::{GetPlan, Repo};
 
 /// The trusted peers of `repo` as holders, reached through one client
 /// endpoint (IPv6 when any peer's address is), each waiting
-/// `handshake_timeout` for its peer. Must be called within a Tokio runtime.
+/// `handshake_timeout` for its peer, content received at most at the
+/// location's `bandwidth_limit` as `config.toml` says now (a running `serve`
+/// may give a limit it keeps current instead: [`Holders::rate_limit`]).
+/// Must be called within a Tokio runtime.
 pub fn trusted_holders(repo: &Repo, handshake_timeout: Duration) -> Result<Holders, DialError> {
+    let limit = RateLimit::new(repo.config()?.bandwidth_limit);
     let peers = repo.store().peers().map_err(crate::Error::from)?;
     let ipv6 = peers.iter().any(|p| p.addr.starts_with('['));
     let local: SocketAddr = if ipv6 { "[::]:0" } else { "0.0.0.0:0" }
@@ -21,7 +25,7 @@ pub fn trusted_holders(repo: &Repo, handshake_timeout: Duration) -> Result<Holde
         .expect("a valid address");
     let mut setup = NodeSetup::of(repo, local)?;
     setup.config.handshake_timeout = handshake_timeout;
-    Ok(Holders::new(setup.bind_client()?, peers))
+    Ok(Holders::new(setup.bind_client()?, peers).rate_limit(limit))
 }
 
 /// A `get` ready to run: the location locked for it (one get at a time),

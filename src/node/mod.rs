@@ -32,4 +32,6 @@ pub use trust::{trust_source, trusted, OpenError};
 /// The types the commands meet through the node service.
 pub use crate::store::PeerRecord;
 pub use crate::sync::{SessionReport, SyncError};
-pub use crate::transfer::{drop_files, DropReport, GetReport, Holders, TransferProgress};
+pub use crate::transfer::{
+    drop_files, DropReport, GetReport, Holders, RateLimit, TransferProgress,
+};

@@ -11,6 +11,7 @@ use crate::proto::{Request, Response};
 use crate::store::{Store, DB_FILE};
 use crate::sync::SyncServer;
 use crate::transfer::serve::{self as content, StoreCell};
+use crate::transfer::RateLimit;
 
 /// Serves the location at `root`: state sync to [`sync`](crate::sync),
 /// content requests to [`transfer`](crate::transfer), every other request
@@ -21,6 +22,8 @@ pub struct Router {
     content: StoreCell,
     /// Where a live node (`serve`) hears of notices and merges.
     inbox: Option<Inbox>,
+    /// Content bytes sent, to every peer together (no limit by default).
+    sending: RateLimit,
 }
 
 impl Router {
@@ -32,7 +35,16 @@ impl Router {
             root,
             content: StoreCell::default(),
             inbox: None,
+            sending: RateLimit::default(),
         }
+    }
+
+    /// Sends content (chunks, whole files) to all peers together at most as
+    /// fast as `limit` allows: the location's `bandwidth_limit`, whose rate
+    /// may change while serving. State sync is not limited.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.sending = limit;
+        self
     }
 
     /// Tells `inbox` of each peer's notice that its state differs from ours,
@@ -103,7 +115,7 @@ impl Handler for Router {
                 | Request::Refine { .. }
                 | Request::Has { .. } => {
                     let cache = self.content.clone();
-                    content::answer(self.root.clone(), cache, request, stream).await
+                    content::answer(self.root.clone(), cache, request, stream, &self.sending).await
                 }
                 other => Builtin.handle(peer, other, stream).await,
             }

@@ -51,6 +51,8 @@ pub(super) struct Context {
     pub(super) ready: std::sync::mpsc::Sender<Ready>,
     pub(super) shared: Arc<Shared>,
     pub(super) progress: Arc<dyn TransferProgress>,
+    /// Content bytes received (see [`Holders::rate_limit`]).
+    pub(super) receiving: super::RateLimit,
     pub(super) next_key: AtomicU64,
 }
 
@@ -150,6 +152,7 @@ pub async fn get(
         ready: ready_tx,
         shared: shared.clone(),
         progress: progress.clone(),
+        receiving: holders.receiving.clone(),
         next_key: AtomicU64::new(0),
     });
     // In a JoinSet, the lanes stop if this future is dropped, so that the
@@ -164,6 +167,7 @@ pub async fn get(
                 writer: ctx.writer.clone(),
                 shared: shared.clone(),
                 progress: progress.clone(),
+                receiving: ctx.receiving.clone(),
             }
             .run(),
         );

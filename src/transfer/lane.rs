@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::rate::RateLimit;
 use super::schedule::{Job, Refusals, Schedule, SmallContent};
 use super::writer::WriteOp;
 use super::{Shared, TransferProgress};
@@ -43,6 +44,8 @@ pub(super) struct Lane {
     pub writer: mpsc::Sender<WriteOp>,
     pub shared: Arc<Shared>,
     pub progress: Arc<dyn TransferProgress>,
+    /// Content bytes received, by every lane together.
+    pub receiving: RateLimit,
 }
 
 impl Lane {
@@ -144,7 +147,7 @@ impl Lane {
         for index in chunks.clone() {
             let chunk = fetch.manifest.chunks[index];
             let mut bytes = vec![0; chunk.len as usize];
-            if let Err(e) = stream.recv_exact(&mut bytes).await {
+            if let Err(e) = self.receiving.recv_exact(stream, &mut bytes).await {
                 return Err(net_failure(e, rest(index)));
             }
             if ContentHash::from(blake3::hash(&bytes)) != chunk.hash {
@@ -204,7 +207,7 @@ impl Lane {
                 });
             }
             let mut bytes = vec![0; len as usize];
-            if let Err(e) = stream.recv_exact(&mut bytes).await {
+            if let Err(e) = self.receiving.recv_exact(stream, &mut bytes).await {
                 items.push_front((content, Some(len)));
                 return Err(net_failure(e, rest(items, refused)));
             }

@@ -123,7 +123,16 @@ async fn refine_missing(
     let mut left = Vec::new();
     for (n, &index) in missing.iter().enumerate() {
         let chunk = manifest.chunks[index];
-        match refine::refine_chunk(conn, want.hash, offsets[index], chunk, &pieces).await {
+        match refine::refine_chunk(
+            conn,
+            &ctx.receiving,
+            want.hash,
+            offsets[index],
+            chunk,
+            &pieces,
+        )
+        .await
+        {
             Ok(refined) if staged.write(index, &refined.bytes).is_ok() => {
                 ctx.shared.fetched(&conn.peer().name, refined.fetched);
                 ctx.shared.reused(refined.reused);

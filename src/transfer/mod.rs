@@ -12,6 +12,7 @@ mod manifest;
 mod misbehaved;
 mod paging;
 mod pieces;
+mod rate;
 mod refine;
 mod schedule;
 pub mod serve;
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 pub use get::{get, GetLock};
 pub use misbehaved::Misbehaved;
+pub use rate::{RateLimit, TokenBucket};
 pub use staging::STAGING_DIR;
 
 use crate::model::{ContentHash, FileEntry, NodeId, Resolved};
@@ -142,6 +144,8 @@ pub struct Holders {
     node: Node,
     peers: HashMap<NodeId, PeerRecord>,
     conns: HashMap<NodeId, Result<PeerConnection, String>>,
+    /// Content bytes a get through these holders receives.
+    receiving: RateLimit,
 }
 
 impl Holders {
@@ -151,7 +155,17 @@ impl Holders {
             node,
             peers: peers.into_iter().map(|p| (p.node_id, p)).collect(),
             conns: HashMap::new(),
+            receiving: RateLimit::default(),
         }
+    }
+
+    /// Receives content (chunks, whole files) from all holders together at
+    /// most as fast as `limit` allows (no limit by default). One get runs
+    /// per location at a time, so a limit given to its holders is the
+    /// location's; a limit shared with other holders is shared with them.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.receiving = limit;
+        self
     }
 
     /// The name this location knows `id` by, if it trusts it.

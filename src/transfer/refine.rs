@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::local::LocalCopies;
+use super::rate::RateLimit;
 use super::{ask, AskError, Misbehaved};
 use crate::chunk::{refine, ChunkRef, Manifest};
 use crate::model::ContentHash;
@@ -69,9 +70,11 @@ pub(super) struct Refined {
     pub reused: u64,
 }
 
-/// Chunk `chunk` at `offset` of content `hash`, from `conn`, reusing `old`.
+/// Chunk `chunk` at `offset` of content `hash`, from `conn`, reusing `old`;
+/// the sub-chunks are read as `limit` allows.
 pub(super) async fn refine_chunk(
     conn: &PeerConnection,
+    limit: &RateLimit,
     hash: ContentHash,
     offset: u64,
     chunk: ChunkRef,
@@ -127,7 +130,7 @@ pub(super) async fn refine_chunk(
         };
         for (at, sub) in &wanted {
             let piece = &mut bytes[*at..*at + sub.len as usize];
-            stream.recv_exact(piece).await?;
+            limit.recv_exact(&mut stream, piece).await?;
             if ContentHash::from(blake3::hash(piece)) != sub.hash {
                 return Err(AskError::Lied(Misbehaved::CorruptSubChunk));
             }

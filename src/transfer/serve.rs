@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::pieces::Piece;
+use super::rate::RateLimit;
 use crate::chunk::{ChunkRef, Manifest};
 use crate::model::{ContentHash, RepoPath, STATE_DIR};
 use crate::net::{FramedStream, NetError};
@@ -87,12 +88,14 @@ struct FileRead {
 }
 
 /// Answers a transfer request (`Manifest`, `ManifestPages`, `Chunks`,
-/// `Files`, `Has`) for the location at `root`.
+/// `Files`, `Has`) for the location at `root`; the content bytes go out as
+/// `limit` allows (frames are never held back).
 pub async fn answer(
     root: PathBuf,
     cell: StoreCell,
     request: Request,
     stream: &mut FramedStream,
+    limit: &RateLimit,
 ) -> Result<(), NetError> {
     let prepared = tokio::task::spawn_blocking(move || {
         let mut cache = cell.lock().unwrap_or_else(|e| e.into_inner());
@@ -109,7 +112,7 @@ pub async fn answer(
     };
     stream.send_frame(&response).await?;
     if !reads.is_empty() {
-        send_reads(stream, reads).await?;
+        send_reads(stream, reads, limit).await?;
     }
     Ok(())
 }
@@ -308,9 +311,14 @@ impl Sources<'_> {
     }
 }
 
-/// Streams the bytes of `reads`, read ahead on a blocking thread. A file
-/// that changes meanwhile ends the stream with `stream::CHANGED`.
-async fn send_reads(stream: &mut FramedStream, reads: Vec<FileRead>) -> Result<(), NetError> {
+/// Streams the bytes of `reads`, read ahead on a blocking thread, as `limit`
+/// allows. A file that changes meanwhile ends the stream with
+/// `stream::CHANGED`.
+async fn send_reads(
+    stream: &mut FramedStream,
+    reads: Vec<FileRead>,
+    limit: &RateLimit,
+) -> Result<(), NetError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(READ_AHEAD);
     tokio::task::spawn_blocking(move || {
         if let Err(why) = read_pieces(reads, &tx) {
@@ -319,7 +327,7 @@ async fn send_reads(stream: &mut FramedStream, reads: Vec<FileRead>) -> Result<(
     });
     while let Some(piece) = rx.recv().await {
         match piece {
-            Ok(bytes) => stream.send_bytes(bytes).await?,
+            Ok(bytes) => limit.send(stream, bytes).await?,
             Err(why) => {
                 tracing::warn!("stopped sending to {}: {why}", stream.peer());
                 stream.abort(crate::proto::stream::CHANGED);

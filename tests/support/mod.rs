@@ -326,6 +326,16 @@ pub fn serve_with(
     trusted: &[&Location],
     adjust: impl FnOnce(&mut harmony::net::NodeConfig),
 ) -> Server {
+    serve_routed(loc, trusted, adjust, |router| router)
+}
+
+/// [`serve_with`], its router changed by `route` (e.g. a rate limit).
+pub fn serve_routed(
+    loc: &Location,
+    trusted: &[&Location],
+    adjust: impl FnOnce(&mut harmony::net::NodeConfig),
+    route: impl FnOnce(Router) -> Router,
+) -> Server {
     let trust = TrustList::from_peers(
         trusted
             .iter()
@@ -334,7 +344,7 @@ pub fn serve_with(
     let mut setup = sync_setup(&loc.root());
     adjust(&mut setup.config);
     let node = setup.bind(trust).unwrap();
-    let router = Router::new(loc.root(), node.membership());
+    let router = route(Router::new(loc.root(), node.membership()));
     Server::start_node(node, Arc::new(router))
 }
 
@@ -415,11 +425,19 @@ pub async fn get_from(
     paths: Option<&[&str]>,
     serving: &[(&Location, std::net::SocketAddr)],
 ) -> harmony::transfer::GetReport {
+    get_through(loc, paths, holders(loc, serving)).await
+}
+
+/// [`get_from`] through the given `holders` (e.g. with a rate limit).
+pub async fn get_through(
+    loc: &Location,
+    paths: Option<&[&str]>,
+    mut holders: harmony::transfer::Holders,
+) -> harmony::transfer::GetReport {
     let repo = Repo::open(&loc.root()).unwrap();
     let paths: Option<Vec<RepoPath>> =
         paths.map(|ps| ps.iter().map(|p| RepoPath::new(p).unwrap()).collect());
     let planned = PlannedGet::new(&repo, paths.as_deref()).unwrap();
-    let mut holders = holders(loc, serving);
     let report = planned
         .run(&mut holders, std::sync::Arc::new(NoProgress))
         .await
