@@ -22,12 +22,12 @@ mod serving;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{rss_of, secs};
+use common::{cpu_seconds, harmony_binary, rss_of, secs};
 use serving::Location;
 
 struct Args {
@@ -58,22 +58,6 @@ fn parse_args() -> Args {
     args
 }
 
-/// The `harmony` binary built beside this example (target/PROFILE/).
-fn harmony_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/PROFILE/examples/")
-        .join("harmony");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build --release --bin harmony --example bench_watch)",
-        bin.display()
-    );
-    bin
-}
-
 /// Inotify watches held by process `pid`.
 fn inotify_watches(pid: u32) -> usize {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
@@ -87,25 +71,6 @@ fn inotify_watches(pid: u32) -> usize {
                 .count()
         })
         .sum()
-}
-
-/// User + system CPU seconds of process `pid` so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("serve runs");
-    // The fields after the command name (which is in parentheses).
-    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / clock_ticks() as f64
-}
-
-fn clock_ticks() -> u64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output();
-    out.ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100)
 }
 
 /// Serve's log lines as they come.

@@ -262,3 +262,32 @@ fn status_shows_the_peers_of_a_running_serve() {
     let text = ok(line.dir(1), &["status", "--serve"]);
     assert!(text.contains("connected"), "{text}");
 }
+
+#[test]
+fn sighup_reloads_config_toml_and_a_bad_file_keeps_the_running_one() {
+    let (dir, _) = location("a");
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("serve.log");
+    let serving = Serving::spawn(cli::serve_command(dir.path(), &["-v"]), Some(&log));
+    let hup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &serving.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let logged = |text: &str| std::fs::read_to_string(&log).unwrap().contains(text);
+    let config = dir.path().join(".harmony/config.toml");
+    std::fs::write(&config, "discovery = false\nsync_interval = \"10s\"\n").unwrap();
+    hup();
+    cli::wait_until("the reload", || logged("config.toml reloaded"));
+    std::fs::write(&config, "sync_interval = \"soon\"\n").unwrap();
+    hup();
+    cli::wait_until("the refusal", || {
+        logged("`sync_interval` must be") && logged("keeping the running configuration")
+    });
+    assert!(
+        serving.terminate().success(),
+        "still running, and stops cleanly"
+    );
+}

@@ -4,7 +4,8 @@
 #![allow(dead_code)] // each example uses a subset
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Deterministic incompressible bytes (xorshift), fast enough for GiBs.
@@ -66,4 +67,39 @@ pub fn secs(d: Duration) -> f64 {
 
 pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The `harmony` binary built beside this example (target/PROFILE/).
+pub fn harmony_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/PROFILE/examples/")
+        .join("harmony");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build --release --bin harmony --examples)",
+        bin.display()
+    );
+    bin
+}
+
+/// User + system CPU seconds of process `pid` so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("serve runs");
+    // The fields after the command name (which is in parentheses).
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / clock_ticks() as f64
+}
+
+fn clock_ticks() -> u64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output();
+    out.ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
 }
