@@ -54,27 +54,6 @@ async fn sync_over_quic_converges_and_then_costs_one_round_trip() {
     assert!(a.paths().contains(&"new.txt".to_owned()));
 }
 
-/// Two empty locations that meet first (always-on nodes started together)
-/// do not bind each other into a repository of their own: both still join
-/// the one that holds files. This failed when the client joined the
-/// server's repository whenever both were fresh.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_empty_locations_meeting_first_still_join_the_one_with_files() {
-    let mut a = Location::new("a");
-    a.write("photos/cat.jpg", b"meow");
-    a.commit();
-    let (mut b, mut c) = (Location::new("b"), Location::new("c"));
-    let at_c = serve(&c, &[&b]);
-    let (report, _) = sync_once(&mut b, &c, at_c.addr).await.unwrap();
-    assert!(report.both_fresh && !report.joined);
-    let at_a = serve(&a, &[&b, &c]);
-    for empty in [&mut b, &mut c] {
-        let (report, _) = sync_once(empty, &a, at_a.addr).await.unwrap();
-        assert!(report.joined, "{}: joins a's repository", report.peer);
-        assert_eq!(digest(empty), digest(&a));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_reaches_a_third_location_through_a_second() {
     let [mut a, mut b, mut c] = locations(["a", "b", "c"]);

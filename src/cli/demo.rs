@@ -173,8 +173,8 @@ impl Demo<'_> {
 
         self.say(
             "Each location runs `harmony serve` in the background (here on 127.0.0.1, so without \
-             LAN discovery; `--no-watch`: it commits only when a peer syncs, so that each step \
-             below shows one thing) and trusts the others by node id (what `harmony id` prints \
+             LAN discovery; `--no-watch --no-live`: it commits only when a peer syncs and syncs \
+             only when told, so that each step below shows one thing) and trusts the others by node id (what `harmony id` prints \
              there). Trust is mutual: the desktop and the laptop know only the NAS.",
         );
         let mut addr = Vec::new();
@@ -344,7 +344,11 @@ impl Demo<'_> {
     /// announce themselves on the user's network.
     fn serve(&mut self, location: &'static str) -> anyhow::Result<String> {
         let mut child = self
-            .command(location, &["serve", "--no-discovery", "--no-watch"], true)
+            .command(
+                location,
+                &["serve", "--no-discovery", "--no-watch", "--no-live"],
+                true,
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -364,11 +368,11 @@ impl Demo<'_> {
         if self.out.json {
             self.events.push(Event::Command {
                 location,
-                command: "harmony serve --no-discovery --no-watch &".into(),
+                command: "harmony serve --no-discovery --no-watch --no-live &".into(),
                 output: started,
             });
         } else if !self.out.quiet {
-            out!("{location}$ harmony serve --no-discovery --no-watch &");
+            out!("{location}$ harmony serve --no-discovery --no-watch --no-live &");
             out!("  serving on {addr}");
         }
         Ok(addr)

@@ -8,12 +8,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Args;
-use harmony::net::ServerEvent;
 use harmony::node::live::{self, discovery, Inbox, Live, StateChanged, StatusBoard};
 use harmony::node::{self, NodeSetup, Router};
 use harmony::Config;
 use harmony::Repo;
 use serde::Serialize;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use super::Output;
@@ -39,6 +39,12 @@ pub struct ServeArgs {
     /// watches to spare rescans every minute instead.
     #[arg(long)]
     no_watch: bool,
+    /// Only answer peers, as `serve` did before it kept locations current:
+    /// no connections of its own, no notices of changes, no fetching of
+    /// newer versions of held files (with `--no-watch`, syncs happen only
+    /// when someone types `harmony sync`).
+    #[arg(long)]
+    no_live: bool,
 }
 
 #[derive(Serialize)]
@@ -77,6 +83,12 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        // Before anything is printed: a test or a unit manager may signal
+        // as soon as it reads the address, and SIGHUP unhandled would kill.
+        let caught = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        );
         let node = Arc::new(setup.bind(trust)?);
         let source = node::trust_source(&root, node.membership())?;
         let bound = node.local_addr()?;
@@ -113,7 +125,7 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         let sending = node::RateLimit::new(config.bandwidth_limit);
         let (config_tx, config_rx) = watch::channel(config);
         tokio::spawn(sending.clone().follow(config_rx.clone()));
-        tokio::spawn(signals(root.clone(), stop_tx, config_tx));
+        tokio::spawn(signals(root.clone(), caught, stop_tx, config_tx));
         let inbox = Inbox::default();
         let watcher = watching.then(|| {
             tokio::spawn(live::watch_and_commit(
@@ -123,7 +135,6 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
                 stopped(),
             ))
         });
-        tokio::spawn(reachable_on_accept(node.subscribe(), inbox.clone()));
         let finding = discovery.then(|| {
             let (moved, redial) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(reachable_when_moved(redial, inbox.clone()));
@@ -144,7 +155,7 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             config: config_rx,
             status,
         };
-        let live = tokio::spawn(live.run(stopped()));
+        let live = (!args.no_live).then(|| tokio::spawn(live.run(stopped())));
         // Watching, the state is at most a quiet period behind the tree, so
         // a sync is answered from it as it is: a commit per sync would scan
         // the whole tree once per peer and per change (live sync brings
@@ -156,7 +167,9 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
             .live(inbox)
             .rate_limit(sending);
         node.serve(Arc::new(router), Some(source), stopped()).await;
-        let _ = live.await;
+        if let Some(live) = live {
+            let _ = live.await;
+        }
         if let Some(watcher) = watcher {
             // Lets the commit under way finish.
             let _ = watcher.await;
@@ -176,22 +189,6 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A peer that connected here is reachable: the live node dials it back
-/// now instead of waiting out a backoff.
-async fn reachable_on_accept(
-    mut events: tokio::sync::broadcast::Receiver<ServerEvent>,
-    inbox: Inbox,
-) {
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        match events.recv().await {
-            Ok(ServerEvent::Accepted { node_id, .. }) => inbox.reachable(node_id),
-            Ok(_) | Err(RecvError::Lagged(_)) => {}
-            Err(RecvError::Closed) => return,
-        }
-    }
-}
-
 /// A peer discovery saw at a new address is dialed there now.
 async fn reachable_when_moved(
     mut moved: tokio::sync::mpsc::UnboundedReceiver<harmony::model::NodeId>,
@@ -207,14 +204,11 @@ async fn reachable_when_moved(
 /// reported and the running configuration kept).
 async fn signals(
     root: std::path::PathBuf,
+    caught: (std::io::Result<Signal>, std::io::Result<Signal>),
     stop: watch::Sender<bool>,
     config: watch::Sender<Config>,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut hup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) {
+    let (mut term, mut hup) = match caught {
         (Ok(term), Ok(hup)) => (term, hup),
         (Err(e), _) | (_, Err(e)) => {
             tracing::warn!("cannot watch SIGTERM and SIGHUP: {e}; Ctrl-C stops");

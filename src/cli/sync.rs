@@ -137,13 +137,6 @@ fn print_outcome(outcome: &PeerOutcome) {
             acc.2 + s.changed,
         )
     });
-    if outcome.sessions.first().is_some_and(|s| s.both_fresh) {
-        out!(
-            "{}: nothing to sync: both locations are empty (the first to commit files, or to sync with a location that has some, decides the repository)",
-            outcome.peer
-        );
-        return;
-    }
     if outcome.sessions.first().is_some_and(|s| s.in_sync) {
         out!("{}: already in sync", outcome.peer);
         return;

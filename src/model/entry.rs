@@ -258,6 +258,7 @@ impl FileEntry {
     /// ([`MvRegister::write_unseen`]): a conflict, never a silent overwrite.
     pub fn set_local_content(&mut self, content: Content, stamp: Stamp) {
         let held = self.holders.get(&stamp.node).and_then(|h| h.hash);
+        // No copy held (a file put at the path by hand): a new version.
         let seen = held.is_none()
             || self
                 .content

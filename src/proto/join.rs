@@ -1,12 +1,9 @@
 //! The join rule: what two nodes whose repositories differ do about it.
 //!
 //! A location that is fresh (it recorded nothing and never synced) joins
-//! the repository of the first peer it syncs with that is not fresh too;
-//! two locations of different repositories that are both past that point
-//! refuse each other. Two fresh ones have nothing to exchange, and neither
-//! joins the other: were they to, starting three always-on nodes, two of
-//! them empty, could bind the empty two into a repository of their own that
-//! the third one's could then never meet. Both the
+//! the repository of the first peer it syncs with; two locations of
+//! different repositories that are both past that point refuse each other.
+//! When both are fresh, the client joins the server's repository. Both the
 //! `Hello` check and each half of a sync session ask this module, so the
 //! two sides always agree on who joins whom.
 
@@ -15,10 +12,19 @@ use crate::model::RepoId;
 /// The repository a node belongs to right now, as its `Hello` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Membership {
-    /// The repository it belongs to, or comes from while fresh.
+    /// The repository the node is part of now.
     pub repo_id: RepoId,
     /// The node is fresh and may still join another repository.
     pub fresh: bool,
+}
+
+/// Which end of a session a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// It opened the connection (`harmony sync`).
+    Client,
+    /// It accepted the connection (`harmony serve`).
+    Server,
 }
 
 /// What a node does about the peer's repository before a sync session.
@@ -31,9 +37,6 @@ pub enum Join {
     JoinPeer,
     /// Different repositories, neither side fresh: no session.
     Refuse,
-    /// Both fresh: nothing to exchange, and neither joins (each may still
-    /// join a repository that holds something).
-    BothFresh,
 }
 
 /// Whether the two may talk at all: the same repository, or one of them
@@ -42,17 +45,24 @@ pub fn compatible(ours: Membership, theirs: Membership) -> bool {
     ours.repo_id == theirs.repo_id || ours.fresh || theirs.fresh
 }
 
-/// The join rule for a node, seen with its own membership `ours` and the
-/// peer's `theirs`; client and server ask it alike.
-pub fn join(ours: Membership, theirs: Membership) -> Join {
+/// The join rule for the node on `side`, seen with its own membership
+/// `ours` and the peer's `theirs`.
+pub fn join(side: Side, ours: Membership, theirs: Membership) -> Join {
     if ours.repo_id == theirs.repo_id {
         return Join::Stay;
     }
-    match (ours.fresh, theirs.fresh) {
-        (false, false) => Join::Refuse,
-        (true, true) => Join::BothFresh,
-        (true, false) => Join::JoinPeer,
-        (false, true) => Join::Stay,
+    if !compatible(ours, theirs) {
+        return Join::Refuse;
+    }
+    let we_join = match side {
+        Side::Client => ours.fresh,
+        // Both fresh: the client joins ours.
+        Side::Server => ours.fresh && !theirs.fresh,
+    };
+    if we_join {
+        Join::JoinPeer
+    } else {
+        Join::Stay
     }
 }
 
@@ -69,23 +79,26 @@ mod tests {
 
     #[test]
     fn the_same_repository_needs_no_join() {
-        for (a, b) in [(false, false), (true, true), (true, false)] {
-            assert_eq!(join(member(1, a), member(1, b)), Join::Stay);
+        for (a, b, side) in [(false, false, Side::Client), (true, true, Side::Server)] {
+            assert_eq!(join(side, member(1, a), member(1, b)), Join::Stay);
         }
     }
 
     #[test]
-    fn the_fresh_side_joins_and_neither_when_both_are() {
+    fn the_fresh_side_joins_and_the_client_when_both_are() {
         let cases = [
             // (client fresh, server fresh) -> (client does, server does)
             ((true, false), (Join::JoinPeer, Join::Stay)),
             ((false, true), (Join::Stay, Join::JoinPeer)),
-            ((true, true), (Join::BothFresh, Join::BothFresh)),
+            ((true, true), (Join::JoinPeer, Join::Stay)),
             ((false, false), (Join::Refuse, Join::Refuse)),
         ];
         for ((client_fresh, server_fresh), expected) in cases {
             let (client, server) = (member(1, client_fresh), member(2, server_fresh));
-            let got = (join(client, server), join(server, client));
+            let got = (
+                join(Side::Client, client, server),
+                join(Side::Server, server, client),
+            );
             assert_eq!(
                 got, expected,
                 "client fresh {client_fresh}, server fresh {server_fresh}"
@@ -100,15 +113,13 @@ mod tests {
                 for server_fresh in [false, true] {
                     let client = member(repos.0, client_fresh);
                     let server = member(repos.1, server_fresh);
-                    let c = join(client, server);
-                    let s = join(server, client);
+                    let c = join(Side::Client, client, server);
+                    let s = join(Side::Server, server, client);
                     let joiners = [c, s].iter().filter(|j| **j == Join::JoinPeer).count();
                     if !compatible(client, server) {
                         assert_eq!((c, s), (Join::Refuse, Join::Refuse));
                     } else if repos.0 == repos.1 {
                         assert_eq!(joiners, 0);
-                    } else if client_fresh && server_fresh {
-                        assert_eq!((c, s), (Join::BothFresh, Join::BothFresh));
                     } else {
                         assert_eq!(joiners, 1, "exactly one side joins: {c:?} {s:?}");
                         assert!(c != Join::Refuse && s != Join::Refuse);

@@ -15,7 +15,7 @@ mod transfer;
 mod tests;
 
 pub use frame::{decode_body, decode_frame, encode_frame, frame_len, FRAME_HEADER_LEN};
-pub use join::{compatible, join, Join, Membership};
+pub use join::{compatible, join, Join, Membership, Side};
 pub use message::{
     check_hello, hello_versions, negotiate, ErrorCode, Hello, HelloMismatch, Request, Response,
     Validate,

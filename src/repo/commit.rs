@@ -132,7 +132,7 @@ impl Repo {
                 },
                 Change::Edited { file_id, file } => {
                     let mut entry = load(&writer, file_id)?;
-                    entry.set_content(content_of(&file), stamp()?);
+                    entry.set_local_content(content_of(&file), stamp()?);
                     writer.put_entry(&entry)?;
                     record_local(&writer, file_id, &file)?;
                     report.edited += 1;

@@ -12,7 +12,7 @@ use crate::model::{FileId, NodeId, STATE_DIR};
 use crate::net::{
     FrameReceiver, FrameSender, FramedStream, Membership, NetError, PeerConnection, PeerInfo,
 };
-use crate::proto::{join, Batch, ErrorCode, Join, Request, Response, SyncHello};
+use crate::proto::{join, Batch, ErrorCode, Join, Request, Response, Side, SyncHello};
 use crate::scan::NoProgress;
 use crate::store::{Snapshot, Store, StoreError, DB_FILE};
 use crate::{ApplyReport, CommitOptions, Repo};
@@ -37,12 +37,6 @@ pub enum SyncError {
         peer: String,
     },
     /// Both sides are fresh: nothing to exchange, and no side to join.
-    #[error("neither this location nor peer {peer} holds anything yet: there is nothing to sync, and neither joins the other's repository until one of them has files (commit some at one of them, or sync with a location that has)")]
-    BothFresh {
-        /// The peer, as fresh as this location.
-        peer: String,
-    },
-    /// A worker task of the session failed (it panicked or its channel closed).
     #[error("a sync worker failed: {0}")]
     Worker(String),
 }
@@ -56,9 +50,6 @@ pub struct SessionReport {
     pub in_sync: bool,
     /// This location joined the peer's repository in this session.
     pub joined: bool,
-    /// Both locations are fresh (empty, never synced): nothing was
-    /// exchanged, and neither joined the other.
-    pub both_fresh: bool,
     /// Entries this side sent.
     pub entries_sent: usize,
     /// Entries received from the peer.
@@ -125,18 +116,11 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
                 repo_id: repo.settings().repo_id,
                 fresh: repo.store().is_fresh()?,
             };
-            join(ours, peer.membership())
+            join(Side::Client, ours, peer.membership())
         }
     };
     match rule {
         Join::Stay => {}
-        Join::BothFresh => {
-            return Ok(SessionReport {
-                peer: peer.name,
-                both_fresh: true,
-                ..SessionReport::default()
-            })
-        }
         Join::Refuse => return Err(SyncError::CannotJoin { peer: peer.name }),
         Join::JoinPeer => {
             let repo_id = peer.repo_id;
@@ -362,14 +346,9 @@ impl SyncServer {
             repo_id: repo.settings().repo_id,
             fresh: announced.fresh,
         };
-        let rule = join(ours, peer.membership());
+        let rule = join(Side::Server, ours, peer.membership());
         if rule == Join::Refuse {
             return Err(SyncError::CannotJoin {
-                peer: peer.name.clone(),
-            });
-        }
-        if rule == Join::BothFresh {
-            return Err(SyncError::BothFresh {
                 peer: peer.name.clone(),
             });
         }

@@ -102,10 +102,12 @@ pub struct Serving {
 }
 
 impl Serving {
-    /// `harmony serve --no-watch`: it commits only before answering a
-    /// sync, so a test of sync sees exactly what it wrote, when it syncs.
+    /// `harmony serve --no-watch --no-live`: it commits only before
+    /// answering a sync and starts nothing itself, so a test of sync sees
+    /// exactly what it wrote, when it syncs (tests/live_cli.rs tests the
+    /// always-on node).
     pub fn start(dir: &Path) -> Serving {
-        Serving::spawn(serve_command(dir, &["--no-watch"]), None)
+        Serving::spawn(serve_command(dir, &["--no-watch", "--no-live"]), None)
     }
 
     /// `harmony serve` watching its tree and committing by itself, its log

@@ -75,6 +75,10 @@ impl Live {
         // What this location holds may be outdated since the last run.
         fetch_wanted.notify_one();
         let local = tokio::spawn(notice_local_changes(self.root.clone(), self.inbox.clone()));
+        let accepted = tokio::spawn(reachable_on_accept(
+            self.node.subscribe(),
+            self.inbox.clone(),
+        ));
         let mut links: HashMap<NodeId, Arc<PeerConnection>> = HashMap::new();
         let mut tasks: JoinSet<Done> = JoinSet::new();
         let mut reread = tokio::time::interval(PEERS_EVERY);
@@ -137,6 +141,7 @@ impl Live {
         tasks.abort_all();
         fetcher.abort();
         local.abort();
+        accepted.abort();
         for conn in links.values() {
             conn.close();
         }
@@ -146,18 +151,14 @@ impl Live {
     /// said once per read).
     async fn read_peers(&self) -> HashMap<NodeId, PeerRecord> {
         let db = self.root.join(STATE_DIR).join(DB_FILE);
-        let read = tokio::task::spawn_blocking(move || Store::open(&db)?.peers()).await;
-        let peers = match read {
-            Ok(Ok(peers)) => peers,
-            Ok(Err(e)) => {
-                tracing::warn!("cannot read the trusted peers: {e}");
-                Vec::new()
-            }
-            Err(e) => {
-                tracing::warn!("cannot read the trusted peers: {e}");
-                Vec::new()
-            }
-        };
+        let read = tokio::task::spawn_blocking(move || Store::open(&db)?.peers())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|read| read.map_err(|e| e.to_string()));
+        let peers = read.unwrap_or_else(|e| {
+            tracing::warn!("cannot read the trusted peers: {e}");
+            Vec::new()
+        });
         let named: Vec<(String, NodeId)> =
             peers.iter().map(|p| (p.name.clone(), p.node_id)).collect();
         self.status.set_peers(&named);
@@ -290,6 +291,22 @@ impl Live {
     }
 }
 
+/// A peer that connected here is reachable: the live node dials it back
+/// now instead of waiting out a backoff.
+async fn reachable_on_accept(
+    mut events: tokio::sync::broadcast::Receiver<crate::net::ServerEvent>,
+    inbox: Inbox,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(crate::net::ServerEvent::Accepted { node_id, .. }) => inbox.reachable(node_id),
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 /// Brings the membership this node announces in each `Hello` up to date
 /// with its state: a fresh location stops being fresh with its first commit
 /// or merge, and may have joined a repository as a sync's client. Else a
@@ -314,6 +331,14 @@ async fn refresh_membership(root: &std::path::Path, node: &Node) {
     }
 }
 
+/// Whether the location at `root` is still fresh (false when unreadable:
+/// the sync then says what is wrong).
+async fn is_fresh(root: &Path) -> bool {
+    let db = root.join(STATE_DIR).join(DB_FILE);
+    let fresh = tokio::task::spawn_blocking(move || Store::open(&db)?.is_fresh()).await;
+    matches!(fresh, Ok(Ok(true)))
+}
+
 /// Syncs with the peer of `conn` until settled, committing first when no
 /// watcher does it; `Ok(true)` when the sync changed this location.
 async fn sync(conn: &PeerConnection, root: &Path, commit_first: bool) -> Result<bool, String> {
@@ -331,13 +356,16 @@ async fn sync(conn: &PeerConnection, root: &Path, commit_first: bool) -> Result<
             );
         }
     }
-    let (reports, ended) = super::super::sync_until_settled(conn, root).await;
-    // Both empty, as the Hellos said when the connection was made: one may
-    // have committed since (a Hello is not sent again), so the connection is
-    // taken for lost and made again, with new Hellos, after a backoff.
-    if reports.iter().any(|r| r.both_fresh) {
+    // Two empty locations do not sync on their own: by the join rule the
+    // client would join the server's repository, and starting three nodes,
+    // two of them empty, could bind the empty two into a repository of their
+    // own that the third's could never meet. One may have committed since
+    // the Hellos (they are not sent again), so the connection is taken for
+    // lost and made again, with new Hellos, after a backoff.
+    if conn.peer().fresh && is_fresh(root).await {
         return Err("both locations were empty when connected; connecting again".into());
     }
+    let (reports, ended) = super::super::sync_until_settled(conn, root).await;
     let changed = reports.iter().any(|r| r.changed > 0 || r.left_news());
     for report in &reports {
         tracing::info!(
