@@ -28,6 +28,9 @@ fn free_port() -> u16 {
 /// Three locations in a line, each trusting its neighbours at fixed
 /// addresses; the periodic sync is far off, so only notices move changes.
 struct Line {
+    /// One line of three serves at a time: five at once (fifteen serves)
+    /// on two cores stretch every wait past what the test is about.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
     dirs: Vec<tempfile::TempDir>,
     /// Each serve's log (`-v`: a line per sync and per transfer), outside
     /// the watched trees.
@@ -38,6 +41,8 @@ struct Line {
 
 impl Line {
     fn new() -> Line {
+        static LINES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let one_at_a_time = LINES.lock().unwrap_or_else(|e| e.into_inner());
         let made: Vec<_> = ["a", "b", "c"].iter().map(|n| location(n)).collect();
         let addrs: Vec<String> = (0..3)
             .map(|_| format!("127.0.0.1:{}", free_port()))
@@ -57,6 +62,7 @@ impl Line {
             .unwrap();
         }
         let mut line = Line {
+            _one_at_a_time: one_at_a_time,
             dirs: made.into_iter().map(|(dir, _)| dir).collect(),
             logs: tempfile::tempdir().unwrap(),
             addrs,

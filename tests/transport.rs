@@ -339,7 +339,7 @@ async fn garbage_truncated_and_oversized_frames_close_the_stream_only() {
         );
         // A request kind from a future version.
         assert_eq!(
-            error_code(raw_request(raw, &[0, 0, 0, 2, 9, 0], true).await),
+            error_code(raw_request(raw, &[0, 0, 0, 2, Request::KNOWN_KINDS as u8, 0], true).await),
             ErrorCode::UNSUPPORTED
         );
         // A request breaking a limit.

@@ -314,21 +314,19 @@ async fn reachable_on_accept(
 /// (the join rule).
 async fn refresh_membership(root: &std::path::Path, node: &Node) {
     let membership = node.membership();
-    if !membership.read().unwrap_or_else(|e| e.into_inner()).fresh {
-        return;
-    }
     let db = root.join(STATE_DIR).join(DB_FILE);
-    let read = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+    // Read and written under the lock: the sync server's own update after a
+    // join (under the same lock) is never overwritten by an older read.
+    let _ = tokio::task::spawn_blocking(move || -> Result<(), crate::store::StoreError> {
+        let mut announced = membership.write().unwrap_or_else(|e| e.into_inner());
         let store = Store::open(&db)?;
-        Ok(Membership {
+        *announced = Membership {
             repo_id: store.settings()?.repo_id,
             fresh: store.is_fresh()?,
-        })
+        };
+        Ok(())
     })
     .await;
-    if let Ok(Ok(now)) = read {
-        *membership.write().unwrap_or_else(|e| e.into_inner()) = now;
-    }
 }
 
 /// Whether the location at `root` is still fresh (false when unreadable:
