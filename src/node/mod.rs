@@ -20,6 +20,7 @@ pub mod live;
 mod router;
 mod settle;
 mod setup;
+mod state;
 mod trust;
 
 pub use dial::{dial, resolve, unspecified, DialError, Dialed};
@@ -27,6 +28,7 @@ pub use get::{trusted_holders, PlannedGet};
 pub use router::Router;
 pub use settle::{settle, sync_until_settled, MAX_SESSIONS};
 pub use setup::NodeSetup;
+pub(crate) use state::read_state;
 pub use trust::{trust_source, trusted, OpenError};
 
 /// The types the commands meet through the node service.

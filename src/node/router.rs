@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use super::live::Inbox;
-use crate::model::STATE_DIR;
+use super::read_state;
 use crate::net::{BoxFuture, Builtin, FramedStream, Handler, Membership, NetError, PeerInfo};
 use crate::proto::{Request, Response};
-use crate::store::{Store, DB_FILE};
+use crate::store::Store;
 use crate::sync::SyncServer;
 use crate::transfer::serve::{self as content, StoreCell};
 use crate::transfer::RateLimit;
@@ -64,12 +64,7 @@ impl Router {
         stream: &mut FramedStream,
     ) -> Result<(), NetError> {
         if let Some(inbox) = &self.inbox {
-            let db = self.root.join(STATE_DIR).join(DB_FILE);
-            let ours = tokio::task::spawn_blocking(move || Store::open(&db)?.state_digest())
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|read| read.map_err(|e| e.to_string()));
-            match ours {
+            match read_state(&self.root, Store::state_digest).await {
                 Ok(ours) if ours == digest => {}
                 Ok(_) => inbox.noticed(peer.node_id),
                 // Cannot tell: a sync finds out.

@@ -15,19 +15,31 @@ use crate::store::{Store, DB_FILE};
 const EVERY: Duration = Duration::from_secs(1);
 
 /// Raises `inbox` whenever the change sequence of the location at `root`
-/// moves; runs until dropped.
+/// moves; runs until dropped. The database stays open between reads (an
+/// open costs more than the read), and is opened again after a failure.
 pub(super) async fn notice_local_changes(root: PathBuf, inbox: Inbox) {
     let db = root.join(STATE_DIR).join(DB_FILE);
+    let mut store: Option<Store> = None;
     let mut last = None;
     let mut ticks = tokio::time::interval(EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let path = db.clone();
-        let read = tokio::task::spawn_blocking(move || Store::open(&path)?.change_seq()).await;
-        let Ok(Ok(seq)) = read else {
+        let open = store.take();
+        let read = tokio::task::spawn_blocking(move || {
+            let store = match open {
+                Some(store) => store,
+                None => Store::open(&path)?,
+            };
+            let seq = store.change_seq()?;
+            Ok::<_, crate::store::StoreError>((store, seq))
+        })
+        .await;
+        let Ok(Ok((open, seq))) = read else {
             continue;
         };
+        store = Some(open);
         if last.is_some_and(|last| last != seq) {
             inbox.local_change();
         }

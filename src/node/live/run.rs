@@ -18,6 +18,7 @@ use super::schedule::{Action, Outcome, Schedule};
 use super::{Inbox, News, StatusBoard};
 use crate::model::{NodeId, STATE_DIR};
 use crate::net::{Membership, Node, PeerConnection};
+use crate::node::read_state;
 use crate::proto::{Request, Response};
 use crate::repo::{CommitOptions, Config};
 use crate::scan::NoProgress;
@@ -150,15 +151,12 @@ impl Live {
     /// The trusted peers, by node id (none when the state cannot be read:
     /// said once per read).
     async fn read_peers(&self) -> HashMap<NodeId, PeerRecord> {
-        let db = self.root.join(STATE_DIR).join(DB_FILE);
-        let read = tokio::task::spawn_blocking(move || Store::open(&db)?.peers())
+        let peers = read_state(&self.root, Store::peers)
             .await
-            .map_err(|e| e.to_string())
-            .and_then(|read| read.map_err(|e| e.to_string()));
-        let peers = read.unwrap_or_else(|e| {
-            tracing::warn!("cannot read the trusted peers: {e}");
-            Vec::new()
-        });
+            .unwrap_or_else(|e| {
+                tracing::warn!("cannot read the trusted peers: {e}");
+                Vec::new()
+            });
         let named: Vec<(String, NodeId)> =
             peers.iter().map(|p| (p.name.clone(), p.node_id)).collect();
         self.status.set_peers(&named);
@@ -332,9 +330,7 @@ async fn refresh_membership(root: &std::path::Path, node: &Node) {
 /// Whether the location at `root` is still fresh (false when unreadable:
 /// the sync then says what is wrong).
 async fn is_fresh(root: &Path) -> bool {
-    let db = root.join(STATE_DIR).join(DB_FILE);
-    let fresh = tokio::task::spawn_blocking(move || Store::open(&db)?.is_fresh()).await;
-    matches!(fresh, Ok(Ok(true)))
+    read_state(root, Store::is_fresh).await == Ok(true)
 }
 
 /// Syncs with the peer of `conn` until settled, committing first when no
@@ -380,11 +376,7 @@ async fn sync(conn: &PeerConnection, root: &Path, commit_first: bool) -> Result<
 /// Tells the peer of `conn` this location's digest. A peer too old to know
 /// the notice answers `UNSUPPORTED`: then it learns at the periodic sync.
 async fn notify(conn: &PeerConnection, root: PathBuf) -> Result<(), String> {
-    let db = root.join(STATE_DIR).join(DB_FILE);
-    let digest = tokio::task::spawn_blocking(move || Store::open(&db)?.state_digest())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let digest = read_state(&root, Store::state_digest).await?;
     match conn.request(&Request::Notify { digest }).await {
         Ok((Response::Noted, _)) => Ok(()),
         Ok((other, _)) => Err(format!("unexpected answer {other:?}")),
