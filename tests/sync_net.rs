@@ -203,3 +203,46 @@ async fn a_sync_cut_midway_leaves_both_sides_consistent_and_the_next_one_finishe
     assert_eq!(entries(&b), 12_000);
     assert_eq!(digest(&a), digest(&b));
 }
+
+/// b and c connect while both are fresh, then b joins a's repository (a
+/// session with a) and a session runs on the old connection, one way or the
+/// other: c joins a's repository too. The `Hello`s of that connection still
+/// say b is fresh and in a repository of its own; a join decided on them
+/// left c merging a's files into a repository that no one else is in, and
+/// refused by b ever after.
+async fn a_session_on_a_connection_older_than_a_join(c_dials: bool) {
+    let [mut a, mut b, c] = locations(["a", "b", "c"]);
+    a.write("doc.txt", b"from a");
+    a.commit();
+    let (dialer, served) = if c_dials { (&c, &b) } else { (&b, &c) };
+    let server = serve(served, &[dialer]);
+    let dialer = dialer.root();
+    let node = support::sync_setup(&dialer).bind_client().unwrap();
+    let (id, name) = (
+        served.repo.node_id(),
+        served.repo.settings().node_name.clone(),
+    );
+    let old = node.connect(server.addr, id, &name).await.unwrap();
+    assert!(old.peer().fresh);
+
+    let server_a = serve(&a, &[&b]);
+    let (report, _) = sync_once(&mut b, &a, server_a.addr).await.unwrap();
+    assert!(report.joined);
+
+    let report = sync_with(&old, dialer).await.unwrap();
+    assert_eq!(report.joined, c_dials, "the fresh side joins");
+    let repo_of = |loc: &Location| Repo::open(&loc.root()).unwrap().settings().repo_id;
+    assert_eq!(repo_of(&c), a.repo.settings().repo_id);
+    assert_eq!(repo_of(&b), a.repo.settings().repo_id);
+    assert_eq!(c.paths(), ["doc.txt"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_server_joins_by_the_membership_the_client_has_now() {
+    a_session_on_a_connection_older_than_a_join(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_client_joins_by_the_membership_the_server_has_now() {
+    a_session_on_a_connection_older_than_a_join(true).await;
+}

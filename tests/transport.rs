@@ -257,9 +257,9 @@ async fn repository_mismatch_is_explained_on_both_sides() {
 async fn version_mismatch_is_explained_on_both_sides() {
     within(60, async {
         mismatch(
-            |c| c.protocol = (3, 3),
-            "peer server speaks protocol 2, we speak 3",
-            "peer client speaks protocol 3, we speak 2",
+            |c| c.protocol = (4, 4),
+            "peer server speaks protocol 3, we speak 4",
+            "peer client speaks protocol 4, we speak 3",
         )
         .await;
     })

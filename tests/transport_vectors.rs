@@ -114,15 +114,15 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         *b = i as u8;
     }
     let hello = Hello {
-        version: 2,
-        min_version: 2,
+        version: 3,
+        min_version: 3,
         repo_id: RepoId::from_hex("00112233445566778899aabbccddeeff").unwrap(),
         node_id: NodeId(node),
         node_name: "laptop".into(),
         fresh: false,
     };
     round_trip("hello", &get("hello"), &hello);
-    assert_eq!(proto::hello_versions(&get("hello")[4..]).unwrap(), (2, 2));
+    assert_eq!(proto::hello_versions(&get("hello")[4..]).unwrap(), (3, 3));
     round_trip(
         "request-ping",
         &get("request-ping"),
@@ -167,6 +167,10 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
             incarnation: [0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7],
             seq: 300,
             merged_yours: Some(([0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7], 5)),
+            membership: proto::Membership {
+                repo_id: RepoId::from_hex("00112233445566778899aabbccddeeff").unwrap(),
+                fresh: true,
+            },
         }),
     );
     round_trip(
@@ -309,8 +313,8 @@ fn protocol_md_states_the_constants_of_the_code() {
     let spec =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md")).unwrap();
     assert!(spec.contains(&format!("ALPN: `{}`", String::from_utf8_lossy(proto::ALPN))));
-    assert!(spec.contains("# Harmony wire protocol, version 2"));
-    assert_eq!(proto::PROTOCOL_VERSION, 2);
+    assert!(spec.contains("# Harmony wire protocol, version 3"));
+    assert_eq!(proto::PROTOCOL_VERSION, 3);
     assert_eq!(proto::MAX_FRAME, 1 << 20);
     assert!(spec.contains("`length` ≤ **1 MiB** (1,048,576)"));
     assert_eq!(proto::MAX_NAME, 64);
@@ -318,7 +322,7 @@ fn protocol_md_states_the_constants_of_the_code() {
     assert_eq!(proto::MAX_ERROR_TEXT, 1024);
     assert_eq!(proto::MAX_BULK, 16 << 30);
     assert_eq!(Request::KNOWN_KINDS, 10);
-    assert!(spec.contains("(≥ 10 in version 2)"));
+    assert!(spec.contains("(≥ 10 in version 3)"));
     // Content transfer.
     // The page cut rule: protocol.md must state the code's constants.
     assert!(

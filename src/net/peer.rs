@@ -10,7 +10,7 @@ use quinn::{Connection, VarInt};
 use super::stream::{connection_error, is_tls_refusal, FramedStream};
 use super::NetError;
 use crate::model::{NodeId, RepoId};
-use crate::proto::{close, Membership, Request, Response};
+use crate::proto::{close, Request, Response};
 
 /// Who is at the other end of an established connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,24 +23,15 @@ pub struct PeerInfo {
     pub own_name: String,
     /// The negotiated protocol version.
     pub version: u32,
-    /// The repository the peer said it belongs to. It differs from ours only
-    /// when one side is fresh: the fresh side joins the other's repository
-    /// (that is the state-sync layer's job, e.g. `Repo::join_if_fresh`).
+    /// The repository the peer said it belongs to when it connected. It
+    /// differs from ours only when one side was fresh. Who joins whom is the
+    /// state-sync layer's decision, on the memberships stated in each
+    /// session (this one may be outdated by then).
     pub repo_id: RepoId,
-    /// The peer is fresh.
+    /// The peer was fresh when it connected.
     pub fresh: bool,
     /// The address the connection is with.
     pub addr: SocketAddr,
-}
-
-impl PeerInfo {
-    /// The repository the peer said it belongs to, and whether it is fresh.
-    pub fn membership(&self) -> Membership {
-        Membership {
-            repo_id: self.repo_id,
-            fresh: self.fresh,
-        }
-    }
 }
 
 /// An established, authenticated connection to a peer, after `Hello`. Cheap to

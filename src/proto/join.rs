@@ -6,11 +6,20 @@
 //! When both are fresh, the client joins the server's repository. Both the
 //! `Hello` check and each half of a sync session ask this module, so the
 //! two sides always agree on who joins whom.
+//!
+//! The `Hello` check only decides whether two nodes may talk at all. Who
+//! joins whom is decided in each sync session, on the memberships both
+//! sides state in that session's [`SyncHello`](super::SyncHello): one
+//! connection carries many sessions, and a node that was fresh when it
+//! connected may have joined a repository or recorded its first file since.
+
+use serde::{Deserialize, Serialize};
 
 use crate::model::RepoId;
 
-/// The repository a node belongs to right now, as its `Hello` says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The repository a node belongs to right now, and whether it may still
+/// join another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
     /// The repository the node is part of now.
     pub repo_id: RepoId,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::message::check_len;
-use super::{ProtoError, Validate};
+use super::{Membership, ProtoError, Validate};
 use crate::model::{FileEntry, NodeRecord};
 
 /// Entries per [`Batch`], at most.
@@ -28,6 +28,10 @@ pub struct SyncHello {
     /// How far the sender has merged the receiver's changes: the receiver's
     /// incarnation and change sequence, if the sender knows.
     pub merged_yours: Option<([u8; 8], u64)>,
+    /// The sender's repository and freshness now (the client's before the
+    /// session, the server's once it has joined, if it did): the join rule
+    /// is decided on these, not on the connection's older `Hello`s.
+    pub membership: Membership,
 }
 
 impl Validate for SyncHello {

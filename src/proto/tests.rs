@@ -111,14 +111,14 @@ fn hello_checks_give_readable_reasons() {
     let ours = hello();
     let proven = ours.node_id;
     let same = postcard::to_stdvec(&ours).unwrap();
-    assert_eq!(check_hello(&same, &ours, proven), Ok(Ok((ours.clone(), 2))));
+    assert_eq!(check_hello(&same, &ours, proven), Ok(Ok((ours.clone(), 3))));
 
     // A future version whose Hello layout after the version range is unknown.
-    let future = [3u8, 3, 0xde, 0xad];
+    let future = [4u8, 4, 0xde, 0xad];
     let mismatch = check_hello(&future, &ours, proven).unwrap().unwrap_err();
     assert_eq!(
         mismatch.describe("nas"),
-        "peer nas speaks protocol 3, we speak 2; upgrade the older harmony"
+        "peer nas speaks protocol 4, we speak 3; upgrade the older harmony"
     );
     assert_eq!(mismatch.close_code(), close::VERSION_MISMATCH);
 
@@ -171,16 +171,21 @@ fn arb_request() -> impl Strategy<Value = Request> {
             any::<[u8; 32]>(),
             any::<[u8; 8]>(),
             any::<u64>(),
-            any::<Option<([u8; 8], u64)>>()
+            any::<Option<([u8; 8], u64)>>(),
+            any::<([u8; 16], bool)>()
         )
-            .prop_map(|(digest, incarnation, seq, merged_yours)| Request::Sync(
-                crate::proto::SyncHello {
+            .prop_map(|(digest, incarnation, seq, merged_yours, (repo, fresh))| {
+                Request::Sync(crate::proto::SyncHello {
                     digest,
                     incarnation,
                     seq,
-                    merged_yours
-                }
-            )),
+                    merged_yours,
+                    membership: crate::proto::Membership {
+                        repo_id: crate::model::RepoId(repo),
+                        fresh,
+                    },
+                })
+            }),
         (any::<[u8; 32]>(), any::<u32>()).prop_map(|(hash, first)| Request::Manifest {
             hash: crate::model::ContentHash(hash),
             first

@@ -16,6 +16,7 @@ mod session;
 pub use session::{sync_with, SessionReport, SyncError, SyncServer};
 
 use crate::model::{FileId, NodeId};
+use crate::proto::Membership;
 use crate::store::{Store, StoreError};
 
 pub use crate::proto::{Batch, SyncHello};
@@ -33,6 +34,10 @@ pub fn hello(store: &Store, peer: NodeId) -> Result<SyncHello, StoreError> {
         incarnation: store.incarnation()?,
         seq: store.change_seq()?,
         merged_yours: store.peer_progress(peer)?,
+        membership: Membership {
+            repo_id: store.settings()?.repo_id,
+            fresh: store.is_fresh()?,
+        },
     })
 }
 

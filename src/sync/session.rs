@@ -36,7 +36,19 @@ pub enum SyncError {
         /// The peer whose repository differs.
         peer: String,
     },
-    /// Both sides are fresh: nothing to exchange, and no side to join.
+    /// The server answered for another repository than this location's,
+    /// when by the join rule it should have joined this one (its state
+    /// changed between its decision and its answer, or it broke the rule).
+    #[error("peer {peer} answered for repository {theirs}, this location is in repository {ours}; nothing was exchanged; sync again")]
+    RepositoryDiffers {
+        /// The peer.
+        peer: String,
+        /// The repository the peer's answer names.
+        theirs: crate::model::RepoId,
+        /// This location's repository.
+        ours: crate::model::RepoId,
+    },
+    /// A blocking task of the session failed.
     #[error("a sync worker failed: {0}")]
     Worker(String),
 }
@@ -106,33 +118,7 @@ async fn snapshot_of(repo: Repo) -> Result<(Repo, Snapshot), SyncError> {
 pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionReport, SyncError> {
     let peer = conn.peer().clone();
     let (_, opened) = blocking(root, |root| Repo::open(root)).await?;
-    let mut repo = opened?;
-    let mut joined = false;
-    // Freshness is read only when the repositories differ (it costs a query).
-    let rule = match peer.repo_id == repo.settings().repo_id {
-        true => Join::Stay,
-        false => {
-            let ours = Membership {
-                repo_id: repo.settings().repo_id,
-                fresh: repo.store().is_fresh()?,
-            };
-            join(Side::Client, ours, peer.membership())
-        }
-    };
-    match rule {
-        Join::Stay => {}
-        Join::Refuse => return Err(SyncError::CannotJoin { peer: peer.name }),
-        Join::JoinPeer => {
-            let repo_id = peer.repo_id;
-            let (back, result) = blocking(repo, move |r| r.join_if_fresh(repo_id)).await?;
-            repo = back;
-            if !result? {
-                return Err(SyncError::CannotJoin { peer: peer.name });
-            }
-            joined = true;
-        }
-    }
-    let (repo, snapshot) = snapshot_of(repo).await?;
+    let (repo, snapshot) = snapshot_of(opened?).await?;
     let mine = hello(&snapshot, peer.node_id)?;
     let mut stream = conn.open_session(&Request::Sync(mine.clone())).await?;
     // The server commits its tree before it answers: no time limit but the
@@ -159,6 +145,7 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
             .into())
         }
     };
+    let (repo, joined) = client_joins(repo, &peer, mine.membership, theirs.membership).await?;
     let mut report = exchange(&mut stream, repo, snapshot, &peer, mine, theirs).await?;
     // The server ends the stream once it has merged and applied all we sent,
     // which takes as long as its tree needs.
@@ -166,6 +153,42 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
     stream.expect_end_after_work().await?;
     report.joined = joined;
     Ok(report)
+}
+
+/// The client's half of the join rule, on the memberships both hellos of
+/// the session state (`ours` as sent, `theirs` as the server answered once
+/// it had joined, if it did). Returns the location, in the server's
+/// repository, and whether it joined it now. Dropping the stream on an
+/// error ends the session before anything is merged on either side.
+async fn client_joins(
+    repo: Repo,
+    peer: &PeerInfo,
+    ours: Membership,
+    theirs: Membership,
+) -> Result<(Repo, bool), SyncError> {
+    match join(Side::Client, ours, theirs) {
+        Join::Stay if ours.repo_id == theirs.repo_id => Ok((repo, false)),
+        // The server should have joined ours, and answered for another
+        // repository: its state changed under the session.
+        Join::Stay => Err(SyncError::RepositoryDiffers {
+            peer: peer.name.clone(),
+            theirs: theirs.repo_id,
+            ours: ours.repo_id,
+        }),
+        Join::Refuse => Err(SyncError::CannotJoin {
+            peer: peer.name.clone(),
+        }),
+        Join::JoinPeer => {
+            let repo_id = theirs.repo_id;
+            let (repo, joined) = blocking(repo, move |r| r.join_if_fresh(repo_id)).await?;
+            if !joined? {
+                return Err(SyncError::CannotJoin {
+                    peer: peer.name.clone(),
+                });
+            }
+            Ok((repo, true))
+        }
+    }
 }
 
 /// Both sides after the hellos: record them, then (digests differing) send
@@ -324,9 +347,15 @@ impl SyncServer {
         self
     }
 
-    /// Opens the location (joining the client's repository if this one is
-    /// the fresh side), takes the session's snapshot and makes our hello.
-    async fn prepare(&self, peer: &PeerInfo) -> Result<(Repo, Snapshot, SyncHello), SyncError> {
+    /// Opens the location, commits its tree (if asked), applies the join
+    /// rule to the membership the client states in its hello (`theirs`):
+    /// this location joins the client's repository if it is the fresh
+    /// side. Then takes the session's snapshot and makes our hello.
+    async fn prepare(
+        &self,
+        peer: &PeerInfo,
+        theirs: Membership,
+    ) -> Result<(Repo, Snapshot, SyncHello), SyncError> {
         let (_, opened) = blocking(self.root.clone(), |root| Repo::open(root)).await?;
         let mut repo = opened?;
         if self.commit_first {
@@ -339,33 +368,32 @@ impl SyncServer {
                 tracing::warn!("not committing before the sync with {}: {e}", peer.name);
             }
         }
-        // As this node announced itself to the client: what the client's
-        // half of the rule saw.
-        let announced = *self.membership.read().unwrap_or_else(|e| e.into_inner());
         let ours = Membership {
             repo_id: repo.settings().repo_id,
-            fresh: announced.fresh,
+            fresh: repo.store().is_fresh()?,
         };
-        let rule = join(Side::Server, ours, peer.membership());
-        if rule == Join::Refuse {
-            return Err(SyncError::CannotJoin {
-                peer: peer.name.clone(),
-            });
-        }
-        if rule == Join::JoinPeer {
-            let repo_id = peer.repo_id;
-            let (back, result) = blocking(repo, move |r| r.join_if_fresh(repo_id)).await?;
-            repo = back;
-            if !result? {
+        match join(Side::Server, ours, theirs) {
+            Join::Stay => {}
+            Join::Refuse => {
                 return Err(SyncError::CannotJoin {
                     peer: peer.name.clone(),
-                });
+                })
             }
-            let mut membership = self.membership.write().unwrap_or_else(|e| e.into_inner());
-            *membership = Membership {
-                repo_id,
-                fresh: false,
-            };
+            Join::JoinPeer => {
+                let repo_id = theirs.repo_id;
+                let (back, result) = blocking(repo, move |r| r.join_if_fresh(repo_id)).await?;
+                repo = back;
+                if !result? {
+                    return Err(SyncError::CannotJoin {
+                        peer: peer.name.clone(),
+                    });
+                }
+                let mut membership = self.membership.write().unwrap_or_else(|e| e.into_inner());
+                *membership = Membership {
+                    repo_id,
+                    fresh: false,
+                };
+            }
         }
         let (repo, snapshot) = snapshot_of(repo).await?;
         let mine = hello(&snapshot, peer.node_id)?;
@@ -381,7 +409,7 @@ impl SyncServer {
         theirs: SyncHello,
         stream: &mut FramedStream,
     ) -> Result<Option<SessionReport>, NetError> {
-        let (repo, snapshot, mine) = match self.prepare(peer).await {
+        let (repo, snapshot, mine) = match self.prepare(peer, theirs.membership).await {
             Ok(prepared) => prepared,
             Err(e) => {
                 tracing::warn!("cannot sync with {}: {e}", peer.name);

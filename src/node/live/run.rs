@@ -43,11 +43,18 @@ pub struct Live {
     pub status: StatusBoard,
 }
 
+/// How a live sync ended, when it did not fail.
+enum Synced {
+    /// Both locations are empty: nothing was exchanged.
+    BothEmpty,
+    /// Synced until settled; `changed` when it changed this location.
+    Settled { changed: bool },
+}
+
 /// How a task of the loop ended.
 enum Done {
     Dialed(NodeId, Result<PeerConnection, String>),
-    /// A sync until settled; `Ok(true)` when it changed this location.
-    Synced(NodeId, Result<bool, String>),
+    Synced(NodeId, Result<Synced, String>),
     Notified(NodeId, Result<(), String>),
 }
 
@@ -103,16 +110,16 @@ impl Live {
                         refresh_membership(&self.root, &self.node).await;
                     }
                     if local {
-                        schedule.local_changed(None);
+                        schedule.local_changed(None, now);
                     }
                     if !merged_from.is_empty() {
                         fetch_wanted.notify_one();
                     }
                     for peer in merged_from {
-                        schedule.local_changed(Some(peer));
+                        schedule.local_changed(Some(peer), now);
                     }
                     for peer in noticed {
-                        schedule.noticed(peer);
+                        schedule.noticed(peer, now);
                     }
                     if !reachable.is_empty() {
                         // A moved peer's new address, a new peer.
@@ -197,7 +204,7 @@ impl Live {
                 let node = self.node.clone();
                 tasks.spawn(async move {
                     let synced = sync(&conn, &root, commit_first).await;
-                    if let Ok(true) = synced {
+                    if let Ok(Synced::Settled { changed: true }) = synced {
                         refresh_membership(&root, &node).await;
                     }
                     Done::Synced(id, synced)
@@ -243,23 +250,33 @@ impl Live {
                 schedule.dialed(id, outcome(ok), now);
             }
             Done::Synced(id, synced) => {
-                let ok = synced.is_ok();
-                match synced {
-                    Ok(changed) => {
+                let ended = match synced {
+                    Ok(Synced::Settled { changed }) => {
                         if changed {
-                            schedule.local_changed(Some(id));
+                            schedule.local_changed(Some(id), now);
                             fetch_wanted.notify_one();
                         }
                         let said = if changed { "ok, changes here" } else { "ok" };
                         self.status.synced(&name(&id), said.into());
+                        Outcome::Done
+                    }
+                    Ok(Synced::BothEmpty) => {
+                        tracing::debug!(
+                            "{} and this location are both empty; connecting again when either has news",
+                            name(&id)
+                        );
+                        self.status
+                            .synced(&name(&id), "waiting: both locations are empty".into());
+                        Outcome::BothEmpty
                     }
                     Err(e) => {
                         tracing::info!("sync with {} failed: {e}", name(&id));
                         self.status.synced(&name(&id), format!("failed: {e}"));
+                        Outcome::Failed
                     }
-                }
-                self.lost_unless(ok, id, &name(&id), links);
-                schedule.exchanged(id, Action::Sync(id), outcome(ok), now);
+                };
+                self.lost_unless(ended == Outcome::Done, id, &name(&id), links);
+                schedule.exchanged(id, Action::Sync(id), ended, now);
             }
             Done::Notified(id, notified) => {
                 if let Err(e) = &notified {
@@ -334,8 +351,8 @@ async fn is_fresh(root: &Path) -> bool {
 }
 
 /// Syncs with the peer of `conn` until settled, committing first when no
-/// watcher does it; `Ok(true)` when the sync changed this location.
-async fn sync(conn: &PeerConnection, root: &Path, commit_first: bool) -> Result<bool, String> {
+/// watcher does it.
+async fn sync(conn: &PeerConnection, root: &Path, commit_first: bool) -> Result<Synced, String> {
     if commit_first {
         let at = root.to_path_buf();
         let committed = tokio::task::spawn_blocking(move || {
@@ -353,11 +370,11 @@ async fn sync(conn: &PeerConnection, root: &Path, commit_first: bool) -> Result<
     // Two empty locations do not sync on their own: by the join rule the
     // client would join the server's repository, and starting three nodes,
     // two of them empty, could bind the empty two into a repository of their
-    // own that the third's could never meet. One may have committed since
-    // the Hellos (they are not sent again), so the connection is taken for
-    // lost and made again, with new Hellos, after a backoff.
+    // own that the third's could never meet. The peer may have recorded a
+    // file since its `Hello` said it was empty: the connection is closed and
+    // made again, with new `Hello`s, when either side has news.
     if conn.peer().fresh && is_fresh(root).await {
-        return Err("both locations were empty when connected; connecting again".into());
+        return Ok(Synced::BothEmpty);
     }
     let (reports, ended) = super::super::sync_until_settled(conn, root).await;
     let changed = reports.iter().any(|r| r.changed > 0 || r.left_news());
@@ -370,7 +387,9 @@ async fn sync(conn: &PeerConnection, root: &Path, commit_first: bool) -> Result<
             report.changed
         );
     }
-    ended.map(|()| changed).map_err(|e| e.to_string())
+    ended
+        .map(|()| Synced::Settled { changed })
+        .map_err(|e| e.to_string())
 }
 
 /// Tells the peer of `conn` this location's digest. A peer too old to know

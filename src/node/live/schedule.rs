@@ -39,13 +39,31 @@ pub enum Outcome {
     Done,
     /// Failed: the connection is taken for lost.
     Failed,
+    /// Nothing to exchange: both locations are empty. The connection is
+    /// closed (a later one's `Hello`s say what changed) and made again when
+    /// either side has news, or after the periodic interval.
+    BothEmpty,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Link {
-    Down { retry_at: Instant },
+    Down { retry_at: Instant, why: Down },
     Dialing,
     Up,
+}
+
+/// Why a link is down, which says what may bring its dial forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Down {
+    /// Never dialed yet, or the dial failed: the peer connecting here
+    /// proves it is back.
+    Unreached,
+    /// An exchange failed over a connection that was up. The peer was
+    /// reachable all along, so its connecting here says nothing new: two
+    /// nodes whose exchanges fail would otherwise wake each other in a loop.
+    Failed,
+    /// Both locations were empty: news on either side dials at once.
+    Empty,
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +79,20 @@ struct Peer {
     notice_owed: bool,
     /// When the periodic sync is due.
     periodic_at: Instant,
+}
+
+impl Peer {
+    /// Brings the dial of a link down for `why` forward to `now`; whether
+    /// it did.
+    fn dial_now_if(&mut self, why: Down, now: Instant) -> bool {
+        match &mut self.link {
+            Link::Down { retry_at, why: was } if *was == why => {
+                *retry_at = (*retry_at).min(now);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The schedule of every trusted peer.
@@ -96,7 +128,10 @@ impl Schedule {
         self.peers.retain(|id, _| wanted.contains_key(id));
         for id in wanted.into_keys() {
             self.peers.entry(id).or_insert(Peer {
-                link: Link::Down { retry_at: now },
+                link: Link::Down {
+                    retry_at: now,
+                    why: Down::Unreached,
+                },
                 failures: 0,
                 busy: false,
                 sync_owed: false,
@@ -115,28 +150,31 @@ impl Schedule {
     }
 
     /// This node's state changed: every peer but `except` (the one the
-    /// change came from, which has it already) is owed a notice.
-    pub fn local_changed(&mut self, except: Option<NodeId>) {
+    /// change came from, which has it already) is owed a notice, and every
+    /// peer this node had nothing to exchange with is dialed now.
+    pub fn local_changed(&mut self, except: Option<NodeId>, now: Instant) {
         for (id, peer) in &mut self.peers {
             if Some(*id) != except {
                 peer.notice_owed = true;
             }
+            peer.dial_now_if(Down::Empty, now);
         }
     }
 
-    /// `peer` said its state differs from ours: a sync is owed.
-    pub fn noticed(&mut self, peer: NodeId) {
+    /// `peer` said its state differs from ours: a sync is owed (and a link
+    /// closed because both were empty is made again now).
+    pub fn noticed(&mut self, peer: NodeId, now: Instant) {
         if let Some(peer) = self.peers.get_mut(&peer) {
             peer.sync_owed = true;
+            peer.dial_now_if(Down::Empty, now);
         }
     }
 
-    /// `peer` proved reachable: if it is down, dial it now, not after the
-    /// backoff.
+    /// `peer` connected here: if its dial failed, it is back, so dial it
+    /// now, not after the backoff.
     pub fn reachable(&mut self, peer: NodeId, now: Instant) {
         if let Some(peer) = self.peers.get_mut(&peer) {
-            if let Link::Down { retry_at } = &mut peer.link {
-                *retry_at = now;
+            if peer.dial_now_if(Down::Unreached, now) {
                 peer.failures = 0;
             }
         }
@@ -155,10 +193,11 @@ impl Schedule {
                 peer.link = Link::Up;
                 peer.sync_owed = true;
             }
-            Outcome::Failed => {
+            Outcome::Failed | Outcome::BothEmpty => {
                 peer.failures = peer.failures.saturating_add(1);
                 peer.link = Link::Down {
                     retry_at: now + delay,
+                    why: Down::Unreached,
                 };
             }
         }
@@ -183,8 +222,17 @@ impl Schedule {
                 peer.failures = peer.failures.saturating_add(1);
                 peer.link = Link::Down {
                     retry_at: now + delay,
+                    why: Down::Failed,
                 };
                 // What was owed is carried by the sync after the redial.
+                peer.notice_owed = false;
+            }
+            (Outcome::BothEmpty, _) => {
+                peer.failures = 0;
+                peer.link = Link::Down {
+                    retry_at: now + interval,
+                    why: Down::Empty,
+                };
                 peer.notice_owed = false;
             }
         }
@@ -200,7 +248,7 @@ impl Schedule {
                 continue;
             }
             match peer.link {
-                Link::Down { retry_at } if retry_at <= now => {
+                Link::Down { retry_at, .. } if retry_at <= now => {
                     peer.link = Link::Dialing;
                     peer.busy = true;
                     actions.push(Action::Dial(*id));
@@ -229,7 +277,7 @@ impl Schedule {
             .values()
             .filter(|peer| !peer.busy)
             .filter_map(|peer| match peer.link {
-                Link::Down { retry_at } => Some(retry_at),
+                Link::Down { retry_at, .. } => Some(retry_at),
                 Link::Up => Some(peer.periodic_at),
                 Link::Dialing => None,
             })
@@ -298,12 +346,12 @@ mod tests {
         s.exchanged(B, Action::Sync(B), Outcome::Done, now);
         // A burst of changes: one notice each.
         for _ in 0..100 {
-            s.local_changed(None);
+            s.local_changed(None, now);
         }
         assert_eq!(s.poll(now), [Action::Notify(A), Action::Notify(B)]);
         // Changes while a notice runs: one more notice after it, not 50.
         for _ in 0..50 {
-            s.local_changed(None);
+            s.local_changed(None, now);
         }
         assert!(s.poll(now).is_empty());
         s.exchanged(A, Action::Notify(A), Outcome::Done, now);
@@ -319,7 +367,7 @@ mod tests {
         both_up(&mut s, now);
         s.exchanged(A, Action::Sync(A), Outcome::Done, now);
         s.exchanged(B, Action::Sync(B), Outcome::Done, now);
-        s.local_changed(Some(A));
+        s.local_changed(Some(A), now);
         assert_eq!(s.poll(now), [Action::Notify(B)]);
     }
 
@@ -330,8 +378,8 @@ mod tests {
         both_up(&mut s, now);
         s.exchanged(A, Action::Sync(A), Outcome::Done, now);
         s.exchanged(B, Action::Sync(B), Outcome::Done, now);
-        s.noticed(A);
-        s.local_changed(None);
+        s.noticed(A, now);
+        s.local_changed(None, now);
         assert_eq!(s.poll(now), [Action::Sync(A), Action::Notify(B)]);
         s.exchanged(A, Action::Sync(A), Outcome::Done, now);
         assert!(s.poll(now).is_empty(), "the sync carried our change to A");
@@ -378,7 +426,7 @@ mod tests {
         s.dialed(A, Outcome::Done, now);
         assert_eq!(s.poll(now), [Action::Sync(A)]);
         s.exchanged(A, Action::Sync(A), Outcome::Done, now);
-        s.local_changed(None);
+        s.local_changed(None, now);
         assert_eq!(s.poll(now), [Action::Notify(A)]);
         s.exchanged(A, Action::Notify(A), Outcome::Failed, now);
         assert!(!s.is_up(A));
@@ -417,7 +465,81 @@ mod tests {
         // A's dial ending after its removal changes nothing.
         s.dialed(A, Outcome::Done, now);
         assert!(!s.is_up(A));
-        s.noticed(A);
+        s.noticed(A, now);
         assert!(s.poll(now).is_empty());
+    }
+
+    #[test]
+    fn a_failed_exchange_is_not_cut_short_by_the_peer_connecting() {
+        let now = Instant::now();
+        let mut s = Schedule::new([A], 5 * MINUTE, 1, now);
+        s.poll(now);
+        s.dialed(A, Outcome::Done, now);
+        assert_eq!(s.poll(now), [Action::Sync(A)]);
+        s.exchanged(A, Action::Sync(A), Outcome::Failed, now);
+        // The peer dialed us back meanwhile: it was reachable all along.
+        s.reachable(A, now);
+        assert!(s.poll(now).is_empty());
+        assert!(s.next_due().unwrap() > now);
+    }
+
+    #[test]
+    fn two_empty_locations_wait_for_news_then_dial_at_once() {
+        let now = Instant::now();
+        let mut s = Schedule::new([A], 5 * MINUTE, 1, now);
+        s.poll(now);
+        s.dialed(A, Outcome::Done, now);
+        assert_eq!(s.poll(now), [Action::Sync(A)]);
+        s.exchanged(A, Action::Sync(A), Outcome::BothEmpty, now);
+        assert!(!s.is_up(A));
+        // No backoff retry, and the peer connecting changes nothing...
+        let later = now + 4 * BACKOFF_FIRST;
+        s.reachable(A, later);
+        assert!(s.poll(later).is_empty());
+        assert!(s.next_due().unwrap() >= now + 5 * MINUTE * 3 / 4);
+        // ...until this node has news.
+        s.local_changed(None, later);
+        assert_eq!(s.poll(later), [Action::Dial(A)]);
+        s.dialed(A, Outcome::Done, later);
+        assert_eq!(s.poll(later), [Action::Sync(A)]);
+        s.exchanged(A, Action::Sync(A), Outcome::BothEmpty, later);
+        // Or the peer tells of news.
+        s.noticed(A, later);
+        assert_eq!(s.poll(later), [Action::Dial(A)]);
+    }
+
+    /// Two empty nodes that each dial the other, and take each connection
+    /// from the other as a sign it is reachable, for ten simulated minutes:
+    /// a handful of dials, not one each time the other connects.
+    #[test]
+    fn two_empty_nodes_do_not_wake_each_other_in_a_loop() {
+        let start = Instant::now();
+        let ids = [A, B];
+        let mut nodes = [
+            Schedule::new([B], 5 * MINUTE, 1, start),
+            Schedule::new([A], 5 * MINUTE, 2, start),
+        ];
+        let mut dials = 0;
+        let mut now = start;
+        while now < start + 10 * MINUTE {
+            for me in 0..2 {
+                let other = 1 - me;
+                for action in nodes[me].poll(now) {
+                    match action {
+                        Action::Dial(_) => {
+                            dials += 1;
+                            nodes[me].dialed(ids[other], Outcome::Done, now);
+                            nodes[other].reachable(ids[me], now);
+                        }
+                        Action::Sync(_) | Action::Notify(_) => {
+                            nodes[me].exchanged(ids[other], action, Outcome::BothEmpty, now)
+                        }
+                    }
+                }
+            }
+            now += Duration::from_millis(10);
+        }
+        // The first dial of each, then one each periodic interval at most.
+        assert!(dials <= 8, "{dials} dials in ten minutes");
     }
 }
