@@ -20,15 +20,18 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/serves.rs"]
+mod serves;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{cpu_seconds, harmony_binary, random_bytes};
-use harmony::model::STATE_DIR;
-use harmony::store::{Store, DB_FILE};
+use serves::{
+    count_lines, free_port, harmony, in_state, lines_of, loopback_bytes, median, save, until, Serve,
+};
 
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 
@@ -55,92 +58,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-struct Node {
-    log: PathBuf,
-    child: Child,
-}
-
-fn harmony(bin: &Path, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "harmony {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Whether location `dir`'s state has a live file at `path`.
-fn in_state(dir: &Path, path: &str) -> bool {
-    let Ok(store) = Store::open(&dir.join(STATE_DIR).join(DB_FILE)) else {
-        return false;
-    };
-    store.placed_entries().is_ok_and(|placed| {
-        placed
-            .iter()
-            .any(|p| p.path.as_str() == path && p.entry.content.winner().value.hash().is_some())
-    })
-}
-
-/// Polls `done` every 2 ms until it holds (at most a minute); returns when.
-fn until(mut done: impl FnMut() -> bool) -> Instant {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "gave up waiting");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Instant::now()
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
-/// Bytes sent on loopback so far (/proc/net/dev).
-fn loopback_bytes() -> u64 {
-    let dev = fs::read_to_string("/proc/net/dev").unwrap();
-    let lo = dev
-        .lines()
-        .find(|l| l.trim_start().starts_with("lo:"))
-        .expect("lo");
-    let fields: Vec<&str> = lo.split_whitespace().collect();
-    fields[9].parse().unwrap() // transmit bytes
-}
-
-/// Saves `bytes` at `path` as an editor does: a temporary file renamed over.
-fn save(path: &Path, bytes: &[u8]) {
-    let temp = path.with_extension("swp");
-    fs::write(&temp, bytes).unwrap();
-    fs::rename(&temp, path).unwrap();
-}
-
-fn count_lines(log: &Path, text: &str, after: usize) -> usize {
-    fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .skip(after)
-        .filter(|l| l.contains(text))
-        .count()
-}
-
-fn lines_of(log: &Path) -> usize {
-    fs::read_to_string(log).unwrap_or_default().lines().count()
 }
 
 fn main() {
@@ -171,18 +88,13 @@ fn main() {
             &["peer", "add", NAMES[leaf], &ids[leaf], &addrs[leaf], "-q"],
         );
     }
-    let mut nodes: Vec<Node> = (0..4)
+    let nodes: Vec<Serve> = (0..4)
         .map(|i| {
-            let log = base.path().join(format!("{}.log", NAMES[i]));
-            let child = Command::new(&bin)
-                .arg("-C")
-                .arg(dir(i))
-                .args(["-v", "serve"])
-                .stdout(Stdio::null())
-                .stderr(fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap();
-            Node { log, child }
+            Serve::start(
+                &bin,
+                &dir(i),
+                &base.path().join(format!("{}.log", NAMES[i])),
+            )
         })
         .collect();
     println!("4 serves on loopback (B trusts A, C, D; they trust B); quiet period 1 s (default)");
@@ -290,10 +202,7 @@ fn main() {
         "  (a sync is logged by both sides: each session counts at its client and its server)"
     );
 
-    for node in &mut nodes {
-        let _ = Command::new("kill")
-            .args(["-TERM", &node.child.id().to_string()])
-            .status();
-        let _ = node.child.wait();
+    for node in nodes {
+        node.stop();
     }
 }

@@ -66,11 +66,11 @@ impl Router {
         if let Some(inbox) = &self.inbox {
             match read_state(&self.root, Store::state_digest).await {
                 Ok(ours) if ours == digest => {}
-                Ok(_) => inbox.noticed(peer.node_id),
+                Ok(_) => inbox.noticed(peer.node_id, digest),
                 // Cannot tell: a sync finds out.
                 Err(e) => {
                     tracing::warn!("cannot read this location's digest: {e}");
-                    inbox.noticed(peer.node_id);
+                    inbox.noticed(peer.node_id, digest);
                 }
             }
         }

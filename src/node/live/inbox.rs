@@ -6,7 +6,7 @@
 //! stays bounded by the number of trusted peers whatever they send, and a
 //! burst of events costs the live node one look.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -30,8 +30,9 @@ pub struct News {
     pub local: bool,
     /// Peers whose sync with this node changed its state.
     pub merged_from: BTreeSet<NodeId>,
-    /// Peers that said their state differs from this node's.
-    pub noticed: BTreeSet<NodeId>,
+    /// Peers that said their state differs from this node's, with the
+    /// digest of their latest notice.
+    pub noticed: BTreeMap<NodeId, [u8; 32]>,
     /// Peers that just proved reachable (they connected here, or were seen
     /// at a new address): worth dialing now rather than after a backoff.
     pub reachable: BTreeSet<NodeId>,
@@ -62,10 +63,10 @@ impl Inbox {
         });
     }
 
-    /// `peer` said its state differs from this node's.
-    pub fn noticed(&self, peer: NodeId) {
+    /// `peer` said its state, of `digest`, differs from this node's.
+    pub fn noticed(&self, peer: NodeId, digest: [u8; 32]) {
         self.raise(|news| {
-            news.noticed.insert(peer);
+            news.noticed.insert(peer, digest);
         });
     }
 
@@ -98,7 +99,7 @@ mod tests {
         let inbox = Inbox::default();
         let a = NodeId([1; 32]);
         for _ in 0..1000 {
-            inbox.noticed(a);
+            inbox.noticed(a, [0; 32]);
             inbox.local_change();
         }
         inbox.reachable(a);

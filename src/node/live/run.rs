@@ -45,6 +45,9 @@ pub struct Live {
 
 /// How a live sync ended, when it did not fail.
 enum Synced {
+    /// This location's state was already the one the peer's notice
+    /// announced: no session was needed.
+    Current,
     /// Both locations are empty: nothing was exchanged.
     BothEmpty,
     /// Synced until settled; `changed` when it changed this location.
@@ -54,7 +57,7 @@ enum Synced {
 /// How a task of the loop ended.
 enum Done {
     Dialed(NodeId, Result<PeerConnection, String>),
-    Synced(NodeId, Result<Synced, String>),
+    Synced(Action, Result<Synced, String>),
     Notified(NodeId, Result<(), String>),
 }
 
@@ -118,8 +121,8 @@ impl Live {
                     for peer in merged_from {
                         schedule.local_changed(Some(peer), now);
                     }
-                    for peer in noticed {
-                        schedule.noticed(peer, now);
+                    for (peer, digest) in noticed {
+                        schedule.noticed(peer, digest, now);
                     }
                     if !reachable.is_empty() {
                         // A moved peer's new address, a new peer.
@@ -195,7 +198,7 @@ impl Live {
                     Done::Dialed(id, dialed)
                 });
             }
-            Action::Sync(id) => {
+            Action::Sync(id) | Action::SyncNoticed(id, _) => {
                 let Some(conn) = links.get(&id).cloned() else {
                     return;
                 };
@@ -203,11 +206,16 @@ impl Live {
                 let commit_first = !self.config.borrow().watch;
                 let node = self.node.clone();
                 tasks.spawn(async move {
+                    if let Action::SyncNoticed(_, digest) = action {
+                        if read_state(&root, Store::state_digest).await == Ok(digest) {
+                            return Done::Synced(action, Ok(Synced::Current));
+                        }
+                    }
                     let synced = sync(&conn, &root, commit_first).await;
                     if let Ok(Synced::Settled { changed: true }) = synced {
                         refresh_membership(&root, &node).await;
                     }
-                    Done::Synced(id, synced)
+                    Done::Synced(action, synced)
                 });
             }
             Action::Notify(id) => {
@@ -249,8 +257,10 @@ impl Live {
                 self.status.connected(&name(&id), ok);
                 schedule.dialed(id, outcome(ok), now);
             }
-            Done::Synced(id, synced) => {
+            Done::Synced(action, synced) => {
+                let id = action.peer();
                 let ended = match synced {
+                    Ok(Synced::Current) => Outcome::Done,
                     Ok(Synced::Settled { changed }) => {
                         if changed {
                             schedule.local_changed(Some(id), now);
@@ -276,7 +286,7 @@ impl Live {
                     }
                 };
                 self.lost_unless(ended == Outcome::Done, id, &name(&id), links);
-                schedule.exchanged(id, Action::Sync(id), ended, now);
+                schedule.exchanged(id, action, ended, now);
             }
             Done::Notified(id, notified) => {
                 if let Err(e) = &notified {

@@ -28,8 +28,27 @@ pub enum Action {
     Dial(NodeId),
     /// Sync with the peer over the connection, until settled.
     Sync(NodeId),
+    /// Sync with the peer, which said its state is the one of `digest`,
+    /// unless this node's state has become that one by the time the sync
+    /// starts (another session brought the same news). One runs at a time,
+    /// so that what one peer brings is in this node's digest before the
+    /// next notice is weighed: a change that reaches a node from many peers
+    /// at once costs it one session, not one per peer.
+    SyncNoticed(NodeId, [u8; 32]),
     /// Tell the peer that this node's state changed.
     Notify(NodeId),
+}
+
+impl Action {
+    /// The peer the action is with.
+    pub fn peer(&self) -> NodeId {
+        match *self {
+            Action::Dial(id)
+            | Action::Sync(id)
+            | Action::SyncNoticed(id, _)
+            | Action::Notify(id) => id,
+        }
+    }
 }
 
 /// How one exchange with a peer ended.
@@ -73,8 +92,10 @@ struct Peer {
     failures: u32,
     /// A dial, sync or notice with this peer is running.
     busy: bool,
-    /// A sync is owed: the peer has news, or the link just came up.
+    /// A sync is owed: the link just came up, or a sync failed.
     sync_owed: bool,
+    /// The digest of the peer's latest notice not yet acted on.
+    noticed: Option<[u8; 32]>,
     /// The peer has not been told of a change of this node's state.
     notice_owed: bool,
     /// When the periodic sync is due.
@@ -99,6 +120,8 @@ impl Peer {
 #[derive(Debug)]
 pub struct Schedule {
     peers: BTreeMap<NodeId, Peer>,
+    /// A [`Action::SyncNoticed`] runs.
+    noticed_running: bool,
     sync_interval: Duration,
     rng: StdRng,
 }
@@ -114,6 +137,7 @@ impl Schedule {
     ) -> Self {
         let mut schedule = Schedule {
             peers: BTreeMap::new(),
+            noticed_running: false,
             sync_interval,
             rng: StdRng::seed_from_u64(seed),
         };
@@ -135,6 +159,7 @@ impl Schedule {
                 failures: 0,
                 busy: false,
                 sync_owed: false,
+                noticed: None,
                 notice_owed: false,
                 periodic_at: now,
             });
@@ -161,11 +186,12 @@ impl Schedule {
         }
     }
 
-    /// `peer` said its state differs from ours: a sync is owed (and a link
+    /// `peer` said its state, of `digest`, differs from ours: a sync is
+    /// owed unless another session brings us that state first (and a link
     /// closed because both were empty is made again now).
-    pub fn noticed(&mut self, peer: NodeId, now: Instant) {
+    pub fn noticed(&mut self, peer: NodeId, digest: [u8; 32], now: Instant) {
         if let Some(peer) = self.peers.get_mut(&peer) {
-            peer.sync_owed = true;
+            peer.noticed = Some(digest);
             peer.dial_now_if(Down::Empty, now);
         }
     }
@@ -206,6 +232,9 @@ impl Schedule {
     /// A sync or a notice ended. A failure takes the connection for lost:
     /// the peer is dialed again after a backoff, and synced with then.
     pub fn exchanged(&mut self, id: NodeId, action: Action, outcome: Outcome, now: Instant) {
+        if let Action::SyncNoticed(..) = action {
+            self.noticed_running = false;
+        }
         let delay = self.backoff(id);
         let interval = self.jittered(self.sync_interval);
         let Some(peer) = self.peers.get_mut(&id) else {
@@ -213,7 +242,7 @@ impl Schedule {
         };
         peer.busy = false;
         match (outcome, action) {
-            (Outcome::Done, Action::Sync(_)) => {
+            (Outcome::Done, Action::Sync(_) | Action::SyncNoticed(..)) => {
                 peer.failures = 0;
                 peer.periodic_at = now + interval;
             }
@@ -243,6 +272,7 @@ impl Schedule {
     /// anyway, so it settles what a notice was owed for.
     pub fn poll(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        let noticed_running = &mut self.noticed_running;
         for (id, peer) in &mut self.peers {
             if peer.busy {
                 continue;
@@ -255,9 +285,17 @@ impl Schedule {
                 }
                 Link::Up if peer.sync_owed || peer.periodic_at <= now => {
                     peer.sync_owed = false;
+                    peer.noticed = None;
                     peer.notice_owed = false;
                     peer.busy = true;
                     actions.push(Action::Sync(*id));
+                }
+                Link::Up if peer.noticed.is_some() && !*noticed_running => {
+                    let digest = peer.noticed.take().expect("just checked");
+                    peer.notice_owed = false;
+                    peer.busy = true;
+                    *noticed_running = true;
+                    actions.push(Action::SyncNoticed(*id, digest));
                 }
                 Link::Up if peer.notice_owed => {
                     peer.notice_owed = false;
@@ -314,6 +352,7 @@ mod tests {
     const A: NodeId = NodeId([1; 32]);
     const B: NodeId = NodeId([2; 32]);
     const MINUTE: Duration = Duration::from_secs(60);
+    const DIGEST: [u8; 32] = [9; 32];
 
     fn schedule(now: Instant) -> Schedule {
         Schedule::new([A, B], 5 * MINUTE, 7, now)
@@ -378,10 +417,11 @@ mod tests {
         both_up(&mut s, now);
         s.exchanged(A, Action::Sync(A), Outcome::Done, now);
         s.exchanged(B, Action::Sync(B), Outcome::Done, now);
-        s.noticed(A, now);
+        s.noticed(A, DIGEST, now);
         s.local_changed(None, now);
-        assert_eq!(s.poll(now), [Action::Sync(A), Action::Notify(B)]);
-        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
+        let noticed = Action::SyncNoticed(A, DIGEST);
+        assert_eq!(s.poll(now), [noticed, Action::Notify(B)]);
+        s.exchanged(A, noticed, Outcome::Done, now);
         assert!(s.poll(now).is_empty(), "the sync carried our change to A");
     }
 
@@ -465,7 +505,7 @@ mod tests {
         // A's dial ending after its removal changes nothing.
         s.dialed(A, Outcome::Done, now);
         assert!(!s.is_up(A));
-        s.noticed(A, now);
+        s.noticed(A, DIGEST, now);
         assert!(s.poll(now).is_empty());
     }
 
@@ -504,7 +544,7 @@ mod tests {
         assert_eq!(s.poll(later), [Action::Sync(A)]);
         s.exchanged(A, Action::Sync(A), Outcome::BothEmpty, later);
         // Or the peer tells of news.
-        s.noticed(A, later);
+        s.noticed(A, DIGEST, later);
         assert_eq!(s.poll(later), [Action::Dial(A)]);
     }
 
@@ -531,7 +571,7 @@ mod tests {
                             nodes[me].dialed(ids[other], Outcome::Done, now);
                             nodes[other].reachable(ids[me], now);
                         }
-                        Action::Sync(_) | Action::Notify(_) => {
+                        Action::Sync(_) | Action::SyncNoticed(..) | Action::Notify(_) => {
                             nodes[me].exchanged(ids[other], action, Outcome::BothEmpty, now)
                         }
                     }
@@ -541,5 +581,47 @@ mod tests {
         }
         // The first dial of each, then one each periodic interval at most.
         assert!(dials <= 8, "{dials} dials in ten minutes");
+    }
+
+    #[test]
+    fn notices_from_many_peers_are_weighed_one_sync_at_a_time() {
+        let now = Instant::now();
+        let mut s = schedule(now);
+        both_up(&mut s, now);
+        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
+        s.exchanged(B, Action::Sync(B), Outcome::Done, now);
+        // Both tell of the same news.
+        s.noticed(A, DIGEST, now);
+        s.noticed(B, DIGEST, now);
+        assert_eq!(s.poll(now), [Action::SyncNoticed(A, DIGEST)]);
+        // B waits while A's runs; a newer notice from B replaces the older.
+        let newer = [10; 32];
+        s.noticed(B, newer, now);
+        assert!(s.poll(now).is_empty());
+        s.exchanged(A, Action::SyncNoticed(A, DIGEST), Outcome::Done, now);
+        assert_eq!(s.poll(now), [Action::SyncNoticed(B, newer)]);
+        // A sync owed for another reason does not wait, and settles a
+        // pending notice.
+        s.noticed(A, DIGEST, now);
+        s.exchanged(A, Action::Sync(A), Outcome::Failed, now);
+        let redial = s.next_due().unwrap();
+        assert_eq!(s.poll(redial), [Action::Dial(A)]);
+        s.dialed(A, Outcome::Done, redial);
+        assert_eq!(s.poll(redial), [Action::Sync(A)]);
+    }
+
+    #[test]
+    fn a_noticed_sync_of_a_removed_peer_frees_the_turn() {
+        let now = Instant::now();
+        let mut s = schedule(now);
+        both_up(&mut s, now);
+        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
+        s.exchanged(B, Action::Sync(B), Outcome::Done, now);
+        s.noticed(A, DIGEST, now);
+        s.noticed(B, DIGEST, now);
+        assert_eq!(s.poll(now), [Action::SyncNoticed(A, DIGEST)]);
+        s.set_peers([B], now);
+        s.exchanged(A, Action::SyncNoticed(A, DIGEST), Outcome::Done, now);
+        assert_eq!(s.poll(now), [Action::SyncNoticed(B, DIGEST)]);
     }
 }
