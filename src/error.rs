@@ -28,6 +28,16 @@ pub enum Error {
     /// A listen address that is not `host:port`.
     #[error("invalid listen address `{0}`: expected host:port, e.g. 0.0.0.0:7447 or [::1]:7447")]
     BadListenAddress(String),
+    /// A group name outside the allowed characters (it is written in expressions such as
+    /// `copies=GROUP:N`).
+    #[error("invalid group name `{0}`: use 1-64 letters, digits, `-`, `_` or `.`")]
+    BadGroup(String),
+    /// A location already in the most groups a record may name.
+    #[error("this location is in {max} groups already, the most it may be in; remove one first (`harmony group remove GROUP`)", max = crate::model::MAX_GROUPS)]
+    TooManyGroups,
+    /// A numcopies out of range.
+    #[error("invalid numcopies {0}: use a number of copies from 1 to {max}", max = crate::model::MAX_NUMCOPIES)]
+    BadNumCopies(u32),
     /// A node or peer name outside the allowed characters (names are typed in commands and
     /// shown in messages).
     #[error("invalid node name `{0}`: use 1-64 letters, digits, `-`, `_` or `.`")]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use harmony::chunk::{
     page_hash, ChunkParams, ChunkRef, PageRef, PAGE_AVG_CHUNKS, PAGE_MAX_CHUNKS, REFINE_PARAMS,
 };
-use harmony::model::{ContentHash, NodeId, RepoId};
+use harmony::model::{ContentHash, NodeId, NodeRecord, NumCopiesSetting, Preferences, RepoId};
 use harmony::proto::{
     self, Batch, ChunkRanges, ErrorCode, Hello, ManifestIndex, Request, Response, SyncHello,
 };
@@ -184,6 +184,28 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
     );
     round_trip("batch-entry", &get("batch-entry"), &entry_batch());
     round_trip(
+        "batch-node",
+        &get("batch-node"),
+        &Batch {
+            entries: vec![],
+            nodes: vec![NodeRecord {
+                id: NodeId([0x11; 32]),
+                name: "nas".into(),
+                addrs: vec!["10.0.0.2:7447".into()],
+                counter: 5,
+                preferences: Preferences {
+                    wanted: Some("standard".into()),
+                    groups: ["backup".to_owned()].into(),
+                    numcopies: Some(NumCopiesSetting {
+                        copies: 2,
+                        at_ms: 1_700_000_000_000,
+                    }),
+                },
+            }],
+            upto: 9,
+        },
+    );
+    round_trip(
         "request-has",
         &get("request-has"),
         &Request::Has {
@@ -304,8 +326,8 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         get("page-hash"),
         "page-hash is the code's page hash"
     );
-    // 24 here, and the 2 beacons in protocol_md_beacon_is_the_codes.
-    assert_eq!(vectors.len(), 26, "every vector in protocol.md is checked");
+    // 25 here, and the 2 beacons in protocol_md_beacon_is_the_codes.
+    assert_eq!(vectors.len(), 27, "every vector in protocol.md is checked");
 }
 
 #[test]

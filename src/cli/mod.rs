@@ -21,6 +21,7 @@ mod docs;
 mod local;
 mod output;
 mod peer;
+mod placement;
 mod progress;
 mod serve;
 mod sync;
@@ -83,6 +84,10 @@ enum Command {
     Conflicts,
     /// Settle a conflict: keep the local version, a node's, or both.
     Resolve(conflicts::ResolveArgs),
+    /// Show this location's groups, or put it in or out of one.
+    Group(placement::GroupArgs),
+    /// Show or set how many copies of each file the repository keeps.
+    Numcopies(placement::NumcopiesArgs),
     /// Manage the trusted peers: add, list, remove, ping.
     #[command(subcommand)]
     Peer(peer::PeerCommand),
@@ -96,7 +101,7 @@ enum Command {
     Sync(sync::SyncArgs),
     /// Fetch the newest content of files from locations holding it.
     Get(transfer::GetArgs),
-    /// Remove local copies once another location confirms it holds them.
+    /// Remove local copies once numcopies other locations confirm they hold them.
     Drop(transfer::DropArgs),
     /// List, restore or empty what .harmony/trash/ keeps: last copies of
     /// versions removed elsewhere.
@@ -127,6 +132,8 @@ pub fn main() -> ExitCode {
         Command::Whereis(args) => local::whereis(&out, args),
         Command::Conflicts => conflicts::conflicts(&out),
         Command::Resolve(args) => conflicts::resolve(&out, args),
+        Command::Group(args) => placement::group(&out, args),
+        Command::Numcopies(args) => placement::numcopies(&out, args),
         Command::Peer(command) => peer::run(&out, command),
         Command::Config(args) => config::config(&out, args),
         Command::Serve(args) => serve::serve(&out, args),

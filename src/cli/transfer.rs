@@ -25,7 +25,8 @@ pub struct DropArgs {
     /// Files or folders whose local copy to remove.
     #[arg(required = true)]
     paths: Vec<String>,
-    /// Remove even when no other location confirms it holds the content.
+    /// Remove even when fewer other locations than numcopies confirm they
+    /// hold the content (warned about: the copy may be the last one).
     #[arg(long)]
     force: bool,
     #[command(flatten)]
@@ -161,6 +162,13 @@ pub fn drop_local(out: &Output, args: DropArgs) -> anyhow::Result<()> {
         .collect();
     if ids.is_empty() {
         anyhow::bail!("nothing to drop: no file held here matches");
+    }
+    if args.force {
+        out.warn(&format!(
+            "--force: not checking that {} other location(s) (numcopies) hold these files; \
+             a copy removed here may be the last one",
+            repo.numcopies()?
+        ));
     }
     let root = repo.root().to_path_buf();
     let (runtime, mut holders) = holders(&repo, args.dial)?;

@@ -1,6 +1,10 @@
-//! Node records: the name and addresses of every node, gossiped with the
-//! state so that a location can reach a holder it was never told about.
-//! Each node writes only its own record; the higher counter wins.
+//! Node records: the name, addresses and placement preferences of every
+//! node, gossiped with the state so that a location can reach a holder it
+//! was never told about, and can count copies and decide drops by every
+//! location's rules. Each node writes only its own record; the higher
+//! counter wins.
+
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +16,14 @@ pub const MAX_NODE_NAME: usize = 64;
 pub const MAX_NODE_ADDRS: usize = 8;
 /// Longest address (`host:port`), in bytes.
 pub const MAX_ADDR_LEN: usize = 256;
+/// Longest preferred-content expression, in bytes.
+pub const MAX_WANTED_LEN: usize = 4096;
+/// Most groups one location is in.
+pub const MAX_GROUPS: usize = 32;
+/// Longest group name, in bytes.
+pub const MAX_GROUP_NAME: usize = 64;
+/// Highest numcopies a location may set.
+pub const MAX_NUMCOPIES: u32 = 1024;
 
 /// A node as the repository knows it: replicated, so that every location can name the
 /// holders of a file and learn the nodes a tombstone must be seen by.
@@ -25,6 +37,45 @@ pub struct NodeRecord {
     pub addrs: Vec<String>,
     /// The node's own write counter when it wrote this record.
     pub counter: u64,
+    /// What the node says about placement.
+    pub preferences: Preferences,
+}
+
+/// What a location says about placement (issue 13): what it wants, the
+/// groups it is in, and the repository-wide numcopies as it last set it.
+/// Part of its node record, so only it changes them, and a change of its
+/// own replaces the older one everywhere (its counter orders them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Preferences {
+    /// Its preferred-content expression, as the user wrote it (checked when
+    /// set, and parsed where used); `None` when never set.
+    pub wanted: Option<String>,
+    /// The groups it is in (names of 1 to [`MAX_GROUP_NAME`] bytes).
+    pub groups: BTreeSet<String>,
+    /// The numcopies it set last, if it ever did.
+    pub numcopies: Option<NumCopiesSetting>,
+}
+
+/// One location's setting of the repository-wide numcopies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NumCopiesSetting {
+    /// The copies every file must keep (1 to [`MAX_NUMCOPIES`]).
+    pub copies: u32,
+    /// When it was set, in milliseconds since the Unix epoch (the setter's
+    /// clock).
+    pub at_ms: i64,
+}
+
+/// The numcopies in force: the latest setting of any location, by its
+/// clock, ties broken by the higher node id so that every location picks
+/// the same; 1 when no location ever set it. A concurrent change is thus
+/// settled the same way everywhere, once the records have met.
+pub fn numcopies<'a>(records: impl IntoIterator<Item = &'a NodeRecord>) -> u32 {
+    records
+        .into_iter()
+        .filter_map(|r| r.preferences.numcopies.map(|n| ((n.at_ms, r.id), n.copies)))
+        .max()
+        .map_or(1, |(_, copies)| copies)
 }
 
 impl NodeRecord {
@@ -33,8 +84,10 @@ impl NodeRecord {
     /// picks the same one.
     pub fn merge(&mut self, other: &NodeRecord) {
         debug_assert_eq!(self.id, other.id);
-        let newer =
-            (other.counter, &other.name, &other.addrs) > (self.counter, &self.name, &self.addrs);
+        fn rank(r: &NodeRecord) -> (u64, &String, &Vec<String>, &Preferences) {
+            (r.counter, &r.name, &r.addrs, &r.preferences)
+        }
+        let newer = rank(other) > rank(self);
         if newer {
             *self = other.clone();
         }
@@ -42,9 +95,15 @@ impl NodeRecord {
 
     /// Checks the bounds of a record received from a peer.
     pub fn is_valid(&self) -> bool {
+        let p = &self.preferences;
         self.name.len() <= MAX_NODE_NAME
             && self.addrs.len() <= MAX_NODE_ADDRS
             && self.addrs.iter().all(|a| a.len() <= MAX_ADDR_LEN)
+            && p.wanted.as_ref().is_none_or(|w| w.len() <= MAX_WANTED_LEN)
+            && p.groups.len() <= MAX_GROUPS
+            && p.groups.iter().all(|g| is_group_name(g))
+            && p.numcopies
+                .is_none_or(|n| (1..=MAX_NUMCOPIES).contains(&n.copies))
     }
 
     /// Fingerprint for the state digest.
@@ -54,6 +113,17 @@ impl NodeRecord {
         hasher.update(&bytes);
         *hasher.finalize().as_bytes()
     }
+}
+
+/// Whether `name` may name a group: 1 to [`MAX_GROUP_NAME`] bytes of
+/// letters, digits, `-`, `_` and `.` (it appears in expressions such as
+/// `copies=GROUP:N`, so it must not hold `:`, `=`, spaces or parentheses).
+pub fn is_group_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_GROUP_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]
@@ -66,6 +136,7 @@ mod tests {
             name: name.into(),
             addrs: vec!["10.0.0.1:7447".into()],
             counter,
+            preferences: Preferences::default(),
         }
     }
 
@@ -78,5 +149,52 @@ mod tests {
         b.merge(&old);
         assert_eq!(a, new);
         assert_eq!(b, new);
+    }
+
+    fn setting(id: u8, copies: u32, at_ms: i64) -> NodeRecord {
+        NodeRecord {
+            id: NodeId([id; 32]),
+            preferences: Preferences {
+                numcopies: Some(NumCopiesSetting { copies, at_ms }),
+                ..Preferences::default()
+            },
+            ..record(1, "n")
+        }
+    }
+
+    #[test]
+    fn the_latest_numcopies_setting_wins_ties_by_node_id() {
+        assert_eq!(numcopies(&[record(1, "a")]), 1, "never set: 1");
+        let (early, late) = (setting(1, 3, 100), setting(2, 2, 200));
+        assert_eq!(numcopies([&early, &late]), 2);
+        assert_eq!(numcopies([&late, &early]), 2);
+        let (low, high) = (setting(1, 5, 300), setting(9, 4, 300));
+        assert_eq!(numcopies([&low, &high]), 4);
+        assert_eq!(numcopies([&high, &low]), 4);
+    }
+
+    #[test]
+    fn preferences_are_bounded() {
+        let mut r = record(1, "a");
+        assert!(r.is_valid());
+        r.preferences.groups.insert("backup".into());
+        assert!(r.is_valid());
+        for bad in [
+            "",
+            "a b",
+            "x:1",
+            "a=b",
+            "(",
+            &"g".repeat(MAX_GROUP_NAME + 1),
+        ] {
+            let mut bad_group = r.clone();
+            bad_group.preferences.groups.insert(bad.to_owned());
+            assert!(!bad_group.is_valid(), "group {bad:?}");
+        }
+        let mut long = r.clone();
+        long.preferences.wanted = Some("x".repeat(MAX_WANTED_LEN + 1));
+        assert!(!long.is_valid());
+        assert!(!setting(1, 0, 0).is_valid());
+        assert!(!setting(1, MAX_NUMCOPIES + 1, 0).is_valid());
     }
 }

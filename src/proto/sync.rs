@@ -90,7 +90,7 @@ impl Validate for Batch {
         }
         if self.nodes.iter().any(|n| !n.is_valid()) {
             return Err(ProtoError::Malformed(
-                "a node record breaks the name or address limits".into(),
+                "a node record breaks the name, address or preference limits".into(),
             ));
         }
         Ok(())

@@ -7,6 +7,7 @@ mod commit;
 mod config;
 mod config_file;
 mod plan;
+mod preferences;
 mod resolve;
 mod trash;
 mod view;
@@ -27,7 +28,7 @@ pub use view::{FileState, Holder, ListedFile, StatusLine, Whereabouts};
 
 use crate::chunk::ChunkParams;
 use crate::error::{Error, Result};
-use crate::model::{NodeId, NodeRecord, RepoId, STATE_DIR};
+use crate::model::{NodeId, NodeRecord, Preferences, RepoId, STATE_DIR};
 use crate::net::Identity;
 use crate::store::{Settings, Store, DB_FILE};
 
@@ -106,24 +107,50 @@ impl Repo {
     /// Writes this node's record (name, listen address) into the replicated
     /// state, so that other locations learn how to reach it.
     pub fn publish_node_record(&mut self) -> Result<()> {
-        let record = NodeRecord {
-            id: self.node_id(),
-            name: self.settings.node_name.clone(),
-            addrs: vec![self.settings.listen.clone()],
-            counter: 0,
-        };
+        let (name, addr) = (
+            self.settings.node_name.clone(),
+            self.settings.listen.clone(),
+        );
+        self.update_node_record(|record| {
+            record.name = name;
+            record.addrs = vec![addr];
+        })
+    }
+
+    /// This location's placement preferences, as its node record says.
+    pub fn preferences(&self) -> Result<Preferences> {
+        Ok(self
+            .store
+            .node(self.node_id())?
+            .map(|r| r.preferences)
+            .unwrap_or_default())
+    }
+
+    /// Changes this location's placement preferences (its node record,
+    /// replicated with the state). Nothing is written if `change` leaves
+    /// them as they are.
+    pub fn update_preferences(&mut self, change: impl FnOnce(&mut Preferences)) -> Result<()> {
+        self.update_node_record(|record| change(&mut record.preferences))
+    }
+
+    /// Rewrites this node's own record with `change` applied, under a new
+    /// write counter, unless the change leaves it as it is.
+    fn update_node_record(&mut self, change: impl FnOnce(&mut NodeRecord)) -> Result<()> {
+        let id = self.node_id();
         let writer = self.store.write()?;
-        let current = writer.node(record.id)?;
-        if current
-            .as_ref()
-            .is_some_and(|c| c.name == record.name && c.addrs == record.addrs)
-        {
+        let current = writer.node(id)?;
+        let mut record = current.clone().unwrap_or_else(|| NodeRecord {
+            id,
+            name: String::new(),
+            addrs: Vec::new(),
+            counter: 0,
+            preferences: Preferences::default(),
+        });
+        change(&mut record);
+        if current.as_ref() == Some(&record) {
             return Ok(());
         }
-        let record = NodeRecord {
-            counter: writer.next_write_counter()?,
-            ..record
-        };
+        record.counter = writer.next_write_counter()?;
         writer.put_node(&record)?;
         writer.commit()?;
         Ok(())

@@ -11,6 +11,7 @@
 mod addresses;
 mod derived;
 mod local;
+mod migrate;
 mod peers;
 mod records;
 mod replicated;
@@ -29,7 +30,7 @@ pub use trash::TrashRecord;
 /// The database file inside `.harmony/`.
 pub const DB_FILE: &str = "state.db";
 const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// How long a writer waits for another process's transaction to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of write-ahead log kept after a checkpoint (a big merge may grow
@@ -113,14 +114,14 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens an existing database.
+    /// Opens an existing database, upgrading one of an older schema.
     pub fn open(path: &Path) -> Result<Self> {
-        let store = Self::connect(path)?;
+        let mut store = Self::connect(path)?;
         let found: i64 = store
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))?;
         if found != SCHEMA_VERSION {
-            return Err(StoreError::SchemaVersion { found });
+            migrate::upgrade(&mut store, found, SCHEMA_VERSION)?;
         }
         Ok(store)
     }

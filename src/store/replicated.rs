@@ -246,6 +246,22 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Stores `record` again under its change sequence, with its digest
+    /// swapped in the state digest: the same record in a new encoding (a
+    /// schema upgrade), which peers need not be told of.
+    pub(super) fn rewrite_node(&self, record: &NodeRecord) -> Result<()> {
+        let digest = record.digest();
+        self.replace_digest(
+            "SELECT digest FROM nodes WHERE node_id = ?1",
+            &record.id.0,
+            digest,
+        )?;
+        self.txn
+            .prepare_cached("UPDATE nodes SET digest = ?1, data = ?2 WHERE node_id = ?3")?
+            .execute(params![digest.to_vec(), encode(record)?, record.id.0])?;
+        Ok(())
+    }
+
     /// Recomputes the digest of every tombstone, counting `newcomer` among
     /// the known nodes.
     fn rehash_tombstones_with(&self, newcomer: NodeId) -> Result<()> {

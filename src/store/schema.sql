@@ -1,4 +1,4 @@
--- Harmony state database, schema version 2.
+-- Harmony state database, schema version 3.
 -- Replicated state lives in `entries`; everything else is this location's own.
 
 -- Small settings and counters: repo_id, node_name, listen, chunking,

@@ -220,6 +220,32 @@ pub async fn confirms(
     }
 }
 
+/// Asks `others`, one by one, whether they hold `hash` now, until `needed`
+/// confirmed it; returns how many did and why the others did not.
+async fn confirm_copies(
+    holders: &mut Holders,
+    others: &[NodeId],
+    hash: crate::model::ContentHash,
+    needed: usize,
+) -> (usize, Vec<String>) {
+    let mut confirmed = 0;
+    let mut why_not = Vec::new();
+    for other in others {
+        if confirmed >= needed {
+            break;
+        }
+        match holders.conn(*other).await {
+            Ok(conn) => match confirms(&conn, hash).await {
+                Ok(true) => confirmed += 1,
+                Ok(false) => why_not.push(format!("{} no longer holds it", conn.peer().name)),
+                Err(e) => why_not.push(e.to_string()),
+            },
+            Err(e) => why_not.push(e),
+        }
+    }
+    (confirmed, why_not)
+}
+
 /// What `drop` did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct DropReport {
@@ -229,10 +255,10 @@ pub struct DropReport {
     pub refused: Vec<String>,
 }
 
-/// Removes the local copies of the files `ids`, each only after another
-/// location confirmed (live, on its disk) that it holds the same content,
-/// unless `force`. The files stay in the repository; the change of holder
-/// syncs like any change.
+/// Removes the local copies of the files `ids`, each only after as many
+/// other locations as the repository's numcopies confirmed (live, on their
+/// disks) that they hold the same content, unless `force`. The files stay in
+/// the repository; the change of holder syncs like any change.
 pub async fn drop_files(
     root: &std::path::Path,
     ids: &[crate::model::FileId],
@@ -241,6 +267,7 @@ pub async fn drop_files(
 ) -> Result<DropReport, crate::Error> {
     let mut repo = crate::Repo::open(root)?;
     let me = repo.node_id();
+    let numcopies = repo.numcopies()? as usize;
     let mut report = DropReport::default();
     for id in ids {
         let (Some(entry), Some(record)) = (
@@ -259,8 +286,6 @@ pub async fn drop_files(
             continue;
         }
         if !force {
-            let mut confirmed = None;
-            let mut why_not = Vec::new();
             // Any location holding these bytes, for whichever file.
             let others: Vec<NodeId> = repo
                 .store()
@@ -268,26 +293,26 @@ pub async fn drop_files(
                 .into_iter()
                 .filter(|n| *n != me)
                 .collect();
-            for other in others {
-                match holders.conn(other).await {
-                    Ok(conn) => match confirms(&conn, record.hash).await {
-                        Ok(true) => {
-                            confirmed = Some(conn.peer().name.clone());
-                            break;
-                        }
-                        Ok(false) => {
-                            why_not.push(format!("{} no longer holds it", conn.peer().name))
-                        }
-                        Err(e) => why_not.push(e.to_string()),
-                    },
-                    Err(e) => why_not.push(e),
-                }
-            }
-            if confirmed.is_none() {
+            let (confirmed, why_not) =
+                confirm_copies(holders, &others, record.hash, numcopies).await;
+            if confirmed < numcopies {
+                let needed = if numcopies == 1 {
+                    "no other location confirmed it holds this content".to_owned()
+                } else {
+                    format!(
+                        "numcopies is {numcopies} and {confirmed} other location{} confirmed {} this content",
+                        if confirmed == 1 { "" } else { "s" },
+                        if confirmed == 1 { "it holds" } else { "they hold" },
+                    )
+                };
                 report.refused.push(format!(
-                    "{}: no other location confirmed it holds this content{}; nothing removed (`--force` removes it anyway)",
+                    "{}: {needed}{}; nothing removed (`--force` removes it anyway)",
                     record.path,
-                    if why_not.is_empty() { String::new() } else { format!(" ({})", why_not.join("; ")) }
+                    if why_not.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", why_not.join("; "))
+                    }
                 ));
                 continue;
             }

@@ -1,0 +1,121 @@
+//! Upgrading a state database written by an older Harmony, in place and in
+//! one transaction (a crash leaves it as it was, and the next open tries
+//! again).
+//!
+//! Schema 2 to 3: node records gained their placement preferences. Each
+//! stored record is read in the old encoding and written again, unchanged
+//! otherwise and under its change sequence, with no preferences; its digest
+//! and the state digest change with the encoding, the same way on every
+//! location that upgrades.
+
+use serde::Deserialize;
+
+use super::{decode, Result, Store, StoreError};
+use crate::model::{NodeId, NodeRecord, Preferences};
+
+/// A node record as schema 2 stored it.
+#[derive(Deserialize)]
+struct NodeRecordV2 {
+    id: NodeId,
+    name: String,
+    addrs: Vec<String>,
+    counter: u64,
+}
+
+/// Brings the database from schema `found` to `to`; an error for a version
+/// it does not know how to upgrade.
+pub(super) fn upgrade(store: &mut Store, found: i64, to: i64) -> Result<()> {
+    if found != 2 || to != 3 {
+        return Err(StoreError::SchemaVersion { found });
+    }
+    let writer = store.write()?;
+    let rows: Vec<Vec<u8>> = writer
+        .txn
+        .prepare("SELECT data FROM nodes")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for data in rows {
+        let old: NodeRecordV2 = decode("node record (schema 2)", &data)?;
+        writer.rewrite_node(&NodeRecord {
+            id: old.id,
+            name: old.name,
+            addrs: old.addrs,
+            counter: old.counter,
+            preferences: Preferences::default(),
+        })?;
+    }
+    writer.txn.pragma_update(None, "user_version", to)?;
+    writer.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::params;
+
+    use super::*;
+    use crate::chunk::ChunkParams;
+    use crate::model::RepoId;
+    use crate::store::Settings;
+
+    fn settings() -> Settings {
+        Settings {
+            repo_id: RepoId([1; 16]),
+            node_name: "t".into(),
+            listen: "127.0.0.1:0".into(),
+            chunking: ChunkParams::DEFAULT,
+        }
+    }
+
+    #[test]
+    fn a_schema_2_database_opens_with_its_node_records_and_a_consistent_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let legacy = |id: u8, name: &str| {
+            let record = (
+                NodeId([id; 32]),
+                name.to_owned(),
+                vec![format!("h{id}:1")],
+                7u64,
+            );
+            postcard::to_stdvec(&record).unwrap()
+        };
+        {
+            let store = Store::create(&path, &settings()).unwrap();
+            for (i, id) in [1u8, 2].into_iter().enumerate() {
+                store
+                    .conn
+                    .execute(
+                        "INSERT INTO nodes(node_id, seq, digest, data) VALUES (?1, ?2, ?3, ?4)",
+                        params![vec![id; 32], i as i64 + 1, vec![id; 32], legacy(id, "old")],
+                    )
+                    .unwrap();
+            }
+            // The state digest of schema 2: the XOR of the old row digests.
+            let digest = [1u8 ^ 2; 32];
+            store
+                .conn
+                .execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'state_digest'",
+                    [digest.to_vec()],
+                )
+                .unwrap();
+            store.conn.pragma_update(None, "user_version", 2).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let nodes = store.nodes().unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert!(nodes
+            .iter()
+            .all(|n| n.name == "old" && n.counter == 7 && n.preferences == Preferences::default()));
+        let mut expected = [0u8; 32];
+        for node in &nodes {
+            for (e, d) in expected.iter_mut().zip(node.digest()) {
+                *e ^= d;
+            }
+        }
+        assert_eq!(store.state_digest().unwrap(), expected);
+        // Opened again: already upgraded.
+        drop(store);
+        assert_eq!(Store::open(&path).unwrap().nodes().unwrap(), nodes);
+    }
+}
