@@ -1071,7 +1071,10 @@ async fn a_dripping_holder_does_not_hold_up_a_get() {
             &[(&h.rogue, rogue.addr), (&h.a, h.server_a.addr)],
         )
         .await;
-        assert!(liar.lies.load(Ordering::SeqCst) > 0, "the drip was asked: {report:?}");
+        assert!(
+            liar.lies.load(Ordering::SeqCst) > 0,
+            "the drip was asked: {report:?}"
+        );
         assert_eq!(report.files, 1, "{report:?}");
         let want = fs::read(h.a.root().join("large3.bin")).unwrap();
         assert_eq!(fs::read(h.b.root().join("large3.bin")).unwrap(), want);

@@ -281,3 +281,40 @@ pub fn collect_tombstones(store: &mut Store) -> Result<usize, StoreError> {
     writer.commit()?;
     Ok(collectable.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(entries: usize, upto: u64) -> Batch {
+        let entry = crate::model::FileEntry::new_file(
+            FileId::new_at(1),
+            crate::model::RepoPath::new("f").unwrap(),
+            crate::model::Content::Deleted,
+            crate::model::Stamp {
+                node: NodeId([1; 32]),
+                counter: 1,
+                at_ms: 0,
+            },
+        );
+        Batch {
+            entries: vec![entry; entries],
+            nodes: Vec::new(),
+            upto,
+        }
+    }
+
+    #[test]
+    fn batches_must_move_forward_within_the_senders_hello() {
+        assert_eq!(check_upto(None, &batch(1, 3), 10), Ok(3));
+        assert_eq!(check_upto(Some(3), &batch(1, 7), 10), Ok(7));
+        // The last batch may equal the one before; it ends at the hello's seq.
+        assert_eq!(check_upto(Some(10), &batch(0, 10), 10), Ok(10));
+        assert_eq!(check_upto(None, &batch(0, 10), 10), Ok(10));
+        // The same batch again, one going back, one past the hello.
+        assert!(check_upto(Some(7), &batch(1, 7), 10).is_err());
+        assert!(check_upto(Some(7), &batch(1, 5), 10).is_err());
+        assert!(check_upto(Some(7), &batch(1, 11), 10).is_err());
+        assert!(check_upto(None, &batch(0, u64::MAX), 10).is_err());
+    }
+}
