@@ -235,6 +235,23 @@ impl FileEntry {
         entry
     }
 
+    /// The highest write of `node` that any version vector of this entry
+    /// includes. A receiver compares it with its own write counter: a peer
+    /// that credits this node with a write it never made (a forged counter,
+    /// up to `u64::MAX`) would make every later write of this node look
+    /// equal to the forgery, a conflict that no edit here could settle.
+    pub fn credited_writes(&self, node: &NodeId) -> u64 {
+        self.path
+            .versions()
+            .iter()
+            .map(|v| &v.version)
+            .chain(self.content.versions().iter().map(|v| &v.version))
+            .chain(self.deletion_seen.values())
+            .map(|vector| vector.get(node))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Records a local rename or move.
     pub fn rename(&mut self, path: RepoPath, stamp: Stamp) {
         self.path

@@ -42,7 +42,10 @@ impl Validate for SyncHello {
 
 /// A run of entries and node records in the sender's change order. After
 /// merging it, the receiver holds every change of the sender up to `upto`.
-/// The last batch of a session has no entries.
+/// The last batch of a session has no entries and goes up to the change
+/// sequence of the sender's hello; a batch before it holds at least one
+/// entry or, when the node records of a run are more than one batch may
+/// carry, node records only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     /// Entries changed after the previous batch, in change order.
@@ -54,9 +57,10 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// The last batch of a session: nothing follows it.
-    pub fn is_last(&self) -> bool {
-        self.entries.is_empty()
+    /// Whether this is the last batch of a session whose sender's hello
+    /// stated the change sequence `sender_seq`: nothing follows it.
+    pub fn is_last(&self, sender_seq: u64) -> bool {
+        self.entries.is_empty() && self.upto == sender_seq
     }
 }
 

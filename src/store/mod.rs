@@ -260,20 +260,24 @@ struct CachedMeta {
 }
 
 impl Writer<'_> {
+    /// The last value taken of the counter `key` (0 before the first).
+    fn current(&self, key: &'static str) -> Result<u64> {
+        if let Some(value) = self.meta.borrow().counters.get(key) {
+            return Ok(*value);
+        }
+        Ok(self
+            .txn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get::<_, i64>(0))
+            .optional()?
+            .unwrap_or(0) as u64)
+    }
+
     /// Takes the next value of the counter `key` (starting at 1).
     fn next(&self, key: &'static str) -> Result<u64> {
-        let mut meta = self.meta.borrow_mut();
-        let value = match meta.counters.get(key) {
-            Some(value) => *value,
-            None => self
-                .txn
-                .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-                .query_row([key], |r| r.get::<_, i64>(0))
-                .optional()?
-                .unwrap_or(0) as u64,
-        };
-        meta.counters.insert(key, value + 1);
-        Ok(value + 1)
+        let value = self.current(key)? + 1;
+        self.meta.borrow_mut().counters.insert(key, value);
+        Ok(value)
     }
 
     /// Makes every change of this batch durable at once.

@@ -59,6 +59,28 @@ impl Store {
         .collect()
     }
 
+    /// Up to `limit` node records changed after `after` and at most
+    /// `upto`, in change order, each with its change sequence.
+    pub fn node_changes_between(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, NodeRecord)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, data FROM nodes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![after as i64, upto.min(i64::MAX as u64) as i64, limit as i64],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)),
+        )?;
+        rows.map(|row| {
+            let (seq, data) = row?;
+            Ok((seq, decode("node record", &data)?))
+        })
+        .collect()
+    }
+
     /// Node records changed after `after` and up to `upto`.
     pub fn nodes_between(&self, after: u64, upto: u64) -> Result<Vec<NodeRecord>> {
         let mut stmt = self
@@ -127,6 +149,12 @@ impl Writer<'_> {
     /// The next write counter of this node, for version vectors.
     pub fn next_write_counter(&self) -> Result<u64> {
         self.next("write_counter")
+    }
+
+    /// This node's last write counter taken: no version of its writes
+    /// goes beyond it.
+    pub fn write_counter(&self) -> Result<u64> {
+        self.current("write_counter")
     }
 
     /// The entry of file `id` as this transaction sees it.

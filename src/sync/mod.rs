@@ -16,7 +16,7 @@ mod session;
 pub use session::{sync_with, SessionReport, SyncError, SyncServer};
 
 use crate::model::{FileId, NodeId};
-use crate::proto::Membership;
+use crate::proto::{Membership, ProtoError, MAX_BATCH_NODES};
 use crate::store::{Store, StoreError};
 
 pub use crate::proto::{Batch, SyncHello};
@@ -75,40 +75,74 @@ impl Outgoing {
         }
     }
 
-    /// The next batch, or `None` after the final, empty one. Read from a
+    /// The next batch, or `None` after the last one. Read from a
     /// plain connection instead of a snapshot, an entry changed again while
     /// sending would move past `upto` and go with the next session only.
+    ///
+    /// A batch goes up to its last entry, with the node records changed up
+    /// to there; when those are more than a batch may carry (a peer may
+    /// have told us of thousands of nodes), the batch ends at the last
+    /// record that fits, and the entries after it wait for the next batch,
+    /// which may then hold node records only. The last batch has no
+    /// entries and goes up to the session's change sequence.
     pub fn next_batch(&mut self, store: &Store) -> Result<Option<Batch>, StoreError> {
         if self.done {
             return Ok(None);
         }
         let start = self.after;
-        let rows = store.entries_between(start, self.upto, BATCH_ENTRIES)?;
-        if rows.is_empty() {
-            self.done = true;
-            return Ok(Some(Batch {
-                entries: Vec::new(),
-                nodes: store.nodes_between(start, self.upto)?,
-                upto: self.upto.max(start),
-            }));
-        }
-        let mut entries = Vec::with_capacity(rows.len());
+        let mut entries = Vec::new();
         let mut bytes = 0;
-        for (seq, entry) in rows {
+        for (seq, entry) in store.entries_between(start, self.upto, BATCH_ENTRIES)? {
             let size = postcard::experimental::serialized_size(&entry).unwrap_or(usize::MAX);
             if !entries.is_empty() && bytes + size > BATCH_BYTES {
                 break;
             }
             bytes += size;
-            entries.push(entry);
-            self.after = seq;
+            entries.push((seq, entry));
         }
-        Ok(Some(Batch {
-            entries,
-            nodes: store.nodes_between(start, self.after)?,
-            upto: self.after,
-        }))
+        let mut upto = entries.last().map_or(self.upto, |(seq, _)| *seq);
+        let mut nodes = Vec::new();
+        for (seq, record) in store.node_changes_between(start, upto, MAX_BATCH_NODES + 1)? {
+            let size = postcard::experimental::serialized_size(&record).unwrap_or(usize::MAX);
+            if let Some(&(last, _)) = nodes.last() {
+                if nodes.len() == MAX_BATCH_NODES || bytes + size > BATCH_BYTES {
+                    upto = last;
+                    entries.retain(|(seq, _)| *seq <= upto);
+                    break;
+                }
+            }
+            bytes += size;
+            nodes.push((seq, record));
+        }
+        self.after = upto;
+        let batch = Batch {
+            entries: entries.into_iter().map(|(_, entry)| entry).collect(),
+            nodes: nodes.into_iter().map(|(_, record)| record).collect(),
+            upto,
+        };
+        self.done = batch.is_last(self.upto);
+        Ok(Some(batch))
     }
+}
+
+/// Checks how far a received batch says it brings the receiver: never past
+/// the change sequence the sender's hello stated (`their_seq`, its state
+/// when the session began), and further than the batch before it unless it
+/// is the last one. Each batch but the last carries at least one change
+/// after the one before, so a session has at most `their_seq` batches, and
+/// a peer that sends the same batch again and again (a session without
+/// end) is caught at once. Returns the batch's `upto`.
+pub fn check_upto(previous: Option<u64>, batch: &Batch, their_seq: u64) -> Result<u64, ProtoError> {
+    let last = batch.is_last(their_seq);
+    let stalled = previous.is_some_and(|p| batch.upto < p || (batch.upto == p && !last));
+    if batch.upto > their_seq || stalled {
+        return Err(ProtoError::Malformed(format!(
+            "a batch up to change sequence {}, after one up to {}, in a session the sender began at change sequence {their_seq}",
+            batch.upto,
+            previous.unwrap_or(0),
+        )));
+    }
+    Ok(batch.upto)
 }
 
 /// What merging one batch did.
@@ -118,6 +152,9 @@ pub struct Merged {
     pub changed: Vec<FileId>,
     /// Entries and node records refused as malformed.
     pub rejected: usize,
+    /// Of those, entries refused for crediting this node with a write it
+    /// never made.
+    pub forged: usize,
 }
 
 /// Merges a batch received from `peer` (database `incarnation`) in one
@@ -133,12 +170,20 @@ pub fn merge_batch(
 ) -> Result<Merged, StoreError> {
     let known: Vec<NodeId> = store.nodes()?.into_iter().map(|n| n.id).collect();
     let writer = store.write()?;
+    let my_writes = writer.write_counter()?;
     let mut merged = Merged::default();
     for incoming in batch.entries {
         let Some(incoming) = incoming.normalized() else {
             merged.rejected += 1;
             continue;
         };
+        // Only this node makes its writes: a version of one it never made
+        // is forged, and taken it would tie every later write here to it.
+        if incoming.credited_writes(&me) > my_writes {
+            merged.rejected += 1;
+            merged.forged += 1;
+            continue;
+        }
         let updated = match writer.entry(incoming.id)? {
             Some(local) => {
                 let mut updated = local.clone();
@@ -235,4 +280,41 @@ pub fn collect_tombstones(store: &mut Store) -> Result<usize, StoreError> {
     }
     writer.commit()?;
     Ok(collectable.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(entries: usize, upto: u64) -> Batch {
+        let entry = crate::model::FileEntry::new_file(
+            FileId::new_at(1),
+            crate::model::RepoPath::new("f").unwrap(),
+            crate::model::Content::Deleted,
+            crate::model::Stamp {
+                node: NodeId([1; 32]),
+                counter: 1,
+                at_ms: 0,
+            },
+        );
+        Batch {
+            entries: vec![entry; entries],
+            nodes: Vec::new(),
+            upto,
+        }
+    }
+
+    #[test]
+    fn batches_must_move_forward_within_the_senders_hello() {
+        assert_eq!(check_upto(None, &batch(1, 3), 10), Ok(3));
+        assert_eq!(check_upto(Some(3), &batch(1, 7), 10), Ok(7));
+        // The last batch may equal the one before; it ends at the hello's seq.
+        assert_eq!(check_upto(Some(10), &batch(0, 10), 10), Ok(10));
+        assert_eq!(check_upto(None, &batch(0, 10), 10), Ok(10));
+        // The same batch again, one going back, one past the hello.
+        assert!(check_upto(Some(7), &batch(1, 7), 10).is_err());
+        assert!(check_upto(Some(7), &batch(1, 5), 10).is_err());
+        assert!(check_upto(Some(7), &batch(1, 11), 10).is_err());
+        assert!(check_upto(None, &batch(0, u64::MAX), 10).is_err());
+    }
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
-use super::{begin, collect_tombstones, hello, merge_batch, send_from, Outgoing};
-use crate::model::{FileId, NodeId, STATE_DIR};
+use super::{begin, check_upto, collect_tombstones, hello, merge_batch, send_from, Outgoing};
+use crate::model::{FileId, STATE_DIR};
 use crate::net::{
     FrameReceiver, FrameSender, FramedStream, Membership, NetError, PeerConnection, PeerInfo,
 };
@@ -222,8 +222,16 @@ async fn exchange(
     let after = send_from(&mine, &theirs);
     let (sent, (repo, received)) = tokio::try_join!(
         send_batches(sender, snapshot, after, mine),
-        receive_batches(receiver, repo, peer_id, theirs.incarnation),
+        receive_batches(receiver, repo, peer, &theirs),
     )?;
+    if received.rejected > 0 {
+        tracing::warn!(
+            "peer {} sent {} entries or node records that were refused ({} of them credit this node with writes it never made)",
+            peer.name,
+            received.rejected,
+            received.forged
+        );
+    }
     report.entries_sent = sent;
     report.entries_received = received.entries;
     report.changed = received.changed.len();
@@ -257,7 +265,7 @@ async fn send_batches(
         state = back;
         let Some(batch) = batch? else { break };
         sent += batch.entries.len();
-        let last = batch.is_last();
+        let last = batch.is_last(mine.seq);
         sender.send_frame(&batch).await?;
         if last {
             break;
@@ -270,6 +278,7 @@ struct Received {
     entries: usize,
     changed: Vec<FileId>,
     rejected: usize,
+    forged: usize,
 }
 
 /// Batches waiting for the merger, at most: decoding the next batch overlaps
@@ -282,9 +291,10 @@ const MERGE_QUEUE: usize = 4;
 async fn receive_batches(
     receiver: &mut FrameReceiver,
     mut repo: Repo,
-    peer: NodeId,
-    incarnation: [u8; 8],
+    peer_info: &PeerInfo,
+    theirs: &SyncHello,
 ) -> Result<(Repo, Received), SyncError> {
+    let (peer, incarnation) = (peer_info.node_id, theirs.incarnation);
     let me = repo.node_id();
     let (queue, mut batches) = tokio::sync::mpsc::channel::<Batch>(MERGE_QUEUE);
     let merger = tokio::task::spawn_blocking(move || {
@@ -292,19 +302,28 @@ async fn receive_batches(
             entries: 0,
             changed: Vec::new(),
             rejected: 0,
+            forged: 0,
         };
         while let Some(batch) = batches.blocking_recv() {
             received.entries += batch.entries.len();
             let merged = merge_batch(repo.store_mut(), me, peer, incarnation, batch)?;
             received.changed.extend(merged.changed);
             received.rejected += merged.rejected;
+            received.forged += merged.forged;
         }
         Ok::<_, SyncError>((repo, received))
     });
     let fed = async {
+        let mut upto = None;
         loop {
             let batch: Batch = receiver.recv_frame().await?;
-            let last = batch.is_last();
+            upto = Some(check_upto(upto, &batch, theirs.seq).map_err(|source| {
+                NetError::Protocol {
+                    peer: peer_info.name.clone(),
+                    source,
+                }
+            })?);
+            let last = batch.is_last(theirs.seq);
             if queue.send(batch).await.is_err() {
                 return Ok(()); // the merger stopped: its error says why
             }
