@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use harmony::chunk::{page_hash, ChunkRef, PageRef};
 use harmony::model::{
-    Content, ContentHash, FileEntry, FileId, Holding, NodeId, NodeRecord, RepoId, RepoPath, Stamp,
-    VersionVector, Versioned,
+    Content, ContentHash, FileEntry, FileId, Holding, NodeId, NodeRecord, Preferences, RepoId,
+    RepoPath, Stamp, VersionVector, Versioned,
 };
 use harmony::net::{
     BoxFuture, FramedStream, Handler, Membership, NetError, PeerConnection, PeerInfo, ServerEvent,
@@ -510,12 +510,14 @@ async fn lies_that_decode_never_reach_outside_or_poison_the_receiver() {
                 name: "not-b".into(),
                 addrs: vec!["192.0.2.1:7447".into()],
                 counter: u64::MAX,
+                preferences: Preferences::default(),
             },
             NodeRecord {
                 id: a_id,
                 name: "not-a".into(),
                 addrs: vec![],
                 counter: u64::MAX,
+                preferences: Preferences::default(),
             },
         ];
         let rogue = Rogue::connect(&s.rogue, &s.a, s.server.addr).await;
@@ -622,6 +624,7 @@ async fn oversized_vectors_replayed_records_and_repository_changes() {
                         name: format!("n{i}"),
                         addrs: vec![],
                         counter,
+                        preferences: Preferences::default(),
                     }
                 })
                 .collect()
