@@ -10,6 +10,7 @@ mod node;
 mod path;
 pub mod placement;
 mod register;
+mod size;
 mod version;
 
 #[cfg(test)]
@@ -21,4 +22,5 @@ pub use node::{NodeRecord, MAX_ADDR_LEN, MAX_NODE_ADDRS, MAX_NODE_NAME};
 pub use path::{PathError, RepoPath, MAX_NAME_BYTES, MAX_PATH_BYTES, STATE_DIR};
 pub use placement::Placed;
 pub use register::{MvRegister, Versioned};
+pub use size::{format_size, parse_size};
 pub use version::VersionVector;
