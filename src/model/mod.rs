@@ -9,6 +9,7 @@ mod ids;
 mod node;
 mod path;
 pub mod placement;
+pub mod preferred;
 mod register;
 mod size;
 mod version;
