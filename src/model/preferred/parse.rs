@@ -523,6 +523,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_examples_are_canonical() {
+        for text in [
+            "standard",
+            "include=**/*.jpg or include=**/*.png",
+            "standard and smallerthan=1GiB",
+            "exclude=video/** or present",
+            "not copies=backup:1 or lackingcopies=1",
+        ] {
+            assert_eq!(printed(text), text);
+        }
+    }
+
+    #[test]
     fn not_binds_tighter_than_and_and_and_than_or() {
         let same = |a: &str, b: &str| assert_eq!(parse(a).unwrap(), parse(b).unwrap(), "{a} / {b}");
         same(
