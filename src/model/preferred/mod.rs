@@ -55,8 +55,9 @@
 //! Why this reaches a fixed point: a location that lacks a file sees the
 //! same holders for Get as it would, after getting it, for Drop (itself not
 //! counted either way); only `present` differs, false before and true
-//! after. So for any expression in which `present` appears only under an
-//! even number of `not`s (all the standard ones), getting a file never
+//! after. So for any expression in which `present` (or `standard`, which
+//! may stand for it) appears only under an even number of `not`s (all the
+//! standard expressions, and `standard` itself), getting a file never
 //! makes it unwanted, and dropping one never makes it wanted again, until
 //! another location changes something. (`not present` flips by design, as
 //! in git-annex.) The property tests check this over random holder sets.
