@@ -9,7 +9,9 @@ mod ids;
 mod node;
 mod path;
 pub mod placement;
+pub mod preferred;
 mod register;
+mod size;
 mod version;
 
 #[cfg(test)]
@@ -24,4 +26,5 @@ pub use node::{
 pub use path::{PathError, RepoPath, MAX_NAME_BYTES, MAX_PATH_BYTES, STATE_DIR};
 pub use placement::Placed;
 pub use register::{MvRegister, Versioned};
+pub use size::{format_size, parse_size};
 pub use version::VersionVector;

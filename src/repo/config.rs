@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::Repo;
 use crate::error::{Error, Result};
-use crate::model::STATE_DIR;
+use crate::model::{parse_size, STATE_DIR};
 
 /// The file inside `.harmony/`.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -151,28 +151,11 @@ fn shown(value: &toml::Value) -> String {
     }
 }
 
-/// `"10MiB"`, `"10 MB"`, `"500k"`, `"1000"` (per second): bytes, where k, M
-/// and G are decimal and KiB, MiB and GiB binary; a trailing `/s` is allowed.
+/// `"10MiB"`, `"10 MB"`, `"500k"`, `"1000"` (per second): a size as
+/// [`parse_size`] reads it, optionally followed by `/s`; at least one byte.
 fn parse_rate(text: &str) -> Option<u64> {
     let text = text.trim();
-    let text = text.strip_suffix("/s").unwrap_or(text).trim_end();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(digits);
-    let number: f64 = number.parse().ok()?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        _ => return None,
-    };
-    let bytes = number * scale as f64;
-    (bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+    parse_size(text.strip_suffix("/s").unwrap_or(text)).filter(|bytes| *bytes > 0)
 }
 
 impl Repo {
