@@ -20,8 +20,8 @@ mod tests;
 pub use entry::{Content, FileEntry, Holding, Kind, LinkTarget, Resolved, Stamp, MAX_LINK_TARGET};
 pub use ids::{ContentHash, FileId, IdParseError, NodeId, RepoId};
 pub use node::{
-    is_group_name, numcopies, NodeRecord, NumCopiesSetting, Preferences, MAX_ADDR_LEN, MAX_GROUPS,
-    MAX_GROUP_NAME, MAX_NODE_ADDRS, MAX_NODE_NAME, MAX_NUMCOPIES, MAX_WANTED_LEN,
+    numcopies, NodeRecord, NumCopiesSetting, Preferences, MAX_ADDR_LEN, MAX_GROUPS, MAX_NODE_ADDRS,
+    MAX_NODE_NAME, MAX_NUMCOPIES,
 };
 pub use path::{PathError, RepoPath, MAX_NAME_BYTES, MAX_PATH_BYTES, STATE_DIR};
 pub use placement::Placed;

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::preferred::{is_group_name, MAX_EXPR_BYTES};
 use super::NodeId;
 
 /// Longest node name, in bytes.
@@ -16,12 +17,8 @@ pub const MAX_NODE_NAME: usize = 64;
 pub const MAX_NODE_ADDRS: usize = 8;
 /// Longest address (`host:port`), in bytes.
 pub const MAX_ADDR_LEN: usize = 256;
-/// Longest preferred-content expression, in bytes.
-pub const MAX_WANTED_LEN: usize = 4096;
 /// Most groups one location is in.
 pub const MAX_GROUPS: usize = 32;
-/// Longest group name, in bytes.
-pub const MAX_GROUP_NAME: usize = 64;
 /// Highest numcopies a location may set.
 pub const MAX_NUMCOPIES: u32 = 1024;
 
@@ -50,7 +47,7 @@ pub struct Preferences {
     /// Its preferred-content expression, as the user wrote it (checked when
     /// set, and parsed where used); `None` when never set.
     pub wanted: Option<String>,
-    /// The groups it is in (names of 1 to [`MAX_GROUP_NAME`] bytes).
+    /// The groups it is in (see [`is_group_name`]).
     pub groups: BTreeSet<String>,
     /// The numcopies it set last, if it ever did.
     pub numcopies: Option<NumCopiesSetting>,
@@ -99,7 +96,7 @@ impl NodeRecord {
         self.name.len() <= MAX_NODE_NAME
             && self.addrs.len() <= MAX_NODE_ADDRS
             && self.addrs.iter().all(|a| a.len() <= MAX_ADDR_LEN)
-            && p.wanted.as_ref().is_none_or(|w| w.len() <= MAX_WANTED_LEN)
+            && p.wanted.as_ref().is_none_or(|w| w.len() <= MAX_EXPR_BYTES)
             && p.groups.len() <= MAX_GROUPS
             && p.groups.iter().all(|g| is_group_name(g))
             && p.numcopies
@@ -115,19 +112,9 @@ impl NodeRecord {
     }
 }
 
-/// Whether `name` may name a group: 1 to [`MAX_GROUP_NAME`] bytes of
-/// letters, digits, `-`, `_` and `.` (it appears in expressions such as
-/// `copies=GROUP:N`, so it must not hold `:`, `=`, spaces or parentheses).
-pub fn is_group_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_GROUP_NAME
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::preferred::MAX_GROUP_NAME;
     use super::*;
 
     fn record(counter: u64, name: &str) -> NodeRecord {
@@ -192,7 +179,7 @@ mod tests {
             assert!(!bad_group.is_valid(), "group {bad:?}");
         }
         let mut long = r.clone();
-        long.preferences.wanted = Some("x".repeat(MAX_WANTED_LEN + 1));
+        long.preferences.wanted = Some("x".repeat(MAX_EXPR_BYTES + 1));
         assert!(!long.is_valid());
         assert!(!setting(1, 0, 0).is_valid());
         assert!(!setting(1, MAX_NUMCOPIES + 1, 0).is_valid());

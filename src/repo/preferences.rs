@@ -54,7 +54,7 @@ impl Repo {
 }
 
 fn check_group(group: &str) -> Result<()> {
-    if model::is_group_name(group) {
+    if model::preferred::is_group_name(group) {
         Ok(())
     } else {
         Err(Error::BadGroup(group.to_owned()))
