@@ -32,6 +32,9 @@ pub enum Error {
     /// `copies=GROUP:N`).
     #[error("invalid group name `{0}`: use 1-64 letters, digits, `-`, `_` or `.`")]
     BadGroup(String),
+    /// A preferred-content expression that does not parse.
+    #[error("invalid preferred-content expression: {0}; nothing was changed (the README's \"Preferred content\" lists the terms)")]
+    BadExpression(#[from] crate::model::preferred::ParseError),
     /// A location already in the most groups a record may name.
     #[error("this location is in {max} groups already, the most it may be in; remove one first (`harmony group remove GROUP`)", max = crate::model::MAX_GROUPS)]
     TooManyGroups,

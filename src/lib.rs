@@ -35,6 +35,6 @@ pub use error::{Error, Result};
 pub use repo::{
     ApplyReport, CommitOptions, CommitReport, Config, ConfigSource, ConfigValue, Conflict,
     ConflictKind, ConflictSide, FileState, GetPlan, Holder, InitOptions, Keep, ListedFile, Repo,
-    Resolution, StatusLine, TrashEmptied, TrashReason, TrashedFile, WantedContent, Whereabouts,
-    CONFIG_FILE, CONFIG_KEYS, DEFAULT_PORT, TRASH_DIR,
+    Resolution, RuleVerdict, Selection, StatusLine, TrashEmptied, TrashReason, TrashedFile,
+    WantedContent, Whereabouts, CONFIG_FILE, CONFIG_KEYS, DEFAULT_PORT, TRASH_DIR,
 };

@@ -275,6 +275,7 @@ fn every_command_prints_json_with_json() {
         ("peer list", a.path(), "peer list".into()),
         ("peer ping", a.path(), "peer ping beta -n 1".into()),
         ("peer remove", a.path(), "peer remove gamma".into()),
+        ("wanted", a.path(), "wanted present".into()),
         ("group add", a.path(), "group add backup".into()),
         ("group remove", a.path(), "group remove backup".into()),
         ("numcopies", a.path(), "numcopies 1".into()),

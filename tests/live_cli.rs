@@ -297,3 +297,57 @@ fn sighup_reloads_config_toml_and_a_bad_file_keeps_the_running_one() {
         "still running, and stops cleanly"
     );
 }
+
+/// Placement rules acted on by the serves alone (issue 13): A a `client`
+/// laptop, B a `backup` NAS, C an `archive` disk reached through B.
+#[test]
+fn a_new_file_reaches_backup_and_archive_and_archiving_it_frees_the_laptop() {
+    let line = Line::new();
+    for (i, group) in ["client", "backup", "archive"].iter().enumerate() {
+        ok(line.dir(i), &["group", "add", group]);
+    }
+    std::fs::write(line.dir(0).join("photo.jpg"), b"a photo").unwrap();
+    for i in [1, 2] {
+        line.wait_until("the photo at the backup and the archive", || {
+            line.read(i, "photo.jpg").as_deref() == Some(b"a photo")
+        });
+    }
+    assert_eq!(line.read(0, "photo.jpg").as_deref(), Some(&b"a photo"[..]));
+
+    // Archived at the laptop: the archive holds it, so the laptop drops it.
+    std::fs::create_dir(line.dir(0).join("archive")).unwrap();
+    std::fs::rename(
+        line.dir(0).join("photo.jpg"),
+        line.dir(0).join("archive/photo.jpg"),
+    )
+    .unwrap();
+    line.wait_until("the laptop's copy dropped", || {
+        line.read(0, "archive/photo.jpg").is_none()
+    });
+    for i in [1, 2] {
+        line.wait_until(
+            "the archived photo kept at the backup and the archive",
+            || line.read(i, "archive/photo.jpg").as_deref() == Some(b"a photo"),
+        );
+    }
+    assert_eq!(
+        line.listed(0, "archive/photo.jpg"),
+        Some(7),
+        "still in the repository"
+    );
+}
+
+#[test]
+fn a_source_drops_its_copy_once_the_backup_has_one() {
+    let line = Line::new();
+    ok(line.dir(0), &["group", "add", "source"]);
+    ok(line.dir(1), &["group", "add", "backup"]);
+    std::fs::write(line.dir(0).join("clip.mov"), b"a clip").unwrap();
+    line.wait_until("the clip at the backup", || {
+        line.read(1, "clip.mov").as_deref() == Some(b"a clip")
+    });
+    line.wait_until("the source's copy dropped", || {
+        line.read(0, "clip.mov").is_none()
+    });
+    assert_eq!(line.read(1, "clip.mov").as_deref(), Some(&b"a clip"[..]));
+}

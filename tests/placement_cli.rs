@@ -106,3 +106,70 @@ fn a_drop_needs_numcopies_other_copies_confirmed_and_force_warns() {
     );
     assert!(!dir(0).join("doc.txt").exists());
 }
+
+#[test]
+fn wanted_is_shown_set_explained_and_bad_expressions_store_nothing() {
+    let (loc, _) = location("laptop");
+    assert_eq!(
+        json(loc.path(), &["wanted"]),
+        serde_json::json!({ "wanted": null, "default": true })
+    );
+    let set = ok(
+        loc.path(),
+        &["wanted", "include=photos/**", "and", "(largerthan=1kB  or present)"],
+    );
+    assert_eq!(set, "include=photos/** and (largerthan=1kB or present)\n");
+
+    let err = fails(loc.path(), &["wanted", "largerthan 10MB"]);
+    assert!(err.contains("expected `=` after `largerthan` at column 12"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(
+        json(loc.path(), &["wanted"])["wanted"],
+        "include=photos/** and (largerthan=1kB or present)"
+    );
+
+    std::fs::create_dir(loc.path().join("photos")).unwrap();
+    std::fs::write(loc.path().join("photos/big.raw"), vec![7u8; 2000]).unwrap();
+    ok(loc.path(), &["commit"]);
+    let why = ok(loc.path(), &["wanted", "--explain", "photos/big.raw"]);
+    assert!(why.contains("this location keeps photos/big.raw"), "{why}");
+    assert!(why.contains("largerthan=1kB"), "{why}");
+    let why = json(loc.path(), &["wanted", "--explain", "photos/big.raw"]);
+    assert_eq!((&why["held"], &why["wanted"]), (&true.into(), &true.into()));
+
+    ok(loc.path(), &["wanted", "--unset"]);
+    assert_eq!(json(loc.path(), &["wanted"])["default"], true);
+}
+
+#[test]
+fn get_and_drop_auto_follow_the_rules() {
+    let (a, a_id) = location("a");
+    let (b, b_id) = location("b");
+    for (path, bytes) in [("photos/cat.jpg", &b"meow"[..]), ("docs/todo.txt", b"todo")] {
+        std::fs::create_dir_all(a.path().join(path).parent().unwrap()).unwrap();
+        std::fs::write(a.path().join(path), bytes).unwrap();
+    }
+    let serving = Serving::start(a.path());
+    ok(a.path(), &["peer", "add", "b", &b_id, "127.0.0.1:9"]);
+    ok(b.path(), &["peer", "add", "a", &a_id, &serving.addr]);
+    ok(b.path(), &["sync", "a"]);
+
+    // The default wants nothing new.
+    let report = json(b.path(), &["get", "--auto"]);
+    assert_eq!(report["files"], 0);
+    ok(b.path(), &["wanted", "include=photos/**"]);
+    let report = json(b.path(), &["get", "--auto"]);
+    assert_eq!(report["files"], 1);
+    assert!(b.path().join("photos/cat.jpg").exists());
+    assert!(!b.path().join("docs/todo.txt").exists());
+
+    // New rules: the photo is dropped (a confirms its copy), the notes got.
+    ok(b.path(), &["wanted", "include=docs/**"]);
+    let out = ok(b.path(), &["drop", "--auto"]);
+    assert!(out.contains("dropped photos/cat.jpg"), "{out}");
+    ok(b.path(), &["get", "--auto"]);
+    assert!(!b.path().join("photos/cat.jpg").exists());
+    assert_eq!(std::fs::read(b.path().join("docs/todo.txt")).unwrap(), b"todo");
+    let out = ok(b.path(), &["drop", "--auto"]);
+    assert!(out.contains("nothing to drop"), "{out}");
+}

@@ -225,7 +225,10 @@ async fn the_executable_bit_travels_and_a_chmod_alone_fetches_nothing() {
     sync_pair(&mut a, &mut b);
     assert_eq!(tree(&b), tree(&a), "applied by the sync, without a get");
     assert!(
-        b.repo.wanted(Some(&[])).unwrap().is_empty(),
+        b.repo
+            .wanted(harmony::Selection::Under(&[]))
+            .unwrap()
+            .is_empty(),
         "nothing to fetch"
     );
     assert_eq!(b.ls()[0].state, FileState::Ok);

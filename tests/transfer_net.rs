@@ -242,7 +242,10 @@ async fn edited_by_a_and_c(path: &str, old: &[u8], new: &[u8]) -> Held {
     c.commit();
     sync_once(&mut c, &a, server_a.addr).await.unwrap();
     sync_once(&mut b, &a, server_a.addr).await.unwrap();
-    let wanted = Repo::open(&b.root()).unwrap().wanted(None).unwrap();
+    let wanted = Repo::open(&b.root())
+        .unwrap()
+        .wanted(harmony::Selection::Outdated)
+        .unwrap();
     assert_eq!(wanted.len(), 1, "b knows its copy is outdated");
     Held { a, b, c, server_a }
 }

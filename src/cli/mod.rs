@@ -84,6 +84,9 @@ enum Command {
     Conflicts,
     /// Settle a conflict: keep the local version, a node's, or both.
     Resolve(conflicts::ResolveArgs),
+    /// Show or set what this location wants (its preferred-content
+    /// expression), or explain why it wants a file.
+    Wanted(placement::WantedArgs),
     /// Show this location's groups, or put it in or out of one.
     Group(placement::GroupArgs),
     /// Show or set how many copies of each file the repository keeps.
@@ -132,6 +135,7 @@ pub fn main() -> ExitCode {
         Command::Whereis(args) => local::whereis(&out, args),
         Command::Conflicts => conflicts::conflicts(&out),
         Command::Resolve(args) => conflicts::resolve(&out, args),
+        Command::Wanted(args) => placement::wanted(&out, args),
         Command::Group(args) => placement::group(&out, args),
         Command::Numcopies(args) => placement::numcopies(&out, args),
         Command::Peer(command) => peer::run(&out, command),

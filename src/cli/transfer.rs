@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use clap::Args;
 use harmony::model::RepoPath;
 use harmony::node::{self, drop_files, Holders, PlannedGet, TransferProgress};
-use harmony::Repo;
+use harmony::{Repo, Selection};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::local::repo_path_arg;
@@ -16,6 +16,10 @@ pub struct GetArgs {
     /// Files or folders (relative to the current folder); none: bring every
     /// file held here up to its newest version.
     paths: Vec<String>,
+    /// Get what this location's preferred-content rules want here and it
+    /// lacks (among PATHS, if given), besides bringing held files current.
+    #[arg(long)]
+    auto: bool,
     #[command(flatten)]
     dial: dial::DialArgs,
 }
@@ -23,8 +27,13 @@ pub struct GetArgs {
 #[derive(Args, Debug)]
 pub struct DropArgs {
     /// Files or folders whose local copy to remove.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "auto")]
     paths: Vec<String>,
+    /// Drop the files held here that this location's preferred-content
+    /// rules no longer want (among PATHS, if given), each still only once
+    /// numcopies other copies are confirmed.
+    #[arg(long, conflicts_with = "force")]
+    auto: bool,
     /// Remove even when fewer other locations than numcopies confirm they
     /// hold the content (warned about: the copy may be the last one).
     #[arg(long)]
@@ -113,7 +122,12 @@ pub fn get_files(out: &Output, args: GetArgs) -> anyhow::Result<()> {
     } else {
         Some(paths(&repo, out, &args.paths)?)
     };
-    let planned = PlannedGet::new(&repo, selected.as_deref())?;
+    let planned = if args.auto {
+        let (wanted, _) = repo.auto_targets(selected.as_deref().unwrap_or_default())?;
+        PlannedGet::of(&repo, Selection::OutdatedAnd(&wanted))?
+    } else {
+        PlannedGet::new(&repo, selected.as_deref())?
+    };
     let (runtime, mut holders) = holders(&repo, args.dial)?;
     drop(repo);
     let report = {
@@ -153,14 +167,24 @@ pub fn get_files(out: &Output, args: GetArgs) -> anyhow::Result<()> {
 pub fn drop_local(out: &Output, args: DropArgs) -> anyhow::Result<()> {
     let repo = Repo::open(&out.dir)?;
     let selected = paths(&repo, out, &args.paths)?;
-    let ids: Vec<_> = repo
-        .store()
-        .local_files()?
-        .into_iter()
-        .filter(|f| selected.is_empty() || selected.iter().any(|p| f.path.starts_with(p)))
-        .map(|f| f.file_id)
-        .collect();
+    let ids: Vec<_> = if args.auto {
+        repo.auto_targets(&selected)?.1
+    } else {
+        repo.store()
+            .local_files()?
+            .into_iter()
+            .filter(|f| selected.is_empty() || selected.iter().any(|p| f.path.starts_with(p)))
+            .map(|f| f.file_id)
+            .collect()
+    };
     if ids.is_empty() {
+        if args.auto {
+            return out.report(&harmony::node::DropReport::default(), || {
+                if !out.quiet {
+                    out!("nothing to drop: the rules want every file held here");
+                }
+            });
+        }
         anyhow::bail!("nothing to drop: no file held here matches");
     }
     if args.force {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{DialError, NodeSetup};
 use crate::model::RepoPath;
 use crate::transfer::{self, GetLock, GetReport, Holders, RateLimit, TransferProgress};
-use crate::{GetPlan, Repo};
+use crate::{GetPlan, Repo, Selection};
 
 /// The trusted peers of `repo` as holders, reached through one client
 /// endpoint (IPv6 when any peer's address is), each waiting
@@ -40,8 +40,13 @@ impl PlannedGet {
     /// [`Repo::wanted`]); fails with [`Error::GetRunning`](crate::Error)
     /// while another get runs there.
     pub fn new(repo: &Repo, paths: Option<&[RepoPath]>) -> crate::Result<PlannedGet> {
+        PlannedGet::of(repo, paths.into())
+    }
+
+    /// Plans the get of the files `selection` selects in `repo`.
+    pub fn of(repo: &Repo, selection: Selection<'_>) -> crate::Result<PlannedGet> {
         let lock = GetLock::take(repo.root())?;
-        let plan = repo.plan_get(paths)?;
+        let plan = repo.plan_get(selection)?;
         Ok(PlannedGet { lock, plan })
     }
 

@@ -9,6 +9,7 @@ mod config_file;
 mod plan;
 mod preferences;
 mod resolve;
+mod rules;
 mod trash;
 mod view;
 
@@ -21,8 +22,9 @@ pub use apply::ApplyReport;
 pub use commit::{CommitOptions, CommitReport};
 pub use config::{Config, CONFIG_FILE, KEYS as CONFIG_KEYS};
 pub use config_file::{ConfigSource, ConfigValue};
-pub use plan::{GetPlan, WantedContent};
+pub use plan::{GetPlan, Selection, WantedContent};
 pub use resolve::{Conflict, ConflictKind, ConflictSide, Keep, Resolution};
+pub use rules::RuleVerdict;
 pub use trash::{TrashEmptied, TrashReason, TrashedFile, TRASH_DIR};
 pub use view::{FileState, Holder, ListedFile, StatusLine, Whereabouts};
 

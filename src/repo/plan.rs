@@ -2,7 +2,7 @@
 //! holds each content and what is here to copy from, read from the state in
 //! one pass, so that the transfer needs nothing more from the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::Repo;
 use crate::chunk::Manifest;
@@ -40,25 +40,43 @@ pub struct GetPlan {
     pub chunking: crate::chunk::ChunkParams,
 }
 
+/// Which files a `get` fetches (those whose newest content is not here).
+#[derive(Clone, Copy, Debug)]
+pub enum Selection<'a> {
+    /// Every file held here in an older version: keeping copies current.
+    Outdated,
+    /// Every live, unconflicted file at or under these paths (every file
+    /// when there are none).
+    Under(&'a [RepoPath]),
+    /// The outdated files held here, and these (what this location's
+    /// preferred-content rules want: `get --auto`).
+    OutdatedAnd(&'a HashSet<FileId>),
+}
+
+impl<'a> From<Option<&'a [RepoPath]>> for Selection<'a> {
+    /// `None`: [`Selection::Outdated`]; paths: [`Selection::Under`].
+    fn from(paths: Option<&'a [RepoPath]>) -> Self {
+        paths.map_or(Selection::Outdated, Selection::Under)
+    }
+}
+
 impl Repo {
-    /// The files `get` should fetch: with `None`, every file held here in an
-    /// older version; with paths, every live, unconflicted file at or under
-    /// them (every file for no path) whose newest content is not held here.
-    pub fn wanted(&self, paths: Option<&[RepoPath]>) -> Result<Vec<FileId>> {
+    /// The files `get` should fetch for `selection`.
+    pub fn wanted(&self, selection: Selection<'_>) -> Result<Vec<FileId>> {
         Ok(self
-            .wanted_placed(paths)?
+            .wanted_placed(selection)?
             .into_iter()
             .map(|(placed, ..)| placed.entry.id)
             .collect())
     }
 
-    /// What `get` fetches for [`Repo::wanted`]`(paths)`: each entry read
-    /// once, grouped by content, with the holders of each content.
-    pub fn plan_get(&self, paths: Option<&[RepoPath]>) -> Result<GetPlan> {
+    /// What `get` fetches for [`Repo::wanted`]`(selection)`: each entry
+    /// read once, grouped by content, with the holders of each content.
+    pub fn plan_get(&self, selection: Selection<'_>) -> Result<GetPlan> {
         let me = self.node_id();
         let mut contents: Vec<WantedContent> = Vec::new();
         let mut by_hash: HashMap<ContentHash, usize> = HashMap::new();
-        for (placed, hash, size) in self.wanted_placed(paths)? {
+        for (placed, hash, size) in self.wanted_placed(selection)? {
             match by_hash.get(&hash) {
                 Some(at) => contents[*at].targets.push(placed),
                 None => {
@@ -89,7 +107,7 @@ impl Repo {
     }
 
     /// The wanted files, each with its newest content's hash and size.
-    fn wanted_placed(&self, paths: Option<&[RepoPath]>) -> Result<Vec<(Placed, ContentHash, u64)>> {
+    fn wanted_placed(&self, selection: Selection<'_>) -> Result<Vec<(Placed, ContentHash, u64)>> {
         let me = self.node_id();
         let mut wanted = Vec::new();
         for placed in self.store.placed_entries()? {
@@ -104,9 +122,12 @@ impl Repo {
             if held == newest.value.hash() {
                 continue;
             }
-            let selected = match paths {
-                None => held.is_some(),
-                Some(paths) => paths.is_empty() || paths.iter().any(|p| placed.path.starts_with(p)),
+            let selected = match selection {
+                Selection::Outdated => held.is_some(),
+                Selection::Under(paths) => {
+                    paths.is_empty() || paths.iter().any(|p| placed.path.starts_with(p))
+                }
+                Selection::OutdatedAnd(files) => held.is_some() || files.contains(&entry.id),
             };
             if selected {
                 wanted.push((placed, hash, size));

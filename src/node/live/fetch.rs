@@ -1,7 +1,11 @@
-//! Keeping held files current: when a file this location holds has a newer
-//! version elsewhere, the live node fetches it with the same verified,
-//! resumable `get` a user types (`harmony get` with no path). Nothing else is
-//! fetched: which new files a location wants is for placement rules.
+//! Keeping held files current and acting on the preferred-content rules:
+//! when a file this location holds has a newer version elsewhere, or the
+//! rules want a file here that it lacks, the live node fetches it with the
+//! same verified, resumable `get` a user types (`harmony get --auto`); then
+//! it drops what the rules no longer want, each file only once numcopies
+//! other copies are confirmed (`harmony drop --auto`). A location that set
+//! no rules and is in no group wants what it holds: nothing new is fetched
+//! and nothing dropped.
 //!
 //! A local edit is never overwritten: the watcher commits it as a version
 //! of its own, concurrent with the newer one, so the file is a conflict and
@@ -14,9 +18,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::{Inbox, StatusBoard};
+use crate::model::FileId;
 use crate::node::{trusted_holders, PlannedGet};
-use crate::transfer::GetReport;
-use crate::Repo;
+use crate::transfer::{drop_files, GetReport, Holders};
+use crate::{Repo, Selection};
 
 /// The first wait before fetching again after a fetch that could not get
 /// everything (a holder away); it doubles up to [`RETRY_MAX`].
@@ -76,8 +81,9 @@ pub(super) async fn keep_fetching(
     }
 }
 
-/// One `get` of every outdated held file; `None` when there is none (or
-/// another get runs here: it fetches them).
+/// One `get` of every outdated held file and every file the rules want
+/// here, then the drop of what they no longer want; `None` when there is
+/// nothing to do (or another get runs here: it fetches them).
 async fn fetch_outdated(
     root: &std::path::Path,
     status: &StatusBoard,
@@ -86,22 +92,46 @@ async fn fetch_outdated(
     let at = root.to_path_buf();
     let prepared = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let repo = Repo::open(&at)?;
-        let planned = match PlannedGet::new(&repo, None) {
+        let (wanted, unwanted) = repo.auto_targets(&[])?;
+        let planned = match PlannedGet::of(&repo, Selection::OutdatedAnd(&wanted)) {
             Ok(planned) => planned,
             Err(crate::Error::GetRunning(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        if planned.plan().contents.is_empty() {
+        if planned.plan().contents.is_empty() && unwanted.is_empty() {
             return Ok(None);
         }
         let holders = trusted_holders(&repo, handshake_timeout)?;
-        Ok(Some((planned, holders)))
+        Ok(Some((planned, holders, unwanted)))
     })
     .await??;
-    let Some((planned, mut holders)) = prepared else {
+    let Some((planned, mut holders, unwanted)) = prepared else {
         return Ok(None);
     };
     let report = planned.run(&mut holders, Arc::new(status.clone())).await;
+    drop_unwanted(root, &unwanted, &mut holders).await;
     holders.close().await;
     Ok(Some(report?))
+}
+
+/// Drops the files the rules no longer want here; one whose other copies
+/// are not confirmed stays (it is tried again at the next change).
+async fn drop_unwanted(root: &std::path::Path, unwanted: &[FileId], holders: &mut Holders) {
+    if unwanted.is_empty() {
+        return;
+    }
+    match drop_files(root, unwanted, holders, false).await {
+        Ok(report) => {
+            if !report.dropped.is_empty() {
+                tracing::info!(
+                    "dropped {} files the preferred-content rules no longer want here",
+                    report.dropped.len()
+                );
+            }
+            for refusal in &report.refused {
+                tracing::debug!("kept, though not wanted: {refusal}");
+            }
+        }
+        Err(e) => tracing::warn!("cannot drop the files the rules no longer want: {e}"),
+    }
 }

@@ -115,7 +115,9 @@ impl Live {
                     if local {
                         schedule.local_changed(None, now);
                     }
-                    if !merged_from.is_empty() {
+                    // What the rules want may change with any change of
+                    // the state, here or merged.
+                    if local || !merged_from.is_empty() {
                         fetch_wanted.notify_one();
                     }
                     for peer in merged_from {

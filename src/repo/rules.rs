@@ -1,0 +1,165 @@
+//! This location's preferred-content rules applied to the state: its
+//! expression (`harmony wanted`), the files they want here and lack, the
+//! files held here they no longer want, and why, file by file.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use serde::Serialize;
+
+use super::Repo;
+use crate::error::{Error, Result};
+use crate::model::preferred::{self, Explanation, Expr, FileFacts, Locations, Purpose};
+use crate::model::{FileId, NodeId, Placed, RepoPath, Resolved};
+
+/// The expression a location that never set one follows: its standard
+/// groups' (for a location in none, `present`: it keeps what it holds and
+/// fetches nothing new by rule).
+const DEFAULT_WANTED: &str = "standard";
+
+/// What this location's rules say of one file, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleVerdict {
+    /// The file.
+    pub path: RepoPath,
+    /// Whether this location holds its newest content.
+    pub held: bool,
+    /// Whether the rules want it here (for a held file, evaluated as if it
+    /// were dropped: whether it is kept).
+    pub wanted: bool,
+    /// Term by term.
+    pub explanation: Explanation,
+}
+
+/// The rules' inputs that are the same for every file.
+struct Rules {
+    me: NodeId,
+    expr: Expr,
+    groups: BTreeMap<NodeId, BTreeSet<String>>,
+    numcopies: u32,
+}
+
+impl Rules {
+    fn locations(&self) -> Locations<'_> {
+        Locations {
+            groups: &self.groups,
+            numcopies: self.numcopies,
+        }
+    }
+}
+
+impl Repo {
+    /// This location's preferred-content expression, as set (`None`: never
+    /// set, and [`DEFAULT_WANTED`] applies).
+    pub fn wanted_setting(&self) -> Result<Option<String>> {
+        Ok(self.preferences()?.wanted)
+    }
+
+    /// Sets this location's preferred-content expression (stored in its
+    /// canonical form), or with `None` goes back to the default. Nothing is
+    /// stored when it does not parse.
+    pub fn set_wanted(&mut self, text: Option<&str>) -> Result<Option<String>> {
+        let canonical = text
+            .map(|t| preferred::parse(t).map(|e| e.to_string()))
+            .transpose()?;
+        let stored = canonical.clone();
+        self.update_preferences(|p| p.wanted = stored)?;
+        Ok(canonical)
+    }
+
+    /// The files the rules want here and this location lacks (`get
+    /// --auto`), and those held here they no longer want (`drop --auto`),
+    /// among the files at or under `paths` (every file when empty).
+    pub fn auto_targets(&self, paths: &[RepoPath]) -> Result<(HashSet<FileId>, Vec<FileId>)> {
+        let rules = self.rules()?;
+        let mut get = HashSet::new();
+        let mut drop = Vec::new();
+        for (placed, held, verdict) in self.judged(&rules, paths, |rules, facts, purpose| {
+            preferred::wants(&rules.expr, rules.me, facts, &rules.locations(), purpose)
+        })? {
+            match (held, verdict) {
+                (false, true) => {
+                    get.insert(placed.entry.id);
+                }
+                (true, false) => drop.push(placed.entry.id),
+                _ => {}
+            }
+        }
+        Ok((get, drop))
+    }
+
+    /// Why the rules want `path` here or not, term by term.
+    pub fn explain_wanted(&self, path: &RepoPath) -> Result<RuleVerdict> {
+        let rules = self.rules()?;
+        let judged = self.judged(
+            &rules,
+            std::slice::from_ref(path),
+            |rules, facts, purpose| {
+                preferred::explain(&rules.expr, rules.me, facts, &rules.locations(), purpose)
+            },
+        )?;
+        let (placed, held, explanation) = judged
+            .into_iter()
+            .find(|(placed, ..)| placed.path == *path)
+            .ok_or_else(|| Error::NoSuchFile(path.clone()))?;
+        Ok(RuleVerdict {
+            path: placed.path,
+            held,
+            wanted: explanation.value,
+            explanation,
+        })
+    }
+
+    fn rules(&self) -> Result<Rules> {
+        let nodes = self.store().nodes()?;
+        let me = self.node_id();
+        let text = nodes
+            .iter()
+            .find(|n| n.id == me)
+            .and_then(|n| n.preferences.wanted.clone())
+            .unwrap_or_else(|| DEFAULT_WANTED.to_owned());
+        Ok(Rules {
+            me,
+            expr: preferred::parse(&text)?,
+            numcopies: crate::model::numcopies(&nodes),
+            groups: nodes
+                .into_iter()
+                .map(|n| (n.id, n.preferences.groups))
+                .collect(),
+        })
+    }
+
+    /// Each live file at or under `paths` whose newest version is content
+    /// (not a link, not in conflict), whether it is held here, and `judge`'s
+    /// verdict: for a Get if it is not held here, as if dropped if it is.
+    fn judged<T>(
+        &self,
+        rules: &Rules,
+        paths: &[RepoPath],
+        judge: impl Fn(&Rules, &FileFacts, Purpose) -> T,
+    ) -> Result<Vec<(Placed, bool, T)>> {
+        let mut judged = Vec::new();
+        for placed in self.store().placed_entries()? {
+            if !paths.is_empty() && !paths.iter().any(|p| placed.path.starts_with(p)) {
+                continue;
+            }
+            let Resolved::File(newest) = placed.entry.resolved() else {
+                continue;
+            };
+            let Some((hash, size, _)) = newest.value.bytes() else {
+                continue;
+            };
+            let holders: BTreeSet<NodeId> =
+                self.store().holders_of_content(hash)?.into_iter().collect();
+            let held = holders.contains(&rules.me);
+            let facts = FileFacts {
+                path: placed.path.as_str(),
+                size,
+                holders: &holders,
+            };
+            let purpose = if held { Purpose::Drop } else { Purpose::Get };
+            let verdict = judge(rules, &facts, purpose);
+            judged.push((placed, held, verdict));
+        }
+        Ok(judged)
+    }
+}
