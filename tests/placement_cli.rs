@@ -116,12 +116,20 @@ fn wanted_is_shown_set_explained_and_bad_expressions_store_nothing() {
     );
     let set = ok(
         loc.path(),
-        &["wanted", "include=photos/**", "and", "(largerthan=1kB  or present)"],
+        &[
+            "wanted",
+            "include=photos/**",
+            "and",
+            "(largerthan=1kB  or present)",
+        ],
     );
     assert_eq!(set, "include=photos/** and (largerthan=1kB or present)\n");
 
     let err = fails(loc.path(), &["wanted", "largerthan 10MB"]);
-    assert!(err.contains("expected `=` after `largerthan` at column 12"), "{err}");
+    assert!(
+        err.contains("expected `=` after `largerthan` at column 12"),
+        "{err}"
+    );
     assert!(err.contains("nothing was changed"), "{err}");
     assert_eq!(
         json(loc.path(), &["wanted"])["wanted"],
@@ -162,6 +170,48 @@ fn get_and_drop_auto_follow_the_rules() {
     assert_eq!(report["files"], 1);
     assert!(b.path().join("photos/cat.jpg").exists());
     assert!(!b.path().join("docs/todo.txt").exists());
+    let wanted: Vec<(String, bool)> = json(b.path(), &["ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["path"].as_str().unwrap().to_owned(),
+                row["wanted"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        wanted,
+        [
+            ("docs/todo.txt".to_owned(), false),
+            ("photos/cat.jpg".to_owned(), true)
+        ]
+    );
+    let listed = ok(b.path(), &["ls"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("here  want") && l.ends_with("photos/cat.jpg")),
+        "{listed}"
+    );
+
+    // whereis counts copies against numcopies and warns about files short of it.
+    ok(b.path(), &["numcopies", "3"]);
+    let whereis = cli::harmony(b.path(), &["whereis", "docs"]);
+    let (shown, warned) = (
+        String::from_utf8_lossy(&whereis.stdout),
+        String::from_utf8_lossy(&whereis.stderr),
+    );
+    assert!(
+        shown.contains("docs/todo.txt (1 copy of numcopies 3)"),
+        "{shown}"
+    );
+    assert!(
+        warned.contains("1 of these files have fewer copies than numcopies (3)"),
+        "{warned}"
+    );
+    ok(b.path(), &["numcopies", "1"]);
 
     // New rules: the photo is dropped (a confirms its copy), the notes got.
     ok(b.path(), &["wanted", "include=docs/**"]);
@@ -169,7 +219,10 @@ fn get_and_drop_auto_follow_the_rules() {
     assert!(out.contains("dropped photos/cat.jpg"), "{out}");
     ok(b.path(), &["get", "--auto"]);
     assert!(!b.path().join("photos/cat.jpg").exists());
-    assert_eq!(std::fs::read(b.path().join("docs/todo.txt")).unwrap(), b"todo");
+    assert_eq!(
+        std::fs::read(b.path().join("docs/todo.txt")).unwrap(),
+        b"todo"
+    );
     let out = ok(b.path(), &["drop", "--auto"]);
     assert!(out.contains("nothing to drop"), "{out}");
 }

@@ -212,9 +212,14 @@ pub fn ls(out: &Output, args: LsArgs) -> anyhow::Result<()> {
     out.report(&rows, || {
         for row in &rows {
             out!(
-                "{:>10}  {}  {:>2} {:<9} {}",
+                "{:>10}  {}  {}  {:>2} {:<9} {}",
                 human_bytes(row.size),
                 if row.present { "here" } else { "    " },
+                match row.wanted {
+                    Some(true) => "want",
+                    Some(false) => "    ",
+                    None => "   -",
+                },
                 row.copies,
                 state_name(row.state),
                 row.path
@@ -279,14 +284,15 @@ pub fn whereis(out: &Output, args: WhereisArgs) -> anyhow::Result<()> {
     out.report(&rows, || {
         for row in &rows {
             out!(
-                "{} ({} {})",
+                "{} ({} {} of numcopies {})",
                 row.path,
                 row.holders.len(),
                 if row.holders.len() == 1 {
                     "copy"
                 } else {
                     "copies"
-                }
+                },
+                row.numcopies
             );
             for holder in &row.holders {
                 match &holder.name {
@@ -295,5 +301,17 @@ pub fn whereis(out: &Output, args: WhereisArgs) -> anyhow::Result<()> {
                 }
             }
         }
-    })
+    })?;
+    let short = rows
+        .iter()
+        .filter(|r| r.hash.is_some() && r.holders.len() < r.numcopies as usize)
+        .count();
+    if short > 0 {
+        out.warn(&format!(
+            "{short} of these files have fewer copies than numcopies ({}); `harmony get` them \
+             at another location, or lower numcopies",
+            rows[0].numcopies
+        ));
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! expression (`harmony wanted`), the files they want here and lack, the
 //! files held here they no longer want, and why, file by file.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -85,6 +85,20 @@ impl Repo {
             }
         }
         Ok((get, drop))
+    }
+
+    /// Whether the rules want each file at or under `paths` here (for a
+    /// held file: whether they keep it), by file id; files whose newest
+    /// version is not content (links, conflicts, deletions) are absent.
+    pub(super) fn verdicts(&self, paths: &[RepoPath]) -> Result<HashMap<FileId, bool>> {
+        let rules = self.rules()?;
+        Ok(self
+            .judged(&rules, paths, |rules, facts, purpose| {
+                preferred::wants(&rules.expr, rules.me, facts, &rules.locations(), purpose)
+            })?
+            .into_iter()
+            .map(|(placed, _, wanted)| (placed.entry.id, wanted))
+            .collect())
     }
 
     /// Why the rules want `path` here or not, term by term.

@@ -48,6 +48,10 @@ pub struct ListedFile {
     pub present: bool,
     /// How many locations hold the newest content.
     pub copies: usize,
+    /// Whether this location's preferred-content rules want it here (for a
+    /// file held here: keep it); absent for a link, a conflict or a
+    /// deletion, which the rules do not judge.
+    pub wanted: Option<bool>,
     /// Whether it is here, wanted, in conflict, and so on.
     pub state: FileState,
 }
@@ -85,6 +89,9 @@ pub struct Whereabouts {
     pub hash: Option<String>,
     /// The locations holding the newest content.
     pub holders: Vec<Holder>,
+    /// The repository's numcopies: fewer holders than this is a file at
+    /// risk.
+    pub numcopies: u32,
 }
 
 /// What the working tree says about recorded files, by file id.
@@ -183,6 +190,7 @@ impl Repo {
         let mut rows = Vec::new();
         let entries = self.store.placed_entries()?;
         let clashed = clashed_paths(&entries);
+        let verdicts = self.verdicts(prefix.map(std::slice::from_ref).unwrap_or_default())?;
         for placed in entries {
             let path = &placed.path;
             if prefix.is_some_and(|p| !path.starts_with(p)) {
@@ -218,6 +226,7 @@ impl Repo {
                 hash: hash.map(|h| h.to_string()),
                 present,
                 copies,
+                wanted: verdicts.get(&entry.id).copied(),
                 state,
             });
         }
@@ -230,6 +239,7 @@ impl Repo {
     /// Which locations hold the newest content of each file at or under
     /// `paths` (every file when empty). A path matching nothing is an error.
     pub fn whereis(&self, paths: &[RepoPath]) -> Result<Vec<Whereabouts>> {
+        let numcopies = self.numcopies()?;
         let names: HashMap<NodeId, String> = self
             .store
             .nodes()?
@@ -267,6 +277,7 @@ impl Repo {
                         name: names.get(id).cloned(),
                     })
                     .collect(),
+                numcopies,
             });
         }
         Ok(found)
