@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Repo;
 use crate::error::{Error, Result};
-use crate::model::preferred::{self, Explanation, Expr, FileFacts, Locations, Purpose};
+use crate::model::preferred::{self, Decision, Explanation, Expr, FileFacts, Locations, Purpose};
 use crate::model::{FileId, NodeId, Placed, RepoPath, Resolved};
 
 /// The expression a location that never set one follows: its standard
@@ -73,15 +73,15 @@ impl Repo {
         let rules = self.rules()?;
         let mut get = HashSet::new();
         let mut drop = Vec::new();
-        for (placed, held, verdict) in self.judged(&rules, paths, |rules, facts, purpose| {
-            preferred::wants(&rules.expr, rules.me, facts, &rules.locations(), purpose)
+        for (placed, _, decision) in self.judged(&rules, paths, |rules, facts, _| {
+            preferred::decide(&rules.expr, rules.me, facts, &rules.locations())
         })? {
-            match (held, verdict) {
-                (false, true) => {
+            match decision {
+                Decision::Get => {
                     get.insert(placed.entry.id);
                 }
-                (true, false) => drop.push(placed.entry.id),
-                _ => {}
+                Decision::Drop => drop.push(placed.entry.id),
+                Decision::Stay => {}
             }
         }
         Ok((get, drop))

@@ -267,7 +267,7 @@ pub async fn drop_files(
 ) -> Result<DropReport, crate::Error> {
     let mut repo = crate::Repo::open(root)?;
     let me = repo.node_id();
-    let numcopies = repo.numcopies()? as usize;
+    let numcopies = repo.numcopies()?;
     let mut report = DropReport::default();
     for id in ids {
         let (Some(entry), Some(record)) = (
@@ -294,8 +294,8 @@ pub async fn drop_files(
                 .filter(|n| *n != me)
                 .collect();
             let (confirmed, why_not) =
-                confirm_copies(holders, &others, record.hash, numcopies).await;
-            if confirmed < numcopies {
+                confirm_copies(holders, &others, record.hash, numcopies as usize).await;
+            if !crate::model::preferred::may_drop(confirmed, numcopies) {
                 let needed = if numcopies == 1 {
                     "no other location confirmed it holds this content".to_owned()
                 } else {

@@ -53,6 +53,42 @@ pub fn wants(
     View::new(me, file, locations, purpose).eval(&expr.root)
 }
 
+/// What a location does about one file by its rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Decision {
+    /// It lacks the file and wants it.
+    Get,
+    /// It holds the file and, as if it had dropped it, does not want it.
+    /// (The drop itself still needs numcopies other copies confirmed.)
+    Drop,
+    /// Neither.
+    Stay,
+}
+
+/// What location `me` does about `file`: [`wants`] for a get when it does
+/// not hold the file, for a drop when it does. `get --auto`, `drop --auto`
+/// and `serve` act on this.
+pub fn decide(expr: &Expr, me: NodeId, file: &FileFacts, locations: &Locations) -> Decision {
+    if file.holders.contains(&me) {
+        if wants(expr, me, file, locations, Purpose::Drop) {
+            Decision::Stay
+        } else {
+            Decision::Drop
+        }
+    } else if wants(expr, me, file, locations, Purpose::Get) {
+        Decision::Get
+    } else {
+        Decision::Stay
+    }
+}
+
+/// Whether a location may drop its copy once `confirmed` other locations
+/// confirmed, live, that they hold it: as many as numcopies (never fewer
+/// than one, so a last copy is never dropped).
+pub fn may_drop(confirmed: usize, numcopies: u32) -> bool {
+    confirmed >= numcopies.max(1) as usize
+}
+
 /// Term by term, why `me` wants `file` or not (the same answer as
 /// [`wants`], with every operand evaluated so each can be shown).
 pub fn explain(

@@ -105,7 +105,9 @@ mod parse;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{explain, wants, Explanation, FileFacts, Locations, Purpose};
+pub use eval::{
+    decide, explain, may_drop, wants, Decision, Explanation, FileFacts, Locations, Purpose,
+};
 pub use expr::Expr;
 pub use groups::{standard_expression, STANDARD_GROUPS};
 pub use parse::{is_group_name, parse, ParseError, MAX_DEPTH, MAX_EXPR_BYTES, MAX_GROUP_NAME};

@@ -277,3 +277,133 @@ proptest! {
         prop_assert_eq!(keeps, !(under_archive && archived));
     }
 }
+
+/// Random histories on 4 locations (issue 13): each location has random
+/// groups and a random rule (in which `present` is never negated), the
+/// repository a random numcopies, and each file starts at random holders
+/// (at least one). Rounds of `get --auto` and `drop --auto` at random
+/// locations follow, through [`decide`] and the drop gate [`may_drop`] that
+/// the real commands use, a drop confirmed by every other holder (the best
+/// case for a drop: the gate is what must hold). Then every location acts in
+/// turn until nothing changes.
+mod histories {
+    use super::*;
+
+    const HISTORY_LOCATIONS: u8 = 4;
+    const HISTORY_FILES: usize = 6;
+
+    #[derive(Clone, Debug)]
+    struct History {
+        rules: Vec<Expr>,
+        groups: BTreeMap<NodeId, BTreeSet<String>>,
+        numcopies: u32,
+        files: Vec<(&'static str, u64, BTreeSet<NodeId>)>,
+        rounds: Vec<(u8, bool)>,
+    }
+
+    fn history() -> impl Strategy<Value = History> {
+        let rule = prop_oneof![
+            2 => Just(parse("standard").unwrap()),
+            1 => tree()
+                .prop_filter("present never negated", |root| present_is_positive(root, false))
+                .prop_map(|root| Expr { root }),
+        ];
+        let location = 1..=HISTORY_LOCATIONS;
+        let file = (
+            prop::sample::select(PATHS.to_vec()),
+            size(),
+            prop::collection::btree_set(location.clone().prop_map(node), 1..=4),
+        );
+        (
+            prop::collection::vec(rule, HISTORY_LOCATIONS as usize),
+            prop::collection::vec(
+                prop::sample::subsequence(GROUPS.to_vec(), 0..3),
+                HISTORY_LOCATIONS as usize,
+            ),
+            1u32..4,
+            prop::collection::vec(file, 1..=HISTORY_FILES),
+            prop::collection::vec((location, any::<bool>()), 0..24),
+        )
+            .prop_map(|(rules, memberships, numcopies, files, rounds)| History {
+                rules,
+                groups: memberships
+                    .into_iter()
+                    .zip(1..)
+                    .map(|(g, i)| (node(i), g.into_iter().map(str::to_owned).collect()))
+                    .collect(),
+                numcopies,
+                files,
+                rounds,
+            })
+    }
+
+    impl History {
+        /// One `get --auto` (or `drop --auto`) at location `at`; whether it
+        /// changed anything. Checks the copy invariants of every drop.
+        fn act(&mut self, at: u8, dropping: bool) -> Result<bool, TestCaseError> {
+            let me = node(at);
+            let expr = self.rules[at as usize - 1].clone();
+            let mut changed = false;
+            for (path, size, holders) in &mut self.files {
+                let locations = Locations {
+                    groups: &self.groups,
+                    numcopies: self.numcopies,
+                };
+                let facts = FileFacts {
+                    path,
+                    size: *size,
+                    holders,
+                };
+                match decide(&expr, me, &facts, &locations) {
+                    Decision::Get if !dropping => {
+                        holders.insert(me);
+                        changed = true;
+                    }
+                    Decision::Drop if dropping => {
+                        let before = holders.len();
+                        let others = before - 1;
+                        if may_drop(others, self.numcopies) {
+                            holders.remove(&me);
+                            changed = true;
+                            prop_assert!(!holders.is_empty(), "a last copy dropped");
+                            prop_assert!(
+                                holders.len() >= (self.numcopies as usize).min(before),
+                                "{path}: {} copies left of {before}, numcopies {}",
+                                holders.len(),
+                                self.numcopies
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(changed)
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn copies_are_kept_and_the_rules_reach_a_fixed_point(mut history in history()) {
+            for (at, dropping) in history.rounds.clone() {
+                history.act(at, dropping)?;
+            }
+            // Quiet: every location gets, then drops, in turn, until a
+            // whole pass changes nothing.
+            let mut passes = 0;
+            loop {
+                let mut changed = false;
+                for at in 1..=HISTORY_LOCATIONS {
+                    changed |= history.act(at, false)?;
+                    changed |= history.act(at, true)?;
+                }
+                if !changed {
+                    break;
+                }
+                passes += 1;
+                prop_assert!(passes < 10, "no fixed point after {passes} passes: {history:?}");
+            }
+        }
+    }
+}
