@@ -116,7 +116,8 @@ impl Outgoing {
 pub struct Merged {
     /// Entries that changed here (by id: a first sync may change 100,000).
     pub changed: Vec<FileId>,
-    /// Entries and node records refused as malformed.
+    /// Node records refused as malformed (an entry that breaks a rule
+    /// fails the decoding of its whole batch).
     pub rejected: usize,
 }
 
@@ -135,10 +136,7 @@ pub fn merge_batch(
     let writer = store.write()?;
     let mut merged = Merged::default();
     for incoming in batch.entries {
-        let Some(incoming) = incoming.normalized() else {
-            merged.rejected += 1;
-            continue;
-        };
+        let incoming = incoming.normalized();
         let updated = match writer.entry(incoming.id)? {
             Some(local) => {
                 let mut updated = local.clone();
