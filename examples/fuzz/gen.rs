@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use arbitrary::{Result, Unstructured};
 use serde::Serialize;
 
-use harmony::chunk::{ChunkRef, Manifest, PageRef, PAGE_MAX_CHUNKS};
+use harmony::chunk::{ChunkParams, ChunkRef, Manifest, PageRef, PAGE_MAX_CHUNKS};
 use harmony::model::{
     Content, ContentHash, FileId, Holding, NodeId, NodeRecord, RepoId, VersionVector, MAX_ADDR_LEN,
     MAX_NODE_ADDRS, MAX_NODE_NAME,
@@ -487,6 +487,24 @@ pub fn response(u: &mut Unstructured) -> Result<Response> {
 pub fn manifest(u: &mut Unstructured) -> Result<Manifest> {
     Ok(Manifest {
         chunks: chunk_refs(u, 300, 20_000)?,
+    })
+}
+
+/// The chunking setting as the store keeps it: sizes at and around the
+/// chunker's bounds, or any.
+pub fn chunking(u: &mut Unstructured) -> Result<ChunkParams> {
+    let mut size = |bounds: [u32; 2]| -> Result<u32> {
+        Ok(match u.int_in_range(0..=5)? {
+            0 => bounds[0].saturating_sub(u.int_in_range(0..=1)?),
+            1 => bounds[1].saturating_add(u.int_in_range(0..=1)?),
+            2 => number(u)? as u32,
+            _ => u.int_in_range(bounds[0]..=bounds[1])?,
+        })
+    };
+    Ok(ChunkParams {
+        min: size([64, 1 << 20])?,
+        avg: size([256, 4 << 20])?,
+        max: size([1024, 16 << 20])?,
     })
 }
 

@@ -17,7 +17,7 @@ use arbitrary::Unstructured;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use harmony::chunk::{Manifest, PAGE_MAX_CHUNKS};
+use harmony::chunk::{hash_reader, ChunkParams, Manifest, PAGE_MAX_CHUNKS};
 use harmony::model::{
     ContentHash, FileEntry, FileId, NodeId, NodeRecord, RepoId, RepoPath, MAX_NAME_BYTES,
     MAX_PATH_BYTES, STATE_DIR,
@@ -98,6 +98,12 @@ pub const TARGETS: &[Target] = &[
         make: |u| Ok(encode(&gen::manifest(u)?)),
         framed: false,
         check: check_manifest,
+    },
+    Target {
+        name: "chunking",
+        make: |u| Ok(encode(&gen::chunking(u)?)),
+        framed: false,
+        check: check_chunking,
     },
     Target {
         name: "repo-path",
@@ -486,6 +492,36 @@ fn check_manifest(bytes: &[u8]) -> Verdict {
         .last()
         .map_or(0, |o| o + u64::from(manifest.chunks.last().unwrap().len));
     ensure!(end == manifest.total_len(), "offsets end at {end}");
+    Ok(true)
+}
+
+/// The chunking setting from the store: what `ChunkParams::is_valid` (the
+/// store's check) lets through, the chunker cuts without a panic, in
+/// chunks within the sizes, covering the content.
+fn check_chunking(bytes: &[u8]) -> Verdict {
+    let Some(params) = stored::<ChunkParams>(bytes) else {
+        return Ok(false);
+    };
+    if !params.is_valid() {
+        return Ok(false);
+    }
+    // Past `max` (so that cuts are made with a full window), within 256 KiB.
+    let content: Vec<u8> = (0..(params.max as usize + 1000).min(1 << 18))
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3])
+        .collect();
+    let mut scratch = vec![0; 4 * params.max as usize];
+    let summary = hash_reader(&mut &content[..], params, &mut scratch)
+        .map_err(|e| format!("chunking failed: {e}"))?;
+    let lens: Vec<u32> = summary.manifest.chunks.iter().map(|c| c.len).collect();
+    ensure!(
+        lens.iter().map(|l| u64::from(*l)).sum::<u64>() == content.len() as u64,
+        "chunks of {params:?} do not cover the content"
+    );
+    ensure!(
+        lens.iter().all(|l| *l <= params.max),
+        "a chunk longer than {}",
+        params.max
+    );
     Ok(true)
 }
 
