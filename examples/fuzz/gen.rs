@@ -498,7 +498,8 @@ pub fn chunking(u: &mut Unstructured) -> Result<ChunkParams> {
             0 => bounds[0].saturating_sub(u.int_in_range(0..=1)?),
             1 => bounds[1].saturating_add(u.int_in_range(0..=1)?),
             2 => number(u)? as u32,
-            _ => u.int_in_range(bounds[0]..=bounds[1])?,
+            // Even, as the chunker needs, most of the time.
+            _ => u.int_in_range(bounds[0]..=bounds[1])? & !u32::from(chance(u, 7, 8)?),
         })
     };
     Ok(ChunkParams {

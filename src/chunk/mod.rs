@@ -40,7 +40,8 @@ impl ChunkParams {
     };
 
     /// Whether fastcdc v2020 can cut with these sizes: each within its
-    /// bounds, and `min <= avg <= max`. The parameters are read back from
+    /// bounds and even (it asserts both in debug builds), and
+    /// `min <= avg <= max`. The parameters are read back from
     /// the state database, and damaged ones must be an error there, not a
     /// panic in the chunker or a scratch buffer of four times `max` (16 GiB
     /// for `u32::MAX`).
@@ -52,6 +53,7 @@ impl ChunkParams {
         (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
             && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
             && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
+            && [min, avg, max].iter().all(|size| size % 2 == 0)
             && min <= avg
             && avg <= max
     }
