@@ -464,6 +464,30 @@ fn protocol_md_states_the_constants_of_the_code() {
     }
 }
 
+/// The `batch-entry` vector with its path register emptied (a count of no
+/// versions, the one version's bytes gone) is refused, as protocol.md says:
+/// every reader of a register relies on its having a version. Found by the
+/// fuzz driver (examples/fuzz) in a stored entry, where it panicked.
+#[test]
+fn a_batch_with_an_empty_register_is_refused() {
+    let frame = vectors()["batch-entry"].clone();
+    let body = &frame[proto::FRAME_HEADER_LEN..];
+    // The entry count (1 byte) and the id (16) come before the path's count.
+    let at = 1 + 16;
+    assert_eq!(body[at], 1, "the path register holds one version");
+    // A vector of one node (1 + 32 + 1), "run" (1 + 3), by (32), at_ms (2).
+    let version_len = 34 + 4 + 32 + 2;
+    let mut emptied = body[..at].to_vec();
+    emptied.push(0);
+    emptied.extend_from_slice(&body[at + 1 + version_len..]);
+    assert!(proto::decode_body::<Batch>(body).is_ok());
+    let verdict = proto::decode_body::<Batch>(&emptied);
+    assert!(
+        matches!(verdict, Err(proto::ProtoError::Malformed(_))),
+        "{verdict:?}"
+    );
+}
+
 /// The page cut rule as protocol.md states it, applied by hand, gives the
 /// pages the code cuts.
 #[test]

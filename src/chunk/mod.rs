@@ -38,6 +38,25 @@ impl ChunkParams {
         avg: 32 * 1024,
         max: 128 * 1024,
     };
+
+    /// Whether fastcdc v2020 can cut with these sizes: each within its
+    /// bounds and even (it asserts both in debug builds), and
+    /// `min <= avg <= max`. The parameters are read back from
+    /// the state database, and damaged ones must be an error there, not a
+    /// panic in the chunker or a scratch buffer of four times `max` (16 GiB
+    /// for `u32::MAX`).
+    pub fn is_valid(&self) -> bool {
+        use fastcdc::v2020::{
+            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+        };
+        let (min, avg, max) = (self.min as usize, self.avg as usize, self.max as usize);
+        (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
+            && [min, avg, max].iter().all(|size| size % 2 == 0)
+            && min <= avg
+            && avg <= max
+    }
 }
 
 /// One chunk of a content: its blake3 hash and length.

@@ -372,21 +372,21 @@ impl FileEntry {
         }
     }
 
-    /// Restores the invariants of an entry decoded from untrusted bytes: each
-    /// register canonical (no dominated or duplicate version, sorted) and not
-    /// empty. `None` when a register is empty.
-    pub fn normalized(self) -> Option<FileEntry> {
-        Some(FileEntry {
+    /// Restores the invariants of an entry decoded from untrusted bytes:
+    /// each register canonical (no dominated or duplicate version, sorted;
+    /// decoding already refused an empty one), and no empty acknowledgement.
+    pub fn normalized(self) -> FileEntry {
+        FileEntry {
             id: self.id,
-            path: MvRegister::from_versions(self.path.versions().to_vec())?,
-            content: MvRegister::from_versions(self.content.versions().to_vec())?,
+            path: self.path.normalized(),
+            content: self.content.normalized(),
             holders: self.holders,
             deletion_seen: self
                 .deletion_seen
                 .into_iter()
                 .filter(|(_, seen)| !seen.is_empty())
                 .collect(),
-        })
+        }
     }
 
     /// The path the file is shown and stored under: the deterministic winner when

@@ -7,7 +7,7 @@
 //! commutative, associative and idempotent, and no concurrent write is ever
 //! dropped silently: this is where "conflicts are kept" comes from.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{NodeId, VersionVector};
 
@@ -26,9 +26,28 @@ pub struct Versioned<T> {
 }
 
 /// The versions of a value that no other version dominates, in canonical order.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct MvRegister<T> {
     versions: Vec<Versioned<T>>,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MvRegister<T> {
+    /// Decoding refuses a register without a version, which no write makes
+    /// and every reader of a register relies on (`winner`): a peer's batch
+    /// or a damaged state database holding one fails to decode instead of
+    /// panicking later. (Dominated or unsorted versions are restored by
+    /// `normalized`, as a peer may send them without breaking anything.)
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Parts<T> {
+            versions: Vec<Versioned<T>>,
+        }
+        let Parts { versions } = Parts::deserialize(deserializer)?;
+        if versions.is_empty() {
+            return Err(serde::de::Error::custom("a register holds no version"));
+        }
+        Ok(MvRegister { versions })
+    }
 }
 
 impl<T: Clone + Ord> MvRegister<T> {
@@ -50,13 +69,20 @@ impl<T: Clone + Ord> MvRegister<T> {
     /// restoring the invariants: no dominated version, no duplicate, canonical order.
     /// Returns `None` when nothing is left.
     pub fn from_versions(versions: Vec<Versioned<T>>) -> Option<Self> {
+        (!versions.is_empty()).then(|| MvRegister { versions }.normalized())
+    }
+
+    /// The same versions with the invariants restored (no dominated or
+    /// duplicate version, canonical order), for a register decoded from
+    /// untrusted bytes.
+    pub fn normalized(&self) -> Self {
         let mut register = MvRegister {
-            versions: Vec::with_capacity(versions.len()),
+            versions: Vec::with_capacity(self.versions.len()),
         };
-        for v in versions {
-            register.insert(v);
+        for v in &self.versions {
+            register.insert(v.clone());
         }
-        (!register.versions.is_empty()).then_some(register)
+        register
     }
 
     /// Writes `value` as `by`'s write number `counter`, superseding every
@@ -206,6 +232,16 @@ mod tests {
     }
 
     #[test]
+    fn decoding_refuses_an_empty_register() {
+        let one = MvRegister::new(7u32, node(1), 1, 0);
+        let bytes = postcard::to_stdvec(&one).unwrap();
+        assert_eq!(postcard::from_bytes::<MvRegister<u32>>(&bytes), Ok(one));
+        // A count of zero versions: what a damaged row or a hostile peer sends.
+        let empty = postcard::from_bytes::<MvRegister<u32>>(&[0]);
+        assert!(empty.is_err(), "{empty:?}");
+    }
+
+    #[test]
     fn from_versions_drops_dominated_and_duplicates() {
         let first = MvRegister::new(1u32, node(1), 1, 0);
         let mut second = first.clone();
@@ -213,8 +249,10 @@ mod tests {
         let mut parts = first.versions().to_vec();
         parts.extend(second.versions().iter().cloned());
         parts.extend(second.versions().iter().cloned());
-        let rebuilt = MvRegister::from_versions(parts).unwrap();
+        let rebuilt = MvRegister::from_versions(parts.clone()).unwrap();
         assert_eq!(rebuilt, second);
+        let raw = MvRegister { versions: parts };
+        assert_eq!(raw.normalized(), second);
         assert!(MvRegister::<u32>::from_versions(vec![]).is_none());
     }
 }

@@ -175,7 +175,7 @@ impl Store {
             repo_id,
             node_name: self.meta_text("node_name")?,
             listen: self.meta_text("listen")?,
-            chunking: decode("chunking", &self.meta_bytes("chunking")?)?,
+            chunking: chunking(&self.meta_bytes("chunking")?)?,
         })
     }
 
@@ -323,4 +323,73 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, data: &[u8]) -> Result<T> {
     postcard::from_bytes(data).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// The stored chunking, refused unless the chunker can use it.
+fn chunking(data: &[u8]) -> Result<ChunkParams> {
+    let params: ChunkParams = decode("chunking", data)?;
+    if !params.is_valid() {
+        return Err(StoreError::Corrupt(format!(
+            "chunking {params:?} is outside what fastcdc can cut"
+        )));
+    }
+    Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A damaged chunking setting was used as read: the fuzz driver's
+    /// chunking target, run without this check, panicked in fastcdc (e.g.
+    /// an average above the maximum), and a maximum of `u32::MAX` makes
+    /// `commit` allocate a 16 GiB scratch buffer. It is refused when read.
+    #[test]
+    fn damaged_chunking_is_refused_when_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings {
+            repo_id: RepoId([1; 16]),
+            node_name: "t".into(),
+            listen: "127.0.0.1:0".into(),
+            chunking: ChunkParams::DEFAULT,
+        };
+        let path = dir.path().join("state.db");
+        assert_eq!(
+            Store::create(&path, &settings)
+                .unwrap()
+                .settings()
+                .unwrap()
+                .chunking,
+            ChunkParams::DEFAULT
+        );
+        for (i, damaged) in [
+            ChunkParams {
+                min: 0,
+                avg: 0,
+                max: 0,
+            },
+            ChunkParams {
+                max: u32::MAX,
+                ..ChunkParams::DEFAULT
+            },
+            ChunkParams {
+                min: 64 * 1024,
+                ..ChunkParams::DEFAULT
+            },
+            // Odd: fastcdc asserts even sizes in debug builds.
+            ChunkParams {
+                avg: 32 * 1024 + 1,
+                ..ChunkParams::DEFAULT
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            settings.chunking = damaged;
+            let path = dir.path().join(format!("{i}.db"));
+            let store = Store::create(&path, &settings).unwrap();
+            let err = store.settings().unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt(_)), "{damaged:?}: {err}");
+        }
+    }
 }

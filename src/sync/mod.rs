@@ -150,7 +150,8 @@ pub fn check_upto(previous: Option<u64>, batch: &Batch, their_seq: u64) -> Resul
 pub struct Merged {
     /// Entries that changed here (by id: a first sync may change 100,000).
     pub changed: Vec<FileId>,
-    /// Entries and node records refused as malformed.
+    /// Node records refused as malformed (an entry that breaks a rule
+    /// fails the decoding of its whole batch).
     pub rejected: usize,
     /// Of those, entries refused for crediting this node with a write it
     /// never made.
@@ -173,10 +174,7 @@ pub fn merge_batch(
     let my_writes = writer.write_counter()?;
     let mut merged = Merged::default();
     for incoming in batch.entries {
-        let Some(incoming) = incoming.normalized() else {
-            merged.rejected += 1;
-            continue;
-        };
+        let incoming = incoming.normalized();
         // Only this node makes its writes: a version of one it never made
         // is forged, and taken it would tie every later write here to it.
         if incoming.credited_writes(&me) > my_writes {
