@@ -27,7 +27,6 @@ use harmony::model::{
 };
 use harmony::net::{
     BoxFuture, FramedStream, Handler, Membership, NetError, PeerConnection, PeerInfo, ServerEvent,
-    TrustList,
 };
 use harmony::node::Router;
 use harmony::proto::{self, Batch, ManifestIndex, Request, Response, SyncHello};
@@ -896,17 +895,12 @@ impl Handler for RogueServer {
 
 /// `holder` serving `client` as a rogue telling `lie`.
 fn start_rogue(holder: &Location, client: &Location, lie: Lie) -> (snet::Server, Arc<RogueServer>) {
-    let name = client.repo.settings().node_name.clone();
-    let trust = TrustList::from_peers([(client.repo.node_id(), name)]);
-    let node = sync_setup(&holder.root()).bind(trust).unwrap();
-    let rogue = Arc::new(RogueServer {
-        honest: Router::new(holder.root(), node.membership()),
+    support::serve_wrapped(holder, client, |honest| RogueServer {
+        honest,
         root: holder.root(),
         lie,
         lies: AtomicUsize::new(0),
-    });
-    let server = snet::Server::start_node(node, rogue.clone());
-    (server, rogue)
+    })
 }
 
 /// a holds four large (1 MiB) and four small files, one of each per case,

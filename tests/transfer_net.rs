@@ -389,17 +389,12 @@ impl Handler for Rogue {
 /// Starts `holder` serving `client` as a rogue telling `lie`; returns the
 /// server and the rogue (to count its lies).
 fn start_rogue(holder: &Location, client: &Location, lie: Lie) -> (net::Server, Arc<Rogue>) {
-    let client_name = client.repo.settings().node_name.clone();
-    let trust = harmony::net::TrustList::from_peers([(client.repo.node_id(), client_name)]);
-    let node = support::sync_setup(&holder.root()).bind(trust).unwrap();
-    let rogue = Arc::new(Rogue {
-        service: Router::new(holder.root(), node.membership()),
+    support::serve_wrapped(holder, client, |service| Rogue {
+        service,
         root: holder.root(),
         lie,
         lies: AtomicUsize::new(0),
-    });
-    let server = net::Server::start_node(node, rogue.clone());
-    (server, rogue)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -255,12 +255,7 @@ impl Writer<'_> {
             self.rehash_tombstones_with(record.id)?;
         }
         let seq = self.next("change_seq")?;
-        let digest = record.digest();
-        self.replace_digest(
-            "SELECT digest FROM nodes WHERE node_id = ?1",
-            &record.id.0,
-            digest,
-        )?;
+        let digest = self.swap_node_digest(record)?;
         self.txn
             .prepare_cached(
                 "INSERT OR REPLACE INTO nodes(node_id, seq, digest, data) VALUES (?1, ?2, ?3, ?4)",
@@ -278,16 +273,23 @@ impl Writer<'_> {
     /// swapped in the state digest: the same record in a new encoding (a
     /// schema upgrade), which peers need not be told of.
     pub(super) fn rewrite_node(&self, record: &NodeRecord) -> Result<()> {
+        let digest = self.swap_node_digest(record)?;
+        self.txn
+            .prepare_cached("UPDATE nodes SET digest = ?1, data = ?2 WHERE node_id = ?3")?
+            .execute(params![digest.to_vec(), encode(record)?, record.id.0])?;
+        Ok(())
+    }
+
+    /// Puts `record`'s digest in the state digest in place of the stored
+    /// record's; returns it.
+    fn swap_node_digest(&self, record: &NodeRecord) -> Result<[u8; 32]> {
         let digest = record.digest();
         self.replace_digest(
             "SELECT digest FROM nodes WHERE node_id = ?1",
             &record.id.0,
             digest,
         )?;
-        self.txn
-            .prepare_cached("UPDATE nodes SET digest = ?1, data = ?2 WHERE node_id = ?3")?
-            .execute(params![digest.to_vec(), encode(record)?, record.id.0])?;
-        Ok(())
+        Ok(digest)
     }
 
     /// Recomputes the digest of every tombstone, counting `newcomer` among

@@ -348,6 +348,20 @@ pub fn serve_routed(
     Server::start_node(node, Arc::new(router))
 }
 
+/// `holder` serving only `client`, through the handler `wrap` makes of its
+/// router (a rogue that lies, say); returns the server and the handler.
+pub fn serve_wrapped<H: harmony::net::Handler + 'static>(
+    holder: &Location,
+    client: &Location,
+    wrap: impl FnOnce(Router) -> H,
+) -> (Server, Arc<H>) {
+    let name = client.repo.settings().node_name.clone();
+    let trust = TrustList::from_peers([(client.repo.node_id(), name)]);
+    let node = sync_setup(&holder.root()).bind(trust).unwrap();
+    let handler = Arc::new(wrap(Router::new(holder.root(), node.membership())));
+    (Server::start_node(node, handler.clone()), handler)
+}
+
 /// One `harmony sync` from `loc` to the node serving at `addr`: commit,
 /// connect, one session. Returns the report and the UDP bytes the
 /// connection moved (both directions, handshake included).

@@ -366,6 +366,15 @@ mod tests {
         s.poll(now)
     }
 
+    /// A and B up, each synced once on connect.
+    fn both_synced(now: Instant) -> Schedule {
+        let mut s = schedule(now);
+        both_up(&mut s, now);
+        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
+        s.exchanged(B, Action::Sync(B), Outcome::Done, now);
+        s
+    }
+
     #[test]
     fn dials_every_peer_then_syncs_on_connect() {
         let now = Instant::now();
@@ -379,10 +388,7 @@ mod tests {
     #[test]
     fn one_exchange_per_peer_and_notices_coalesce() {
         let now = Instant::now();
-        let mut s = schedule(now);
-        both_up(&mut s, now);
-        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
-        s.exchanged(B, Action::Sync(B), Outcome::Done, now);
+        let mut s = both_synced(now);
         // A burst of changes: one notice each.
         for _ in 0..100 {
             s.local_changed(None, now);
@@ -402,10 +408,7 @@ mod tests {
     #[test]
     fn the_peer_a_change_came_from_is_not_told_of_it() {
         let now = Instant::now();
-        let mut s = schedule(now);
-        both_up(&mut s, now);
-        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
-        s.exchanged(B, Action::Sync(B), Outcome::Done, now);
+        let mut s = both_synced(now);
         s.local_changed(Some(A), now);
         assert_eq!(s.poll(now), [Action::Notify(B)]);
     }
@@ -413,10 +416,7 @@ mod tests {
     #[test]
     fn a_notice_from_a_peer_owes_a_sync_which_also_settles_a_notice() {
         let now = Instant::now();
-        let mut s = schedule(now);
-        both_up(&mut s, now);
-        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
-        s.exchanged(B, Action::Sync(B), Outcome::Done, now);
+        let mut s = both_synced(now);
         s.noticed(A, DIGEST, now);
         s.local_changed(None, now);
         let noticed = Action::SyncNoticed(A, DIGEST);
@@ -586,10 +586,7 @@ mod tests {
     #[test]
     fn notices_from_many_peers_are_weighed_one_sync_at_a_time() {
         let now = Instant::now();
-        let mut s = schedule(now);
-        both_up(&mut s, now);
-        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
-        s.exchanged(B, Action::Sync(B), Outcome::Done, now);
+        let mut s = both_synced(now);
         // Both tell of the same news.
         s.noticed(A, DIGEST, now);
         s.noticed(B, DIGEST, now);
@@ -613,10 +610,7 @@ mod tests {
     #[test]
     fn a_noticed_sync_of_a_removed_peer_frees_the_turn() {
         let now = Instant::now();
-        let mut s = schedule(now);
-        both_up(&mut s, now);
-        s.exchanged(A, Action::Sync(A), Outcome::Done, now);
-        s.exchanged(B, Action::Sync(B), Outcome::Done, now);
+        let mut s = both_synced(now);
         s.noticed(A, DIGEST, now);
         s.noticed(B, DIGEST, now);
         assert_eq!(s.poll(now), [Action::SyncNoticed(A, DIGEST)]);
