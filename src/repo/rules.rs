@@ -162,8 +162,11 @@ impl Repo {
             let Some((hash, size, _)) = newest.value.bytes() else {
                 continue;
             };
-            let holders: BTreeSet<NodeId> =
-                self.store().holders_of_content(hash)?.into_iter().collect();
+            // The holders of this file's newest version, from the entry
+            // itself: no query per file, as this runs after every commit
+            // of a serving location. (A copy of the same bytes under
+            // another file counts only when a drop confirms copies.)
+            let holders: BTreeSet<NodeId> = placed.entry.holders_of(hash).copied().collect();
             let held = holders.contains(&rules.me);
             let facts = FileFacts {
                 path: placed.path.as_str(),
