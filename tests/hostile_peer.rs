@@ -1123,7 +1123,7 @@ async fn a_rogue_sync_server_is_refused_by_the_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_of_streams_and_connections_leave_the_honest_peer_served() {
     log();
-    within(60, async {
+    within(120, async {
         let mut s = Scene::new("rogue-flood").await;
         let rogue = Rogue::connect(&s.rogue, &s.a, s.server.addr).await;
         let most_streams = Arc::new(AtomicUsize::new(0));
@@ -1174,9 +1174,12 @@ async fn floods_of_streams_and_connections_leave_the_honest_peer_served() {
         still_serves(&mut s.a, &mut s.b, s.server.addr).await;
         drop(conns);
 
-        // 64 request frames dripping a byte a second.
+        // 48 request frames dripping a byte a second: fewer than the 64
+        // streams a connection may have open, as slots of the pings above
+        // may not be released yet (a 64th open would wait for one while the
+        // drips hold theirs).
         let mut drips = Vec::new();
-        for _ in 0..64 {
+        for _ in 0..48 {
             let (mut send, _recv) = rogue.conn.connection().open_bi().await.unwrap();
             send.write_all(&(1u32 << 20).to_be_bytes()).await.unwrap();
             drips.push((send, _recv));
