@@ -71,11 +71,15 @@ impl Repo {
     /// among the files at or under `paths` (every file when empty).
     pub fn auto_targets(&self, paths: &[RepoPath]) -> Result<(HashSet<FileId>, Vec<FileId>)> {
         let rules = self.rules()?;
+        let entries = self.store().placed_entries()?;
+        let under = entries
+            .iter()
+            .filter(|e| paths.is_empty() || paths.iter().any(|p| e.path.starts_with(p)));
         let mut get = HashSet::new();
         let mut drop = Vec::new();
-        for (placed, _, decision) in self.judged(&rules, paths, |rules, facts, _| {
+        for (placed, _, decision) in judged(&rules, under, |rules, facts, _| {
             preferred::decide(&rules.expr, rules.me, facts, &rules.locations())
-        })? {
+        }) {
             match decision {
                 Decision::Get => {
                     get.insert(placed.entry.id);
@@ -87,36 +91,36 @@ impl Repo {
         Ok((get, drop))
     }
 
-    /// Whether the rules want each file at or under `paths` here (for a
-    /// held file: whether they keep it), by file id; files whose newest
-    /// version is not content (links, conflicts, deletions) are absent.
-    pub(super) fn verdicts(&self, paths: &[RepoPath]) -> Result<HashMap<FileId, bool>> {
+    /// Whether the rules want each of `entries` here (for a held file:
+    /// whether they keep it), by file id; files whose newest version is not
+    /// content (links, conflicts, deletions) are absent. The caller has the
+    /// entries already (`ls`): they are not read again.
+    pub(super) fn verdicts<'e>(
+        &self,
+        entries: impl IntoIterator<Item = &'e Placed>,
+    ) -> Result<HashMap<FileId, bool>> {
         let rules = self.rules()?;
-        Ok(self
-            .judged(&rules, paths, |rules, facts, purpose| {
-                preferred::wants(&rules.expr, rules.me, facts, &rules.locations(), purpose)
-            })?
-            .into_iter()
-            .map(|(placed, _, wanted)| (placed.entry.id, wanted))
-            .collect())
+        Ok(judged(&rules, entries, |rules, facts, purpose| {
+            preferred::wants(&rules.expr, rules.me, facts, &rules.locations(), purpose)
+        })
+        .into_iter()
+        .map(|(placed, _, wanted)| (placed.entry.id, wanted))
+        .collect())
     }
 
     /// Why the rules want `path` here or not, term by term.
     pub fn explain_wanted(&self, path: &RepoPath) -> Result<RuleVerdict> {
         let rules = self.rules()?;
-        let judged = self.judged(
-            &rules,
-            std::slice::from_ref(path),
-            |rules, facts, purpose| {
-                preferred::explain(&rules.expr, rules.me, facts, &rules.locations(), purpose)
-            },
-        )?;
-        let (placed, held, explanation) = judged
-            .into_iter()
-            .find(|(placed, ..)| placed.path == *path)
-            .ok_or_else(|| Error::NoSuchFile(path.clone()))?;
+        let entries = self.store().placed_entries()?;
+        let file = entries.iter().filter(|e| e.path == *path);
+        let (placed, held, explanation) = judged(&rules, file, |rules, facts, purpose| {
+            preferred::explain(&rules.expr, rules.me, facts, &rules.locations(), purpose)
+        })
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::NoSuchFile(path.clone()))?;
         Ok(RuleVerdict {
-            path: placed.path,
+            path: placed.path.clone(),
             held,
             wanted: explanation.value,
             explanation,
@@ -141,42 +145,37 @@ impl Repo {
                 .collect(),
         })
     }
+}
 
-    /// Each live file at or under `paths` whose newest version is content
-    /// (not a link, not in conflict), whether it is held here, and `judge`'s
-    /// verdict: for a Get if it is not held here, as if dropped if it is.
-    fn judged<T>(
-        &self,
-        rules: &Rules,
-        paths: &[RepoPath],
-        judge: impl Fn(&Rules, &FileFacts, Purpose) -> T,
-    ) -> Result<Vec<(Placed, bool, T)>> {
-        let mut judged = Vec::new();
-        for placed in self.store().placed_entries()? {
-            if !paths.is_empty() && !paths.iter().any(|p| placed.path.starts_with(p)) {
-                continue;
-            }
-            let Resolved::File(newest) = placed.entry.resolved() else {
-                continue;
-            };
-            let Some((hash, size, _)) = newest.value.bytes() else {
-                continue;
-            };
-            // The holders of this file's newest version, from the entry
-            // itself: no query per file, as this runs after every commit
-            // of a serving location. (A copy of the same bytes under
-            // another file counts only when a drop confirms copies.)
-            let holders: BTreeSet<NodeId> = placed.entry.holders_of(hash).copied().collect();
-            let held = holders.contains(&rules.me);
-            let facts = FileFacts {
-                path: placed.path.as_str(),
-                size,
-                holders: &holders,
-            };
-            let purpose = if held { Purpose::Drop } else { Purpose::Get };
-            let verdict = judge(rules, &facts, purpose);
-            judged.push((placed, held, verdict));
-        }
-        Ok(judged)
+/// Each of `entries` whose newest version is content (not a link, not in
+/// conflict), whether it is held here, and `judge`'s verdict: for a Get if
+/// it is not held here, as if dropped if it is.
+fn judged<'e, T>(
+    rules: &Rules,
+    entries: impl IntoIterator<Item = &'e Placed>,
+    judge: impl Fn(&Rules, &FileFacts, Purpose) -> T,
+) -> Vec<(&'e Placed, bool, T)> {
+    let mut judged = Vec::new();
+    for placed in entries {
+        let Resolved::File(newest) = placed.entry.resolved() else {
+            continue;
+        };
+        let Some((hash, size, _)) = newest.value.bytes() else {
+            continue;
+        };
+        // The holders of this file's newest version, from the entry itself:
+        // no query per file, as this runs after every commit of a serving
+        // location. (A copy of the same bytes under another file counts
+        // only when a drop confirms copies.)
+        let holders: BTreeSet<NodeId> = placed.entry.holders_of(hash).copied().collect();
+        let held = holders.contains(&rules.me);
+        let facts = FileFacts {
+            path: placed.path.as_str(),
+            size,
+            holders: &holders,
+        };
+        let purpose = if held { Purpose::Drop } else { Purpose::Get };
+        judged.push((placed, held, judge(rules, &facts, purpose)));
     }
+    judged
 }

@@ -190,7 +190,11 @@ impl Repo {
         let mut rows = Vec::new();
         let entries = self.store.placed_entries()?;
         let clashed = clashed_paths(&entries);
-        let verdicts = self.verdicts(prefix.map(std::slice::from_ref).unwrap_or_default())?;
+        let verdicts = self.verdicts(
+            entries
+                .iter()
+                .filter(|e| prefix.is_none_or(|p| e.path.starts_with(p))),
+        )?;
         for placed in entries {
             let path = &placed.path;
             if prefix.is_some_and(|p| !path.starts_with(p)) {
