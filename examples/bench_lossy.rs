@@ -1,16 +1,21 @@
 //! A sync and a get through the test suite's UDP relay (loopback, one-way
-//! delay, random loss), with each congestion controller: the figures of
-//! issue #14 ("Bad networks") and the choice of the default controller.
+//! delay, random loss, duplicates, reordering, a blackout), with each
+//! congestion controller: the figures of issue #14 ("Bad networks") and the
+//! choice of the default controller.
 //!
 //! ```text
-//! cargo run --release --example bench_lossy [-- --mib 16 --entries 5000 --delay-ms 25 --loss 0,0.001,0.01,0.02 --cc cubic,bbr]
+//! cargo run --release --example bench_lossy [-- --mib 16 --entries 5000 --delay-ms 25
+//!     --loss 0,0.001,0.01,0.02 --cc bypath,cubic,bbr
+//!     --duplicate 0 --reorder 0 --blackout-s 0]
 //! ```
 //!
 //! Location a holds one file of `--mib` MiB and `--entries` small files; for
 //! every loss rate and controller, a fresh location b syncs with a through
 //! the relay (timed), then gets the large file (timed, checked against a's
-//! bytes); "close" is the client endpoint's shutdown after the sync (QUIC's
-//! draining period, capped at 2 s), which `harmony sync` waits for too.
+//! bytes). `--duplicate` and `--reorder` are shares of datagrams (as
+//! `--loss`); `--blackout-s` cuts the link that long, 300 datagrams into the
+//! sync and into the get. "close" is the client endpoint's shutdown after
+//! the sync, which `harmony sync` waits for too.
 //! Both nodes use the controller, set as a user would, through
 //! `HARMONY_CONGESTION`. Both sides and the relay share this process's two
 //! cores: the relay spends a task per datagram, so clean-link figures here
@@ -40,6 +45,8 @@ use relay::{Faults, Relay};
 use serving::{serve, Location, Served};
 
 const BIG: &str = "big.bin";
+/// Datagrams through before a blackout: past the handshake.
+const BLACKOUT_AFTER: u64 = 300;
 
 struct Args {
     mib: usize,
@@ -47,6 +54,9 @@ struct Args {
     delay: Duration,
     losses: Vec<f64>,
     controllers: Vec<String>,
+    duplicate: f64,
+    reorder: f64,
+    blackout: Duration,
 }
 
 fn args() -> Args {
@@ -55,7 +65,10 @@ fn args() -> Args {
         entries: 5000,
         delay: Duration::from_millis(25),
         losses: vec![0.0, 0.001, 0.01, 0.02],
-        controllers: vec!["cubic".into(), "bbr".into()],
+        controllers: vec!["bypath".into(), "cubic".into(), "bbr".into()],
+        duplicate: 0.0,
+        reorder: 0.0,
+        blackout: Duration::ZERO,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -71,6 +84,11 @@ fn args() -> Args {
                     .collect()
             }
             "--cc" => args.controllers = value.split(',').map(str::to_owned).collect(),
+            "--duplicate" => args.duplicate = value.parse().expect("--duplicate 0.01"),
+            "--reorder" => args.reorder = value.parse().expect("--reorder 0.01"),
+            "--blackout-s" => {
+                args.blackout = Duration::from_secs_f64(value.parse().expect("--blackout-s 5"))
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -102,8 +120,11 @@ fn main() {
     a.commit();
     let want = blake3::hash(&big);
     println!(
-        "relay: {} ms one way, sync of {} entries, get of {} MiB",
+        "relay: {} ms one way, {}% duplicated, {}% reordered, blackout {} s; sync of {} entries, get of {} MiB",
         args.delay.as_millis(),
+        args.duplicate * 100.0,
+        args.reorder * 100.0,
+        secs(args.blackout),
         args.entries + 1,
         args.mib
     );
@@ -115,9 +136,18 @@ fn main() {
         for cc in &args.controllers {
             // Read by every NodeConfig::new below, as `harmony` reads it.
             std::env::set_var(Congestion::ENV, cc);
-            let run = run_once(&rt, base.path(), &a, args.delay, loss);
+            let faults = Faults {
+                delay: args.delay,
+                loss,
+                duplicate: args.duplicate,
+                reorder: args.reorder,
+            };
+            let run = run_once(&rt, base.path(), &a, faults, args.blackout);
             let result = match &run {
-                Ok(run) if run.got == Some(want) => "ok".to_owned(),
+                Ok(run) if run.got == Some(want) && args.blackout.is_zero() => "ok".to_owned(),
+                Ok(run) if run.got == Some(want) => {
+                    format!("ok, {} datagrams lost in blackouts", run.cut_off)
+                }
                 Ok(_) => "WRONG BYTES".to_owned(),
                 Err(why) => why.clone(),
             };
@@ -152,6 +182,8 @@ struct Run {
     closing: Duration,
     get: Duration,
     got: Option<blake3::Hash>,
+    /// Datagrams the blackouts dropped (none: they missed the traffic).
+    cut_off: u64,
 }
 
 /// A fresh location syncs with `a` through a relay with `loss`, then gets
@@ -160,13 +192,16 @@ fn run_once(
     rt: &tokio::runtime::Runtime,
     base: &Path,
     a: &Location,
-    delay: Duration,
-    loss: f64,
+    faults: Faults,
+    blackout: Duration,
 ) -> Result<Run, String> {
     let b = Location::new(base, "b");
     let served: Served = serve(rt, a, &[&b]);
     rt.block_on(async {
-        let relay = Relay::start(served.addr, Faults { delay, loss }, 5).await;
+        let relay = Relay::start(served.addr, faults, 5).await;
+        if !blackout.is_zero() {
+            relay.blackout(BLACKOUT_AFTER, blackout);
+        }
         let root = b.root();
         let started = Instant::now();
         let node = client_node(&root);
@@ -183,6 +218,9 @@ fn run_once(
         let closing = started.elapsed() - sync;
 
         let started = Instant::now();
+        if !blackout.is_zero() {
+            relay.blackout(BLACKOUT_AFTER, blackout);
+        }
         let repo = Repo::open(&root).unwrap();
         let planned = PlannedGet::new(&repo, Some(&[RepoPath::new(BIG).unwrap()]))
             .map_err(|e| e.to_string())?;
@@ -210,6 +248,7 @@ fn run_once(
             closing,
             get,
             got,
+            cut_off: relay.cut_off(),
         })
     })
 }

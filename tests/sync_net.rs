@@ -92,10 +92,7 @@ async fn sync_completes_over_a_slow_lossy_link() {
     b.commit();
     let mut b = Location::joining_repo(b, &a);
     let server = serve(&a, &[&b]);
-    let faults = Faults {
-        delay: Duration::from_millis(50),
-        loss: 0.02,
-    };
+    let faults = Faults::lossy(Duration::from_millis(50), 0.02);
     let relay = Relay::start(server.addr, faults, 7).await;
     let (report, _) = sync_once(&mut b, &a, relay.addr).await.unwrap();
     assert_eq!(report.entries_received, 2000);
@@ -125,10 +122,7 @@ async fn a_sync_waits_for_the_servers_commit_over_a_lossy_link() {
     for i in 0..4000 {
         a.write(&format!("d{}/f{i}.txt", i % 40), format!("{i}").as_bytes());
     }
-    let faults = Faults {
-        delay: Duration::from_millis(25),
-        loss: 0.01,
-    };
+    let faults = Faults::lossy(Duration::from_millis(25), 0.01);
     let relay = Relay::start(server.addr, faults, 13).await;
     b.commit();
     let mut setup = support::node_setup(&b.root());
@@ -154,10 +148,7 @@ async fn a_sync_cut_midway_leaves_both_sides_consistent_and_the_next_one_finishe
     a.commit();
     let mut b = Location::new("b");
     let server = serve(&a, &[&b]);
-    let faults = Faults {
-        delay: Duration::from_millis(5),
-        loss: 0.0,
-    };
+    let faults = Faults::lossy(Duration::from_millis(5), 0.0);
     let relay = Relay::start(server.addr, faults, 9).await;
     let cutter = async {
         // Cut once part of the batches went through: counted in datagrams

@@ -95,10 +95,7 @@ async fn a_get_cut_midway_resumes_with_the_missing_chunks_only() {
     let big = pseudo_random(24 << 20, 2);
     let (a, b, server) = trusted_pair(&[("video.mkv", &big)]).await;
 
-    let faults = Faults {
-        delay: Duration::from_millis(1),
-        loss: 0.0,
-    };
+    let faults = Faults::lossy(Duration::from_millis(1), 0.0);
     let relay = Relay::start(server.addr, faults, 3).await;
     // Cut once about half the file has arrived (counted by the progress
     // calls, which come as each chunk is checked).
@@ -161,10 +158,7 @@ async fn a_get_over_a_lossy_link_keeps_its_slow_holder() {
     let files = [("clip0.mkv", &clips[0][..]), ("clip1.mkv", &clips[1][..])];
     let (a, b, server) = trusted_pair_with(&files, |c| c.stream_timeout = short).await;
 
-    let faults = Faults {
-        delay: Duration::from_millis(25),
-        loss: 0.01,
-    };
+    let faults = Faults::lossy(Duration::from_millis(25), 0.01);
     let relay = Relay::start(server.addr, faults, 11).await;
     let planned = PlannedGet::new(&Repo::open(&b.root()).unwrap(), Some(&[])).unwrap();
     let mut lossy = support::holders_with(&b, &[(&a, relay.addr)], |c| {

@@ -22,10 +22,16 @@ pub struct Serve {
 impl Serve {
     /// Starts `bin -C dir -v serve`, logging to `log`.
     pub fn start(bin: &Path, dir: &Path, log: &Path) -> Serve {
+        Serve::start_with(bin, dir, log, &[])
+    }
+
+    /// [`Serve::start`] with `flags` after `serve`.
+    pub fn start_with(bin: &Path, dir: &Path, log: &Path, flags: &[&str]) -> Serve {
         let child = Command::new(bin)
             .arg("-C")
             .arg(dir)
             .args(["-v", "serve"])
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(fs::File::create(log).unwrap())
             .spawn()

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 
+use super::congestion::Congestion;
 use crate::model::RepoId;
 use crate::proto::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
@@ -41,62 +42,6 @@ pub const INITIAL_MTU: u16 = 1452;
 /// net.core.rmem_max / wmem_max unless raised); the default ~208 KiB drops
 /// packets at full speed.
 pub const UDP_BUFFER: usize = 4 << 20;
-
-/// The congestion controller of every connection (both directions).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Congestion {
-    /// Loss-based (quinn's default): under random loss p its rate is about
-    /// MSS/RTT x 1.2/sqrt(p), ~0.35 MB/s at 1% and 50 ms.
-    Cubic,
-    /// Loss-based, the simplest (RFC 9002).
-    NewReno,
-    /// Model-based (bandwidth and RTT): random loss barely slows it.
-    Bbr,
-}
-
-impl Congestion {
-    /// The environment variable that overrides the default controller.
-    pub const ENV: &'static str = "HARMONY_CONGESTION";
-
-    /// Parses `cubic`, `newreno` or `bbr` (any case).
-    pub fn parse(name: &str) -> Option<Congestion> {
-        match name.to_ascii_lowercase().as_str() {
-            "cubic" => Some(Congestion::Cubic),
-            "newreno" => Some(Congestion::NewReno),
-            "bbr" => Some(Congestion::Bbr),
-            _ => None,
-        }
-    }
-
-    /// The default, unless [`Congestion::ENV`] names another one (for
-    /// measurements, and for links where the default does badly). An
-    /// unknown name is reported and ignored.
-    pub fn from_env() -> Congestion {
-        match std::env::var(Congestion::ENV) {
-            Ok(name) => Congestion::parse(&name).unwrap_or_else(|| {
-                tracing::warn!(
-                    "{}={name:?} is not cubic, newreno or bbr; using {:?}",
-                    Congestion::ENV,
-                    DEFAULT_CONGESTION
-                );
-                DEFAULT_CONGESTION
-            }),
-            Err(_) => DEFAULT_CONGESTION,
-        }
-    }
-
-    fn factory(self) -> Arc<dyn quinn::congestion::ControllerFactory + Send + Sync> {
-        use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
-        match self {
-            Congestion::Cubic => Arc::new(CubicConfig::default()),
-            Congestion::NewReno => Arc::new(NewRenoConfig::default()),
-            Congestion::Bbr => Arc::new(BbrConfig::default()),
-        }
-    }
-}
-
-/// The congestion controller used unless configured otherwise.
-pub const DEFAULT_CONGESTION: Congestion = Congestion::Cubic;
 
 /// Settings of one node's endpoint.
 #[derive(Clone, Debug)]

@@ -36,6 +36,7 @@
 //! no-progress limit (`NodeConfig::stream_timeout`), not by a timer per call.
 
 mod config;
+mod congestion;
 mod connect;
 mod error;
 pub mod identity;
@@ -48,12 +49,13 @@ mod trust;
 
 pub use crate::proto::Membership;
 pub use config::{
-    Congestion, NodeConfig, CONNECTION_RECEIVE_WINDOW, DEFAULT_CONGESTION, IDLE_TIMEOUT,
-    INITIAL_MTU, KEEP_ALIVE, SEND_WINDOW, STREAM_RECEIVE_WINDOW, UDP_BUFFER,
+    NodeConfig, CONNECTION_RECEIVE_WINDOW, IDLE_TIMEOUT, INITIAL_MTU, KEEP_ALIVE, SEND_WINDOW,
+    STREAM_RECEIVE_WINDOW, UDP_BUFFER,
 };
+pub use congestion::{leading_controller, Congestion, DEFAULT_CONGESTION, FAR_RTT};
 pub use error::{remote_reason, NetError};
 pub use identity::{node_id_of_certificate, Identity, IdentityError};
-pub use node::{Node, Stats};
+pub use node::{Node, Stats, CLOSE_GRACE};
 pub use peer::{PeerConnection, PeerInfo};
 pub use server::{
     bulk_pattern, truncate_error_text, BoxFuture, Builtin, Handler, ServerEvent, TrustSource,

@@ -19,6 +19,15 @@ use super::{Identity, NetError, NodeConfig, ServerEvent, TrustList};
 use crate::model::NodeId;
 use crate::proto::{close, Hello, Membership};
 
+/// How long [`Node::shutdown`] waits for its connections to drain. The
+/// CONNECTION_CLOSE leaves at once; the wait lets the endpoint send it again
+/// in answer to a peer's packet if the first was lost. QUIC's full draining
+/// period is 3 probe timeouts, which a lossy link stretches to seconds
+/// (the 2 s cap was reached at 1% loss and 50 ms), and every `sync` and
+/// `get` paid it before exiting. A peer that misses the close frees the
+/// connection at its idle timeout instead.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(250);
+
 /// Counters of a serving node, for logs and tests.
 #[derive(Default, Debug)]
 pub struct Stats {
@@ -171,10 +180,11 @@ impl Node {
         }
     }
 
-    /// Closes every connection and waits briefly for the peers to learn it.
+    /// Closes every connection and waits briefly (at most [`CLOSE_GRACE`])
+    /// for the peers to learn it.
     pub async fn shutdown(&self) {
         self.endpoint
             .close(VarInt::from_u32(close::SHUTDOWN), b"node shutting down");
-        let _ = timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        let _ = timeout(CLOSE_GRACE, self.endpoint.wait_idle()).await;
     }
 }

@@ -156,6 +156,12 @@ impl PeerConnection {
 
     /// Closes the connection in an orderly way.
     pub fn close(&self) {
+        tracing::debug!(
+            "closing the connection to {}: {:?} round trip, {}",
+            self.info.name,
+            self.conn.rtt(),
+            super::leading_controller(&self.conn)
+        );
         self.conn.close(VarInt::from_u32(close::DONE), b"done");
     }
 }

@@ -1,11 +1,14 @@
 //! A UDP relay for WAN faults on loopback (this kernel has no netem): every
-//! datagram between a client and a server is delayed, dropped at random, or
-//! dropped while the link is cut. Point the client at [`Relay::addr`].
+//! datagram between a client and a server is delayed, dropped at random,
+//! duplicated, held back behind later ones, or dropped while the link is cut
+//! (a blackout). Point the client at [`Relay::addr`].
 //!
 //! Each direction is a FIFO delay line: datagrams leave in the order they
-//! came. (A timer task per datagram reordered those due in the same
-//! millisecond, and QUIC takes a packet overtaken by three others for lost:
-//! a loss-based controller then crawled even at no loss.)
+//! came, unless [`Faults::reorder`] picks one for a second, slower line.
+//! (A timer task per datagram reordered those due in the same millisecond,
+//! and QUIC takes a packet overtaken by three others for lost: a loss-based
+//! controller then crawled even at no loss. Reordering is a fault to ask
+//! for, not an accident of the relay.)
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,20 +17,41 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-/// How the relay treats traffic.
-#[derive(Clone, Copy, Debug)]
+/// How the relay treats traffic. `Faults::default()` is a clean link.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Faults {
     /// One-way delay added to every datagram.
     pub delay: Duration,
     /// Share of datagrams dropped, each direction (0.0 to 1.0).
     pub loss: f64,
+    /// Share of datagrams sent twice (0.0 to 1.0).
+    pub duplicate: f64,
+    /// Share of datagrams held back by [`REORDER_DELAY`] more, so that the
+    /// ones sent after them arrive first (0.0 to 1.0).
+    pub reorder: f64,
 }
+
+impl Faults {
+    /// A link with `delay` one way and `loss`, nothing else.
+    pub fn lossy(delay: Duration, loss: f64) -> Faults {
+        Faults {
+            delay,
+            loss,
+            ..Faults::default()
+        }
+    }
+}
+
+/// How much longer a reordered datagram takes: at 100 Mbit/s about 80
+/// full datagrams overtake it, far past QUIC's packet threshold of 3.
+pub const REORDER_DELAY: Duration = Duration::from_millis(10);
 
 pub struct Relay {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
     forwarded: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
+    cut_off: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -40,17 +64,19 @@ impl Relay {
         let cut = Arc::new(AtomicBool::new(false));
         let forwarded = Arc::new(AtomicU64::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
+        let cut_off = Arc::new(AtomicU64::new(0));
         let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Default::default();
         let link = Link {
             faults,
             cut: cut.clone(),
             forwarded: forwarded.clone(),
             dropped: dropped.clone(),
+            cut_off: cut_off.clone(),
             rng: Arc::new(AtomicU64::new(seed | 1)),
         };
         let upstream = {
             let (front, client, link) = (front.clone(), client.clone(), link.clone());
-            let line = link.line(back.clone());
+            let line = Lines::new(&back);
             async move {
                 let mut buf = vec![0u8; 65_536];
                 loop {
@@ -63,7 +89,7 @@ impl Relay {
             }
         };
         let downstream = {
-            let line = link.line(front.clone());
+            let line = Lines::new(&front);
             async move {
                 let mut buf = vec![0u8; 65_536];
                 loop {
@@ -85,6 +111,7 @@ impl Relay {
             cut,
             forwarded,
             dropped,
+            cut_off,
             task,
         }
     }
@@ -92,6 +119,29 @@ impl Relay {
     /// Drops everything from now on (`true`) or lets traffic through again.
     pub fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::SeqCst);
+    }
+
+    /// Cuts the link for `lasting` once it has forwarded `after` more
+    /// datagrams: a blackout in the middle of a transfer, not of the
+    /// handshake (a peer silent at connect is reported unreachable in 3 s,
+    /// by design).
+    pub fn blackout(&self, after: u64, lasting: Duration) {
+        let (cut, forwarded) = (self.cut.clone(), self.forwarded.clone());
+        let from = forwarded.load(Ordering::Relaxed) + after;
+        tokio::spawn(async move {
+            while forwarded.load(Ordering::Relaxed) < from {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            cut.store(true, Ordering::SeqCst);
+            tokio::time::sleep(lasting).await;
+            cut.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Datagrams dropped so far while the link was cut: more than none
+    /// means a blackout caught a live connection.
+    pub fn cut_off(&self) -> u64 {
+        self.cut_off.load(Ordering::Relaxed)
     }
 
     /// Datagrams forwarded and dropped so far.
@@ -115,16 +165,31 @@ struct Link {
     cut: Arc<AtomicBool>,
     forwarded: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
+    cut_off: Arc<AtomicU64>,
     rng: Arc<AtomicU64>,
 }
 
-/// One direction's delay line: datagrams with the time they are due.
+/// A delay line: datagrams with the time they are due, sent in order.
 type Line = tokio::sync::mpsc::UnboundedSender<Due>;
 type Due = (tokio::time::Instant, Vec<u8>, SocketAddr);
 
-impl Link {
+/// One direction's two delay lines: the usual one, and the slower one that
+/// reordered datagrams take.
+struct Lines {
+    usual: Line,
+    slow: Line,
+}
+
+impl Lines {
+    fn new(socket: &Arc<UdpSocket>) -> Lines {
+        Lines {
+            usual: Lines::line(socket.clone()),
+            slow: Lines::line(socket.clone()),
+        }
+    }
+
     /// A delay line sending from `socket`, in order, each datagram when due.
-    fn line(&self, socket: Arc<UdpSocket>) -> Line {
+    fn line(socket: Arc<UdpSocket>) -> Line {
         let (line, mut due) = tokio::sync::mpsc::unbounded_channel::<Due>();
         tokio::spawn(async move {
             while let Some((at, datagram, to)) = due.recv().await {
@@ -134,16 +199,31 @@ impl Link {
         });
         line
     }
+}
 
-    /// Sends `datagram` to `to` after the delay, unless it is lost.
-    fn pass(&self, line: &Line, datagram: Vec<u8>, to: SocketAddr) {
-        if self.cut.load(Ordering::SeqCst) || self.chance() < self.faults.loss {
+impl Link {
+    /// Sends `datagram` to `to` after the delay, unless it is lost; some
+    /// go twice, some late.
+    fn pass(&self, lines: &Lines, datagram: Vec<u8>, to: SocketAddr) {
+        if self.cut.load(Ordering::SeqCst) {
+            self.cut_off.fetch_add(1, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.chance() < self.faults.loss {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         self.forwarded.fetch_add(1, Ordering::Relaxed);
         let at = tokio::time::Instant::now() + self.faults.delay;
-        let _ = line.send((at, datagram, to));
+        if self.chance() < self.faults.duplicate {
+            let _ = lines.usual.send((at, datagram.clone(), to));
+        }
+        let _ = if self.chance() < self.faults.reorder {
+            lines.slow.send((at + REORDER_DELAY, datagram, to))
+        } else {
+            lines.usual.send((at, datagram, to))
+        };
     }
 
     /// A pseudo-random number in [0, 1) (xorshift; seeded, so runs repeat).
