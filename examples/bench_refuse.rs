@@ -153,10 +153,14 @@ fn main() {
     );
     let log = fs::read_to_string(&serve.log).unwrap_or_default();
     println!(
-        "serve's log: {} lines, {} bytes",
+        "serve's log: {} lines, {} bytes; its last lines:",
         log.lines().count(),
         log.len()
     );
+    let lines: Vec<&str> = log.lines().collect();
+    for line in &lines[lines.len().saturating_sub(4)..] {
+        println!("  {line}");
+    }
     serve.stop();
 }
 

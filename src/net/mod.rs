@@ -42,6 +42,7 @@ mod error;
 pub mod identity;
 mod node;
 mod peer;
+mod refusals;
 mod server;
 mod stream;
 pub mod tls;

@@ -18,6 +18,7 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
 use super::identity::node_id_of_certificate;
+use super::refusals::RefusalLog;
 use super::{Identity, TrustList};
 use crate::model::NodeId;
 use crate::proto::ALPN;
@@ -53,6 +54,7 @@ fn no_tls12() -> Error {
 pub struct TrustedClientVerifier {
     trust: TrustList,
     algorithms: WebPkiSupportedAlgorithms,
+    refusals: RefusalLog,
 }
 
 impl TrustedClientVerifier {
@@ -62,6 +64,7 @@ impl TrustedClientVerifier {
         TrustedClientVerifier {
             trust,
             algorithms: provider.signature_verification_algorithms,
+            refusals: RefusalLog::new(std::time::Instant::now()),
         }
     }
 }
@@ -81,10 +84,7 @@ impl ClientCertVerifier for TrustedClientVerifier {
         if self.trust.contains(&id) {
             Ok(ClientCertVerified::assertion())
         } else {
-            tracing::warn!(
-                "refused a connection from node {id}: it is not a trusted peer \
-                 (add it with `harmony peer add NAME {id} ADDR` if you trust it)"
-            );
+            self.refusals.log(id);
             Err(Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             ))

@@ -49,7 +49,9 @@ pub(super) async fn handshake(shared: &Shared, incoming: Incoming) -> Option<Est
     let conn = match timeout(deadline, connecting).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
-            info!("TLS handshake with {addr} failed: {e}");
+            // An untrusted node was logged by the verifier (at most once);
+            // other failures are scanners and broken clients.
+            debug!("TLS handshake with {addr} failed: {e}");
             refused(None, format!("TLS handshake failed: {e}"));
             return None;
         }
