@@ -1,0 +1,197 @@
+//! Full disks and read-only media, through the real binary (issue #14): a
+//! `get` into a full disk, `commit` and `sync` when the state database
+//! cannot grow, and a location on a read-only mount. Each test mounts a
+//! small tmpfs of its own (which needs root, as CI runs) and unmounts it
+//! when done, also when it fails.
+
+#[path = "support/cli.rs"]
+mod cli;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cli::{fails, init_at, json, location, ok, Serving};
+
+/// A tmpfs mounted on a temporary folder, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// A tmpfs of `mib` MiB. `None` (the reason printed) where this process
+    /// cannot mount one, not being root; under CI (`CI` set), which runs as
+    /// root, that is a failure instead.
+    fn mount(mib: u32) -> Option<Tmpfs> {
+        if !rustix::process::geteuid().is_root() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run this test: mounting a tmpfs needs root"
+            );
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let size = format!("size={mib}m,mode=0755");
+        run("mount", &["-t", "tmpfs", "-o", &size, "tmpfs"], dir.path());
+        Some(Tmpfs { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Mounts it again with `options` (`ro`, `rw`).
+    fn remount(&self, options: &str) {
+        run("mount", &["-o", &format!("remount,{options}")], self.path());
+    }
+
+    /// Fills the disk with one file but for `spare` bytes; returns the file
+    /// (removing it frees the space).
+    fn fill(&self, spare: u64) -> PathBuf {
+        let path = self.path().join("filler");
+        let mut filler = fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 << 10];
+        // Ends at the first short or failed write: no space left.
+        while filler.write(&block).is_ok_and(|n| n == block.len()) {}
+        let full = filler.metadata().unwrap().len();
+        filler.set_len(full.saturating_sub(spare)).unwrap();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: a process a failed test left behind cannot keep it busy.
+        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+    }
+}
+
+fn run(program: &str, args: &[&str], target: &Path) {
+    let status = Command::new(program).args(args).arg(target).status();
+    assert!(
+        status.as_ref().is_ok_and(|s| s.success()),
+        "{program} {args:?} {target:?}: {status:?}"
+    );
+}
+
+/// `PRAGMA integrity_check` of the location at `root`, opened read-only.
+fn integrity(root: &Path) -> String {
+    use rusqlite::OpenFlags;
+    let uri = format!(
+        "file:{}?immutable=1",
+        root.join(".harmony/state.db").display()
+    );
+    let conn = rusqlite::Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .unwrap();
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// `alpha` serving `files` from a temporary folder, and `beta`, a new
+/// location in `folder` (created) on the disk under test, trusting each
+/// other, synced once: beta joined alpha's repository.
+fn alpha_serving_beta_at(folder: &Path, files: &[(&str, &[u8])]) -> (tempfile::TempDir, Serving) {
+    let (alpha, alpha_id) = location("alpha");
+    for (path, bytes) in files {
+        fs::write(alpha.path().join(path), bytes).unwrap();
+    }
+    fs::create_dir(folder).unwrap();
+    let beta_id = init_at(folder, "beta");
+    ok(
+        alpha.path(),
+        &["peer", "add", "beta", &beta_id, "127.0.0.1:9"],
+    );
+    let serving = Serving::start(alpha.path());
+    ok(folder, &["peer", "add", "alpha", &alpha_id, &serving.addr]);
+    ok(folder, &["sync", "alpha"]);
+    (alpha, serving)
+}
+
+#[test]
+fn commit_and_sync_fail_cleanly_while_the_state_database_cannot_grow() {
+    let Some(disk) = Tmpfs::mount(8) else {
+        return;
+    };
+    let beta = disk.path().join("beta");
+    let (alpha, _serving) = alpha_serving_beta_at(&beta, &[("first.txt", b"first")]);
+    for i in 0..1000 {
+        fs::write(
+            alpha.path().join(format!("alpha-{i:04}.txt")),
+            i.to_string(),
+        )
+        .unwrap();
+    }
+    for i in 0..200 {
+        let path = beta.join(format!("beta-{i:03}.txt"));
+        fs::write(&path, i.to_string()).unwrap();
+        // Old enough to be trusted unread by the next commit, which then
+        // has nothing to write: the sync below fails in its merge.
+        let file = fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+    }
+    let full = "the disk holding .harmony/state.db is full, so the change was not recorded \
+                (nothing is lost); free space on it, then run this again";
+
+    // A commit that needs more room than there is.
+    let filler = disk.fill(64 << 10);
+    let err = fails(&beta, &["commit"]);
+    assert!(err.contains(full), "{err}");
+    assert_eq!(integrity(&beta), "ok");
+    assert_eq!(
+        json(&beta, &["ls"]).as_array().unwrap().len(),
+        1,
+        "nothing recorded"
+    );
+    fs::remove_file(&filler).unwrap();
+    assert_eq!(json(&beta, &["commit"])["added"], 200);
+
+    // A sync whose merge needs more room than there is.
+    let filler = disk.fill(64 << 10);
+    let err = fails(&beta, &["sync", "alpha"]);
+    assert!(
+        err.contains(&format!("sync with alpha failed: {full}")),
+        "{err}"
+    );
+    assert_eq!(integrity(&beta), "ok");
+    ok(&beta, &["status"]);
+    fs::remove_file(&filler).unwrap();
+    ok(&beta, &["sync", "alpha"]);
+    assert_eq!(json(&beta, &["ls"]).as_array().unwrap().len(), 1201);
+    assert_eq!(integrity(&beta), "ok");
+}
+
+#[test]
+fn a_location_on_a_read_only_mount_is_read_and_refuses_writes_saying_why() {
+    let Some(disk) = Tmpfs::mount(8) else {
+        return;
+    };
+    let beta = disk.path().join("beta");
+    let (_alpha, _serving) = alpha_serving_beta_at(&beta, &[("theirs.txt", b"theirs")]);
+    fs::write(beta.join("mine.txt"), b"mine").unwrap();
+    ok(&beta, &["sync", "alpha"]);
+    fs::write(beta.join("later.txt"), b"later").unwrap();
+
+    disk.remount("ro");
+    let status = json(&beta, &["status"]);
+    assert_eq!(status[0]["path"], "later.txt", "{status}");
+    let listed = json(&beta, &["ls"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    ok(&beta, &["whereis", "theirs.txt"]);
+    ok(&beta, &["conflicts"]);
+    for write in [&["commit"][..], &["get", "."], &["sync", "alpha"]] {
+        let err = fails(&beta, write);
+        assert!(err.contains("read-only file system"), "{write:?}: {err}");
+        assert!(err.contains("status and ls still work"), "{write:?}: {err}");
+    }
+
+    disk.remount("rw");
+    assert_eq!(json(&beta, &["commit"])["added"], 1);
+    ok(&beta, &["get", "."]);
+    assert_eq!(fs::read(beta.join("theirs.txt")).unwrap(), b"theirs");
+}
