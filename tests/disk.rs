@@ -195,3 +195,41 @@ fn a_location_on_a_read_only_mount_is_read_and_refuses_writes_saying_why() {
     ok(&beta, &["get", "."]);
     assert_eq!(fs::read(beta.join("theirs.txt")).unwrap(), b"theirs");
 }
+
+/// A full disk that fails the database commit of an install (or a kill
+/// between its renames and that commit) leaves files in the tree with the
+/// content the repository says, unrecorded. The next get adopts them, new
+/// files and updates alike, instead of refusing them as unknown or changed.
+#[test]
+fn files_a_get_placed_but_could_not_record_are_adopted_by_the_next_get() {
+    let (alpha, alpha_id) = location("alpha");
+    fs::write(alpha.path().join("edited.txt"), b"first").unwrap();
+    let beta = tempfile::tempdir().unwrap();
+    let beta_id = init_at(beta.path(), "beta");
+    ok(
+        alpha.path(),
+        &["peer", "add", "beta", &beta_id, "127.0.0.1:9"],
+    );
+    let serving = Serving::start(alpha.path());
+    ok(
+        beta.path(),
+        &["peer", "add", "alpha", &alpha_id, &serving.addr],
+    );
+    ok(beta.path(), &["sync", "alpha"]);
+    ok(beta.path(), &["get", "."]);
+
+    fs::write(alpha.path().join("edited.txt"), b"second").unwrap();
+    fs::write(alpha.path().join("new.txt"), b"new").unwrap();
+    ok(beta.path(), &["sync", "alpha"]);
+    // What the interrupted install left: both renamed into place.
+    fs::write(beta.path().join("edited.txt"), b"second").unwrap();
+    fs::write(beta.path().join("new.txt"), b"new").unwrap();
+    let report = json(beta.path(), &["get", "."]);
+    assert_eq!(report["files"], 2, "{report}");
+    assert_eq!(report["failed"], serde_json::json!([]), "{report}");
+    let listed = json(beta.path(), &["ls"]);
+    for file in listed.as_array().unwrap() {
+        assert_eq!(file["present"], true, "{listed}");
+    }
+    assert_eq!(json(beta.path(), &["status"]), serde_json::json!([]));
+}

@@ -189,8 +189,13 @@ pub(super) enum FinishError {
 
 /// The blake3 of a whole file.
 pub(super) fn hash_file(path: &Path) -> io::Result<ContentHash> {
+    hash_of(File::open(path)?)
+}
+
+/// The blake3 of what `file` holds.
+pub(super) fn hash_of(file: File) -> io::Result<ContentHash> {
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(File::open(path)?)?;
+    hasher.update_reader(file)?;
     Ok(hasher.finalize().into())
 }
 
