@@ -160,4 +160,15 @@ impl Error {
             },
         }
     }
+
+    /// Whether this is a full or read-only disk, which stops every write
+    /// that follows until the user acts (a `get` stops at the first).
+    pub(crate) fn stops_writes(&self) -> bool {
+        matches!(
+            self,
+            Error::DiskFull { .. }
+                | Error::ReadOnly { .. }
+                | Error::Store(StoreError::Full | StoreError::ReadOnly)
+        )
+    }
 }

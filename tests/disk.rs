@@ -7,6 +7,7 @@
 #[path = "support/cli.rs"]
 mod cli;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,42 @@ fn integrity(root: &Path) -> String {
         .unwrap()
 }
 
+/// Every file of the working tree at `root` (not `.harmony/`), with its bytes.
+fn tree_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path == root.join(".harmony") {
+                continue;
+            }
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                files.insert(name, fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// `len` bytes that do not compress or repeat.
+fn noise(len: usize, seed: u8) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    blake3::Hasher::new()
+        .update(&[seed])
+        .finalize_xof()
+        .fill(&mut bytes);
+    bytes
+}
+
 /// `alpha` serving `files` from a temporary folder, and `beta`, a new
 /// location in `folder` (created) on the disk under test, trusting each
 /// other, synced once: beta joined alpha's repository.
@@ -110,6 +147,49 @@ fn alpha_serving_beta_at(folder: &Path, files: &[(&str, &[u8])]) -> (tempfile::T
     ok(folder, &["peer", "add", "alpha", &alpha_id, &serving.addr]);
     ok(folder, &["sync", "alpha"]);
     (alpha, serving)
+}
+
+#[test]
+fn a_get_into_a_full_disk_stops_naming_it_and_resumes_once_space_is_freed() {
+    let Some(disk) = Tmpfs::mount(8) else {
+        return;
+    };
+    let beta = disk.path().join("beta");
+    let big = noise(4 << 20, 1);
+    let (alpha, _serving) =
+        alpha_serving_beta_at(&beta, &[("big.bin", &big), ("notes.txt", b"notes")]);
+
+    let filler = disk.fill(1 << 20);
+    let err = fails(&beta, &["get", "."]);
+    let mount = format!(
+        "the disk is full (the file system mounted at {})",
+        disk.path().display()
+    );
+    assert!(err.contains(&mount), "{err}");
+    assert!(
+        err.contains("free space on it, then run this again"),
+        "{err}"
+    );
+    // No partial file in the working tree: whatever is there is whole.
+    let placed = tree_files(&beta);
+    assert!(!placed.contains_key("big.bin"), "{:?}", placed.keys());
+    for (path, bytes) in &placed {
+        assert_eq!(bytes, &fs::read(alpha.path().join(path)).unwrap(), "{path}");
+    }
+    // The state is still usable, on a disk as full as the get left it.
+    ok(&beta, &["status"]);
+    assert_eq!(json(&beta, &["ls"]).as_array().unwrap().len(), 2);
+    assert_eq!(integrity(&beta), "ok");
+
+    fs::remove_file(filler).unwrap();
+    let report = json(&beta, &["get", "."]);
+    assert!(
+        report["bytes_reused"].as_u64().unwrap() > 0,
+        "resumed: {report}"
+    );
+    assert_eq!(fs::read(beta.join("big.bin")).unwrap(), big);
+    assert_eq!(fs::read(beta.join("notes.txt")).unwrap(), b"notes");
+    assert_eq!(integrity(&beta), "ok");
 }
 
 #[test]

@@ -101,9 +101,8 @@ fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed>
                 let copied =
                     fs::copy(&ready.staged, &copy).and_then(|_| set_mtime(&copy, mtime_ns));
                 if let Err(e) = copied {
-                    installed
-                        .failed
-                        .push(format!("{}: cannot copy: {e}", target.path));
+                    let why = Error::io("copy it to", &copy)(e);
+                    installed.failed.push(format!("{}: {why}", target.path));
                     continue;
                 }
                 copy
@@ -111,9 +110,8 @@ fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed>
             // Each file gets its version's executable bit.
             if let Err(e) = File::open(&staged).and_then(|f| set_executable(&f, executable(target)))
             {
-                installed
-                    .failed
-                    .push(format!("{}: cannot set its mode: {e}", target.path));
+                let why = Error::io("set the mode of", &staged)(e);
+                installed.failed.push(format!("{}: {why}", target.path));
                 continue;
             }
             placements.push(Placement {
