@@ -98,10 +98,20 @@ fn a_node_key_must_be_private_and_whole() {
     };
     // Truncated: the PEM armour is cut.
     fs::write(&key, &key_pem[..key_pem.len() / 2]).unwrap();
-    assert!(refused("a truncated key").contains(&key.display().to_string()));
+    let err = refused("a truncated key");
+    let cut = format!(
+        "{} is not a valid PEM private key: it is cut short",
+        key.display()
+    );
+    assert!(err.contains(&cut), "{err}");
     restore();
     fs::write(&cert, &cert_pem[..cert_pem.len() / 2]).unwrap();
-    assert!(refused("a truncated certificate").contains(&cert.display().to_string()));
+    let err = refused("a truncated certificate");
+    let cut = format!(
+        "{} is not a valid PEM certificate: it is cut short",
+        cert.display()
+    );
+    assert!(err.contains(&cut), "{err}");
     restore();
     // Corrupt: whole PEM armour around damaged bytes (the DER header).
     let damaged = |pem: &[u8]| {
