@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::disk::{self, Condition};
 use crate::net::IdentityError;
 use crate::store::StoreError;
 
@@ -66,6 +67,29 @@ pub enum Error {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// A write failed because the disk holding `path` is full (or the
+    /// user's quota is used up): named with its mount point, so that the
+    /// user knows where to free space. Made by [`Error::io`].
+    #[error("cannot {action} {}: the disk is full (the file system mounted at {}); free space on it, then run this again", path.display(), disk.display())]
+    DiskFull {
+        /// What was being done, as for [`Error::Io`].
+        action: &'static str,
+        /// The file or folder it was done to.
+        path: PathBuf,
+        /// The mount point of the full file system.
+        disk: PathBuf,
+    },
+    /// A write failed because `path` is on a file system mounted read-only.
+    /// Made by [`Error::io`].
+    #[error("cannot {action} {}: it is on a read-only file system (mounted at {}); nothing there can be changed until it is mounted read-write (status and ls still work)", path.display(), disk.display())]
+    ReadOnly {
+        /// What was being done, as for [`Error::Io`].
+        action: &'static str,
+        /// The file or folder it was done to.
+        path: PathBuf,
+        /// The mount point of the read-only file system.
+        disk: PathBuf,
+    },
     /// The state database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -110,15 +134,41 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The error of file system operation `action` on `path`: a full or
+    /// read-only disk is told as such ([`Error::DiskFull`],
+    /// [`Error::ReadOnly`]), anything else is [`Error::Io`].
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
     ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
+        move |source| match disk::condition(&source) {
+            Some(Condition::Full) => Error::DiskFull {
+                action,
+                disk: disk::mount_point(&path),
+                path,
+            },
+            Some(Condition::ReadOnly) => Error::ReadOnly {
+                action,
+                disk: disk::mount_point(&path),
+                path,
+            },
+            None => Error::Io {
+                action,
+                path,
+                source,
+            },
         }
+    }
+
+    /// Whether this is a full or read-only disk, which stops every write
+    /// that follows until the user acts (a `get` stops at the first).
+    pub(crate) fn stops_writes(&self) -> bool {
+        matches!(
+            self,
+            Error::DiskFull { .. }
+                | Error::ReadOnly { .. }
+                | Error::Store(StoreError::Full | StoreError::ReadOnly)
+        )
     }
 }

@@ -19,6 +19,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod chunk;
+mod disk;
 mod error;
 pub mod model;
 pub mod net;

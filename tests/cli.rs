@@ -66,17 +66,27 @@ fn a_node_key_must_be_private_and_whole() {
     harmony(dir.path()).arg("init").assert().success();
     let state = dir.path().join(".harmony");
     let (key, cert) = (state.join("node.key"), state.join("node.crt"));
-    let refused = |why: &str| {
-        let out = harmony(dir.path()).arg("id").output().unwrap();
-        assert_eq!(out.status.code(), Some(1), "{why}");
+    // The timeout only bounds a `serve` that wrongly started.
+    let refused_by = |args: &[&str], why: &str| {
+        let out = harmony(dir.path())
+            .args(args)
+            .timeout(std::time::Duration::from_secs(30))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {why}");
         String::from_utf8(out.stderr).unwrap()
     };
+    let refused = |why: &str| refused_by(&["id"], why);
 
+    // The node itself (`serve`) refuses to start, as every command does.
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--no-discovery"];
     for mode in [0o640, 0o604, 0o644] {
         fs::set_permissions(&key, fs::Permissions::from_mode(mode)).unwrap();
-        let err = refused("a readable key");
-        let chmod = format!("run `chmod 600 {}`", key.display());
-        assert!(err.contains(&chmod), "mode {mode:o}: {err}");
+        for command in [&["id"][..], &serve] {
+            let err = refused_by(command, "a readable key");
+            let chmod = format!("run `chmod 600 {}`", key.display());
+            assert!(err.contains(&chmod), "mode {mode:o}, {command:?}: {err}");
+        }
     }
     fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
     harmony(dir.path()).arg("id").assert().success();
@@ -88,10 +98,20 @@ fn a_node_key_must_be_private_and_whole() {
     };
     // Truncated: the PEM armour is cut.
     fs::write(&key, &key_pem[..key_pem.len() / 2]).unwrap();
-    assert!(refused("a truncated key").contains(&key.display().to_string()));
+    let err = refused("a truncated key");
+    let cut = format!(
+        "{} is not a valid PEM private key: it is cut short",
+        key.display()
+    );
+    assert!(err.contains(&cut), "{err}");
     restore();
     fs::write(&cert, &cert_pem[..cert_pem.len() / 2]).unwrap();
-    assert!(refused("a truncated certificate").contains(&cert.display().to_string()));
+    let err = refused("a truncated certificate");
+    let cut = format!(
+        "{} is not a valid PEM certificate: it is cut short",
+        cert.display()
+    );
+    assert!(err.contains(&cut), "{err}");
     restore();
     // Corrupt: whole PEM armour around damaged bytes (the DER header).
     let damaged = |pem: &[u8]| {

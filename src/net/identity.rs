@@ -121,11 +121,11 @@ impl Identity {
             reason,
         };
         let cert = CertificateDer::from_pem_file(&cert_path)
-            .map_err(|e| corrupt(&cert_path, "PEM certificate", e.to_string()))?;
+            .map_err(|e| corrupt(&cert_path, "PEM certificate", pem_reason(e)))?;
         let node_id = node_id_of_certificate(&cert)
             .map_err(|e| corrupt(&cert_path, "certificate", e.to_string()))?;
         let key = PrivatePkcs8KeyDer::from_pem_file(&key_path)
-            .map_err(|e| corrupt(&key_path, "PEM private key", e.to_string()))?;
+            .map_err(|e| corrupt(&key_path, "PEM private key", pem_reason(e)))?;
         let signer =
             rustls::crypto::ring::sign::any_supported_type(&PrivateKeyDer::Pkcs8(key.clone_key()))
                 .map_err(|e| corrupt(&key_path, "private key", e.to_string()))?;
@@ -163,6 +163,24 @@ pub fn node_id_of_certificate(cert: &CertificateDer<'_>) -> Result<NodeId, Ident
     Ok(NodeId::from_spki_der(
         parsed.subject_public_key_info().as_ref(),
     ))
+}
+
+/// Why a PEM file does not parse, in words: the parser's own text for a
+/// cut-off file lists the missing marker as a byte array.
+fn pem_reason(error: rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match error {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "it is cut short (no `-----END {}-----` line)",
+            String::from_utf8_lossy(&end_marker)
+        ),
+        Error::IllegalSectionStart { line } => format!(
+            "its `{}` line is damaged",
+            String::from_utf8_lossy(&line).trim()
+        ),
+        Error::NoItemsFound => "it holds no PEM section of that kind".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// The key file must give no access to group or others.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::chunk::ChunkParams;
-use crate::model::{FileId, NodeId, RepoId};
+use crate::model::{FileId, NodeId, RepoId, STATE_DIR};
 pub use records::{BlockedFile, FileStat, LocalFile, PeerRecord};
 pub use trash::TrashRecord;
 
@@ -51,9 +51,18 @@ impl std::ops::Deref for Snapshot {
 /// Why a state database operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite failed (I/O, locking, a full disk).
+    /// SQLite failed (I/O, locking, a bad statement).
     #[error("state database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// The database cannot grow: the disk holding it is full (`SQLITE_FULL`).
+    /// The transaction was rolled back, so nothing is half-recorded.
+    #[error("the disk holding {STATE_DIR}/{DB_FILE} is full, so the change was not recorded (nothing is lost); free space on it, then run this again")]
+    Full,
+    /// The database cannot be written (`SQLITE_READONLY`): it was opened
+    /// read-only because its file system is mounted read-only, or its file
+    /// is not writable.
+    #[error("{STATE_DIR}/{DB_FILE} cannot be written: it is on a read-only file system (or the file is read-only); nothing there can be changed until it is writable again (status and ls still work)")]
+    ReadOnly,
     /// A stored value does not decode or has the wrong size: damage or a foreign database.
     #[error("state database is damaged: {0}")]
     Corrupt(String),
@@ -63,6 +72,54 @@ pub enum StoreError {
         /// The version it has.
         found: i64,
     },
+}
+
+/// A full disk and a read-only database are told apart from other SQLite
+/// failures: each has its own remedy, which the user must be told.
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Full,
+            // The `-shm` file could not be grown: SQLite's documentation
+            // names a full disk as the cause.
+            _ if extended_code(&error) == Some(rusqlite::ffi::SQLITE_IOERR_SHMSIZE) => {
+                StoreError::Full
+            }
+            Some(rusqlite::ErrorCode::ReadOnly) => StoreError::ReadOnly,
+            _ => StoreError::Sqlite(error),
+        }
+    }
+}
+
+/// Whether the database at `path` has a write-ahead log with frames in it
+/// (changes not yet copied into the main file).
+fn has_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).is_ok_and(|m| m.len() > 0)
+}
+
+/// `path` as an SQLite `file:` URI, every byte but the unreserved ones
+/// percent-encoded (a `?` or `#` in a folder name must not start the query).
+fn file_uri(path: &Path) -> String {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            let _ = write!(uri, "%{byte:02X}");
+        }
+    }
+    uri
+}
+
+fn extended_code(error: &rusqlite::Error) -> Option<std::ffi::c_int> {
+    match error {
+        rusqlite::Error::SqliteFailure(e, _) => Some(e.extended_code),
+        _ => None,
+    }
 }
 
 /// The store's result, with [`StoreError`] by default.
@@ -86,12 +143,24 @@ pub struct Settings {
 /// through [`Writer`] transactions.
 pub struct Store {
     conn: Connection,
+    /// Why this database was opened read-only, if it was.
+    unwritable: Option<Unwritable>,
+}
+
+/// Why a [`Store`] was opened read-only.
+#[derive(Clone, Copy, Debug)]
+enum Unwritable {
+    /// Its file system is mounted read-only.
+    MountedReadOnly,
+    /// Its disk is too full to open it for writing.
+    DiskFull,
 }
 
 impl Store {
     /// Creates a new database with `settings`. Fails if one exists.
     pub fn create(path: &Path, settings: &Settings) -> Result<Self> {
         let mut store = Self::connect(path)?;
+        store.writable()?;
         let txn = store
             .conn
             .transaction_with_behavior(TransactionBehavior::Exclusive)?;
@@ -155,6 +224,21 @@ impl Store {
     }
 
     fn connect(path: &Path) -> Result<Self> {
+        if path.parent().is_some_and(crate::disk::is_read_only) {
+            return Self::connect_read_only(path, Unwritable::MountedReadOnly);
+        }
+        match Self::connect_read_write(path) {
+            // WAL mode needs its `-shm` file made and sized first, which a
+            // full disk refuses: reading still works, from the main file,
+            // when it holds everything (no `-wal` with changes in it).
+            Err(StoreError::Full) if !has_wal(path) => {
+                Self::connect_read_only(path, Unwritable::DiskFull)
+            }
+            connected => connected,
+        }
+    }
+
+    fn connect_read_write(path: &Path) -> Result<Self> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -164,7 +248,45 @@ impl Store {
         // 64 MiB of page cache (the default 8 MiB spills a 100,000-file commit
         // to the WAL and reads it back mid-transaction).
         conn.pragma_update(None, "cache_size", -65536)?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            unwritable: None,
+        })
+    }
+
+    /// A database that can be read but not written (`why`): on a file
+    /// system mounted read-only (a backup disk, a snapshot), or on a full
+    /// disk. Opened read-only, so that the commands that only read work,
+    /// and [`Store::write`] fails at once with the reason. WAL mode needs a
+    /// `-shm` file, which cannot be made there: unless a process that
+    /// stopped without closing left a `-wal` with changes (then read through
+    /// its `-shm`), the file is opened as immutable, which needs neither,
+    /// and reads exactly the state: a clean close leaves it all in the main
+    /// file.
+    fn connect_read_only(path: &Path, why: Unwritable) -> Result<Self> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if has_wal(path) {
+            Connection::open_with_flags(path, flags)?
+        } else {
+            Connection::open_with_flags(format!("{}?immutable=1", file_uri(path)), flags)?
+        };
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(Store {
+            conn,
+            unwritable: Some(why),
+        })
+    }
+
+    /// Fails, with the reason, when this database was opened read-only.
+    fn writable(&self) -> Result<()> {
+        match self.unwritable {
+            None => Ok(()),
+            Some(Unwritable::MountedReadOnly) => Err(StoreError::ReadOnly),
+            Some(Unwritable::DiskFull) => Err(StoreError::Full),
+        }
     }
 
     /// This location's settings as stored now.
@@ -188,6 +310,7 @@ impl Store {
     /// Makes a fresh location part of the repository `repo_id` (its first
     /// sync). Refused once the location holds any state of its own.
     pub fn join_repository(&mut self, repo_id: RepoId) -> Result<bool> {
+        self.writable()?;
         let txn = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -223,6 +346,7 @@ impl Store {
     /// Starts a write transaction, waiting for other writers. Dropping the
     /// returned [`Writer`] without [`Writer::commit`] rolls everything back.
     pub fn write(&mut self) -> Result<Writer<'_>> {
+        self.writable()?;
         let txn = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;

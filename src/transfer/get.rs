@@ -107,24 +107,6 @@ pub async fn get(
     );
     let shared = Arc::new(Shared::default());
 
-    // The threads that write and install.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let installer = {
-        let (root, shared) = (root.clone(), shared.clone());
-        std::thread::spawn(move || {
-            // The installer ends last (after the writer and the lanes, even
-            // if this future is dropped): the staging folder is ours until
-            // then.
-            let _held = staging_lock;
-            install::run(&root, ready_rx, |done| shared.installed(done))
-        })
-    };
-    let (write_tx, write_rx) = mpsc::channel(writer::QUEUE);
-    let writer = {
-        let (staging, ready, shared) = (staging.clone(), ready_tx.clone(), shared.clone());
-        std::thread::spawn(move || writer::run(&staging, write_rx, ready, |f| shared.fail(f)))
-    };
-
     // A connection to every holder of something wanted.
     let mut needed: Vec<NodeId> = wanted.iter().flat_map(|w| w.holders.clone()).collect();
     needed.sort();
@@ -142,6 +124,39 @@ pub async fn get(
         }
     }
     let schedule = Arc::new(Schedule::new(conns.keys().copied(), unreachable.clone()));
+
+    // The threads that write and install.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let installer = {
+        let (root, shared, schedule) = (root.clone(), shared.clone(), schedule.clone());
+        std::thread::spawn(move || {
+            // The installer ends last (after the writer and the lanes, even
+            // if this future is dropped): the staging folder is ours until
+            // then.
+            let _held = staging_lock;
+            let result = install::run(&root, ready_rx, |done| shared.installed(done));
+            if let Err(e) = &result {
+                if e.stops_writes() {
+                    schedule.abort(&e.to_string());
+                }
+            }
+            result
+        })
+    };
+    let (write_tx, write_rx) = mpsc::channel(writer::QUEUE);
+    let writer = {
+        let (staging, ready) = (staging.clone(), ready_tx.clone());
+        let (shared, schedule) = (shared.clone(), schedule.clone());
+        std::thread::spawn(move || {
+            writer::run(&staging, write_rx, ready, |targets, error| {
+                let why = write_failed(&shared, &schedule, error);
+                for target in targets {
+                    shared.fail(format!("{}: {why}", target.path));
+                }
+            })
+        })
+    };
+
     let ctx = Arc::new(Context {
         staging,
         copies,
@@ -219,12 +234,32 @@ pub async fn get(
     drop(ctx);
     let joined =
         tokio::task::spawn_blocking(move || (writer.join().is_ok(), installer.join())).await;
-    match joined {
-        Ok((true, Ok(result))) => result?,
+    let installed = match joined {
+        Ok((true, Ok(result))) => result,
         Ok((false, _)) => return Err(Error::ThreadStopped("writes to staging")),
         _ => return Err(Error::ThreadStopped("installs files")),
+    };
+    // The first full disk met in staging says more than what the installer
+    // met after it (the same disk, as the state database).
+    if let Some(stopped) = shared.take_stopped() {
+        return Err(stopped);
     }
+    installed?;
     Ok(shared.report())
+}
+
+/// A write to staging failed with `error`: returns the reason to give its
+/// files. A full or read-only disk also stops the get, since every write
+/// after it would fail too: the holders are let go, and the get ends with
+/// that error once what is complete is installed (what is staged stays, for
+/// the next get to resume).
+pub(super) fn write_failed(shared: &Shared, schedule: &Schedule, error: Error) -> String {
+    let why = error.to_string();
+    if error.stops_writes() {
+        schedule.abort(&why);
+        shared.stop(error);
+    }
+    why
 }
 
 pub(super) fn fail_targets(ctx: &Context, targets: &[Placed], why: &str) {

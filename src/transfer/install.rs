@@ -10,10 +10,11 @@
 //! 3. the renames are made durable (the folders' `fsync`, or `syncfs`);
 //! 4. one database transaction records every file placed.
 //!
-//! A crash between 3 and 4 leaves files in place that the records do not
-//! know yet: the next commit adopts them (same content as the repository
-//! says, so nothing is lost or conflicted). A crash before 3 leaves the
-//! staged files in staging, where the next `get` finds them.
+//! A crash between 3 and 4, or a full disk failing 4, leaves files in place
+//! that the records do not know yet: the next commit adopts them, and so
+//! does the next get, which finds each one it would place already there
+//! with its content (nothing is lost or conflicted). A crash before 3
+//! leaves the staged files in staging, where the next `get` finds them.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -21,10 +22,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
 use crate::chunk::Manifest;
-use crate::model::{Content, ContentHash, Kind, Placed, Resolved};
+use crate::model::{Content, ContentHash, Kind, Placed, RepoPath, Resolved};
 use crate::scan::{file_stat, set_mtime, still_as_recorded};
 use crate::store::LocalFile;
-use crate::tree::set_executable;
+use crate::tree::{set_executable, Tree};
 use crate::{Error, Repo};
 
 /// Files per group, at most.
@@ -100,9 +101,8 @@ fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed>
                 let copied =
                     fs::copy(&ready.staged, &copy).and_then(|_| set_mtime(&copy, mtime_ns));
                 if let Err(e) = copied {
-                    installed
-                        .failed
-                        .push(format!("{}: cannot copy: {e}", target.path));
+                    let why = Error::io("copy it to", &copy)(e);
+                    installed.failed.push(format!("{}: {why}", target.path));
                     continue;
                 }
                 copy
@@ -110,9 +110,8 @@ fn install_group(repo: &mut Repo, group: Vec<Ready>) -> crate::Result<Installed>
             // Each file gets its version's executable bit.
             if let Err(e) = File::open(&staged).and_then(|f| set_executable(&f, executable(target)))
             {
-                installed
-                    .failed
-                    .push(format!("{}: cannot set its mode: {e}", target.path));
+                let why = Error::io("set the mode of", &staged)(e);
+                installed.failed.push(format!("{}: {why}", target.path));
                 continue;
             }
             placements.push(Placement {
@@ -192,6 +191,14 @@ fn make_durable(paths: &[&Path], contents: bool) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether the regular file at `path` (reached through no link) has
+/// content `hash`.
+fn holds(tree: &Tree, path: &RepoPath, hash: ContentHash) -> bool {
+    tree.open_read(path)
+        .and_then(super::staging::hash_of)
+        .is_ok_and(|held| held == hash)
+}
+
 /// Whether the newest version of a target is executable.
 fn executable(target: &Placed) -> bool {
     matches!(
@@ -205,7 +212,7 @@ struct PlacedFile {
     file: LocalFile,
     entry: Placed,
     /// The path of the version it replaced, when that was recorded here.
-    old: Option<crate::model::RepoPath>,
+    old: Option<RepoPath>,
 }
 
 /// Renames a staged content to its file's path: over the held older version
@@ -233,32 +240,44 @@ fn place(repo: &mut Repo, placement: &Placement) -> crate::Result<PlacedFile> {
         _ => &here,
     };
     let at = target_path.to_path(root);
-    let replace = match &old {
-        Some(old) => {
-            if !still_as_recorded(root, old).map_err(Error::io("read", &at))? {
-                return Err(Error::Refused(format!(
-                    "{} changed here since the last commit; not overwritten (commit it, then get again)",
-                    old.path
-                )));
-            }
-            if old.kind != Kind::Link && !repo.held_elsewhere(old.hash)? {
-                repo.keep_in_trash(&tree, old, crate::repo::TrashReason::Replaced, true)?;
-            }
-            old.path == *target_path
-        }
+    let old_intact = match &old {
+        Some(old) => still_as_recorded(root, old).map_err(Error::io("read", &at))?,
         None => false,
     };
-    tree.place(&placement.staged, target_path, replace)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::Refused(format!(
-                "{target_path} exists here but is not recorded; commit it first (it may become a conflict)"
-            )),
-            _ => Error::io("place", &at)(e),
-        })?;
-    if let Some(old) = &old {
-        if old.path != *target_path {
-            let _ = tree.remove_file(&old.path);
-            tree.remove_empty_parents(&old.path);
+    if !old_intact && holds(&tree, target_path, placement.hash) {
+        // Already in place: put there by a get that could not record it (a
+        // full disk failed its database commit, or it was killed between
+        // the rename and the commit). Recorded now; the staged copy is not
+        // needed.
+        let _ = fs::remove_file(&placement.staged);
+    } else {
+        let replace = match &old {
+            Some(old) => {
+                if !old_intact {
+                    return Err(Error::Refused(format!(
+                        "{} changed here since the last commit; not overwritten (commit it, then get again)",
+                        old.path
+                    )));
+                }
+                if old.kind != Kind::Link && !repo.held_elsewhere(old.hash)? {
+                    repo.keep_in_trash(&tree, old, crate::repo::TrashReason::Replaced, true)?;
+                }
+                old.path == *target_path
+            }
+            None => false,
+        };
+        tree.place(&placement.staged, target_path, replace)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Error::Refused(format!(
+                    "{target_path} exists here but is not recorded; commit it first (it may become a conflict)"
+                )),
+                _ => Error::io("place", &at)(e),
+            })?;
+        if let Some(old) = &old {
+            if old.path != *target_path {
+                let _ = tree.remove_file(&old.path);
+                tree.remove_empty_parents(&old.path);
+            }
         }
     }
     let stat = tree

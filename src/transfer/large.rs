@@ -8,17 +8,17 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::get::Context;
+use super::get::{write_failed, Context};
 use super::install::Ready;
 use super::manifest::manifest_from_holders;
 use super::refine::{self, OldPieces};
 use super::schedule::LargeFetch;
-use super::staging::{FinishError, StagedFile};
+use super::staging::{self, FinishError, StagedFile};
 use super::writer::WriteOp;
 use super::{AskError, Misbehaved};
 use crate::chunk::Manifest;
 use crate::model::{ContentHash, NodeId};
-use crate::WantedContent as Wanted;
+use crate::{Error, WantedContent as Wanted};
 
 /// Bytes per `Chunks` request: small enough that several holders share a
 /// file's work, large enough that a request costs nothing next to its answer.
@@ -39,7 +39,11 @@ pub(super) async fn fetch_large(ctx: &Arc<Context>, want: &Wanted) -> Result<(),
         };
         let (mut staged, reused, mut missing) = match prepared {
             Ok(Ok(prepared)) => prepared,
-            Ok(Err(e)) => return Err(format!("cannot stage it: {e}")),
+            Ok(Err(e)) => {
+                let part = staging::part_path(&ctx.staging, want.hash);
+                let error = Error::io("stage", part)(e);
+                return Err(write_failed(&ctx.shared, &ctx.schedule, error));
+            }
             Err(e) => return Err(e.to_string()),
         };
         ctx.shared.reused(reused);
@@ -80,7 +84,7 @@ pub(super) async fn fetch_large(ctx: &Arc<Context>, want: &Wanted) -> Result<(),
                 ctx.schedule.holder_gone(from, why, Vec::new());
                 distrusted.push(from);
             }
-            Err(FinishError::Io(e)) => return Err(format!("cannot write it in staging: {e}")),
+            Err(FinishError::Io(e)) => return Err(write_failed(&ctx.shared, &ctx.schedule, e)),
         }
     }
 }

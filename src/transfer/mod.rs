@@ -66,11 +66,31 @@ pub struct GetReport {
 
 /// The report, filled in by the tasks and threads of one `get`.
 #[derive(Default)]
-struct Shared(Mutex<GetReport>);
+struct Shared {
+    report: Mutex<GetReport>,
+    /// The full or read-only disk that stopped the get, which then ends
+    /// with this error instead of a report that fails every file after it.
+    stopped: Mutex<Option<crate::Error>>,
+}
 
 impl Shared {
     fn with(&self, f: impl FnOnce(&mut GetReport)) {
-        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        f(&mut self.report.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Keeps `error` as the reason the get stopped, unless one is kept.
+    fn stop(&self, error: crate::Error) {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(error);
+    }
+
+    fn take_stopped(&self) -> Option<crate::Error> {
+        self.stopped
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     fn fetched(&self, holder: &str, bytes: u64) {
@@ -96,7 +116,10 @@ impl Shared {
     }
 
     fn report(&self) -> GetReport {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

@@ -260,6 +260,16 @@ impl Schedule {
         });
     }
 
+    /// Ends the transfer for every holder (the disk is full, say): the
+    /// lanes take no more jobs, and what is queued fails with `why`.
+    pub(super) fn abort(&self, why: &str) {
+        self.update(|state| {
+            for id in std::mem::take(&mut state.live) {
+                state.dropped.entry(id).or_insert_with(|| why.to_owned());
+            }
+        });
+    }
+
     /// No more jobs will be added.
     pub(super) fn close(&self) {
         self.lock().closed = true;
@@ -519,6 +529,22 @@ mod tests {
         assert!(
             failures.try_recv().is_err(),
             "the cancelled spans did not fail"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abort_ends_every_lane_and_fails_what_is_queued() {
+        let (a, b) = (node(1), node(2));
+        let schedule = Schedule::new([a, b], HashMap::new());
+        schedule.push_small(vec![small(1, 10, &[a]), small(2, 10, &[b])]);
+        let (fetch, mut failures) = large(&[a, b], &[10]);
+        schedule.push_spans(fetch, &[0], 10);
+        schedule.abort("the disk is full");
+        assert!(schedule.take(a).await.is_none() && schedule.take(b).await.is_none());
+        assert_eq!(schedule.take_failed().len(), 2);
+        assert_eq!(
+            failures.try_recv().unwrap(),
+            "no holder could provide it (the disk is full; the disk is full)"
         );
     }
 

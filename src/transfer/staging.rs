@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use crate::chunk::Manifest;
 use crate::model::{ContentHash, STATE_DIR};
+use crate::Error;
 
 /// Where downloads are assembled, inside `.harmony/`.
 pub const STAGING_DIR: &str = "staging";
@@ -169,7 +170,8 @@ impl StagedFile {
     /// starts afresh.
     pub(super) fn finish(mut self, hash: ContentHash) -> Result<PathBuf, FinishError> {
         debug_assert!(self.is_complete());
-        self.catch_up().map_err(FinishError::Io)?;
+        self.catch_up()
+            .map_err(|e| FinishError::Io(Error::io("read", &self.path)(e)))?;
         if ContentHash::from(self.hasher.finalize()) != hash {
             let _ = fs::remove_file(&self.path);
             return Err(FinishError::Mismatch);
@@ -184,13 +186,18 @@ pub(super) enum FinishError {
     #[error("the assembled file does not match its content hash (a holder sent a wrong manifest); discarded")]
     Mismatch,
     #[error("{0}")]
-    Io(io::Error),
+    Io(Error),
 }
 
 /// The blake3 of a whole file.
 pub(super) fn hash_file(path: &Path) -> io::Result<ContentHash> {
+    hash_of(File::open(path)?)
+}
+
+/// The blake3 of what `file` holds.
+pub(super) fn hash_of(file: File) -> io::Result<ContentHash> {
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(File::open(path)?)?;
+    hasher.update_reader(file)?;
     Ok(hasher.finalize().into())
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::install::Ready;
 use super::staging::{part_path, FinishError, StagedFile};
 use crate::model::{ContentHash, Placed};
+use crate::Error;
 
 /// Chunks (at most 128 KiB each with the default chunking) queued for the
 /// writer: bounds the memory between the network and the disk.
@@ -52,12 +53,13 @@ struct Open {
 }
 
 /// Runs until every sender of `ops` is gone. Small contents go on to the
-/// installer through `ready`; `failed` hears of those that cannot be staged.
+/// installer through `ready`; `failed` hears of those that cannot be staged
+/// (their files, and why).
 pub(super) fn run(
     dir: &Path,
     mut ops: mpsc::Receiver<WriteOp>,
     ready: Sender<Ready>,
-    mut failed: impl FnMut(String),
+    mut failed: impl FnMut(&[Placed], Error),
 ) {
     let mut open: HashMap<u64, Open> = HashMap::new();
     while let Some(op) = ops.blocking_recv() {
@@ -79,7 +81,9 @@ pub(super) fn run(
                     outcome => {
                         if let Some(file) = open.remove(&key) {
                             let result = outcome
-                                .map_err(FinishError::Io)
+                                .map_err(|e| {
+                                    FinishError::Io(Error::io("write", &file.staged.path)(e))
+                                })
                                 .and_then(|()| file.staged.finish(file.hash));
                             let _ = file.done.send(result);
                         }
@@ -102,11 +106,7 @@ pub(super) fn run(
                         targets,
                     });
                 }
-                Err(e) => {
-                    for target in &targets {
-                        failed(format!("{}: cannot stage it: {e}", target.path));
-                    }
-                }
+                Err(e) => failed(&targets, Error::io("stage", part_path(dir, hash))(e)),
             },
         }
     }

@@ -51,17 +51,16 @@ pub fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
 /// A new location named `name`; returns its folder and node id.
 pub fn location(name: &str) -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    ok(
-        dir.path(),
-        &["init", "--name", name, "--listen", "127.0.0.1:0"],
-    );
-    std::fs::write(
-        dir.path().join(".harmony/config.toml"),
-        "discovery = false\n",
-    )
-    .unwrap();
-    let id = ok(dir.path(), &["id", "-q"]).trim().to_owned();
+    let id = init_at(dir.path(), name);
     (dir, id)
+}
+
+/// Makes the existing folder `dir` a new location named `name`, listening
+/// on loopback and not announcing itself; returns its node id.
+pub fn init_at(dir: &Path, name: &str) -> String {
+    ok(dir, &["init", "--name", name, "--listen", "127.0.0.1:0"]);
+    std::fs::write(dir.join(".harmony/config.toml"), "discovery = false\n").unwrap();
+    ok(dir, &["id", "-q"]).trim().to_owned()
 }
 
 /// `harmony -C DIR --json serve --listen 127.0.0.1:0 --no-discovery` with
