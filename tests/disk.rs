@@ -6,6 +6,7 @@
 
 #[path = "support/cli.rs"]
 mod cli;
+mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -211,9 +212,7 @@ fn commit_and_sync_fail_cleanly_while_the_state_database_cannot_grow() {
         fs::write(&path, i.to_string()).unwrap();
         // Old enough to be trusted unread by the next commit, which then
         // has nothing to write: the sync below fails in its merge.
-        let file = fs::File::options().write(true).open(&path).unwrap();
-        file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
-            .unwrap();
+        support::backdate(&path);
     }
     let full = "the disk holding .harmony/state.db is full, so the change was not recorded \
                 (nothing is lost); free space on it, then run this again";
