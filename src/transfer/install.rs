@@ -10,10 +10,12 @@
 //! 3. the renames are made durable (the folders' `fsync`, or `syncfs`);
 //! 4. one database transaction records every file placed.
 //!
-//! A crash between 3 and 4 leaves files in place that the records do not
-//! know yet: the next commit adopts them (same content as the repository
-//! says, so nothing is lost or conflicted). A crash before 3 leaves the
-//! staged files in staging, where the next `get` finds them.
+//! A crash between 2 and 4 leaves files in place that the records do not
+//! know yet: the next `get` finds each at its path with the content it
+//! wants and records it as placed, and the next commit adopts them (same
+//! content as the repository says, so nothing is lost or conflicted). A
+//! crash before 2 leaves the staged files in staging, where the next `get`
+//! resumes a large content from its part file.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -233,28 +235,44 @@ fn place(repo: &mut Repo, placement: &Placement) -> crate::Result<PlacedFile> {
         _ => &here,
     };
     let at = target_path.to_path(root);
+    // Placed already by a get killed after its rename, before its
+    // transaction recorded it: the very content, so it is taken as placed
+    // (anything else at a path not recorded is refused below).
+    let placed_before = match &old {
+        Some(old) if old.path == *target_path => false,
+        _ => holds(&tree, target_path, placement.hash),
+    };
     let replace = match &old {
         Some(old) => {
             if !still_as_recorded(root, old).map_err(Error::io("read", &at))? {
-                return Err(Error::Refused(format!(
-                    "{} changed here since the last commit; not overwritten (commit it, then get again)",
-                    old.path
-                )));
-            }
-            if old.kind != Kind::Link && !repo.held_elsewhere(old.hash)? {
+                // That get also removed the older version from its old path.
+                let finished = placed_before && !tree.exists(&old.path).unwrap_or(true);
+                if !finished {
+                    return Err(Error::Refused(format!(
+                        "{} changed here since the last commit; not overwritten (commit it, then get again)",
+                        old.path
+                    )));
+                }
+            } else if old.kind != Kind::Link && !repo.held_elsewhere(old.hash)? {
                 repo.keep_in_trash(&tree, old, crate::repo::TrashReason::Replaced, true)?;
             }
             old.path == *target_path
         }
         None => false,
     };
-    tree.place(&placement.staged, target_path, replace)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::Refused(format!(
-                "{target_path} exists here but is not recorded; commit it first (it may become a conflict)"
-            )),
-            _ => Error::io("place", &at)(e),
-        })?;
+    if placed_before {
+        let _ = fs::remove_file(&placement.staged);
+        tree.set_executable(target_path, executable(target))
+            .map_err(Error::io("change the mode of", &at))?;
+    } else {
+        tree.place(&placement.staged, target_path, replace)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Error::Refused(format!(
+                    "{target_path} exists here but is not recorded; commit it first (it may become a conflict)"
+                )),
+                _ => Error::io("place", &at)(e),
+            })?;
+    }
     if let Some(old) = &old {
         if old.path != *target_path {
             let _ = tree.remove_file(&old.path);
@@ -280,4 +298,15 @@ fn place(repo: &mut Repo, placement: &Placement) -> crate::Result<PlacedFile> {
         entry: target.clone(),
         old: old.map(|o| o.path),
     })
+}
+
+/// Whether the regular file at `path` (not a link) holds the content `hash`.
+fn holds(tree: &crate::tree::Tree, path: &crate::model::RepoPath, hash: ContentHash) -> bool {
+    let Ok(mut file) = tree.open_read(path) else {
+        return false;
+    };
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(&mut file)
+        .is_ok_and(|h| ContentHash::from(h.finalize()) == hash)
 }
