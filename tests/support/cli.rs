@@ -18,9 +18,14 @@ use assert_cmd::cargo::CommandCargoExt;
 pub use harmony::node::live::discovery::OFF_ENV;
 
 pub fn harmony(dir: &Path, args: &[&str]) -> Output {
+    command(dir, args).output().unwrap()
+}
+
+/// `harmony -C DIR ARGS`, not started: for a child to signal or to wait on.
+pub fn command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::cargo_bin("harmony").unwrap();
     cmd.arg("-C").arg(dir).args(args).env(OFF_ENV, "1");
-    cmd.output().unwrap()
+    cmd
 }
 
 /// Succeeds; returns stdout.
