@@ -65,10 +65,11 @@ fn main() {
         let op_started = Instant::now();
         let mut tally = crash::run(op, scale, trials, seed);
         println!(
-            "{} done in {:.0} s ({} failures)",
+            "{} done in {:.0} s ({} failures)\n{}",
             op.name(),
             op_started.elapsed().as_secs_f64(),
-            tally.failures.len()
+            tally.failures.len(),
+            tally.row(op)
         );
         rows.push(tally.row(op));
         failures.append(&mut tally.failures);

@@ -61,7 +61,8 @@ pub enum Operation {
     /// The apply step of a `sync` that moves and deletes many files, killed
     /// once its two-step moves have begun (files in `.harmony/moving/`).
     Apply,
-    /// `serve` killed while it answers a `get` of small files and a large one.
+    /// `serve` killed while it answers a `get` of small files and a large
+    /// one (once a content reached beta's staging).
     ServeGet,
 }
 
@@ -199,14 +200,17 @@ impl Tally {
 }
 
 /// Runs `trials` trials of `op` at `scale`, the kill moments drawn from
-/// `seed`. The first, uncut run of the operation measures how long it takes,
-/// so that the kills fall inside it.
+/// `seed`. The first, uncut run of the operation measures how long its
+/// span lasts ([`in_span`]), so that the kills fall inside it; a trial
+/// whose operation ended before its kill shortens it to what it took.
 pub fn run(op: Operation, scale: Scale, trials: usize, seed: u64) -> Tally {
-    let window = calibrate(op, scale, seed);
+    let mut window = calibrate(op, scale, seed);
     let mut tally = Tally::default();
     for k in 0..trials {
         let trial_seed = seed ^ ((op as u64) << 48) ^ (k as u64).wrapping_mul(0x9E37_79B9);
-        trial(op, scale, trial_seed, window, &mut tally);
+        if let Some(shorter) = trial(op, scale, trial_seed, window, &mut tally) {
+            window = shorter;
+        }
     }
     tally
 }
@@ -279,10 +283,21 @@ impl World {
         self.start_serve();
     }
 
+    /// Starts alpha's `serve` on its port, trying again for a few seconds
+    /// while that is taken (the port was free when the world was made, and
+    /// is freed again by a kill, but other processes may bind meanwhile).
     fn start_serve(&mut self) {
         let addr = format!("127.0.0.1:{}", self.port);
-        let command = cli::serve_command_at(self.a(), &addr, &["--no-watch", "--no-live"]);
-        self.serve = Some(Serving::spawn(command, None));
+        let mut tries = 0;
+        loop {
+            let command = cli::serve_command_at(self.a(), &addr, &["--no-watch", "--no-live"]);
+            match Serving::try_spawn(command, None) {
+                Ok(serving) => break self.serve = Some(serving),
+                Err(e) if tries == 50 => panic!("alpha's serve on {addr}: {e}"),
+                Err(_) => tries += 1,
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// beta made a full copy of alpha.
@@ -391,27 +406,35 @@ fn parked(root: &Path) -> usize {
     })
 }
 
-/// When the kills may fall, from an uncut run: the operation's whole run,
-/// or for the apply trials its two-step moves (from the first file parked
-/// in `.harmony/moving/` to the last seen there).
-#[derive(Clone, Copy, Debug)]
-struct Window {
-    from_parked: bool,
-    length: Duration,
+/// Whether the operation is in the span the kills fall in: for the apply
+/// trials while files are parked in `.harmony/moving/` (its two-step
+/// moves); for `serve` answering a get while contents are in beta's staging
+/// (serve is sending); for the others throughout.
+fn in_span(op: Operation, w: &World) -> bool {
+    match op {
+        Operation::Apply => parked(w.b()) > 0,
+        Operation::ServeGet => fs::read_dir(w.b().join(".harmony/staging")).is_ok_and(|items| {
+            items
+                .filter_map(|i| i.ok())
+                .any(|i| i.file_name().to_string_lossy().ends_with(".part"))
+        }),
+        _ => true,
+    }
 }
 
-fn calibrate(op: Operation, scale: Scale, seed: u64) -> Window {
+/// How long the kills' span lasts, from an uncut run: from the first to the
+/// last moment seen [`in_span`].
+fn calibrate(op: Operation, scale: Scale, seed: u64) -> Duration {
     let w = prepare(op, scale, seed);
-    let started = Instant::now();
     let mut child = spawn(operation(op, &w));
-    let (mut first_parked, mut last_parked) = (None, None);
+    let (mut first, mut last) = (None, None);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if op == Operation::Apply && parked(w.b()) > 0 {
-            first_parked.get_or_insert_with(Instant::now);
-            last_parked = Some(Instant::now());
+        if in_span(op, &w) {
+            first.get_or_insert_with(Instant::now);
+            last = Some(Instant::now());
         }
         std::thread::sleep(Duration::from_micros(200));
     };
@@ -420,18 +443,9 @@ fn calibrate(op: Operation, scale: Scale, seed: u64) -> Window {
         "the uncut {} failed ({status})",
         op.name()
     );
-    match (first_parked, last_parked) {
-        (Some(first), Some(last)) => Window {
-            from_parked: true,
-            length: last - first,
-        },
-        _ if op == Operation::Apply => {
-            panic!("the uncut apply parked no file in .harmony/moving/")
-        }
-        _ => Window {
-            from_parked: false,
-            length: started.elapsed(),
-        },
+    match (first, last) {
+        (Some(first), Some(last)) => last - first,
+        _ => panic!("the uncut {} never entered its span", op.name()),
     }
 }
 
@@ -460,8 +474,15 @@ fn wait_bounded(child: &mut Child) -> std::process::ExitStatus {
 }
 
 /// One trial: prepare, run the operation, kill at a random moment of
-/// `window`, check, run the next operation, check again.
-fn trial(op: Operation, scale: Scale, seed: u64, window: Window, tally: &mut Tally) {
+/// `window`, check, run the next operation, check again. Returns how long
+/// the span lasted when the operation ended before the kill.
+fn trial(
+    op: Operation,
+    scale: Scale,
+    seed: u64,
+    window: Duration,
+    tally: &mut Tally,
+) -> Option<Duration> {
     let mut w = prepare(op, scale, seed);
     let before: HashSet<Hash> = w
         .both()
@@ -470,18 +491,23 @@ fn trial(op: Operation, scale: Scale, seed: u64, window: Window, tally: &mut Tal
         .collect();
     // Within the first three quarters: the calibrating run, the first,
     // is often the slowest, and later kills would mostly come too late.
-    let delay = window.length.mul_f64(w.rng.random_range(0.0..0.75));
+    let delay = window.mul_f64(w.rng.random_range(0.0..0.75));
 
     let mut child = spawn(operation(op, &w));
-    if window.from_parked {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while parked(w.b()) == 0 && child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the apply never began its moves");
-            std::thread::sleep(Duration::from_micros(200));
-        }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !in_span(op, &w) && child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the {} never began", op.name());
+        std::thread::sleep(Duration::from_micros(200));
     }
-    std::thread::sleep(delay);
-    let running = child.try_wait().unwrap().is_none();
+    let span_began = Instant::now();
+    let mut ended = None;
+    while span_began.elapsed() < delay {
+        if ended.is_none() && child.try_wait().unwrap().is_some() {
+            ended = Some(span_began.elapsed());
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let running = ended.is_none() && child.try_wait().unwrap().is_none();
     let landed = if op.kills_serve() {
         let serve = w.serve.take().expect("alpha serves");
         drop(serve); // SIGKILL, and reaped
@@ -552,6 +578,7 @@ fn trial(op: Operation, scale: Scale, seed: u64, window: Window, tally: &mut Tal
             ));
         }
     }
+    ended
 }
 
 /// Runs the operation that follows the kill and checks its result: the
