@@ -13,7 +13,7 @@ use harmony::sync::{self, Batch, SyncHello};
 use harmony::FileState;
 use support::{
     b3, conflicted_pair, locations, pseudo_random, shared_pair, sync_pair, sync_pair_committed,
-    Location,
+    sync_pair_merged, Location,
 };
 
 fn states(loc: &Location) -> BTreeMap<String, (FileState, bool)> {
@@ -491,4 +491,35 @@ fn an_edit_committed_after_a_newer_version_arrived_is_a_conflict() {
         fs::read(b.root().join("shared.bin")).unwrap(),
         b"edited at b!"
     );
+}
+
+/// A sync killed between its merge and its apply (found by the crash
+/// trials, tests/crash.rs): the peer's progress says the changes are merged,
+/// so no later session brings them again, and the next one finds the
+/// digests equal. The merge leaves each change blocked until applied, and
+/// that session applies it: the rename reaches the tree.
+#[test]
+fn a_sync_cut_between_merge_and_apply_is_applied_by_the_next_sync() {
+    let (mut a, mut b) = shared_pair(b"moved while b was cut off");
+    fs::create_dir(a.root().join("moved")).unwrap();
+    fs::rename(
+        a.root().join("shared.bin"),
+        a.root().join("moved/shared.bin"),
+    )
+    .unwrap();
+    a.commit();
+    sync_pair_merged(&mut a, &mut b, false);
+    assert!(b.root().join("shared.bin").exists(), "nothing applied yet");
+
+    assert_eq!(
+        sync_pair(&mut a, &mut b),
+        0,
+        "the next sync finds nothing new"
+    );
+    assert!(!b.root().join("shared.bin").exists());
+    assert_eq!(
+        fs::read(b.root().join("moved/shared.bin")).unwrap(),
+        b"moved while b was cut off"
+    );
+    assert!(b.repo.store().blocked().unwrap().is_empty());
 }

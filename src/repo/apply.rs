@@ -105,9 +105,11 @@ impl Repo {
         let mut ids: BTreeSet<FileId> = changed.iter().copied().collect();
         ids.extend(self.store.blocked()?.into_iter().map(|b| b.file_id));
         let mut entries = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
         for id in ids {
-            if let Some(placed) = self.store.placed_entry(id)? {
-                entries.push(placed);
+            match self.store.placed_entry(id)? {
+                Some(placed) => entries.push(placed),
+                None => gone.push(id), // collected since: nothing to apply
             }
         }
         let mut outcomes: Vec<(FileId, crate::model::RepoPath, Option<String>)> = Vec::new();
@@ -138,6 +140,9 @@ impl Repo {
             ));
         }
         let writer = self.store.write()?;
+        for id in gone {
+            writer.clear_blocked(id)?;
+        }
         for (id, path, failure) in outcomes {
             match failure {
                 Some(reason) => {

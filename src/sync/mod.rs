@@ -158,9 +158,14 @@ pub struct Merged {
     pub forged: usize,
 }
 
+/// Why a merged change is blocked until the apply step after the merge
+/// clears it (what `status` shows if that apply never ran).
+const NOT_APPLIED: &str =
+    "merged from a peer but not applied yet (the session was cut); the next sync or get applies it";
+
 /// Merges a batch received from `peer` (database `incarnation`) in one
 /// transaction, and records that `peer`'s changes up to `batch.upto` are
-/// merged. Only entries that really change are written, so merging what is
+/// merged, and that each changed entry awaits the apply step. Only entries that really change are written, so merging what is
 /// already known costs no write and no new change sequence.
 pub fn merge_batch(
     store: &mut Store,
@@ -208,6 +213,16 @@ pub fn merge_batch(
     }
     // Files of this location moved aside (or back) by what arrived.
     merged.changed.extend(writer.take_replaced());
+    // Each change waits for the apply step as a blocked change, in this
+    // transaction: a process killed between the merge and the apply (the
+    // peer's progress says these are merged, so they never come again)
+    // leaves them for the next apply, instead of a tree that never follows.
+    let at_ms = crate::repo::now_ms();
+    for id in &merged.changed {
+        if let Some(entry) = writer.entry(*id)? {
+            writer.set_blocked(*id, entry.current_path(), NOT_APPLIED, at_ms)?;
+        }
+    }
     for incoming in batch.nodes {
         if !incoming.is_valid() {
             merged.rejected += 1;

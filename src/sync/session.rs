@@ -214,8 +214,18 @@ async fn exchange(
     let in_sync = in_sync?;
     if in_sync {
         report.in_sync = true;
-        let (_, collected) = blocking(repo, |r| collect_tombstones(r.store_mut())).await?;
-        report.tombstones_collected = collected?;
+        // Nothing new, but what an earlier, cut session merged (or what was
+        // blocked) is applied now.
+        let (_, result) = blocking(repo, |r| {
+            let applied = if r.store().blocked()?.is_empty() {
+                ApplyReport::default()
+            } else {
+                r.apply_remote(&[])?
+            };
+            Ok::<_, SyncError>((applied, collect_tombstones(r.store_mut())?))
+        })
+        .await?;
+        (report.applied, report.tombstones_collected) = result?;
         return Ok(report);
     }
     let (sender, receiver) = stream.split();

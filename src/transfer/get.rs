@@ -100,7 +100,8 @@ pub async fn get(
         lock: staging_lock,
     } = lock;
     let (wanted, chunking) = (plan.contents, plan.chunking);
-    let copies = LocalCopies::index(&root, plan.local_manifests, plan.local_files);
+    let mut copies = LocalCopies::index(&root, plan.local_manifests, plan.local_files);
+    copies.add_in_place(&wanted);
     progress.start(
         wanted.iter().map(|w| w.targets.len() as u64).sum(),
         wanted.iter().map(|w| w.size).sum(),

@@ -10,11 +10,13 @@
 //! 3. the renames are made durable (the folders' `fsync`, or `syncfs`);
 //! 4. one database transaction records every file placed.
 //!
-//! A crash between 3 and 4, or a full disk failing 4, leaves files in place
-//! that the records do not know yet: the next commit adopts them, and so
-//! does the next get, which finds each one it would place already there
-//! with its content (nothing is lost or conflicted). A crash before 3
-//! leaves the staged files in staging, where the next `get` finds them.
+//! A crash between 2 and 4, or a full disk failing 4, leaves files in
+//! place that the records do not know yet: the next `get` finds each at its
+//! path with the content it wants and records it as placed, and the next
+//! commit adopts them (same content as the repository says, so nothing is
+//! lost or conflicted). A crash before 2 leaves the staged files in
+//! staging, where the next `get` resumes a large content from its part
+//! file.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -244,28 +246,38 @@ fn place(repo: &mut Repo, placement: &Placement) -> crate::Result<PlacedFile> {
         Some(old) => still_as_recorded(root, old).map_err(Error::io("read", &at))?,
         None => false,
     };
-    if !old_intact && holds(&tree, target_path, placement.hash) {
-        // Already in place: put there by a get that could not record it (a
-        // full disk failed its database commit, or it was killed between
-        // the rename and the commit). Recorded now; the staged copy is not
-        // needed.
-        let _ = fs::remove_file(&placement.staged);
-    } else {
-        let replace = match &old {
-            Some(old) => {
-                if !old_intact {
+    // Placed already by a get that could not record it (killed after its
+    // rename, before its transaction, or its commit failed on a full disk):
+    // the very content, so it is taken as placed (anything else at a path
+    // not recorded is refused below).
+    let placed_before = match &old {
+        Some(old) if old_intact && old.path == *target_path => false,
+        _ => holds(&tree, target_path, placement.hash),
+    };
+    let replace = match &old {
+        Some(old) => {
+            if !old_intact {
+                // That get also replaced or removed the older version.
+                let finished = placed_before
+                    && (old.path == *target_path || !tree.exists(&old.path).unwrap_or(true));
+                if !finished {
                     return Err(Error::Refused(format!(
                         "{} changed here since the last commit; not overwritten (commit it, then get again)",
                         old.path
                     )));
                 }
-                if old.kind != Kind::Link && !repo.held_elsewhere(old.hash)? {
-                    repo.keep_in_trash(&tree, old, crate::repo::TrashReason::Replaced, true)?;
-                }
-                old.path == *target_path
+            } else if old.kind != Kind::Link && !repo.held_elsewhere(old.hash)? {
+                repo.keep_in_trash(&tree, old, crate::repo::TrashReason::Replaced, true)?;
             }
-            None => false,
-        };
+            old.path == *target_path
+        }
+        None => false,
+    };
+    if placed_before {
+        let _ = fs::remove_file(&placement.staged);
+        tree.set_executable(target_path, executable(target))
+            .map_err(Error::io("change the mode of", &at))?;
+    } else {
         tree.place(&placement.staged, target_path, replace)
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::AlreadyExists => Error::Refused(format!(
@@ -273,11 +285,11 @@ fn place(repo: &mut Repo, placement: &Placement) -> crate::Result<PlacedFile> {
                 )),
                 _ => Error::io("place", &at)(e),
             })?;
-        if let Some(old) = &old {
-            if old.path != *target_path {
-                let _ = tree.remove_file(&old.path);
-                tree.remove_empty_parents(&old.path);
-            }
+    }
+    if let Some(old) = &old {
+        if old.path != *target_path {
+            let _ = tree.remove_file(&old.path);
+            tree.remove_empty_parents(&old.path);
         }
     }
     let stat = tree

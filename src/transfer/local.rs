@@ -1,7 +1,7 @@
 //! What can be copied instead of fetched: chunks of the contents this
 //! location holds (other files, the older version of the same file), and
 //! whole contents held under another path. Indexed once per `get`, from the
-//! records; every copy is checked against its hash when it is read, so a
+//! records (and the files an interrupted `get` placed); every copy is checked against its hash when it is read, so a
 //! file changed since it was recorded is never copied from.
 
 use std::collections::HashMap;
@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::chunk::{ChunkRef, Manifest};
 use crate::model::{ContentHash, FileId};
 use crate::store::LocalFile;
+use crate::WantedContent;
 
 /// Where chunks and contents can be read locally.
 pub(super) struct LocalCopies {
@@ -51,6 +52,24 @@ impl LocalCopies {
             copies.wholes.entry(file.hash).or_insert(path);
         }
         copies
+    }
+
+    /// Adds the files found at the paths a `wanted` content is for, of its
+    /// size: a `get` killed after renaming them into place, before its
+    /// transaction recorded them, leaves them there unrecorded. Copied as
+    /// any whole content here is (and checked), they are not fetched again;
+    /// the installer then finds them in place and records them.
+    pub(super) fn add_in_place(&mut self, wanted: &[WantedContent]) {
+        for want in wanted {
+            let found = want.targets.iter().find_map(|target| {
+                let path = target.path.to_path(&self.root);
+                let meta = std::fs::symlink_metadata(&path).ok()?;
+                (meta.is_file() && meta.len() == want.size).then_some(path)
+            });
+            if let Some(path) = found {
+                self.wholes.entry(want.hash).or_insert(path);
+            }
+        }
     }
 
     fn add(&mut self, file: &LocalFile, manifest: &Manifest) {

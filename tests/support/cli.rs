@@ -18,9 +18,14 @@ use assert_cmd::cargo::CommandCargoExt;
 pub use harmony::node::live::discovery::OFF_ENV;
 
 pub fn harmony(dir: &Path, args: &[&str]) -> Output {
+    command(dir, args).output().unwrap()
+}
+
+/// `harmony -C DIR ARGS`, not started: for a child to signal or to wait on.
+pub fn command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::cargo_bin("harmony").unwrap();
     cmd.arg("-C").arg(dir).args(args).env(OFF_ENV, "1");
-    cmd.output().unwrap()
+    cmd
 }
 
 /// Succeeds; returns stdout.
@@ -119,7 +124,13 @@ impl Serving {
     /// Starts `command` (a `harmony --json serve` as [`serve_command`]
     /// makes, maybe wrapped), its stderr into `log` or nowhere, and waits
     /// for the address it prints.
-    pub fn spawn(mut command: Command, log: Option<&Path>) -> Serving {
+    pub fn spawn(command: Command, log: Option<&Path>) -> Serving {
+        Serving::try_spawn(command, log).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Serving::spawn`], an error if serve ends (its address taken, say)
+    /// before it prints its address.
+    pub fn try_spawn(mut command: Command, log: Option<&Path>) -> Result<Serving, String> {
         let stderr = match log {
             Some(log) => Stdio::from(std::fs::File::create(log).unwrap()),
             None => Stdio::null(),
@@ -143,10 +154,11 @@ impl Serving {
         };
         let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .expect("serve prints its address");
-        serving.started = serde_json::from_str(&line).unwrap();
+            .map_err(|_| "serve printed no address in 30 s".to_owned())?;
+        serving.started = serde_json::from_str(&line)
+            .map_err(|e| format!("serve ended before it printed its address ({e})"))?;
         serving.addr = serving.started["listen"].as_str().unwrap().to_owned();
-        serving
+        Ok(serving)
     }
 
     /// The process id, to signal it or read /proc.

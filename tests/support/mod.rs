@@ -271,6 +271,12 @@ pub fn sync_pair(a: &mut Location, b: &mut Location) -> usize {
 /// [`sync_pair`] without the commits first: what is in the working trees but
 /// not committed stays a local change.
 pub fn sync_pair_committed(a: &mut Location, b: &mut Location) -> usize {
+    sync_pair_merged(a, b, true)
+}
+
+/// [`sync_pair_committed`]; without `apply`, the sessions stop after their
+/// merges, as a process killed before its apply step does.
+pub fn sync_pair_merged(a: &mut Location, b: &mut Location, apply: bool) -> usize {
     use harmony::sync;
     // A fresh location joins the repository of its first peer.
     let repo_a = a.repo.settings().repo_id;
@@ -282,8 +288,13 @@ pub fn sync_pair_committed(a: &mut Location, b: &mut Location) -> usize {
     let in_sync = sync::begin(a.repo.store_mut(), id_b, &hello_a, &hello_b).unwrap();
     sync::begin(b.repo.store_mut(), id_a, &hello_b, &hello_a).unwrap();
     if in_sync {
-        sync::collect_tombstones(a.repo.store_mut()).unwrap();
-        sync::collect_tombstones(b.repo.store_mut()).unwrap();
+        // The session applies what an earlier one merged and left blocked.
+        for loc in [a, b] {
+            if !loc.repo.store().blocked().unwrap().is_empty() {
+                loc.repo.apply_remote(&[]).unwrap();
+            }
+            sync::collect_tombstones(loc.repo.store_mut()).unwrap();
+        }
         return 0;
     }
     let batches = |loc: &Location, mine: &sync::SyncHello, theirs: &sync::SyncHello| {
@@ -308,6 +319,9 @@ pub fn sync_pair_committed(a: &mut Location, b: &mut Location) -> usize {
                 sync::merge_batch(to.repo.store_mut(), me, from_id, hello.incarnation, batch)
                     .unwrap();
             changed.extend(merged.changed);
+        }
+        if !apply {
+            continue;
         }
         to.repo.apply_remote(&changed).unwrap();
         sync::collect_tombstones(to.repo.store_mut()).unwrap();
