@@ -228,6 +228,34 @@ fn an_unreachable_peer_is_reported_with_its_address_and_what_to_check() {
     drop(silent);
 }
 
+#[test]
+fn get_and_drop_name_a_stopped_holder_and_its_address_at_once() {
+    let (a, a_id) = cli::location("alpha");
+    let (b, b_id) = cli::location("beta");
+    std::fs::write(a.path().join("f.txt"), b"only alpha has it").unwrap();
+    let serving = cli::Serving::start(a.path());
+    cli::ok(a.path(), &["peer", "add", "beta", &b_id, "127.0.0.1:9"]);
+    cli::ok(b.path(), &["peer", "add", "alpha", &a_id, &serving.addr]);
+    cli::ok(b.path(), &["sync"]);
+    cli::ok(b.path(), &["get", "f.txt"]);
+    let addr = serving.addr.clone();
+    assert!(serving.terminate().success());
+    // Its port now refuses: both say so (not "no answer" after the
+    // timeout), naming the peer, the address and what to check.
+    let port = addr.rsplit(':').next().unwrap();
+    let stopped =
+        format!("cannot reach peer alpha at {addr}: nothing listens on UDP port {port} there");
+    let err = cli::fails(b.path(), &["drop", "f.txt"]);
+    assert!(
+        err.contains(&stopped) && err.contains("`harmony serve` runs there"),
+        "{err}"
+    );
+    assert!(b.path().join("f.txt").exists());
+    cli::ok(b.path(), &["drop", "f.txt", "--force"]);
+    let err = cli::fails(b.path(), &["get", "f.txt"]);
+    assert!(err.contains(&stopped), "{err}");
+}
+
 /// The commands whose output is not a report: a script for the shell, and
 /// `serve`, which runs until stopped (its start line is JSON, parsed by
 /// `cli::Serving::start` below).

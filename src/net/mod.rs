@@ -41,6 +41,7 @@ mod error;
 pub mod identity;
 mod node;
 mod peer;
+mod probe;
 mod server;
 mod stream;
 pub mod tls;
@@ -55,6 +56,7 @@ pub use error::{remote_reason, NetError};
 pub use identity::{node_id_of_certificate, Identity, IdentityError};
 pub use node::{Node, Stats};
 pub use peer::{PeerConnection, PeerInfo};
+pub use probe::unspecified;
 pub use server::{
     bulk_pattern, truncate_error_text, BoxFuture, Builtin, Handler, ServerEvent, TrustSource,
 };

@@ -23,7 +23,8 @@ mod setup;
 mod state;
 mod trust;
 
-pub use dial::{dial, resolve, unspecified, DialError, Dialed};
+pub use crate::net::unspecified;
+pub use dial::{dial, resolve, DialError, Dialed};
 pub use get::{trusted_holders, PlannedGet};
 pub use router::Router;
 pub use settle::{settle, sync_until_settled, MAX_SESSIONS};
