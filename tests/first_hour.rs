@@ -318,8 +318,10 @@ fn every_command_prints_json_with_json() {
     let mut covered: Vec<String> = runs.iter().map(|(name, _, _)| name.to_string()).collect();
     covered.extend(NOT_REPORTS.map(String::from));
     // `trash restore` needs something in the trash: its --json output is
-    // parsed by the trash test.
+    // parsed by the trash test. `invite` and `join` run below, one with the
+    // other's output.
     covered.push("trash restore".into());
+    covered.extend(["invite".into(), "join".into()]);
     covered.retain(|c| c != "trash");
     covered.sort();
     let paths = command_paths();
@@ -341,6 +343,11 @@ fn every_command_prints_json_with_json() {
         }
     }
     assert!(serving.started["listen"].is_string());
+    // Where a serve runs, `invite` prints its one document and returns.
+    let invited = cli::json(b.path(), &["invite"]);
+    let (d, _) = cli::location("delta");
+    let joined = cli::json(d.path(), &["join", invited["code"].as_str().unwrap()]);
+    assert_eq!(joined["name"], "beta");
     drop(c);
 }
 

@@ -133,6 +133,7 @@ impl Node {
                     repo_id: hello.repo_id,
                     fresh: hello.fresh,
                     addr,
+                    trusted: true,
                 },
                 our_name: self.config.node_name.clone(),
                 our_id: self.node_id(),

@@ -61,4 +61,4 @@ pub use server::{
     bulk_pattern, truncate_error_text, BoxFuture, Builtin, Handler, ServerEvent, TrustSource,
 };
 pub use stream::{FrameReceiver, FrameSender, FramedStream};
-pub use trust::TrustList;
+pub use trust::{TrustList, TrustSnapshot};

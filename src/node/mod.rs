@@ -8,6 +8,7 @@
 //!   from the location's state database while serving;
 //! * [`Router`]: each request to its layer (sync, content, built-in);
 //! * [`dial`]: reaching a trusted peer, failing fast when nobody is there;
+//! * [`pair`]: invites, and joining by one (both sides trust each other);
 //! * [`sync_until_settled`]: sessions with one peer until neither side has
 //!   news for the other;
 //! * [`PlannedGet`]: a `get` planned from the state in one pass
@@ -17,6 +18,7 @@
 mod dial;
 mod get;
 pub mod live;
+pub mod pair;
 mod router;
 mod settle;
 mod setup;
