@@ -37,9 +37,11 @@ fn the_demo_runs_to_the_end_and_leaves_nothing_behind() {
     for shown in [
         "nas: sent 0 and received 3 entries", // state through the middle one
         "desktop$ harmony whereis music",
-        "got 2 files",                               // the partial get
-        "2 renamed",                                 // the rename, without content
-        "photos/summer-2026/beach.conflict-nas.jpg", // the conflict, both kept
+        "got 2 files",                                   // the partial get
+        "2 renamed",                                     // the rename, without content
+        "photos/summer-2026/beach.conflict-nas.jpg",     // the conflict, both kept
+        "laptop$ harmony serve --no-discovery --listen", // the live node
+        "without a command:\nnas$ harmony ls photos/summer-2026/hike.jpg\n  120.56 KiB  here",
     ] {
         assert!(stdout.contains(shown), "`{shown}` missing from:\n{stdout}");
     }
