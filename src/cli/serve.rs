@@ -84,6 +84,10 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         let node = Arc::new(setup.bind(trust)?);
         let source = node::trust_source(&root, node.membership())?;
         let bound = node.local_addr()?;
+        let status = StatusBoard::new(bound.to_string());
+        if let Err(e) = status.write_now(&root) {
+            tracing::warn!("cannot write this serve's status file: {e}");
+        }
         let started = Started {
             id: node.node_id().to_string(),
             name: settings.node_name.clone(),
@@ -138,7 +142,6 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
                 stopped(),
             ))
         });
-        let status = StatusBoard::new(bound.to_string());
         let status_writer = tokio::spawn(status.clone().keep_written(root.clone()));
         let live = Live {
             root: root.clone(),
