@@ -37,9 +37,11 @@ fn the_demo_runs_to_the_end_and_leaves_nothing_behind() {
     for shown in [
         "nas: sent 0 and received 3 entries", // state through the middle one
         "desktop$ harmony whereis music",
-        "got 2 files",                               // the partial get
-        "2 renamed",                                 // the rename, without content
-        "photos/summer-2026/beach.conflict-nas.jpg", // the conflict, both kept
+        "got 2 files",                                   // the partial get
+        "2 renamed",                                     // the rename, without content
+        "photos/summer-2026/beach.conflict-nas.jpg",     // the conflict, both kept
+        "laptop$ harmony serve --no-discovery --listen", // the live node
+        "without a command:\nnas$ harmony ls photos/summer-2026/hike.jpg\n  120.56 KiB  here",
     ] {
         assert!(stdout.contains(shown), "`{shown}` missing from:\n{stdout}");
     }
@@ -228,6 +230,34 @@ fn an_unreachable_peer_is_reported_with_its_address_and_what_to_check() {
     drop(silent);
 }
 
+#[test]
+fn get_and_drop_name_a_stopped_holder_and_its_address_at_once() {
+    let (a, a_id) = cli::location("alpha");
+    let (b, b_id) = cli::location("beta");
+    std::fs::write(a.path().join("f.txt"), b"only alpha has it").unwrap();
+    let serving = cli::Serving::start(a.path());
+    cli::ok(a.path(), &["peer", "add", "beta", &b_id, "127.0.0.1:9"]);
+    cli::ok(b.path(), &["peer", "add", "alpha", &a_id, &serving.addr]);
+    cli::ok(b.path(), &["sync"]);
+    cli::ok(b.path(), &["get", "f.txt"]);
+    let addr = serving.addr.clone();
+    assert!(serving.terminate().success());
+    // Its port now refuses: both say so (not "no answer" after the
+    // timeout), naming the peer, the address and what to check.
+    let port = addr.rsplit(':').next().unwrap();
+    let stopped =
+        format!("cannot reach peer alpha at {addr}: nothing listens on UDP port {port} there");
+    let err = cli::fails(b.path(), &["drop", "f.txt"]);
+    assert!(
+        err.contains(&stopped) && err.contains("`harmony serve` runs there"),
+        "{err}"
+    );
+    assert!(b.path().join("f.txt").exists());
+    cli::ok(b.path(), &["drop", "f.txt", "--force"]);
+    let err = cli::fails(b.path(), &["get", "f.txt"]);
+    assert!(err.contains(&stopped), "{err}");
+}
+
 /// The commands whose output is not a report: a script for the shell, and
 /// `serve`, which runs until stopped (its start line is JSON, parsed by
 /// `cli::Serving::start` below).
@@ -290,8 +320,10 @@ fn every_command_prints_json_with_json() {
     let mut covered: Vec<String> = runs.iter().map(|(name, _, _)| name.to_string()).collect();
     covered.extend(NOT_REPORTS.map(String::from));
     // `trash restore` needs something in the trash: its --json output is
-    // parsed by the trash test.
+    // parsed by the trash test. `invite` and `join` run below, one with the
+    // other's output.
     covered.push("trash restore".into());
+    covered.extend(["invite".into(), "join".into()]);
     covered.retain(|c| c != "trash");
     covered.sort();
     let paths = command_paths();
@@ -313,6 +345,11 @@ fn every_command_prints_json_with_json() {
         }
     }
     assert!(serving.started["listen"].is_string());
+    // Where a serve runs, `invite` prints its one document and returns.
+    let invited = cli::json(b.path(), &["invite"]);
+    let (d, _) = cli::location("delta");
+    let joined = cli::json(d.path(), &["join", invited["code"].as_str().unwrap()]);
+    assert_eq!(joined["name"], "beta");
     drop(c);
 }
 

@@ -546,9 +546,14 @@ async fn trust_changes_apply_to_the_next_connection() {
             .unwrap(),
         );
         let addr = node.local_addr().unwrap();
-        let source_table = table.clone();
-        let source: harmony::net::TrustSource =
-            Arc::new(move || Ok(source_table.lock().unwrap().clone()));
+        let guests = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (source_table, source_guests) = (table.clone(), guests.clone());
+        let source: harmony::net::TrustSource = Arc::new(move || {
+            Ok(harmony::net::TrustSnapshot {
+                peers: source_table.lock().unwrap().clone(),
+                guests: source_guests.load(Ordering::SeqCst),
+            })
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let serving = node.clone();
         let task = tokio::spawn(async move {
@@ -574,6 +579,42 @@ async fn trust_changes_apply_to_the_next_connection() {
         conn.close();
         // `peer remove`.
         table.lock().unwrap().clear();
+        let refused = client_node.connect(addr, node.node_id(), "server").await;
+        assert!(matches!(refused, Err(NetError::NotTrusted { .. })));
+        // An invite pending: an untrusted node connects as a guest, and
+        // every request but `Join` is refused.
+        guests.store(true, Ordering::SeqCst);
+        let guest = client_node
+            .connect(addr, node.node_id(), "server")
+            .await
+            .expect("a guest while an invite is pending");
+        for request in [
+            Request::Ping { payload: vec![1] },
+            Request::Bulk { len: 1 },
+            Request::Has {
+                hash: harmony::model::ContentHash([0; 32]),
+            },
+        ] {
+            match guest.request(&request).await {
+                Err(NetError::Remote { code, message, .. }) => {
+                    assert_eq!(code, ErrorCode::REFUSED);
+                    assert!(message.contains("only a Join"), "{message}");
+                }
+                other => panic!("a guest's {request:?} got {:?}", other.map(|r| r.0)),
+            }
+        }
+        // `Join` reaches the handler (this one serves no location).
+        let join = Request::Join(proto::JoinRequest {
+            invite: harmony::model::InviteId([0; 8]),
+            port: 0,
+            mac: [0; 32],
+        });
+        match guest.request(&join).await {
+            Err(NetError::Remote { code, .. }) => assert_eq!(code, ErrorCode::UNSUPPORTED),
+            other => panic!("Join got {:?}", other.map(|r| r.0)),
+        }
+        guest.close();
+        guests.store(false, Ordering::SeqCst);
         let refused = client_node.connect(addr, node.node_id(), "server").await;
         assert!(matches!(refused, Err(NetError::NotTrusted { .. })));
         let _ = stop.send(());

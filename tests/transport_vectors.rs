@@ -326,8 +326,66 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         get("page-hash"),
         "page-hash is the code's page hash"
     );
-    // 25 here, and the 2 beacons in protocol_md_beacon_is_the_codes.
-    assert_eq!(vectors.len(), 27, "every vector in protocol.md is checked");
+    // 25 here, the 2 beacons in protocol_md_beacon_is_the_codes, the 3 of
+    // pairing in protocol_md_pairing_is_the_codes.
+    assert_eq!(vectors.len(), 30, "every vector in protocol.md is checked");
+}
+
+#[test]
+fn protocol_md_pairing_is_the_codes() {
+    use harmony::model::{InviteCode, InviteSecret};
+    use harmony::proto::{pair, JoinAnswer, JoinRefusal, JoinRequest};
+    let vectors = vectors();
+    // The inputs protocol.md states: secret 00..0f, inviter 00..1f, joiner 20..3f.
+    let secret = InviteSecret(std::array::from_fn(|i| i as u8));
+    let inviter = NodeId(std::array::from_fn(|i| i as u8));
+    let joiner = NodeId(std::array::from_fn(|i| 0x20 + i as u8));
+    let key = blake3::derive_key("harmony 2026-12 invite mac v1", &secret.0);
+    let keyed = |label: &[u8]| {
+        let input = [label, &inviter.0, &joiner.0].concat();
+        *blake3::keyed_hash(&key, &input).as_bytes()
+    };
+    // The MACs as protocol.md defines them are the code's.
+    assert_eq!(pair::join_mac(&secret, inviter, joiner), keyed(b"join"));
+    assert_eq!(
+        pair::welcome_mac(&secret, inviter, joiner),
+        keyed(b"welcome")
+    );
+    let id = blake3::derive_key("harmony 2026-12 invite id v1", &secret.0);
+    assert_eq!(secret.id().0, id[..8]);
+    round_trip(
+        "join-request",
+        &vectors["join-request"],
+        &Request::Join(JoinRequest {
+            invite: secret.id(),
+            port: 7447,
+            mac: keyed(b"join"),
+        }),
+    );
+    round_trip(
+        "join-welcome",
+        &vectors["join-welcome"],
+        &Response::Join(JoinAnswer::Welcome {
+            mac: keyed(b"welcome"),
+        }),
+    );
+    round_trip(
+        "join-refused",
+        &vectors["join-refused"],
+        &Response::Join(JoinAnswer::Refused(JoinRefusal::Used)),
+    );
+    // The example code is this secret's and inviter's.
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md")).unwrap();
+    let code = InviteCode {
+        inviter,
+        addrs: vec!["192.168.1.20:7447".into()],
+        secret,
+    };
+    assert!(
+        spec.contains(&format!("\n{code}\n")),
+        "protocol.md shows {code}"
+    );
 }
 
 #[test]
@@ -343,8 +401,8 @@ fn protocol_md_states_the_constants_of_the_code() {
     assert_eq!(proto::MAX_PING_PAYLOAD, 64 << 10);
     assert_eq!(proto::MAX_ERROR_TEXT, 1024);
     assert_eq!(proto::MAX_BULK, 16 << 30);
-    assert_eq!(Request::KNOWN_KINDS, 10);
-    assert!(spec.contains("(≥ 10 in version 3)"));
+    assert_eq!(Request::KNOWN_KINDS, 11);
+    assert!(spec.contains("(≥ 11 in version 3)"));
     // Content transfer.
     // The page cut rule: protocol.md must state the code's constants.
     assert!(

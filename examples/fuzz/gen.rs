@@ -18,15 +18,16 @@ use serde::Serialize;
 use harmony::chunk::{ChunkParams, ChunkRef, Manifest, PageRef, PAGE_MAX_CHUNKS};
 use harmony::model::preferred::{MAX_EXPR_BYTES, MAX_GROUP_NAME};
 use harmony::model::{
-    Content, ContentHash, FileId, Holding, NodeId, NodeRecord, NumCopiesSetting, Preferences,
-    RepoId, VersionVector, MAX_ADDR_LEN, MAX_GROUPS, MAX_NODE_ADDRS, MAX_NODE_NAME, MAX_NUMCOPIES,
+    Content, ContentHash, FileId, Holding, InviteId, NodeId, NodeRecord, NumCopiesSetting,
+    Preferences, RepoId, VersionVector, MAX_ADDR_LEN, MAX_GROUPS, MAX_NODE_ADDRS, MAX_NODE_NAME,
+    MAX_NUMCOPIES,
 };
 use harmony::proto::discovery::Beacon;
 use harmony::proto::{
-    ChunkRanges, ErrorCode, Hello, ManifestIndex, Membership, Request, Response, SyncHello,
-    MAX_BATCH_ENTRIES, MAX_BATCH_NODES, MAX_FILES, MAX_INDEX_PAGES, MAX_NAME, MAX_NODES_PER_ENTRY,
-    MAX_PAGES_ASKED, MAX_PING_PAYLOAD, MAX_RANGES, MAX_SIBLINGS, MAX_SUB_CHUNKS, MAX_WHOLE_FILE,
-    PROTOCOL_VERSION,
+    ChunkRanges, ErrorCode, Hello, JoinAnswer, JoinRefusal, JoinRequest, ManifestIndex, Membership,
+    Request, Response, SyncHello, MAX_BATCH_ENTRIES, MAX_BATCH_NODES, MAX_FILES, MAX_INDEX_PAGES,
+    MAX_NAME, MAX_NODES_PER_ENTRY, MAX_PAGES_ASKED, MAX_PING_PAYLOAD, MAX_RANGES, MAX_SIBLINGS,
+    MAX_SUB_CHUNKS, MAX_WHOLE_FILE, PROTOCOL_VERSION,
 };
 
 /// True `numerator` times in `denominator`; false once the entropy is used
@@ -411,7 +412,7 @@ fn payload(u: &mut Unstructured) -> Result<Vec<u8>> {
 }
 
 pub fn request(u: &mut Unstructured) -> Result<Request> {
-    Ok(match u.int_in_range(0..=9)? {
+    Ok(match u.int_in_range(0..=10)? {
         0 => Request::Ping {
             payload: payload(u)?,
         },
@@ -446,9 +447,14 @@ pub fn request(u: &mut Unstructured) -> Result<Request> {
             offset: number(u)?,
             len: bounded(u, u64::from(harmony::proto::MAX_REFINE))? as u32,
         },
-        _ => Request::Notify {
+        9 => Request::Notify {
             digest: u.arbitrary()?,
         },
+        _ => Request::Join(JoinRequest {
+            invite: InviteId(u.arbitrary()?),
+            port: u.arbitrary()?,
+            mac: u.arbitrary()?,
+        }),
     })
 }
 
@@ -481,7 +487,7 @@ fn manifest_index(u: &mut Unstructured) -> Result<ManifestIndex> {
 }
 
 pub fn response(u: &mut Unstructured) -> Result<Response> {
-    Ok(match u.int_in_range(0..=10)? {
+    Ok(match u.int_in_range(0..=11)? {
         0 => Response::Pong {
             payload: payload(u)?,
         },
@@ -516,7 +522,15 @@ pub fn response(u: &mut Unstructured) -> Result<Response> {
                 .collect::<Result<_>>()?,
         },
         9 => Response::Refined(chunk_refs(u, 8, MAX_SUB_CHUNKS)?),
-        _ => Response::Noted,
+        10 => Response::Noted,
+        _ => Response::Join(match u.int_in_range(0..=3)? {
+            0 => JoinAnswer::Welcome {
+                mac: u.arbitrary()?,
+            },
+            1 => JoinAnswer::Refused(JoinRefusal::Unknown),
+            2 => JoinAnswer::Refused(JoinRefusal::Expired),
+            _ => JoinAnswer::Refused(JoinRefusal::Used),
+        }),
     })
 }
 

@@ -337,6 +337,7 @@ fn request_kind(request: &Request) -> u32 {
         Request::Files { .. } => 7,
         Request::Refine { .. } => 8,
         Request::Notify { .. } => 9,
+        Request::Join(_) => 10,
     }
 }
 

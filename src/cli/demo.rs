@@ -1,7 +1,8 @@
 //! `harmony demo`: the whole story on loopback, in a temporary folder: three
 //! locations of one repository, state travelling through a middle one, a
-//! partial `get`, a rename that moves no bytes, and a conflict kept and
-//! resolved.
+//! partial `get`, a rename that moves no bytes, a conflict kept and
+//! resolved, and at last an edit that reaches another location by itself
+//! through watching, live `serve`s.
 //!
 //! Every step runs this very binary as a child process, in the location's
 //! folder, exactly as a user would type it, and shows its real output: the
@@ -23,6 +24,16 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Output;
+
+/// How the story's servers run until its last act: committing only when a
+/// peer syncs and syncing only when told, so that each step shows one thing.
+const STEP_BY_STEP: [&str; 2] = ["--no-watch", "--no-live"];
+/// The file the last act edits, held by the laptop and the NAS, and its new size.
+const LIVE_FILE: &str = "photos/summer-2026/hike.jpg";
+const LIVE_SIZE: usize = 123_456;
+/// How long the last act waits for the edit to reach the NAS by itself
+/// (about 2 s: the quiet period, a notice, a sync and a get).
+const LIVE_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -63,8 +74,9 @@ struct Demo<'a> {
     out: &'a Output,
     exe: PathBuf,
     base: PathBuf,
-    /// `serve` children, stopped (SIGTERM, then SIGKILL) when the demo ends.
-    servers: Vec<Child>,
+    /// `serve` children by location, stopped (SIGTERM, then SIGKILL) when
+    /// the demo ends.
+    servers: Vec<(&'static str, Child)>,
     /// Set by Ctrl-C or SIGTERM. A terminal's Ctrl-C also reaches the
     /// children (one process group): the running step ends, and the demo
     /// stops before the next one.
@@ -180,7 +192,7 @@ impl Demo<'_> {
         let mut addr = Vec::new();
         let mut id = Vec::new();
         for name in locations {
-            addr.push(self.serve(name)?);
+            addr.push(self.serve(name, &STEP_BY_STEP)?);
             id.push(
                 self.query(name, &["id"])?["id"]
                     .as_str()
@@ -248,7 +260,59 @@ impl Demo<'_> {
         self.say("The NAS now holds its own version under the new name, and fetches the laptop's.");
         self.run("nas", &["get", "photos"])?;
         self.run("nas", &["ls"])?;
+
+        self.say(
+            "Until now each step was typed. `harmony serve` as it runs by default is the \
+             always-on node: it watches its folder and commits a second after the last change, \
+             tells its peers, and fetches newer versions of the files it holds. The laptop and \
+             the NAS restart theirs that way, on the same addresses.",
+        );
+        for (name, addr) in locations.into_iter().zip(&addr).take(2) {
+            self.stop_server(name);
+            self.serve(name, &["--listen", addr.as_str()])?;
+        }
+        self.say(
+            "The laptop edits hike.jpg, and nobody types anything: its serve commits the edit, \
+             tells the NAS, and the NAS's serve syncs and fetches the new version by itself.",
+        );
+        self.write("laptop", LIVE_FILE, &[4; LIVE_SIZE])?;
+        let took = self.wait_until_held("nas", LIVE_FILE, LIVE_SIZE as u64)?;
+        self.say(&format!(
+            "The new version reached the NAS {:.1} s after the save, without a command:",
+            took.as_secs_f64()
+        ));
+        self.run("nas", &["ls", LIVE_FILE])?;
         Ok(())
+    }
+
+    /// Polls `location` until it holds the newest content of `path`, of
+    /// `size` bytes, fetched by its own serve; how long that took. Fails
+    /// after [`LIVE_WAIT`].
+    fn wait_until_held(
+        &mut self,
+        location: &str,
+        path: &str,
+        size: u64,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let deadline = start + LIVE_WAIT;
+        loop {
+            let listed = self.query(location, &["ls", path])?;
+            let held = listed.as_array().into_iter().flatten().any(|file| {
+                file["size"] == size && file["present"] == true && file["state"] == "ok"
+            });
+            if held {
+                return Ok(start.elapsed());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the edit of {path} did not reach the {location} within {} s (its serve \
+                     should have fetched it)",
+                    LIVE_WAIT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// A line of the story (human output), or an event (`--json`).
@@ -338,23 +402,23 @@ impl Demo<'_> {
         Ok(output)
     }
 
-    /// Starts `harmony serve` in `location` in the background; returns the
-    /// address it bound (a free port on 127.0.0.1, as `init` asked). Without
-    /// LAN discovery: the demo's nodes talk on loopback only, and must not
+    /// Starts `harmony serve --no-discovery EXTRA` in `location` in the
+    /// background; returns the address it bound (a free port on 127.0.0.1,
+    /// as `init` asked, unless EXTRA says `--listen`). Without LAN
+    /// discovery: the demo's nodes talk on loopback only, and must not
     /// announce themselves on the user's network.
-    fn serve(&mut self, location: &'static str) -> anyhow::Result<String> {
+    fn serve(&mut self, location: &'static str, extra: &[&str]) -> anyhow::Result<String> {
+        let mut args = vec!["serve", "--no-discovery"];
+        args.extend_from_slice(extra);
+        let shown = format!("harmony {} &", args.join(" "));
         let mut child = self
-            .command(
-                location,
-                &["serve", "--no-discovery", "--no-watch", "--no-live"],
-                true,
-            )
+            .command(location, &args, true)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("cannot run {}", self.exe.display()))?;
         let stdout = child.stdout.take().expect("stdout is piped");
-        self.servers.push(child);
+        self.servers.push((location, child));
         // `serve --json` prints one line once bound; EOF means it failed.
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
@@ -368,30 +432,44 @@ impl Demo<'_> {
         if self.out.json {
             self.events.push(Event::Command {
                 location,
-                command: "harmony serve --no-discovery --no-watch --no-live &".into(),
+                command: shown,
                 output: started,
             });
         } else if !self.out.quiet {
-            out!("{location}$ harmony serve --no-discovery --no-watch --no-live &");
+            out!("{location}$ {shown}");
             out!("  serving on {addr}");
         }
         Ok(addr)
     }
 
-    /// SIGTERM to every server, as Ctrl-C would; SIGKILL after 5 s.
+    /// Stops the server of `location`.
+    fn stop_server(&mut self, location: &str) {
+        let (stopping, running) = std::mem::take(&mut self.servers)
+            .into_iter()
+            .partition(|(name, _)| *name == location);
+        self.servers = running;
+        stop(stopping);
+    }
+
+    /// Stops every server.
     fn stop_servers(&mut self) {
-        use rustix::process::{kill_process, Pid, Signal};
-        for child in &self.servers {
-            let _ = kill_process(Pid::from_child(child), Signal::TERM);
+        stop(std::mem::take(&mut self.servers));
+    }
+}
+
+/// SIGTERM to each server, as Ctrl-C would; SIGKILL after 5 s.
+fn stop(servers: Vec<(&'static str, Child)>) {
+    use rustix::process::{kill_process, Pid, Signal};
+    for (_, child) in &servers {
+        let _ = kill_process(Pid::from_child(child), Signal::TERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (_, mut child) in servers {
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for mut child in self.servers.drain(..) {
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

@@ -20,6 +20,7 @@ mod dial;
 mod docs;
 mod local;
 mod output;
+mod pair;
 mod peer;
 mod placement;
 mod progress;
@@ -94,6 +95,12 @@ enum Command {
     /// Manage the trusted peers: add, list, remove, ping.
     #[command(subcommand)]
     Peer(peer::PeerCommand),
+    /// Print a one-time code that lets another node pair with this one
+    /// (`harmony join CODE` there): both then trust each other.
+    Invite(pair::InviteArgs),
+    /// Pair with the node whose `harmony invite` printed CODE: both then
+    /// trust each other.
+    Join(pair::JoinArgs),
     /// Print or set this location's settings in .harmony/config.toml.
     #[command(after_long_help = config::keys_help())]
     Config(config::ConfigArgs),
@@ -139,6 +146,8 @@ pub fn main() -> ExitCode {
         Command::Group(args) => placement::group(&out, args),
         Command::Numcopies(args) => placement::numcopies(&out, args),
         Command::Peer(command) => peer::run(&out, command),
+        Command::Invite(args) => pair::invite(&out, args),
+        Command::Join(args) => pair::join(&out, args),
         Command::Config(args) => config::config(&out, args),
         Command::Serve(args) => serve::serve(&out, args),
         Command::Sync(args) => sync::sync(&out, args),

@@ -60,7 +60,7 @@ pub fn run(out: &Output, command: PeerCommand) -> anyhow::Result<()> {
     }
 }
 
-fn check_name(name: &str) -> anyhow::Result<()> {
+pub(super) fn check_name(name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -74,7 +74,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 
 /// Checks `host:port` syntax without resolving the host (it may not resolve
 /// from here yet).
-fn check_addr(addr: &str) -> anyhow::Result<()> {
+pub(super) fn check_addr(addr: &str) -> anyhow::Result<()> {
     if addr.parse::<SocketAddr>().is_ok() {
         return Ok(());
     }
@@ -182,8 +182,9 @@ fn discover(repo: &Repo, peer: &PeerRecord, wait: Duration) -> anyhow::Result<So
     })
 }
 
+/// A trusted peer in `--json` output (also `join`'s).
 #[derive(Serialize)]
-struct PeerJson {
+pub(super) struct PeerJson {
     name: String,
     id: String,
     addr: String,
@@ -329,7 +330,8 @@ fn ping(out: &Output, name: &str, count: u32, dial: super::dial::DialArgs) -> an
     })
 }
 
-fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch.
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

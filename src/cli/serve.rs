@@ -61,15 +61,7 @@ struct Started {
 pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
     let repo = Repo::open(&out.dir)?;
     let config = repo.config()?;
-    let listen_text = args
-        .listen
-        .or(config.listen.clone())
-        .unwrap_or_else(|| repo.settings().listen.clone());
-    let listen: SocketAddr = listen_text.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "invalid listen address `{listen_text}`: expected ip:port, e.g. 0.0.0.0:7447 or [::]:7447"
-        )
-    })?;
+    let listen = listen_addr(&repo, &config, args.listen)?;
     let discovery = config.discovery && !args.no_discovery;
     let watching = config.watch && !args.no_watch;
     let settings = repo.settings().clone();
@@ -92,6 +84,10 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
         let node = Arc::new(setup.bind(trust)?);
         let source = node::trust_source(&root, node.membership())?;
         let bound = node.local_addr()?;
+        let status = StatusBoard::new(bound.to_string());
+        if let Err(e) = status.write_now(&root) {
+            tracing::warn!("cannot write this serve's status file: {e}");
+        }
         let started = Started {
             id: node.node_id().to_string(),
             name: settings.node_name.clone(),
@@ -146,7 +142,6 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
                 stopped(),
             ))
         });
-        let status = StatusBoard::new(bound.to_string());
         let status_writer = tokio::spawn(status.clone().keep_written(root.clone()));
         let live = Live {
             root: root.clone(),
@@ -187,6 +182,23 @@ pub fn serve(out: &Output, args: ServeArgs) -> anyhow::Result<()> {
     // Do not wait for blocking tasks that may still run (a trust reload).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())
+}
+
+/// Where the location `repo` serves: `given` (`--listen`), else `listen` in
+/// config.toml, else the address set at `init`.
+pub(super) fn listen_addr(
+    repo: &Repo,
+    config: &Config,
+    given: Option<String>,
+) -> anyhow::Result<SocketAddr> {
+    let text = given
+        .or(config.listen.clone())
+        .unwrap_or_else(|| repo.settings().listen.clone());
+    text.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid listen address `{text}`: expected ip:port, e.g. 0.0.0.0:7447 or [::]:7447"
+        )
+    })
 }
 
 /// A peer discovery saw at a new address is dialed there now.

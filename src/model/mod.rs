@@ -6,6 +6,7 @@
 pub mod digest;
 mod entry;
 mod ids;
+mod invite;
 mod node;
 mod path;
 pub mod placement;
@@ -19,6 +20,10 @@ mod tests;
 
 pub use entry::{Content, FileEntry, Holding, Kind, LinkTarget, Resolved, Stamp, MAX_LINK_TARGET};
 pub use ids::{ContentHash, FileId, IdParseError, NodeId, RepoId};
+pub use invite::{
+    InviteCode, InviteCodeError, InviteId, InviteSecret, StoredInvite, INVITE_SECRET_LEN,
+    MAX_INVITE_ADDRS,
+};
 pub use node::{
     numcopies, NodeRecord, NumCopiesSetting, Preferences, MAX_ADDR_LEN, MAX_GROUPS, MAX_NODE_ADDRS,
     MAX_NODE_NAME, MAX_NUMCOPIES,

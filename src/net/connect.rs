@@ -9,6 +9,7 @@ use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{Connection, VarInt};
 use tokio::time::timeout;
 
+use super::probe;
 use super::stream::{connection_error, is_tls_refusal, FramedStream};
 use super::tls::{client_crypto, SERVER_NAME};
 use super::{NetError, Node, PeerConnection, PeerInfo};
@@ -17,8 +18,9 @@ use crate::proto::{self, close};
 
 impl Node {
     /// Establishes the QUIC connection with mutual TLS to the node `expected`
-    /// at `addr`, without the `Hello` exchange. For tools and tests; use
-    /// [`Node::connect`].
+    /// at `addr`, without the `Hello` exchange: within the handshake timeout,
+    /// and at once when `addr` refuses a probe (nothing listens there). For
+    /// tools and tests; use [`Node::connect`].
     pub async fn connect_tls(
         &self,
         addr: SocketAddr,
@@ -39,10 +41,18 @@ impl Node {
             .endpoint
             .connect_with(client, addr, SERVER_NAME)
             .map_err(|e| unreachable(e.to_string()))?;
-        let result = timeout(self.config.handshake_timeout, connecting).await;
+        let result = tokio::select! {
+            result = timeout(self.config.handshake_timeout, connecting) => result,
+            _ = probe::refused(addr) => {
+                return Err(NetError::PortClosed { peer: peer.to_owned(), addr });
+            }
+        };
         let seen = *seen.lock().unwrap_or_else(|e| e.into_inner());
         match result {
-            Ok(Ok(connection)) => Ok(connection),
+            Ok(Ok(connection)) => {
+                self.dialed(&connection);
+                Ok(connection)
+            }
             Ok(Err(e)) => Err(match seen {
                 Some(found) if found != expected => NetError::WrongPeer {
                     peer: peer.to_owned(),
@@ -123,6 +133,7 @@ impl Node {
                     repo_id: hello.repo_id,
                     fresh: hello.fresh,
                     addr,
+                    trusted: true,
                 },
                 our_name: self.config.node_name.clone(),
                 our_id: self.node_id(),

@@ -20,8 +20,13 @@ pub enum NetError {
     /// Our own TLS settings were refused by rustls: a bug, not the peer's doing.
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
-    /// The peer did not answer (nothing listening, a firewall, a wrong address).
-    #[error("cannot reach peer {peer} at {addr}: {reason}; is `harmony serve` running there and the address right?")]
+    /// The peer did not answer within the handshake timeout (a stopped
+    /// host, a firewall, a wrong address).
+    #[error(
+        "cannot reach peer {peer} at {addr}: {reason}; check that `harmony serve` runs \
+         there, that this is the address it prints, and that no firewall drops UDP port \
+         {} (a slow link may need a longer --connect-timeout)", addr.port()
+    )]
     Unreachable {
         /// The peer's name, as this node knows it.
         peer: String,
@@ -29,6 +34,19 @@ pub enum NetError {
         addr: SocketAddr,
         /// What the transport said.
         reason: String,
+    },
+    /// An ICMP "port unreachable" came back: the host is there but nothing
+    /// listens on the port (see `probe`).
+    #[error(
+        "cannot reach peer {peer} at {addr}: nothing listens on UDP port {} there (the \
+         port is closed); check that `harmony serve` runs there and that this is the \
+         address it prints (`harmony peer list` shows the address used here)", addr.port()
+    )]
+    PortClosed {
+        /// The peer's name, as this node knows it.
+        peer: String,
+        /// The address tried.
+        addr: SocketAddr,
     },
     /// The peer refused our certificate: it has not added this node (the message says the
     /// command that would).

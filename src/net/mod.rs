@@ -42,6 +42,7 @@ mod error;
 pub mod identity;
 mod node;
 mod peer;
+mod probe;
 mod refusals;
 mod server;
 mod stream;
@@ -58,8 +59,9 @@ pub use error::{remote_reason, NetError};
 pub use identity::{node_id_of_certificate, Identity, IdentityError};
 pub use node::{Node, Stats, CLOSE_GRACE};
 pub use peer::{PeerConnection, PeerInfo};
+pub use probe::unspecified;
 pub use server::{
     bulk_pattern, truncate_error_text, BoxFuture, Builtin, Handler, ServerEvent, TrustSource,
 };
 pub use stream::{FrameReceiver, FrameSender, FramedStream};
-pub use trust::TrustList;
+pub use trust::{TrustList, TrustSnapshot};

@@ -32,6 +32,10 @@ pub struct PeerInfo {
     pub fresh: bool,
     /// The address the connection is with.
     pub addr: SocketAddr,
+    /// This node trusted the peer when it connected. Only a server has
+    /// untrusted peers: guests, let in while an invite is pending, whose
+    /// only request answered is `Join`.
+    pub trusted: bool,
 }
 
 /// An established, authenticated connection to a peer, after `Hello`. Cheap to

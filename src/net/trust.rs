@@ -9,15 +9,28 @@
 //! when the peer disconnects, idles out, or `serve` stops.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::model::NodeId;
 
-/// Trusted node ids and the names this node knows them by. Cheap to clone
-/// (all clones share one set).
+/// Trusted node ids and the names this node knows them by, and whether
+/// nodes it does not trust may connect as guests (only to pair by an
+/// invite; see protocol.md, "Pairing"). Cheap to clone (all clones share
+/// one set).
 #[derive(Clone, Default)]
 pub struct TrustList {
     inner: Arc<RwLock<HashMap<NodeId, String>>>,
+    guests: Arc<AtomicBool>,
+}
+
+/// The trust list as a [`TrustSource`](super::TrustSource) reads it.
+#[derive(Clone, Debug, Default)]
+pub struct TrustSnapshot {
+    /// The trusted nodes (id, name).
+    pub peers: Vec<(NodeId, String)>,
+    /// An invite is pending: nodes not trusted may connect, to `Join` only.
+    pub guests: bool,
 }
 
 impl TrustList {
@@ -37,6 +50,23 @@ impl TrustList {
     pub fn replace(&self, peers: impl IntoIterator<Item = (NodeId, String)>) {
         let fresh: HashMap<_, _> = peers.into_iter().collect();
         *self.inner.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+
+    /// Takes the whole state `snapshot` gives at once.
+    pub fn update(&self, snapshot: TrustSnapshot) {
+        self.replace(snapshot.peers);
+        self.set_guests(snapshot.guests);
+    }
+
+    /// Lets nodes this one does not trust connect (`true`, while an invite
+    /// is pending), or not.
+    pub fn set_guests(&self, open: bool) {
+        self.guests.store(open, Ordering::SeqCst);
+    }
+
+    /// Whether nodes this one does not trust may connect now, as guests.
+    pub fn admits_guests(&self) -> bool {
+        self.guests.load(Ordering::SeqCst)
     }
 
     /// Trusts `id`, known as `name` (e.g. just after `peer add`).

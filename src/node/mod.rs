@@ -8,6 +8,7 @@
 //!   from the location's state database while serving;
 //! * [`Router`]: each request to its layer (sync, content, built-in);
 //! * [`dial`]: reaching a trusted peer, failing fast when nobody is there;
+//! * [`pair`]: invites, and joining by one (both sides trust each other);
 //! * [`sync_until_settled`]: sessions with one peer until neither side has
 //!   news for the other;
 //! * [`PlannedGet`]: a `get` planned from the state in one pass
@@ -17,13 +18,15 @@
 mod dial;
 mod get;
 pub mod live;
+pub mod pair;
 mod router;
 mod settle;
 mod setup;
 mod state;
 mod trust;
 
-pub use dial::{dial, resolve, unspecified, DialError, Dialed};
+pub use crate::net::unspecified;
+pub use dial::{dial, resolve, DialError, Dialed};
 pub use get::{trusted_holders, PlannedGet};
 pub use router::Router;
 pub use settle::{settle, sync_until_settled, MAX_SESSIONS};

@@ -14,8 +14,8 @@ use crate::transfer::serve::{self as content, StoreCell};
 use crate::transfer::RateLimit;
 
 /// Serves the location at `root`: state sync to [`sync`](crate::sync),
-/// content requests to [`transfer`](crate::transfer), every other request
-/// to [`Builtin`].
+/// content requests to [`transfer`](crate::transfer), a join by invite to
+/// `pair`, every other request to [`Builtin`].
 pub struct Router {
     root: PathBuf,
     sync: SyncServer,
@@ -103,6 +103,10 @@ impl Handler for Router {
                     Ok(())
                 }
                 Request::Notify { digest } => self.noted(peer, digest, stream).await,
+                Request::Join(join) => {
+                    let answer = super::pair::answer(&self.root, peer, join).await;
+                    stream.send_frame(&Response::Join(answer)).await
+                }
                 Request::Manifest { .. }
                 | Request::ManifestPages { .. }
                 | Request::Chunks(_)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::model::STATE_DIR;
-use crate::net::{Membership, TrustList, TrustSource};
+use crate::net::{Membership, TrustList, TrustSnapshot, TrustSource};
 use crate::store::{Store, StoreError, DB_FILE};
 use crate::Repo;
 
@@ -26,11 +26,12 @@ pub struct OpenError {
     source: StoreError,
 }
 
-/// A trust source for the location at `root`: the trust list (and the
-/// repository membership, which changes when a fresh location joins a
-/// repository) is re-read from the state database before each new
-/// connection's handshake, on a database connection of its own, so that
-/// `peer add` and `peer remove` apply while serving. It keeps `membership`
+/// A trust source for the location at `root`: the trust list, whether an
+/// invite is pending (`harmony invite`: guests may then connect to pair),
+/// and the repository membership (which changes when a fresh location
+/// joins a repository) are re-read from the state database before each
+/// new connection's handshake, on a database connection of its own, so
+/// that `peer add`, `peer remove` and `invite` apply while serving. It keeps `membership`
 /// (the serving node's, see `Node::membership`) current as it reads.
 pub fn trust_source(
     root: &Path,
@@ -46,10 +47,13 @@ pub fn trust_source(
             fresh: store.is_fresh()?,
         };
         *membership.write().unwrap_or_else(|e| e.into_inner()) = current;
-        Ok(store
-            .peers()?
-            .into_iter()
-            .map(|p| (p.node_id, p.name))
-            .collect())
+        Ok(TrustSnapshot {
+            peers: store
+                .peers()?
+                .into_iter()
+                .map(|p| (p.node_id, p.name))
+                .collect(),
+            guests: store.invite_pending(crate::repo::now_ms())?,
+        })
     }))
 }

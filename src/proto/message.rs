@@ -284,13 +284,17 @@ pub enum Request {
         /// The sender's state digest (as in `SyncHello`).
         digest: [u8; 32],
     },
+    /// Pair with the server by an invite (protocol.md, "Pairing"): the only
+    /// request a server answers from a node it does not trust, and only
+    /// while it has an invite pending. Answered by `Response::Join`.
+    Join(super::JoinRequest),
 }
 
 impl Request {
     /// How many request kinds (enum variants) this version knows: a frame
     /// whose leading variant index is at least this is a request of a newer
     /// version, answered with `ErrorCode::UNSUPPORTED` rather than as garbage.
-    pub const KNOWN_KINDS: u32 = 10;
+    pub const KNOWN_KINDS: u32 = 11;
 
     /// The variant index at the start of a request body, if it can be read.
     pub fn kind_of(body: &[u8]) -> Option<u32> {
@@ -313,7 +317,10 @@ impl Validate for Request {
                 Ok(())
             }
             Request::Sync(hello) => hello.validate(),
-            Request::Manifest { .. } | Request::Has { .. } | Request::Notify { .. } => Ok(()),
+            Request::Manifest { .. }
+            | Request::Has { .. }
+            | Request::Notify { .. }
+            | Request::Join(_) => Ok(()),
             Request::Chunks(ranges) => ranges.validate(),
             Request::ManifestPages { pages, .. } => {
                 check_len("manifest pages asked", pages.len(), super::MAX_PAGES_ASKED)
@@ -370,6 +377,8 @@ pub enum Response {
     Refined(Vec<ChunkRef>),
     /// A `Notify` was received.
     Noted,
+    /// The answer to a `Join`.
+    Join(super::JoinAnswer),
 }
 
 impl Validate for Response {
@@ -384,7 +393,9 @@ impl Validate for Response {
             }
             Response::Sync(hello) => hello.validate(),
             Response::Manifest(index) => index.validate(),
-            Response::Chunks { .. } | Response::Has(_) | Response::Noted => Ok(()),
+            Response::Chunks { .. } | Response::Has(_) | Response::Noted | Response::Join(_) => {
+                Ok(())
+            }
             Response::ManifestPages(pages) => validate_pages(pages),
             Response::Refined(subs) => check_len("sub-chunks", subs.len(), super::MAX_SUB_CHUNKS),
             Response::Files { lens } => {

@@ -8,6 +8,7 @@ pub mod discovery;
 mod frame;
 mod join;
 mod message;
+pub mod pair;
 mod sync;
 mod transfer;
 
@@ -20,6 +21,7 @@ pub use message::{
     check_hello, hello_versions, negotiate, ErrorCode, Hello, HelloMismatch, Request, Response,
     Validate,
 };
+pub use pair::{JoinAnswer, JoinRefusal, JoinRequest};
 pub use sync::{
     Batch, SyncHello, MAX_BATCH_ENTRIES, MAX_BATCH_NODES, MAX_NODES_PER_ENTRY, MAX_SIBLINGS,
 };

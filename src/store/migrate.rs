@@ -7,6 +7,8 @@
 //! otherwise and under its change sequence, with no preferences; its digest
 //! and the state digest change with the encoding, the same way on every
 //! location that upgrades.
+//!
+//! Schema 3 to 4: the `invites` table (`harmony invite`), empty.
 
 use serde::Deserialize;
 
@@ -22,13 +24,34 @@ struct NodeRecordV2 {
     counter: u64,
 }
 
-/// Brings the database from schema `found` to `to`; an error for a version
-/// it does not know how to upgrade.
+/// The `invites` table as schema 4 made it.
+const INVITES_V4: &str = "CREATE TABLE invites (
+    id         BLOB PRIMARY KEY,
+    secret     BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    used_by    BLOB,
+    used_ms    INTEGER
+) WITHOUT ROWID;";
+
+/// Brings the database from schema `found` to `to`, one step after the
+/// other, all in one transaction; an error for a version it does not know
+/// how to upgrade.
 pub(super) fn upgrade(store: &mut Store, found: i64, to: i64) -> Result<()> {
-    if found != 2 || to != 3 {
+    if !(2..to).contains(&found) || to != 4 {
         return Err(StoreError::SchemaVersion { found });
     }
     let writer = store.write()?;
+    if found == 2 {
+        node_records_gain_preferences(&writer)?;
+    }
+    writer.txn.execute_batch(INVITES_V4)?;
+    writer.txn.pragma_update(None, "user_version", to)?;
+    writer.commit()
+}
+
+/// Schema 2 to 3.
+fn node_records_gain_preferences(writer: &super::Writer<'_>) -> Result<()> {
     let rows: Vec<Vec<u8>> = writer
         .txn
         .prepare("SELECT data FROM nodes")?
@@ -44,8 +67,7 @@ pub(super) fn upgrade(store: &mut Store, found: i64, to: i64) -> Result<()> {
             preferences: Preferences::default(),
         })?;
     }
-    writer.txn.pragma_update(None, "user_version", to)?;
-    writer.commit()
+    Ok(())
 }
 
 #[cfg(test)]
@@ -66,6 +88,54 @@ mod tests {
         }
     }
 
+    /// A new database turned into one of schema `version` (which had no
+    /// `invites` table).
+    fn store_of_schema(path: &std::path::Path, version: i64) -> Store {
+        let store = Store::create(path, &settings()).unwrap();
+        store.conn.execute_batch("DROP TABLE invites").unwrap();
+        store
+            .conn
+            .pragma_update(None, "user_version", version)
+            .unwrap();
+        store
+    }
+
+    #[test]
+    fn a_schema_3_database_opens_with_its_peers_and_takes_invites() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let mut store = store_of_schema(&path, 3);
+            let writer = store.write().unwrap();
+            writer
+                .add_peer(&crate::store::PeerRecord {
+                    name: "nas".into(),
+                    node_id: NodeId([4; 32]),
+                    addr: "nas:7447".into(),
+                    added_ms: 1,
+                })
+                .unwrap();
+            writer.commit().unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(store.peers().unwrap()[0].name, "nas");
+        assert!(!store.invite_pending(0).unwrap());
+        let secret = crate::model::InviteSecret([8; 16]);
+        let writer = store.write().unwrap();
+        writer.add_invite(&secret, 0, 10).unwrap();
+        writer.commit().unwrap();
+        assert!(store.invite_pending(5).unwrap());
+        assert!(!store.invite_pending(10).unwrap());
+        assert_eq!(store.invite(secret.id()).unwrap().unwrap().secret, secret);
+        drop(store);
+        let version: i64 = Store::open(&path)
+            .unwrap()
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, crate::store::SCHEMA_VERSION);
+    }
+
     #[test]
     fn a_schema_2_database_opens_with_its_node_records_and_a_consistent_digest() {
         let dir = tempfile::tempdir().unwrap();
@@ -80,7 +150,7 @@ mod tests {
             postcard::to_stdvec(&record).unwrap()
         };
         {
-            let store = Store::create(&path, &settings()).unwrap();
+            let store = store_of_schema(&path, 2);
             for (i, id) in [1u8, 2].into_iter().enumerate() {
                 store
                     .conn
@@ -99,7 +169,6 @@ mod tests {
                     [digest.to_vec()],
                 )
                 .unwrap();
-            store.conn.pragma_update(None, "user_version", 2).unwrap();
         }
         let store = Store::open(&path).unwrap();
         let nodes = store.nodes().unwrap();

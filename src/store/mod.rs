@@ -6,10 +6,12 @@
 //! live by job beside it: the replicated state and its digest
 //! (`replicated`), what derives from it (`derived`), this location's own
 //! files and manifests (`local`), peers and sync progress (`peers`, with the
-//! addresses discovery learns in `addresses`), and the trash (`trash`).
+//! addresses discovery learns in `addresses`), the invites this node made
+//! (`invites`), and the trash (`trash`).
 
 mod addresses;
 mod derived;
+mod invites;
 mod local;
 mod migrate;
 mod peers;
@@ -30,7 +32,7 @@ pub use trash::TrashRecord;
 /// The database file inside `.harmony/`.
 pub const DB_FILE: &str = "state.db";
 const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// How long a writer waits for another process's transaction to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of write-ahead log kept after a checkpoint (a big merge may grow

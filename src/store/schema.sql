@@ -126,3 +126,15 @@ CREATE TABLE trash (
     -- version, 2 a conflict settled for another version
     reason INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Invites this node made (`harmony invite`; proto::pair): `id` is derived
+-- from `secret`; `used_by` is the node that paired with it, once used
+-- (single use: consuming it and trusting that node is one transaction).
+CREATE TABLE invites (
+    id         BLOB PRIMARY KEY,
+    secret     BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    used_by    BLOB,
+    used_ms    INTEGER
+) WITHOUT ROWID;

@@ -114,6 +114,7 @@ pub async fn get(
     needed.dedup();
     let mut conns = HashMap::new();
     let mut unreachable = HashMap::new();
+    holders.connect_all(&needed).await;
     for id in needed {
         match holders.conn(id).await {
             Ok(conn) => {

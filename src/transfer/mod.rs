@@ -20,7 +20,7 @@ mod staging;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -164,7 +164,8 @@ fn newest(entry: &FileEntry) -> Option<(ContentHash, u64, i64)> {
 /// Reaches holders by node id: the trusted peers, each connected once, on
 /// first need. A holder this location does not trust is never contacted.
 pub struct Holders {
-    node: Node,
+    /// Shared with the connection attempts under way ([`Holders::connect_all`]).
+    node: Arc<Node>,
     peers: HashMap<NodeId, PeerRecord>,
     conns: HashMap<NodeId, Result<PeerConnection, String>>,
     /// Content bytes a get through these holders receives.
@@ -175,7 +176,7 @@ impl Holders {
     /// Reaches `peers` through `node`; nothing is connected until a holder is asked for.
     pub fn new(node: Node, peers: Vec<PeerRecord>) -> Self {
         Holders {
-            node,
+            node: Arc::new(node),
             peers: peers.into_iter().map(|p| (p.node_id, p)).collect(),
             conns: HashMap::new(),
             receiving: RateLimit::default(),
@@ -207,6 +208,27 @@ impl Holders {
             self.conns.insert(id, result);
         }
         self.conns[&id].clone()
+    }
+
+    /// Connects to each of `ids` not asked before, all at once: a holder
+    /// that does not answer then costs one handshake timeout in all, not
+    /// one each. [`Holders::conn`] returns the outcomes.
+    pub async fn connect_all(&mut self, ids: &[NodeId]) {
+        let mut attempts = tokio::task::JoinSet::new();
+        for id in ids {
+            if self.conns.contains_key(id) {
+                continue;
+            }
+            if let Some(peer) = self.peers.get(id).cloned() {
+                let node = self.node.clone();
+                attempts.spawn(async move { (peer.node_id, connect(&node, &peer).await) });
+            }
+        }
+        while let Some(done) = attempts.join_next().await {
+            if let Ok((id, result)) = done {
+                self.conns.insert(id, result);
+            }
+        }
     }
 
     /// Closes every connection.

@@ -17,6 +17,10 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
+/// The length of the refusal probe's datagram (`net::probe`); every QUIC
+/// datagram is longer.
+const PROBE_LEN: usize = 1;
+
 /// How the relay treats traffic. `Faults::default()` is a clean link.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Faults {
@@ -83,7 +87,13 @@ impl Relay {
                     let Ok((n, from)) = front.recv_from(&mut buf).await else {
                         return;
                     };
-                    *client.lock().unwrap() = Some(from);
+                    // The client is whoever sends QUIC: not the one-byte
+                    // refusal probe `Node::connect` sends from a socket of its
+                    // own while the handshake runs (one client at a time
+                    // here; a real path answers each source port apart).
+                    if n > PROBE_LEN {
+                        *client.lock().unwrap() = Some(from);
+                    }
                     link.pass(&line, buf[..n].to_vec(), server);
                 }
             }

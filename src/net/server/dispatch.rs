@@ -1,5 +1,6 @@
 //! One request stream: read and validate the request frame, answer a bad
-//! one with `Response::Error`, hand a good one to the [`Handler`](super::Handler),
+//! one (or any but `Join` from a guest, a node not trusted) with
+//! `Response::Error`, hand a good one to the [`Handler`](super::Handler),
 //! and finish or reset the stream by its outcome.
 
 use std::sync::Arc;
@@ -55,6 +56,19 @@ pub(super) async fn serve_stream(
         }
     };
     debug!("peer {} asks {:?}", peer.name, RequestKind(&request));
+    if !peer.trusted && !matches!(request, Request::Join(_)) {
+        let message = "this node does not trust yours: only a Join with an invite code is \
+                       answered (pair with `harmony join CODE`, or ask its owner to `harmony \
+                       peer add` this node)";
+        return reject(
+            &shared,
+            &peer,
+            stream,
+            ErrorCode::REFUSED,
+            message.to_owned(),
+        )
+        .await;
+    }
     match shared.handler.handle(&peer, request, &mut stream).await {
         Ok(()) => stream.finish(),
         Err(e @ NetError::Stalled { .. }) => fail(&mut stream, stream_code::TIMEOUT, e.to_string()),
@@ -106,6 +120,7 @@ impl std::fmt::Debug for RequestKind<'_> {
                 write!(f, "Refine ({len} bytes at {offset} of {hash})")
             }
             Request::Notify { .. } => write!(f, "Notify"),
+            Request::Join(join) => write!(f, "Join (invite {})", join.invite),
         }
     }
 }

@@ -71,7 +71,8 @@ impl Handler for Builtin {
                 | Request::Files { .. }
                 | Request::Refine { .. }
                 | Request::Has { .. }
-                | Request::Notify { .. } => {
+                | Request::Notify { .. }
+                | Request::Join(_) => {
                     let refusal = Response::Error {
                         code: ErrorCode::UNSUPPORTED,
                         message: "this endpoint serves no repository location".into(),

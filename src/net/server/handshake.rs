@@ -70,10 +70,9 @@ pub(super) async fn handshake(shared: &Shared, incoming: Incoming) -> Option<Est
         refused(None, "no client certificate".into());
         return None;
     };
-    let name = shared
-        .trust
-        .name_of(&node_id)
-        .unwrap_or_else(|| node_id.short());
+    let known = shared.trust.name_of(&node_id);
+    let trusted = known.is_some();
+    let name = known.unwrap_or_else(|| format!("guest {}", node_id.short()));
     let Some(_slot) = PeerSlot::take(shared, node_id) else {
         let max = shared.config.max_connections_per_peer;
         warn!("refusing a connection from peer {name}: it has {max} already");
@@ -169,6 +168,7 @@ pub(super) async fn handshake(shared: &Shared, incoming: Incoming) -> Option<Est
         repo_id: hello.repo_id,
         fresh: hello.fresh,
         addr,
+        trusted,
     });
     Some(Established {
         peer,

@@ -84,8 +84,8 @@ pub enum ServerEvent {
 
 /// Where the trust list comes from while serving: called (on a blocking
 /// thread) before each new connection's handshake; `serve` reads the
-/// `peers` table with it.
-pub type TrustSource = Arc<dyn Fn() -> anyhow::Result<Vec<(NodeId, String)>> + Send + Sync>;
+/// `peers` table (and whether an invite is pending) with it.
+pub type TrustSource = Arc<dyn Fn() -> anyhow::Result<super::TrustSnapshot> + Send + Sync>;
 
 struct Shared {
     handler: Arc<dyn Handler>,
@@ -222,7 +222,7 @@ impl Node {
             if let Some(source) = &trust_source {
                 let source = source.clone();
                 match tokio::task::spawn_blocking(move || source()).await {
-                    Ok(Ok(peers)) => shared.trust.replace(peers),
+                    Ok(Ok(snapshot)) => shared.trust.update(snapshot),
                     Ok(Err(e)) => {
                         warn!("cannot reload the trusted peers, keeping the previous list: {e:#}")
                     }

@@ -191,6 +191,13 @@ impl StatusBoard {
         }
     }
 
+    /// Writes the status file at the location `root` now: before `serve`
+    /// says it started, so that a command run as soon as it did (`invite`)
+    /// already finds it running.
+    pub fn write_now(&self, root: &Path) -> std::io::Result<()> {
+        write(&root.join(STATE_DIR).join(STATUS_FILE), &self.snapshot())
+    }
+
     /// Removes the status file of the location `root`: `serve` stopped.
     pub fn remove_file(root: &Path) {
         let _ = std::fs::remove_file(root.join(STATE_DIR).join(STATUS_FILE));
