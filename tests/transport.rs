@@ -820,3 +820,58 @@ async fn expect_closed(conn: &quinn::Connection, code: u32, text: &str) {
         other => panic!("{other:?}"),
     }
 }
+
+/// A server killed without closing (its runtime dropped, as SIGKILL would)
+/// and started again on its port with its identity resets the connections
+/// of its first life at their next packet (net/reset.rs). With a random
+/// reset key per process the client could not trust the reset, and waited
+/// for its stream timeout instead.
+#[test]
+fn a_restarted_server_resets_the_connections_of_the_killed_one() {
+    let runtime = |threads| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let repo = RepoId::random();
+    let server_ident = Ident::new();
+    let client_ident = Ident::new();
+    let trust = || TrustList::from_peers([(client_ident.id(), "client".to_owned())]);
+
+    let first_life = runtime(1);
+    let server = first_life
+        .block_on(async { Server::start(&server_ident, config(repo, "server"), trust()) });
+    let addr = server.addr;
+    let client_side = runtime(1);
+    let (_node, conn) = client_side.block_on(async {
+        let node = client(&client_ident, config(repo, "client"));
+        let conn = node
+            .connect(addr, server_ident.id(), "server")
+            .await
+            .unwrap();
+        conn.ping(b"first life").await.expect("ping");
+        (node, conn)
+    });
+
+    drop(first_life);
+    drop(server);
+    let second_life = runtime(1);
+    let mut cfg = config(repo, "server");
+    cfg.listen = addr;
+    let _restarted = second_life.block_on(async { Server::start(&server_ident, cfg, trust()) });
+
+    client_side.block_on(async {
+        let outcome = within(20, conn.ping(b"second life?")).await;
+        assert!(
+            outcome.is_err(),
+            "a ping on the old connection cannot succeed"
+        );
+        assert_eq!(
+            conn.connection().close_reason(),
+            Some(quinn::ConnectionError::Reset),
+            "the old connection ends by a stateless reset, got {outcome:?}"
+        );
+    });
+}

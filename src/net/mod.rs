@@ -44,6 +44,7 @@ mod node;
 mod peer;
 mod probe;
 mod refusals;
+mod reset;
 mod server;
 mod stream;
 pub mod tls;

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 use tokio::time::timeout;
 
 use super::config::bind_socket;
+use super::reset::serving_endpoint;
 use super::tls::server_crypto;
 use super::{Identity, NetError, NodeConfig, ServerEvent, TrustList};
 use crate::model::NodeId;
@@ -114,8 +115,14 @@ impl Node {
             source,
         };
         let socket = bind_socket(config.listen, config.tuned).map_err(bind_err)?;
+        // A serving endpoint resets its old connections after a restart
+        // (see reset.rs); a client's random key is quinn's default.
+        let endpoint_config = match &server {
+            Some(_) => serving_endpoint(&identity, socket.local_addr().map_err(bind_err)?.port()),
+            None => EndpointConfig::default(),
+        };
         let endpoint = Endpoint::new(
-            EndpointConfig::default(),
+            endpoint_config,
             server,
             socket,
             Arc::new(quinn::TokioRuntime),
