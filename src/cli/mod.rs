@@ -167,6 +167,16 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The runtime of a command that talks to peers: two workers, enough to
+/// keep a transfer's lanes and its writer fed, and no more threads than
+/// this kind of machine has cores.
+fn network_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 fn init_logging(global: &GlobalArgs) {
     use tracing_subscriber::EnvFilter;
     let level = match (global.quiet, global.verbose) {

@@ -84,10 +84,7 @@ pub fn invite(out: &Output, args: InviteArgs) -> anyhow::Result<()> {
     let listen = super::serve::listen_addr(&repo, &config, None)?;
     let setup = NodeSetup::of(&repo, listen)?;
     let trust = node::trusted(&repo)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::network_runtime()?;
     runtime.block_on(async {
         let node = Arc::new(setup.bind(trust)?);
         let bound = node.local_addr()?;
@@ -159,10 +156,7 @@ pub fn join(out: &Output, args: JoinArgs) -> anyhow::Result<()> {
     }
     let root = repo.root().to_path_buf();
     drop(repo);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::network_runtime()?;
     let peer = runtime
         .block_on(pair::join(
             &root,

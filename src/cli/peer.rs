@@ -165,10 +165,7 @@ fn discover(repo: &Repo, peer: &PeerRecord, wait: Duration) -> anyhow::Result<So
              in .harmony/config.toml): give the address, `{with_addr}`"
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::network_runtime()?;
     let found = runtime
         .block_on(discovery::find(repo.root(), peer, wait))
         .map_err(|e| anyhow::anyhow!("{e}; give the address instead, `{with_addr}`"))?;
@@ -270,10 +267,7 @@ fn ping(out: &Output, name: &str, count: u32, dial: super::dial::DialArgs) -> an
     let fresh = repo.store().is_fresh()?;
     let root = repo.root().to_path_buf();
     drop(repo);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::network_runtime()?;
     let report = runtime.block_on(async {
         let dialed = harmony::node::dial(&root, &peer, dial.connect_timeout).await?;
         let conn = &dialed.conn;

@@ -63,10 +63,7 @@ pub fn sync(out: &Output, args: SyncArgs) -> anyhow::Result<()> {
     let root = repo.root().to_path_buf();
     drop(repo);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::network_runtime()?;
     let outcomes: Vec<PeerOutcome> = runtime.block_on(async {
         let mut outcomes = Vec::new();
         for peer in &peers {

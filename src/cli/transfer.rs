@@ -98,10 +98,7 @@ fn holders(
     repo: &Repo,
     dial: dial::DialArgs,
 ) -> anyhow::Result<(tokio::runtime::Runtime, Holders)> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = super::network_runtime()?;
     let holders = {
         let _guard = runtime.enter();
         node::trusted_holders(repo, dial.connect_timeout)?
