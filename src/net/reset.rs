@@ -124,6 +124,20 @@ mod tests {
         assert_ne!(first, token(&ResetKey::of(&identity, 4000), b"another id"));
     }
 
+    /// The vector in protocol.md, section 3: material 0x00..0x1f followed
+    /// by port 4000, connection id 01..08.
+    #[test]
+    fn the_reset_token_matches_the_protocol_vector() {
+        let mut material: Vec<u8> = (0u8..32).collect();
+        material.extend_from_slice(&4000u16.to_be_bytes());
+        let key = ResetKey::from_material(&material);
+        let token = token(&key, &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            hex::encode(&token[..16]),
+            "54e232dc115f9e372227508c649f4f07"
+        );
+    }
+
     #[test]
     fn verify_accepts_its_own_signature_only() {
         let dir = tempfile::tempdir().unwrap();
