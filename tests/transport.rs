@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use harmony::model::{NodeId, RepoId};
 use harmony::net::{
-    BoxFuture, Builtin, FramedStream, Handler, NetError, PeerInfo, ServerEvent, TrustList,
+    BoxFuture, Builtin, FramedStream, Handler, NetError, Node, PeerInfo, ServerEvent, TrustList,
 };
 use harmony::proto::{self, close, ErrorCode, Request, Response};
 use net::{client, config, eventually, within, Ident, RawClient, Server};
@@ -74,9 +74,14 @@ async fn mutual_auth_succeeds_and_requests_work() {
             .event(|e| matches!(e, ServerEvent::Accepted { .. }))
             .await;
         match event {
-            ServerEvent::Accepted { node_id, name } => {
+            ServerEvent::Accepted {
+                node_id,
+                name,
+                serves,
+            } => {
                 assert_eq!(node_id, p.client_ident.id());
                 assert_eq!(name, "client");
+                assert!(serves, "a bound node says it serves");
             }
             _ => unreachable!(),
         }
@@ -95,6 +100,20 @@ async fn mutual_auth_succeeds_and_requests_work() {
             p.server.node.stats().connections() == 0
         })
         .await;
+        // A client-only endpoint (a one-shot command) says it does not serve,
+        // so the server's live node will not dial it back.
+        let one_shot =
+            Node::bind_client(p.client_ident.identity.clone(), config(p.repo, "client")).unwrap();
+        let conn = one_shot
+            .connect(p.server.addr, p.server.id(), "server")
+            .await
+            .unwrap();
+        let event = p
+            .server
+            .event(|e| matches!(e, ServerEvent::Accepted { .. }))
+            .await;
+        assert!(matches!(event, ServerEvent::Accepted { serves: false, .. }));
+        conn.close();
         p.server.stop().await;
     })
     .await;
@@ -257,9 +276,9 @@ async fn repository_mismatch_is_explained_on_both_sides() {
 async fn version_mismatch_is_explained_on_both_sides() {
     within(60, async {
         mismatch(
-            |c| c.protocol = (4, 4),
-            "peer server speaks protocol 3, we speak 4",
-            "peer client speaks protocol 4, we speak 3",
+            |c| c.protocol = (5, 5),
+            "peer server speaks protocol 4, we speak 5",
+            "peer client speaks protocol 5, we speak 4",
         )
         .await;
     })

@@ -114,15 +114,16 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         *b = i as u8;
     }
     let hello = Hello {
-        version: 3,
-        min_version: 3,
+        version: 4,
+        min_version: 4,
         repo_id: RepoId::from_hex("00112233445566778899aabbccddeeff").unwrap(),
         node_id: NodeId(node),
         node_name: "laptop".into(),
         fresh: false,
+        serves: true,
     };
     round_trip("hello", &get("hello"), &hello);
-    assert_eq!(proto::hello_versions(&get("hello")[4..]).unwrap(), (3, 3));
+    assert_eq!(proto::hello_versions(&get("hello")[4..]).unwrap(), (4, 4));
     round_trip(
         "request-ping",
         &get("request-ping"),
@@ -393,8 +394,8 @@ fn protocol_md_states_the_constants_of_the_code() {
     let spec =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md")).unwrap();
     assert!(spec.contains(&format!("ALPN: `{}`", String::from_utf8_lossy(proto::ALPN))));
-    assert!(spec.contains("# Harmony wire protocol, version 3"));
-    assert_eq!(proto::PROTOCOL_VERSION, 3);
+    assert!(spec.contains("# Harmony wire protocol, version 4"));
+    assert_eq!(proto::PROTOCOL_VERSION, 4);
     assert_eq!(proto::MAX_FRAME, 1 << 20);
     assert!(spec.contains("`length` ≤ **1 MiB** (1,048,576)"));
     assert_eq!(proto::MAX_NAME, 64);
@@ -402,7 +403,7 @@ fn protocol_md_states_the_constants_of_the_code() {
     assert_eq!(proto::MAX_ERROR_TEXT, 1024);
     assert_eq!(proto::MAX_BULK, 16 << 30);
     assert_eq!(Request::KNOWN_KINDS, 11);
-    assert!(spec.contains("(≥ 11 in version 3)"));
+    assert!(spec.contains("(≥ 11 in version 4)"));
     // Content transfer.
     // The page cut rule: protocol.md must state the code's constants.
     assert!(

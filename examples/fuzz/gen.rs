@@ -366,6 +366,7 @@ pub fn hello(u: &mut Unstructured) -> Result<Hello> {
         node_id: node_id(u)?,
         node_name: text(u, name_len)?,
         fresh: u.arbitrary()?,
+        serves: u.arbitrary()?,
     })
 }
 

@@ -80,6 +80,8 @@ pub struct Node {
     /// The connections this node opened that passed their handshake, so that
     /// [`Node::shutdown`] waits for those peers only (see there).
     pub(crate) dialed: Arc<Mutex<Vec<quinn::Connection>>>,
+    /// Bound to serve (not client-only): said in each `Hello`.
+    serves: bool,
 }
 
 impl Node {
@@ -110,6 +112,7 @@ impl Node {
         trust: TrustList,
         server: Option<quinn::ServerConfig>,
     ) -> Result<Node, NetError> {
+        let serves = server.is_some();
         let bind_err = |source| NetError::Bind {
             addr: config.listen,
             source,
@@ -142,6 +145,7 @@ impl Node {
             stats: Arc::default(),
             events,
             dialed: Arc::default(),
+            serves,
         })
     }
 
@@ -191,6 +195,7 @@ impl Node {
             node_id: self.node_id(),
             node_name: self.config.node_name.clone(),
             fresh: membership.fresh,
+            serves: self.serves,
         }
     }
 

@@ -50,6 +50,10 @@ pub struct Hello {
     /// The sender has recorded nothing and synced with no one: it will join
     /// the peer's repository, so a different `repo_id` is not a mismatch.
     pub fresh: bool,
+    /// The sender accepts connections (it runs `serve`), so a node whose
+    /// dial of it failed may dial it again now. A one-shot command (`sync`,
+    /// `get`) says `false`: dialing it back would only meet a closed port.
+    pub serves: bool,
 }
 
 impl Hello {
@@ -71,6 +75,7 @@ impl Hello {
             node_id,
             node_name: node_name.to_owned(),
             fresh: false,
+            serves: false,
         }
     }
 }

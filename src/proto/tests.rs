@@ -111,14 +111,14 @@ fn hello_checks_give_readable_reasons() {
     let ours = hello();
     let proven = ours.node_id;
     let same = postcard::to_stdvec(&ours).unwrap();
-    assert_eq!(check_hello(&same, &ours, proven), Ok(Ok((ours.clone(), 3))));
+    assert_eq!(check_hello(&same, &ours, proven), Ok(Ok((ours.clone(), 4))));
 
     // A future version whose Hello layout after the version range is unknown.
-    let future = [4u8, 4, 0xde, 0xad];
+    let future = [5u8, 5, 0xde, 0xad];
     let mismatch = check_hello(&future, &ours, proven).unwrap().unwrap_err();
     assert_eq!(
         mismatch.describe("nas"),
-        "peer nas speaks protocol 4, we speak 3; upgrade the older harmony"
+        "peer nas speaks protocol 5, we speak 4; upgrade the older harmony"
     );
     assert_eq!(mismatch.close_code(), close::VERSION_MISMATCH);
 
@@ -259,6 +259,7 @@ fn arb_hello() -> impl Strategy<Value = Hello> {
             node_id: NodeId(node),
             node_name,
             fresh: version % 2 == 0,
+            serves: version % 3 == 0,
         })
 }
 

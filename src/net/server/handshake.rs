@@ -159,6 +159,7 @@ pub(super) async fn handshake(shared: &Shared, incoming: Incoming) -> Option<Est
     shared.event(ServerEvent::Accepted {
         node_id,
         name: name.clone(),
+        serves: hello.serves,
     });
     let peer = Arc::new(PeerInfo {
         node_id,

@@ -56,6 +56,8 @@ pub enum ServerEvent {
         node_id: NodeId,
         /// The name this node knows it by.
         name: String,
+        /// Its `Hello` says it serves: it can be dialed back.
+        serves: bool,
     },
     /// A connection was refused: TLS failure, untrusted node, mismatch.
     Refused {

@@ -318,8 +318,11 @@ impl Live {
     }
 }
 
-/// A peer that connected here is reachable: the live node dials it back
-/// now instead of waiting out a backoff.
+/// A peer that connected here and serves is reachable: the live node dials
+/// it back now instead of waiting out a backoff. A one-shot command's
+/// connection (`sync`, `get`: its `Hello` says it does not serve) proves
+/// nothing about the peer's own port; dialing it back cost 3.8 KB of
+/// Initials and ICMP errors per `sync`, more than the sync itself.
 async fn reachable_on_accept(
     mut events: tokio::sync::broadcast::Receiver<crate::net::ServerEvent>,
     inbox: Inbox,
@@ -327,7 +330,11 @@ async fn reachable_on_accept(
     use tokio::sync::broadcast::error::RecvError;
     loop {
         match events.recv().await {
-            Ok(crate::net::ServerEvent::Accepted { node_id, .. }) => inbox.reachable(node_id),
+            Ok(crate::net::ServerEvent::Accepted {
+                node_id,
+                serves: true,
+                ..
+            }) => inbox.reachable(node_id),
             Ok(_) | Err(RecvError::Lagged(_)) => {}
             Err(RecvError::Closed) => return,
         }
@@ -417,5 +424,32 @@ async fn notify(conn: &PeerConnection, root: PathBuf) -> Result<(), String> {
             Ok(())
         }
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::ServerEvent;
+
+    #[tokio::test]
+    async fn only_a_serving_peer_that_connects_is_dialed_back() {
+        let (events, receiver) = tokio::sync::broadcast::channel(8);
+        let inbox = Inbox::default();
+        let (one_shot, serving) = (NodeId([1; 32]), NodeId([2; 32]));
+        for (node_id, serves) in [(one_shot, false), (serving, true)] {
+            let name = String::new();
+            events
+                .send(ServerEvent::Accepted {
+                    node_id,
+                    name,
+                    serves,
+                })
+                .unwrap();
+        }
+        drop(events);
+        reachable_on_accept(receiver, inbox.clone()).await;
+        let news = inbox.take().await;
+        assert_eq!(news.reachable.into_iter().collect::<Vec<_>>(), [serving]);
     }
 }
