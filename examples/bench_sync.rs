@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use harmony::model::NodeId;
 use harmony::node::{settle, NodeSetup};
 use harmony::proto::{encode_frame, Request, Response};
-use harmony::sync::{hello, send_from, sync_with, Outgoing, SessionReport};
+use harmony::sync::{hello, sync_with, Outgoing, SessionReport};
 use harmony::{CommitReport, Repo};
 use serving::{serve, Location, Served};
 use tokio::runtime::Runtime;
@@ -161,8 +161,11 @@ fn session_payload(client: &Path, server: &Path) -> (usize, usize, usize) {
             .len();
     let (mut bytes, mut batches) = (0, 0);
     if c_hello.digest != s_hello.digest {
-        for (repo, mine, theirs) in [(&c, &c_hello, &s_hello), (&s, &s_hello, &c_hello)] {
-            let mut out = Outgoing::new(send_from(mine, theirs), mine);
+        for (repo, mine, theirs, to) in [
+            (&c, &c_hello, &s_hello, s.node_id()),
+            (&s, &s_hello, &c_hello, c.node_id()),
+        ] {
+            let mut out = Outgoing::new(mine, theirs, to);
             while let Some(batch) = out.next_batch(repo.store()).unwrap() {
                 bytes += encode_frame(&batch).unwrap().len();
                 batches += 1;

@@ -217,6 +217,7 @@ impl Rogue {
                 repo_id,
                 fresh: false,
             },
+            whole_entries: false,
         };
         let mut stream = self.conn.open_session(&Request::Sync(hello)).await?;
         let theirs = match stream.recv_frame_after_work().await? {
@@ -264,6 +265,7 @@ fn batch(entries: Vec<FileEntry>, nodes: Vec<NodeRecord>, upto: u64) -> Vec<u8> 
         entries,
         nodes,
         upto,
+        runs: Vec::new(),
     })
 }
 
@@ -878,6 +880,7 @@ impl Handler for RogueServer {
                                 entries: vec![entry.clone()],
                                 nodes: vec![],
                                 upto,
+                                runs: vec![],
                             })
                             .unwrap();
                             sender.send_raw(&frame).await?;

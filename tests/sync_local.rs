@@ -9,11 +9,11 @@ use std::fs;
 
 use harmony::model::{RepoPath, STATE_DIR};
 use harmony::store::{Store, DB_FILE};
-use harmony::sync::{self, Batch, SyncHello};
+use harmony::sync;
 use harmony::FileState;
 use support::{
-    b3, conflicted_pair, locations, pseudo_random, shared_pair, sync_pair, sync_pair_committed,
-    sync_pair_merged, Location,
+    b3, conflicted_pair, locations, outgoing, pseudo_random, shared_pair, sync_pair,
+    sync_pair_committed, sync_pair_merged, Location,
 };
 
 fn states(loc: &Location) -> BTreeMap<String, (FileState, bool)> {
@@ -129,12 +129,6 @@ fn a_rename_here_and_an_edit_there_merge_into_one_renamed_edited_file() {
     );
 }
 
-/// Every batch `store` has for the peer, as its sender would send them.
-fn outgoing(store: &Store, mine: &SyncHello, theirs: &SyncHello) -> Vec<Batch> {
-    let mut out = sync::Outgoing::new(sync::send_from(mine, theirs), mine);
-    std::iter::from_fn(|| out.next_batch(store).unwrap()).collect()
-}
-
 /// A network session sends its batches while it merges the peer's. When
 /// both sides changed one entry and the merge of the peer's version (which
 /// gives the entry a newer change number) happens before the sender reads
@@ -162,9 +156,9 @@ fn an_entry_both_sides_changed_goes_out_even_when_merged_before_it_is_read() {
     // before its sender reads anything.
     let snapshot = Store::open_snapshot(&a.root().join(STATE_DIR).join(DB_FILE)).unwrap();
     let mut moved_on = 0;
-    for batch in outgoing(b.repo.store(), &hello_b, &hello_a) {
-        let merged =
-            sync::merge_batch(a.repo.store_mut(), id_a, id_b, hello_b.incarnation, batch).unwrap();
+    let mut into_a = sync::Incoming::new(id_b, &hello_a, &hello_b);
+    for batch in outgoing(b.repo.store(), &hello_b, &hello_a, id_a) {
+        let merged = sync::merge_batch(a.repo.store_mut(), id_a, &mut into_a, batch).unwrap();
         moved_on += merged.changed.len();
     }
     assert_eq!(
@@ -172,9 +166,9 @@ fn an_entry_both_sides_changed_goes_out_even_when_merged_before_it_is_read() {
         "the entry changed at a, past the range a sends"
     );
     let mut changed = Vec::new();
-    for batch in outgoing(&snapshot, &hello_a, &hello_b) {
-        let merged =
-            sync::merge_batch(b.repo.store_mut(), id_b, id_a, hello_a.incarnation, batch).unwrap();
+    let mut into_b = sync::Incoming::new(id_a, &hello_b, &hello_a);
+    for batch in outgoing(&snapshot, &hello_a, &hello_b, id_b) {
+        let merged = sync::merge_batch(b.repo.store_mut(), id_b, &mut into_b, batch).unwrap();
         changed.extend(merged.changed);
     }
     b.repo.apply_remote(&changed).unwrap();

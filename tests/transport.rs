@@ -276,9 +276,9 @@ async fn repository_mismatch_is_explained_on_both_sides() {
 async fn version_mismatch_is_explained_on_both_sides() {
     within(60, async {
         mismatch(
-            |c| c.protocol = (5, 5),
-            "peer server speaks protocol 4, we speak 5",
-            "peer client speaks protocol 5, we speak 4",
+            |c| c.protocol = (6, 6),
+            "peer server speaks protocol 5, we speak 6",
+            "peer client speaks protocol 6, we speak 5",
         )
         .await;
     })

@@ -47,6 +47,34 @@ fn entry_batch() -> Batch {
         entries: vec![entry],
         nodes: vec![],
         upto: 7,
+        runs: vec![],
+    }
+}
+
+/// The batch of protocol.md's `batch-runs` example: node `bb…` holds the
+/// current content of three consecutive files, its check computed as a
+/// receiver computes it.
+fn runs_batch() -> Batch {
+    use harmony::model::FileId;
+    let ids: Vec<FileId> = (0..3u8)
+        .map(|i| {
+            let mut id = [0x0f; 16];
+            id[12..].copy_from_slice(&u32::from(i).to_be_bytes());
+            FileId(id)
+        })
+        .collect();
+    let hashes = [0x11, 0x22, 0x33].map(|b| Some(ContentHash([b; 32])));
+    Batch {
+        entries: vec![],
+        nodes: vec![],
+        upto: 12,
+        runs: vec![proto::HolderRun {
+            node: NodeId([0xbb; 32]),
+            holds: true,
+            first: ids[0],
+            counters: vec![300, 301, 302],
+            check: proto::holdings::check(ids.into_iter().zip(hashes)),
+        }],
     }
 }
 
@@ -114,8 +142,8 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         *b = i as u8;
     }
     let hello = Hello {
-        version: 4,
-        min_version: 4,
+        version: 5,
+        min_version: 5,
         repo_id: RepoId::from_hex("00112233445566778899aabbccddeeff").unwrap(),
         node_id: NodeId(node),
         node_name: "laptop".into(),
@@ -123,7 +151,7 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         serves: true,
     };
     round_trip("hello", &get("hello"), &hello);
-    assert_eq!(proto::hello_versions(&get("hello")[4..]).unwrap(), (4, 4));
+    assert_eq!(proto::hello_versions(&get("hello")[4..]).unwrap(), (5, 5));
     round_trip(
         "request-ping",
         &get("request-ping"),
@@ -172,6 +200,7 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
                 repo_id: RepoId::from_hex("00112233445566778899aabbccddeeff").unwrap(),
                 fresh: true,
             },
+            whole_entries: true,
         }),
     );
     round_trip(
@@ -181,9 +210,11 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
             entries: vec![],
             nodes: vec![],
             upto: 300,
+            runs: vec![],
         },
     );
     round_trip("batch-entry", &get("batch-entry"), &entry_batch());
+    round_trip("batch-runs", &get("batch-runs"), &runs_batch());
     round_trip(
         "batch-node",
         &get("batch-node"),
@@ -204,6 +235,7 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
                 },
             }],
             upto: 9,
+            runs: vec![],
         },
     );
     round_trip(
@@ -327,9 +359,9 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         get("page-hash"),
         "page-hash is the code's page hash"
     );
-    // 25 here, the 2 beacons in protocol_md_beacon_is_the_codes, the 3 of
+    // 26 here, the 2 beacons in protocol_md_beacon_is_the_codes, the 3 of
     // pairing in protocol_md_pairing_is_the_codes.
-    assert_eq!(vectors.len(), 30, "every vector in protocol.md is checked");
+    assert_eq!(vectors.len(), 31, "every vector in protocol.md is checked");
 }
 
 #[test]
@@ -394,8 +426,8 @@ fn protocol_md_states_the_constants_of_the_code() {
     let spec =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md")).unwrap();
     assert!(spec.contains(&format!("ALPN: `{}`", String::from_utf8_lossy(proto::ALPN))));
-    assert!(spec.contains("# Harmony wire protocol, version 4"));
-    assert_eq!(proto::PROTOCOL_VERSION, 4);
+    assert!(spec.contains("# Harmony wire protocol, version 5"));
+    assert_eq!(proto::PROTOCOL_VERSION, 5);
     assert_eq!(proto::MAX_FRAME, 1 << 20);
     assert!(spec.contains("`length` ≤ **1 MiB** (1,048,576)"));
     assert_eq!(proto::MAX_NAME, 64);
@@ -403,7 +435,7 @@ fn protocol_md_states_the_constants_of_the_code() {
     assert_eq!(proto::MAX_ERROR_TEXT, 1024);
     assert_eq!(proto::MAX_BULK, 16 << 30);
     assert_eq!(Request::KNOWN_KINDS, 11);
-    assert!(spec.contains("(≥ 11 in version 4)"));
+    assert!(spec.contains("(≥ 11 in version 5)"));
     // Content transfer.
     // The page cut rule: protocol.md must state the code's constants.
     assert!(

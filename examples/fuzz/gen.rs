@@ -23,11 +23,12 @@ use harmony::model::{
     MAX_NUMCOPIES,
 };
 use harmony::proto::discovery::Beacon;
+use harmony::proto::holdings::MAX_RUN_SLOTS;
 use harmony::proto::{
-    ChunkRanges, ErrorCode, Hello, JoinAnswer, JoinRefusal, JoinRequest, ManifestIndex, Membership,
-    Request, Response, SyncHello, MAX_BATCH_ENTRIES, MAX_BATCH_NODES, MAX_FILES, MAX_INDEX_PAGES,
-    MAX_NAME, MAX_NODES_PER_ENTRY, MAX_PAGES_ASKED, MAX_PING_PAYLOAD, MAX_RANGES, MAX_SIBLINGS,
-    MAX_SUB_CHUNKS, MAX_WHOLE_FILE, PROTOCOL_VERSION,
+    ChunkRanges, ErrorCode, Hello, HolderRun, JoinAnswer, JoinRefusal, JoinRequest, ManifestIndex,
+    Membership, Request, Response, SyncHello, MAX_BATCH_ENTRIES, MAX_BATCH_NODES, MAX_FILES,
+    MAX_INDEX_PAGES, MAX_NAME, MAX_NODES_PER_ENTRY, MAX_PAGES_ASKED, MAX_PING_PAYLOAD, MAX_RANGES,
+    MAX_SIBLINGS, MAX_SUB_CHUNKS, MAX_WHOLE_FILE, PROTOCOL_VERSION,
 };
 
 /// True `numerator` times in `denominator`; false once the entropy is used
@@ -198,6 +199,26 @@ pub struct RawBatch {
     entries: Vec<RawEntry>,
     nodes: Vec<NodeRecord>,
     upto: u64,
+    runs: Vec<HolderRun>,
+}
+
+/// A holder run: over the usual ids or near the last one (where a run
+/// would run past it), of any length around its limit.
+fn holder_run(u: &mut Unstructured) -> Result<HolderRun> {
+    let first = if chance(u, 1, 8)? {
+        u128::MAX - u.int_in_range(0..=2)?
+    } else {
+        u.int_in_range(0..=64)?
+    };
+    Ok(HolderRun {
+        node: node_id(u)?,
+        holds: u.arbitrary()?,
+        first: FileId(first.to_be_bytes()),
+        counters: (0..count(u, 8, MAX_RUN_SLOTS)?)
+            .map(|_| number(u))
+            .collect::<Result<_>>()?,
+        check: u.arbitrary()?,
+    })
 }
 
 fn versions<T>(
@@ -339,6 +360,9 @@ pub fn batch(u: &mut Unstructured) -> Result<RawBatch> {
             .map(|_| node_record(u))
             .collect::<Result<_>>()?,
         upto: number(u)?,
+        runs: (0..count(u, 3, 16)?)
+            .map(|_| holder_run(u))
+            .collect::<Result<_>>()?,
     })
 }
 
@@ -391,6 +415,7 @@ fn sync_hello(u: &mut Unstructured) -> Result<SyncHello> {
             repo_id: repo_id(u)?,
             fresh: u.arbitrary()?,
         },
+        whole_entries: u.arbitrary()?,
     })
 }
 
@@ -639,15 +664,24 @@ pub fn check_mirror() {
         counter: 1,
         preferences: Preferences::default(),
     };
+    let run = HolderRun {
+        node,
+        holds: true,
+        first: FileId([1; 16]),
+        counters: vec![3, 4],
+        check: [5; 8],
+    };
     let real_batch = harmony::proto::Batch {
         entries: vec![real],
         nodes: vec![record.clone()],
         upto: 9,
+        runs: vec![run.clone()],
     };
     let raw_batch = RawBatch {
         entries: vec![raw],
         nodes: vec![record],
         upto: 9,
+        runs: vec![run],
     };
     let contents = [
         (

@@ -424,6 +424,25 @@ impl FileEntry {
             .map(|(node, _)| node)
     }
 
+    /// The hash of the content's one current version, when there is exactly
+    /// one and it has bytes or a link target: what a holder slot sent in a
+    /// compact run (`proto::HolderRun`) stands for.
+    pub fn single_content_hash(&self) -> Option<ContentHash> {
+        match self.content.versions() {
+            [only] => only.value.hash(),
+            _ => None,
+        }
+    }
+
+    /// True when the two replicas differ at most in their holder slots:
+    /// what a peer that has `other` needs of `self` is its slots alone.
+    pub fn differs_only_in_holders(&self, other: &FileEntry) -> bool {
+        self.id == other.id
+            && self.path == other.path
+            && self.content == other.content
+            && self.deletion_seen == other.deletion_seen
+    }
+
     /// Order-independent fingerprint of this entry, for state digests: equal
     /// entries give equal digests whatever order their versions arrived in.
     pub fn digest(&self) -> [u8; 32] {

@@ -222,6 +222,43 @@ impl FileId {
     }
 }
 
+/// The ids of the files one commit adds: the commit's time in milliseconds
+/// (6 bytes, big-endian, as in [`FileId::new_at`]), 6 random bytes, then a
+/// 4-byte index counting up. Files added together thus have consecutive ids,
+/// so that holder changes of many of them (a `get`, a `drop`) travel as a
+/// few runs of ids (`proto::HolderRun`) instead of an entry each. The random
+/// part keeps two nodes committing in the same millisecond apart.
+#[derive(Clone, Debug)]
+pub struct FileIdSequence {
+    prefix: [u8; 12],
+    next: u32,
+}
+
+impl FileIdSequence {
+    /// A sequence for a commit at `unix_ms`.
+    pub fn new_at(unix_ms: u64) -> Self {
+        let mut prefix: [u8; 12] = rand::random();
+        prefix[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);
+        FileIdSequence { prefix, next: 0 }
+    }
+
+    /// The next id (after 2^32 of them, the sequence starts over with a new
+    /// random part).
+    pub fn next_id(&mut self) -> FileId {
+        if self.next == u32::MAX {
+            let millis: [u8; 6] = self.prefix[..6].try_into().expect("six bytes");
+            self.prefix[6..].copy_from_slice(&rand::random::<[u8; 6]>());
+            self.prefix[..6].copy_from_slice(&millis);
+            self.next = 0;
+        }
+        let mut id = [0; 16];
+        id[..12].copy_from_slice(&self.prefix);
+        id[12..].copy_from_slice(&self.next.to_be_bytes());
+        self.next += 1;
+        FileId(id)
+    }
+}
+
 impl From<blake3::Hash> for ContentHash {
     fn from(hash: blake3::Hash) -> Self {
         ContentHash(*hash.as_bytes())
@@ -231,6 +268,18 @@ impl From<blake3::Hash> for ContentHash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_of_one_sequence_are_consecutive_and_sort_by_time() {
+        let mut sequence = FileIdSequence::new_at(5_000);
+        let ids: Vec<u128> = (0..3)
+            .map(|_| u128::from_be_bytes(sequence.next_id().0))
+            .collect();
+        assert_eq!(ids, vec![ids[0], ids[0] + 1, ids[0] + 2]);
+        let later = FileIdSequence::new_at(5_001).next_id();
+        assert!(u128::from_be_bytes(later.0) > ids[2]);
+        assert_eq!(later.0[..6], 5_001u64.to_be_bytes()[2..]);
+    }
 
     #[test]
     fn node_id_round_trips_through_text() {

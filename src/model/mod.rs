@@ -19,7 +19,7 @@ mod version;
 mod tests;
 
 pub use entry::{Content, FileEntry, Holding, Kind, LinkTarget, Resolved, Stamp, MAX_LINK_TARGET};
-pub use ids::{ContentHash, FileId, IdParseError, NodeId, RepoId};
+pub use ids::{ContentHash, FileId, FileIdSequence, IdParseError, NodeId, RepoId};
 pub use invite::{
     InviteCode, InviteCodeError, InviteId, InviteSecret, StoredInvite, INVITE_SECRET_LEN,
     MAX_INVITE_ADDRS,

@@ -6,6 +6,7 @@
 
 pub mod discovery;
 mod frame;
+pub mod holdings;
 mod join;
 mod message;
 pub mod pair;
@@ -16,6 +17,7 @@ mod transfer;
 mod tests;
 
 pub use frame::{decode_body, decode_frame, encode_frame, frame_len, FRAME_HEADER_LEN};
+pub use holdings::HolderRun;
 pub use join::{compatible, join, Join, Membership, Side};
 pub use message::{
     check_hello, hello_versions, negotiate, ErrorCode, Hello, HelloMismatch, Request, Response,
@@ -31,9 +33,9 @@ pub use transfer::{
 };
 
 /// The protocol version this build speaks (the newest it understands).
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// The oldest protocol version this build still speaks.
-pub const MIN_PROTOCOL_VERSION: u32 = 4;
+pub const MIN_PROTOCOL_VERSION: u32 = 5;
 
 /// The TLS application protocol (ALPN) of the wire family: the framing and
 /// the layout of the first two `Hello` fields. Protocol versions inside the

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::holdings::{validate_runs, HolderRun};
 use super::message::check_len;
 use super::{Membership, ProtoError, Validate};
 use crate::model::{FileEntry, NodeRecord};
@@ -32,6 +33,10 @@ pub struct SyncHello {
     /// session, the server's once it has joined, if it did): the join rule
     /// is decided on these, not on the connection's older `Hello`s.
     pub membership: Membership,
+    /// The receiver is to send its changes after `merged_yours` as whole
+    /// entries, no holder runs: the sender could not place one of its runs
+    /// (see [`HolderRun`]).
+    pub whole_entries: bool,
 }
 
 impl Validate for SyncHello {
@@ -54,19 +59,23 @@ pub struct Batch {
     pub nodes: Vec<NodeRecord>,
     /// The sender's change sequence this batch brings the receiver up to.
     pub upto: u64,
+    /// Holder slots of entries changed in the same range only in their
+    /// slots, of which the receiver has the rest.
+    pub runs: Vec<HolderRun>,
 }
 
 impl Batch {
     /// Whether this is the last batch of a session whose sender's hello
     /// stated the change sequence `sender_seq`: nothing follows it.
     pub fn is_last(&self, sender_seq: u64) -> bool {
-        self.entries.is_empty() && self.upto == sender_seq
+        self.entries.is_empty() && self.runs.is_empty() && self.upto == sender_seq
     }
 }
 
 impl Validate for Batch {
     fn validate(&self) -> Result<(), ProtoError> {
         check_len("batch entries", self.entries.len(), MAX_BATCH_ENTRIES)?;
+        validate_runs(&self.runs)?;
         check_len("batch node records", self.nodes.len(), MAX_BATCH_NODES)?;
         for entry in &self.entries {
             check_len("path versions", entry.path.versions().len(), MAX_SIBLINGS)?;

@@ -111,14 +111,16 @@ fn hello_checks_give_readable_reasons() {
     let ours = hello();
     let proven = ours.node_id;
     let same = postcard::to_stdvec(&ours).unwrap();
-    assert_eq!(check_hello(&same, &ours, proven), Ok(Ok((ours.clone(), 4))));
+    let v = crate::proto::PROTOCOL_VERSION;
+    assert_eq!(check_hello(&same, &ours, proven), Ok(Ok((ours.clone(), v))));
 
     // A future version whose Hello layout after the version range is unknown.
-    let future = [5u8, 5, 0xde, 0xad];
+    let next = v as u8 + 1;
+    let future = [next, next, 0xde, 0xad];
     let mismatch = check_hello(&future, &ours, proven).unwrap().unwrap_err();
     assert_eq!(
         mismatch.describe("nas"),
-        "peer nas speaks protocol 5, we speak 4; upgrade the older harmony"
+        format!("peer nas speaks protocol {next}, we speak {v}; upgrade the older harmony")
     );
     assert_eq!(mismatch.close_code(), close::VERSION_MISMATCH);
 
@@ -172,20 +174,23 @@ fn arb_request() -> impl Strategy<Value = Request> {
             any::<[u8; 8]>(),
             any::<u64>(),
             any::<Option<([u8; 8], u64)>>(),
-            any::<([u8; 16], bool)>()
+            any::<([u8; 16], bool, bool)>()
         )
-            .prop_map(|(digest, incarnation, seq, merged_yours, (repo, fresh))| {
-                Request::Sync(crate::proto::SyncHello {
-                    digest,
-                    incarnation,
-                    seq,
-                    merged_yours,
-                    membership: crate::proto::Membership {
-                        repo_id: crate::model::RepoId(repo),
-                        fresh,
-                    },
-                })
-            }),
+            .prop_map(
+                |(digest, incarnation, seq, merged_yours, (repo, fresh, whole_entries))| {
+                    Request::Sync(crate::proto::SyncHello {
+                        digest,
+                        incarnation,
+                        seq,
+                        merged_yours,
+                        membership: crate::proto::Membership {
+                            repo_id: crate::model::RepoId(repo),
+                            fresh,
+                        },
+                        whole_entries,
+                    })
+                }
+            ),
         (any::<[u8; 32]>(), any::<u32>()).prop_map(|(hash, first)| Request::Manifest {
             hash: crate::model::ContentHash(hash),
             first

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{now_ms, Repo};
 use crate::error::{Error, Result};
-use crate::model::{Content, FileEntry, FileId, Kind, Stamp};
+use crate::model::{Content, FileEntry, FileId, FileIdSequence, Kind, Stamp};
 use crate::scan::{self, Change, ReadFile, ScanOutcome, ScanProgress};
 use crate::store::{LocalFile, Writer};
 
@@ -95,6 +95,8 @@ impl Repo {
         for (hash, manifest) in &outcome.manifests {
             writer.put_manifest(*hash, manifest)?;
         }
+        // The files this commit adds get consecutive ids.
+        let mut new_ids = FileIdSequence::new_at(now_ms() as u64);
         for change in outcome.changes {
             let stamp = || -> Result<Stamp> {
                 Ok(Stamp {
@@ -122,7 +124,7 @@ impl Repo {
                     }
                     None => {
                         let stamp = stamp()?;
-                        let id = FileId::new_at(stamp.at_ms as u64);
+                        let id = new_ids.next_id();
                         let entry =
                             FileEntry::new_file(id, file.path.clone(), content_of(&file), stamp);
                         writer.put_entry(&entry)?;

@@ -9,6 +9,11 @@
 //! location that upgrades.
 //!
 //! Schema 3 to 4: the `invites` table (`harmony invite`), empty.
+//!
+//! Schema 4 to 5: `entries.body_seq` (the last change other than in holder
+//! slots; set to the row's `seq`, so every entry changed since a peer's
+//! point goes to it whole once, as before), `entries.body_from` (none) and
+//! `peer_progress.whole`.
 
 use serde::Deserialize;
 
@@ -38,17 +43,27 @@ const INVITES_V4: &str = "CREATE TABLE invites (
 /// other, all in one transaction; an error for a version it does not know
 /// how to upgrade.
 pub(super) fn upgrade(store: &mut Store, found: i64, to: i64) -> Result<()> {
-    if !(2..to).contains(&found) || to != 4 {
+    if !(2..to).contains(&found) || to != 5 {
         return Err(StoreError::SchemaVersion { found });
     }
     let writer = store.write()?;
     if found == 2 {
         node_records_gain_preferences(&writer)?;
     }
-    writer.txn.execute_batch(INVITES_V4)?;
+    if found <= 3 {
+        writer.txn.execute_batch(INVITES_V4)?;
+    }
+    writer.txn.execute_batch(COMPACT_HOLDERS_V5)?;
     writer.txn.pragma_update(None, "user_version", to)?;
     writer.commit()
 }
+
+/// Schema 4 to 5.
+const COMPACT_HOLDERS_V5: &str = "
+    ALTER TABLE entries ADD COLUMN body_seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE entries SET body_seq = seq;
+    ALTER TABLE entries ADD COLUMN body_from BLOB;
+    ALTER TABLE peer_progress ADD COLUMN whole INTEGER NOT NULL DEFAULT 0;";
 
 /// Schema 2 to 3.
 fn node_records_gain_preferences(writer: &super::Writer<'_>) -> Result<()> {
@@ -88,16 +103,65 @@ mod tests {
         }
     }
 
-    /// A new database turned into one of schema `version` (which had no
-    /// `invites` table).
+    /// A new database turned into one of schema `version` (3 or 2, which
+    /// had no `invites` table and no columns of schema 5).
     fn store_of_schema(path: &std::path::Path, version: i64) -> Store {
         let store = Store::create(path, &settings()).unwrap();
-        store.conn.execute_batch("DROP TABLE invites").unwrap();
+        store
+            .conn
+            .execute_batch(
+                "DROP TABLE invites;
+                 ALTER TABLE entries DROP COLUMN body_seq;
+                 ALTER TABLE entries DROP COLUMN body_from;
+                 ALTER TABLE peer_progress DROP COLUMN whole;",
+            )
+            .unwrap();
         store
             .conn
             .pragma_update(None, "user_version", version)
             .unwrap();
         store
+    }
+
+    #[test]
+    fn a_schema_4_database_sends_each_changed_entry_whole_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let entry = crate::model::FileEntry::new_file(
+            crate::model::FileId([3; 16]),
+            crate::model::RepoPath::new("a").unwrap(),
+            crate::model::Content::Deleted,
+            crate::model::Stamp {
+                node: NodeId([1; 32]),
+                counter: 1,
+                at_ms: 0,
+            },
+        );
+        {
+            let mut store = Store::create(&path, &settings()).unwrap();
+            let writer = store.write().unwrap();
+            writer.put_entry(&entry).unwrap();
+            writer
+                .set_peer_progress(NodeId([2; 32]), [1; 8], 9, true)
+                .unwrap();
+            writer.commit().unwrap();
+            store
+                .conn
+                .execute_batch(
+                    "ALTER TABLE entries DROP COLUMN body_seq;
+                     ALTER TABLE entries DROP COLUMN body_from;
+                     ALTER TABLE peer_progress DROP COLUMN whole;
+                     PRAGMA user_version = 4;",
+                )
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let changes = store.entries_between(0, u64::MAX, 10).unwrap();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].body_seq, changes[0].seq);
+        assert_eq!(changes[0].body_from, None);
+        assert_eq!(changes[0].entry, entry);
+        assert!(!store.peer_wants_whole(NodeId([2; 32])).unwrap());
     }
 
     #[test]

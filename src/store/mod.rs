@@ -27,12 +27,13 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::chunk::ChunkParams;
 use crate::model::{FileId, NodeId, RepoId, STATE_DIR};
 pub use records::{BlockedFile, FileStat, LocalFile, PeerRecord};
+pub use replicated::EntryChange;
 pub use trash::TrashRecord;
 
 /// The database file inside `.harmony/`.
 pub const DB_FILE: &str = "state.db";
 const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 /// How long a writer waits for another process's transaction to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of write-ahead log kept after a checkpoint (a big merge may grow

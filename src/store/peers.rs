@@ -22,6 +22,20 @@ impl Store {
             .transpose()
     }
 
+    /// Whether a compact holder run of `peer` could not be placed here, so
+    /// that the next session asks for its changes as whole entries.
+    pub fn peer_wants_whole(&self, peer: NodeId) -> Result<bool> {
+        let whole: Option<bool> = self
+            .conn
+            .query_row(
+                "SELECT whole FROM peer_progress WHERE node_id = ?1",
+                [peer.0],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(whole.unwrap_or(false))
+    }
+
     /// The lowest change sequence of this node that every direct peer (a
     /// trusted peer, or a node this one synced with) is known to have merged.
     /// `None` when there is no peer at all.
@@ -56,13 +70,31 @@ impl Writer<'_> {
     }
 
     /// Records that every change of `peer` up to `seq` (in its database
-    /// `incarnation`) is merged here.
-    pub fn set_peer_progress(&self, peer: NodeId, incarnation: [u8; 8], seq: u64) -> Result<()> {
+    /// `incarnation`) is merged here, and whether its changes after that
+    /// must come as whole entries (`whole`, see [`Store::peer_wants_whole`]).
+    pub fn set_peer_progress(
+        &self,
+        peer: NodeId,
+        incarnation: [u8; 8],
+        seq: u64,
+        whole: bool,
+    ) -> Result<()> {
         self.txn
             .prepare_cached(
-                "INSERT OR REPLACE INTO peer_progress(node_id, incarnation, seq) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO peer_progress(node_id, incarnation, seq, whole)
+                 VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![peer.0, incarnation.to_vec(), seq as i64])?;
+            .execute(params![peer.0, incarnation.to_vec(), seq as i64, whole])?;
+        Ok(())
+    }
+
+    /// Records that `peer`'s changes after the point already recorded must
+    /// come as whole entries; without a recorded point, all of them do
+    /// anyway.
+    pub fn set_peer_wants_whole(&self, peer: NodeId) -> Result<()> {
+        self.txn
+            .prepare_cached("UPDATE peer_progress SET whole = 1 WHERE node_id = ?1")?
+            .execute([peer.0])?;
         Ok(())
     }
 

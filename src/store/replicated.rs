@@ -9,6 +9,21 @@ use super::{decode, derived, encode, fixed_meta, Result, Store, Writer};
 use crate::model::digest::{entry_part, xor_into};
 use crate::model::{FileEntry, FileId, NodeId, NodeRecord, Placed, RepoPath};
 
+/// An entry as changed here, for a peer that asks what changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryChange {
+    /// The change sequence of its last change.
+    pub seq: u64,
+    /// The change sequence of its last change other than in holder slots: a
+    /// peer that has merged this node's changes up to it lacks only slots.
+    pub body_seq: u64,
+    /// The peer whose version that change took whole (see
+    /// [`Writer::put_merged_entry`]): it lacks only slots too.
+    pub body_from: Option<NodeId>,
+    /// The entry.
+    pub entry: FileEntry,
+}
+
 impl Store {
     /// XOR of every entry's digest: equal on two nodes exactly when they hold
     /// the same replicated state (barring a 2^-256 accident).
@@ -28,18 +43,33 @@ impl Store {
     }
 
     /// Up to `limit` entries whose last change is after `after` and at most
-    /// `upto`, in change order, each with its change sequence.
-    pub fn entries_between(
-        &self,
-        after: u64,
-        upto: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, FileEntry)>> {
+    /// `upto`, in change order.
+    pub fn entries_between(&self, after: u64, upto: u64, limit: usize) -> Result<Vec<EntryChange>> {
         let upto = upto.min(i64::MAX as u64) as i64;
-        self.entries_with_seq(
-            "SELECT seq, data FROM entries WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
-            params![after as i64, upto, limit as i64],
-        )
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, body_seq, body_from, data FROM entries WHERE seq > ?1 AND seq <= ?2
+             ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![after as i64, upto, limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (seq, body_seq, body_from, data) = row?;
+            Ok(EntryChange {
+                seq,
+                body_seq,
+                body_from: body_from
+                    .map(|id| fixed_meta(id, "node id").map(NodeId))
+                    .transpose()?,
+                entry: decode("file entry", &data)?,
+            })
+        })
+        .collect()
     }
 
     /// The `(seq, data)` rows of `sql` as decoded entries.
@@ -170,30 +200,53 @@ impl Writer<'_> {
     /// Stores an entry, stamping it with the next change sequence and
     /// updating the state digest.
     pub fn put_entry(&self, entry: &FileEntry) -> Result<()> {
+        self.store_entry(entry, None)
+    }
+
+    /// Stores an entry merged from `peer` whose parts other than holder
+    /// slots are `peer`'s version as it sent it: `peer` has them, so it
+    /// needs only the slots of later changes (see [`EntryChange`]).
+    pub fn put_merged_entry(&self, entry: &FileEntry, peer: NodeId) -> Result<()> {
+        self.store_entry(entry, Some(peer))
+    }
+
+    /// [`Writer::put_entry`], with the peer the entry's other parts were
+    /// taken from whole, if so: kept when only holder slots change.
+    fn store_entry(&self, entry: &FileEntry, from: Option<NodeId>) -> Result<()> {
         let seq = self.next("change_seq")?;
         let digest = self.digest_of(entry)?;
-        let old: Option<(Vec<u8>, Vec<u8>)> = self
+        let old: Option<StoredRow> = self
             .txn
-            .prepare_cached("SELECT digest, data FROM entries WHERE file_id = ?1")?
-            .query_row([entry.id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached(
+                "SELECT digest, data, body_seq, body_from FROM entries WHERE file_id = ?1",
+            )?
+            .query_row([entry.id.0], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
-        let old = match old {
-            Some((old_digest, data)) => {
+        let (old, body_seq, body_from) = match old {
+            Some((old_digest, data, old_body_seq, old_from)) => {
                 self.swap_digest(Some(fixed_meta(old_digest, "row digest")?), digest)?;
-                Some(decode::<FileEntry>("file entry", &data)?)
+                let old = decode::<FileEntry>("file entry", &data)?;
+                if entry.differs_only_in_holders(&old) {
+                    (Some(old), old_body_seq as u64, old_from)
+                } else {
+                    (Some(old), seq, from.map(|n| n.0.to_vec()))
+                }
             }
             None => {
                 self.swap_digest(None, digest)?;
-                None
+                (None, seq, from.map(|n| n.0.to_vec()))
             }
         };
         self.txn
             .prepare_cached(
-                "INSERT INTO entries(file_id, path, deleted, seq, digest, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO entries(file_id, path, deleted, seq, digest, data, body_seq, body_from)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(file_id) DO UPDATE SET path = excluded.path,
                      deleted = excluded.deleted, seq = excluded.seq,
-                     digest = excluded.digest, data = excluded.data",
+                     digest = excluded.digest, data = excluded.data,
+                     body_seq = excluded.body_seq, body_from = excluded.body_from",
             )?
             .execute(params![
                 entry.id.0,
@@ -201,7 +254,9 @@ impl Writer<'_> {
                 entry.is_deleted(),
                 seq as i64,
                 digest.to_vec(),
-                encode(entry)?
+                encode(entry)?,
+                body_seq as i64,
+                body_from
             ])?;
         self.update_derived(old.as_ref(), Some(entry))
     }
@@ -347,6 +402,9 @@ impl Writer<'_> {
         Ok(())
     }
 }
+
+/// An entry's row as stored: digest, data, body_seq, body_from.
+type StoredRow = (Vec<u8>, Vec<u8>, i64, Option<Vec<u8>>);
 
 fn read_entry(conn: &Connection, id: FileId) -> Result<Option<FileEntry>> {
     let data: Option<Vec<u8>> = conn

@@ -1,4 +1,4 @@
--- Harmony state database, schema version 3.
+-- Harmony state database, schema version 5.
 -- Replicated state lives in `entries`; everything else is this location's own.
 
 -- Small settings and counters: repo_id, node_name, listen, chunking,
@@ -14,14 +14,21 @@ CREATE TABLE meta (
 -- tombstones), as a postcard-encoded model::FileEntry. `path` and `deleted`
 -- mirror the entry for lookups; `seq` is this node's change sequence at the
 -- row's last change, so "everything changed since N" is one index range;
--- `digest` is the entry's fingerprint, kept to update state_digest.
+-- `body_seq` is the change sequence of its last change other than in its
+-- holder slots, and `body_from` the peer that change was taken from whole
+-- (its version, merged here, left as it was), NULL for any other change: a
+-- peer that has merged up to `body_seq`, or is `body_from`, needs only the
+-- slots, sent as compact runs; `digest` is the entry's fingerprint, kept to
+-- update state_digest.
 CREATE TABLE entries (
-    file_id BLOB PRIMARY KEY,
-    path    TEXT NOT NULL,
-    deleted INTEGER NOT NULL,
-    seq     INTEGER NOT NULL,
-    digest  BLOB NOT NULL,
-    data    BLOB NOT NULL
+    file_id   BLOB PRIMARY KEY,
+    path      TEXT NOT NULL,
+    deleted   INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    digest    BLOB NOT NULL,
+    data      BLOB NOT NULL,
+    body_seq  INTEGER NOT NULL,
+    body_from BLOB
 ) WITHOUT ROWID;
 CREATE INDEX entries_by_path ON entries(path);
 CREATE INDEX entries_by_seq ON entries(seq);
@@ -71,10 +78,14 @@ CREATE INDEX nodes_by_seq ON nodes(seq);
 
 -- How far this node has merged each peer's changes: every entry the peer
 -- had given a change sequence <= seq, in the peer's database `incarnation`.
+-- `whole` is set when a compact holder run of the peer could not be placed
+-- here: the next session asks for the peer's changes after `seq` as whole
+-- entries.
 CREATE TABLE peer_progress (
     node_id     BLOB PRIMARY KEY,
     incarnation BLOB NOT NULL,
-    seq         INTEGER NOT NULL
+    seq         INTEGER NOT NULL,
+    whole       INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 
 -- How far each peer has merged this node's changes, as it said in its last

@@ -15,9 +15,10 @@ mod session;
 
 pub use session::{sync_with, SessionReport, SyncError, SyncServer};
 
-use crate::model::{FileId, NodeId};
-use crate::proto::{Membership, ProtoError, MAX_BATCH_NODES};
-use crate::store::{Store, StoreError};
+use crate::model::{FileEntry, FileId, NodeId};
+use crate::proto::holdings::{check, runs_of, CompactSlot, MAX_BATCH_SLOTS};
+use crate::proto::{HolderRun, Membership, ProtoError, MAX_BATCH_NODES};
+use crate::store::{EntryChange, Store, StoreError, Writer};
 
 pub use crate::proto::{Batch, SyncHello};
 
@@ -26,6 +27,9 @@ pub const BATCH_ENTRIES: usize = crate::proto::MAX_BATCH_ENTRIES;
 /// Encoded bytes per batch, at most (one entry alone may exceed it, up to
 /// the frame limit).
 pub const BATCH_BYTES: usize = 256 * 1024;
+/// Encoded bytes one holder slot of a run may take, at most: a run of its
+/// own (node, kind, first id, check) and a 10-byte counter. Most take one.
+const SLOT_BYTES: usize = 64;
 
 /// The hello this node sends to `peer`.
 pub fn hello(store: &Store, peer: NodeId) -> Result<SyncHello, StoreError> {
@@ -38,6 +42,7 @@ pub fn hello(store: &Store, peer: NodeId) -> Result<SyncHello, StoreError> {
             repo_id: store.settings()?.repo_id,
             fresh: store.is_fresh()?,
         },
+        whole_entries: store.peer_wants_whole(peer)?,
     })
 }
 
@@ -58,21 +63,63 @@ pub fn send_from(mine: &SyncHello, theirs: &SyncHello) -> u64 {
 /// session began. Changes made during the session (also those merged from
 /// the peer) wait for the next one, so nothing is echoed back. The last batch
 /// is always empty: it only tells the receiver how far it is now up to date.
+///
+/// An entry that changed only in its holder slots since the peer's point,
+/// each slot holding the entry's one current content or nothing, goes as
+/// its slots in [`HolderRun`]s (the peer's own slot left out: only the peer
+/// writes it), unless the peer asked for whole entries.
 pub struct Outgoing {
     after: u64,
+    /// The point the peer has merged this node's changes up to: an entry
+    /// whose last change other than in slots is no later, it has.
+    peer_has: u64,
     /// This node's change sequence when the session began.
     upto: u64,
+    /// The node receiving the batches.
+    receiver: NodeId,
+    /// Whether holder slots may go as runs.
+    compact: bool,
     done: bool,
 }
 
 impl Outgoing {
-    /// Sends the changes after `after`, given this node's `hello`.
-    pub fn new(after: u64, hello: &SyncHello) -> Self {
+    /// Sends this node's changes to `receiver` in the session of this
+    /// node's hello (`mine`) and the receiver's (`theirs`): those after the
+    /// point [`send_from`] finds.
+    pub fn new(mine: &SyncHello, theirs: &SyncHello, receiver: NodeId) -> Self {
+        let after = send_from(mine, theirs);
         Outgoing {
             after,
-            upto: hello.seq,
+            peer_has: after,
+            upto: mine.seq,
+            receiver,
+            compact: !theirs.whole_entries,
             done: false,
         }
+    }
+
+    /// The slots of `change` to send as runs, or `None` when the entry
+    /// must go whole.
+    fn compact_slots(&self, change: &EntryChange) -> Option<Vec<CompactSlot>> {
+        let has_body = change.body_seq <= self.peer_has || change.body_from == Some(self.receiver);
+        if !self.compact || !has_body {
+            return None;
+        }
+        let entry = &change.entry;
+        let current = entry.single_content_hash();
+        entry
+            .holders
+            .iter()
+            .filter(|(node, _)| **node != self.receiver)
+            .map(|(node, holding)| {
+                (holding.hash.is_none() || holding.hash == current).then_some(CompactSlot {
+                    node: *node,
+                    id: entry.id,
+                    counter: holding.counter,
+                    hash: holding.hash,
+                })
+            })
+            .collect()
     }
 
     /// The next batch, or `None` after the last one. Read from a
@@ -90,17 +137,31 @@ impl Outgoing {
             return Ok(None);
         }
         let start = self.after;
-        let mut entries = Vec::new();
+        let mut entries: Vec<(u64, FileEntry)> = Vec::new();
+        let mut slots: Vec<(u64, CompactSlot)> = Vec::new();
         let mut bytes = 0;
-        for (seq, entry) in store.entries_between(start, self.upto, BATCH_ENTRIES)? {
-            let size = postcard::experimental::serialized_size(&entry).unwrap_or(usize::MAX);
-            if !entries.is_empty() && bytes + size > BATCH_BYTES {
+        let mut last_seq = None;
+        for change in store.entries_between(start, self.upto, BATCH_ENTRIES)? {
+            let compact = self
+                .compact_slots(&change)
+                .filter(|these| slots.len() + these.len() <= MAX_BATCH_SLOTS);
+            let size = match &compact {
+                Some(these) => these.len() * SLOT_BYTES,
+                None => {
+                    postcard::experimental::serialized_size(&change.entry).unwrap_or(usize::MAX)
+                }
+            };
+            if last_seq.is_some() && bytes + size > BATCH_BYTES {
                 break;
             }
             bytes += size;
-            entries.push((seq, entry));
+            last_seq = Some(change.seq);
+            match compact {
+                Some(these) => slots.extend(these.into_iter().map(|slot| (change.seq, slot))),
+                None => entries.push((change.seq, change.entry)),
+            }
         }
-        let mut upto = entries.last().map_or(self.upto, |(seq, _)| *seq);
+        let mut upto = last_seq.unwrap_or(self.upto);
         let mut nodes = Vec::new();
         for (seq, record) in store.node_changes_between(start, upto, MAX_BATCH_NODES + 1)? {
             let size = postcard::experimental::serialized_size(&record).unwrap_or(usize::MAX);
@@ -108,6 +169,7 @@ impl Outgoing {
                 if nodes.len() == MAX_BATCH_NODES || bytes + size > BATCH_BYTES {
                     upto = last;
                     entries.retain(|(seq, _)| *seq <= upto);
+                    slots.retain(|(seq, _)| *seq <= upto);
                     break;
                 }
             }
@@ -119,6 +181,7 @@ impl Outgoing {
             entries: entries.into_iter().map(|(_, entry)| entry).collect(),
             nodes: nodes.into_iter().map(|(_, record)| record).collect(),
             upto,
+            runs: runs_of(slots.into_iter().map(|(_, slot)| slot).collect()),
         };
         self.done = batch.is_last(self.upto);
         Ok(Some(batch))
@@ -156,6 +219,85 @@ pub struct Merged {
     /// Of those, entries refused for crediting this node with a write it
     /// never made.
     pub forged: usize,
+    /// Holder slots received in runs.
+    pub slots: usize,
+    /// Runs that could not be placed here (see [`place_run`]).
+    pub runs_refused: usize,
+}
+
+/// The receiving half of one session, from batch to batch: whose batches
+/// they are and what this side asked for.
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    /// The sender.
+    pub peer: NodeId,
+    /// The sender's database incarnation, from its hello.
+    pub incarnation: [u8; 8],
+    /// The change sequence of the sender's hello: its last batch goes there.
+    pub their_seq: u64,
+    /// This side's hello asked for whole entries.
+    pub asked_whole: bool,
+    /// A run of this session could not be placed: the sender's changes
+    /// from the last point recorded must come again, whole, so the progress
+    /// stays there for the rest of the session.
+    pub refused: bool,
+}
+
+impl Incoming {
+    /// The receiving half for the session of these two hellos with `peer`.
+    pub fn new(peer: NodeId, mine: &SyncHello, theirs: &SyncHello) -> Self {
+        Incoming {
+            peer,
+            incarnation: theirs.incarnation,
+            their_seq: theirs.seq,
+            asked_whole: mine.whole_entries,
+            refused: false,
+        }
+    }
+}
+
+/// Places the slots of `run` in this node's entries if the run's check
+/// holds against them: every entry of the run is known here, and (for a
+/// run of holding slots) has one current content, and the check over the
+/// (id, hash) pairs is the sender's. Returns whether it did; the entries
+/// whose slots changed are added to `changed`. A run of this node's own
+/// slots is checked and ignored (only this node writes them).
+fn place_run(
+    writer: &Writer<'_>,
+    me: NodeId,
+    run: &HolderRun,
+    changed: &mut Vec<FileId>,
+) -> Result<bool, StoreError> {
+    let mut entries = Vec::with_capacity(run.counters.len());
+    for (id, _) in run.slots() {
+        let Some(entry) = writer.entry(id)? else {
+            return Ok(false);
+        };
+        let held = if run.holds {
+            match entry.single_content_hash() {
+                Some(hash) => Some(hash),
+                None => return Ok(false),
+            }
+        } else {
+            None
+        };
+        entries.push((entry, held));
+    }
+    if check(entries.iter().map(|(entry, held)| (entry.id, *held))) != run.check {
+        return Ok(false);
+    }
+    if run.node == me {
+        return Ok(true);
+    }
+    for ((mut entry, held), (_, counter)) in entries.into_iter().zip(run.slots()) {
+        let before = entry.holders.get(&run.node).cloned();
+        entry.set_holding(run.node, held, counter);
+        if entry.holders.get(&run.node) != before.as_ref() {
+            writer.put_entry(&entry)?;
+            changed.push(entry.id);
+        }
+    }
+    Ok(true)
 }
 
 /// Why a merged change is blocked until the apply step after the merge
@@ -170,11 +312,11 @@ const NOT_APPLIED: &str =
 pub fn merge_batch(
     store: &mut Store,
     me: NodeId,
-    peer: NodeId,
-    incarnation: [u8; 8],
+    session: &mut Incoming,
     batch: Batch,
 ) -> Result<Merged, StoreError> {
     let known: Vec<NodeId> = store.nodes()?.into_iter().map(|n| n.id).collect();
+    let last = batch.is_last(session.their_seq);
     let writer = store.write()?;
     let my_writes = writer.write_counter()?;
     let mut merged = Merged::default();
@@ -207,8 +349,19 @@ pub fn merge_batch(
             }
         };
         if let Some(entry) = updated {
-            writer.put_entry(&entry)?;
+            // Left as the peer sent it (but for slots), the peer has it.
+            if entry.differs_only_in_holders(&incoming) {
+                writer.put_merged_entry(&entry, session.peer)?;
+            } else {
+                writer.put_entry(&entry)?;
+            }
             merged.changed.push(entry.id);
+        }
+    }
+    for run in &batch.runs {
+        merged.slots += run.counters.len();
+        if !place_run(&writer, me, run, &mut merged.changed)? {
+            merged.runs_refused += 1;
         }
     }
     // Files of this location moved aside (or back) by what arrived.
@@ -243,7 +396,14 @@ pub fn merge_batch(
             writer.put_node(&record)?;
         }
     }
-    writer.set_peer_progress(peer, incarnation, batch.upto)?;
+    if merged.runs_refused > 0 && !session.refused {
+        session.refused = true;
+        writer.set_peer_wants_whole(session.peer)?;
+    }
+    if !session.refused {
+        let whole = session.asked_whole && !last;
+        writer.set_peer_progress(session.peer, session.incarnation, batch.upto, whole)?;
+    }
     writer.commit()?;
     Ok(merged)
 }
@@ -261,7 +421,7 @@ pub fn begin(
     let in_sync = mine.digest == theirs.digest;
     let writer = store.write()?;
     if in_sync {
-        writer.set_peer_progress(peer, theirs.incarnation, theirs.seq)?;
+        writer.set_peer_progress(peer, theirs.incarnation, theirs.seq, false)?;
         writer.set_peer_has_mine(peer, mine.seq)?;
     } else {
         writer.set_peer_has_mine(peer, send_from(mine, theirs))?;
@@ -314,6 +474,7 @@ mod tests {
             entries: vec![entry; entries],
             nodes: Vec::new(),
             upto,
+            runs: Vec::new(),
         }
     }
 

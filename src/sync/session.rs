@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
-use super::{begin, check_upto, collect_tombstones, hello, merge_batch, send_from, Outgoing};
+use super::{begin, check_upto, collect_tombstones, hello, merge_batch, Incoming, Outgoing};
 use crate::model::{FileId, STATE_DIR};
 use crate::net::{
     FrameReceiver, FrameSender, FramedStream, Membership, NetError, PeerConnection, PeerInfo,
@@ -66,6 +66,14 @@ pub struct SessionReport {
     pub entries_sent: usize,
     /// Entries received from the peer.
     pub entries_received: usize,
+    /// Holder slots this side sent in compact runs (entries that changed
+    /// only in their slots).
+    pub slots_sent: usize,
+    /// Holder slots received in compact runs.
+    pub slots_received: usize,
+    /// Runs of the peer that could not be placed here (the entries differ
+    /// here): the next session asks for its changes whole from there.
+    pub runs_refused: usize,
     /// Entries that changed here.
     pub changed: usize,
     /// Entries or records refused as malformed.
@@ -78,10 +86,12 @@ pub struct SessionReport {
 
 impl SessionReport {
     /// This side changed its own state after merging (a holder slot, by
-    /// applying changes to the tree): the peer learns it in one more session.
+    /// applying changes to the tree): the peer learns it in one more
+    /// session; or it could not place some of the peer's holder runs,
+    /// which one more session brings whole.
     pub fn left_news(&self) -> bool {
         let a = &self.applied;
-        a.moved + a.deleted + a.copied_locally > 0
+        a.moved + a.deleted + a.copied_locally > 0 || self.runs_refused > 0
     }
 }
 
@@ -229,10 +239,11 @@ async fn exchange(
         return Ok(report);
     }
     let (sender, receiver) = stream.split();
-    let after = send_from(&mine, &theirs);
+    let outgoing = Outgoing::new(&mine, &theirs, peer_id);
+    let incoming = Incoming::new(peer_id, &mine, &theirs);
     let (sent, (repo, received)) = tokio::try_join!(
-        send_batches(sender, snapshot, after, mine),
-        receive_batches(receiver, repo, peer, &theirs),
+        send_batches(sender, snapshot, outgoing, mine.seq),
+        receive_batches(receiver, repo, peer, incoming),
     )?;
     if received.rejected > 0 {
         tracing::warn!(
@@ -242,8 +253,17 @@ async fn exchange(
             received.forged
         );
     }
-    report.entries_sent = sent;
+    if received.runs_refused > 0 {
+        tracing::info!(
+            "{} holder runs of peer {} did not match the entries here; the next session asks for its changes whole",
+            received.runs_refused,
+            peer.name
+        );
+    }
+    (report.entries_sent, report.slots_sent) = sent;
     report.entries_received = received.entries;
+    report.slots_received = received.slots;
+    report.runs_refused = received.runs_refused;
     report.changed = received.changed.len();
     report.rejected = received.rejected;
     let changed = received.changed;
@@ -259,23 +279,24 @@ async fn exchange(
     Ok(report)
 }
 
-/// Sends our changes after `after`, read from `snapshot` (a connection of
-/// our own to the database), until the last (empty) batch. Returns the
-/// entries sent.
+/// Sends the batches of `outgoing`, read from `snapshot` (a connection of
+/// our own to the database), until the last (empty) batch, which goes up to
+/// `my_seq`. Returns the entries and the holder slots sent.
 async fn send_batches(
     sender: &mut FrameSender,
     snapshot: Snapshot,
-    after: u64,
-    mine: SyncHello,
-) -> Result<usize, SyncError> {
-    let mut state = (snapshot, Outgoing::new(after, &mine));
-    let mut sent = 0;
+    outgoing: Outgoing,
+    my_seq: u64,
+) -> Result<(usize, usize), SyncError> {
+    let mut state = (snapshot, outgoing);
+    let mut sent = (0, 0);
     loop {
         let (back, batch) = blocking(state, |(store, out)| out.next_batch(store)).await?;
         state = back;
         let Some(batch) = batch? else { break };
-        sent += batch.entries.len();
-        let last = batch.is_last(mine.seq);
+        sent.0 += batch.entries.len();
+        sent.1 += batch.runs.iter().map(|r| r.counters.len()).sum::<usize>();
+        let last = batch.is_last(my_seq);
         sender.send_frame(&batch).await?;
         if last {
             break;
@@ -284,11 +305,14 @@ async fn send_batches(
     Ok(sent)
 }
 
+#[derive(Default)]
 struct Received {
     entries: usize,
     changed: Vec<FileId>,
     rejected: usize,
     forged: usize,
+    slots: usize,
+    runs_refused: usize,
 }
 
 /// Batches waiting for the merger, at most: decoding the next batch overlaps
@@ -302,24 +326,21 @@ async fn receive_batches(
     receiver: &mut FrameReceiver,
     mut repo: Repo,
     peer_info: &PeerInfo,
-    theirs: &SyncHello,
+    mut incoming: Incoming,
 ) -> Result<(Repo, Received), SyncError> {
-    let (peer, incarnation) = (peer_info.node_id, theirs.incarnation);
+    let their_seq = incoming.their_seq;
     let me = repo.node_id();
     let (queue, mut batches) = tokio::sync::mpsc::channel::<Batch>(MERGE_QUEUE);
     let merger = tokio::task::spawn_blocking(move || {
-        let mut received = Received {
-            entries: 0,
-            changed: Vec::new(),
-            rejected: 0,
-            forged: 0,
-        };
+        let mut received = Received::default();
         while let Some(batch) = batches.blocking_recv() {
             received.entries += batch.entries.len();
-            let merged = merge_batch(repo.store_mut(), me, peer, incarnation, batch)?;
+            let merged = merge_batch(repo.store_mut(), me, &mut incoming, batch)?;
             received.changed.extend(merged.changed);
             received.rejected += merged.rejected;
             received.forged += merged.forged;
+            received.slots += merged.slots;
+            received.runs_refused += merged.runs_refused;
         }
         Ok::<_, SyncError>((repo, received))
     });
@@ -327,13 +348,14 @@ async fn receive_batches(
         let mut upto = None;
         loop {
             let batch: Batch = receiver.recv_frame().await?;
-            upto = Some(check_upto(upto, &batch, theirs.seq).map_err(|source| {
-                NetError::Protocol {
-                    peer: peer_info.name.clone(),
-                    source,
-                }
-            })?);
-            let last = batch.is_last(theirs.seq);
+            upto =
+                Some(
+                    check_upto(upto, &batch, their_seq).map_err(|source| NetError::Protocol {
+                        peer: peer_info.name.clone(),
+                        source,
+                    })?,
+                );
+            let last = batch.is_last(their_seq);
             if queue.send(batch).await.is_err() {
                 return Ok(()); // the merger stopped: its error says why
             }

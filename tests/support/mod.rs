@@ -297,27 +297,25 @@ pub fn sync_pair_merged(a: &mut Location, b: &mut Location, apply: bool) -> usiz
         }
         return 0;
     }
-    let batches = |loc: &Location, mine: &sync::SyncHello, theirs: &sync::SyncHello| {
-        let mut out = sync::Outgoing::new(sync::send_from(mine, theirs), mine);
-        let mut batches = Vec::new();
-        while let Some(batch) = out.next_batch(loc.repo.store()).unwrap() {
-            batches.push(batch);
-        }
-        batches
-    };
-    let from_a = batches(a, &hello_a, &hello_b);
-    let from_b = batches(b, &hello_b, &hello_a);
+    let from_a = outgoing(a.repo.store(), &hello_a, &hello_b, id_b);
+    let from_b = outgoing(b.repo.store(), &hello_b, &hello_a, id_a);
     let count = from_a.len() + from_b.len();
-    for (to, from_id, hello, batches) in [
-        (&mut *b, id_a, &hello_a, from_a),
-        (&mut *a, id_b, &hello_b, from_b),
+    for (to, mut incoming, batches) in [
+        (
+            &mut *b,
+            sync::Incoming::new(id_a, &hello_b, &hello_a),
+            from_a,
+        ),
+        (
+            &mut *a,
+            sync::Incoming::new(id_b, &hello_a, &hello_b),
+            from_b,
+        ),
     ] {
         let me = to.repo.node_id();
         let mut changed = Vec::new();
         for batch in batches {
-            let merged =
-                sync::merge_batch(to.repo.store_mut(), me, from_id, hello.incarnation, batch)
-                    .unwrap();
+            let merged = sync::merge_batch(to.repo.store_mut(), me, &mut incoming, batch).unwrap();
             changed.extend(merged.changed);
         }
         if !apply {
@@ -327,6 +325,18 @@ pub fn sync_pair_merged(a: &mut Location, b: &mut Location, apply: bool) -> usiz
         sync::collect_tombstones(to.repo.store_mut()).unwrap();
     }
     count
+}
+
+/// Every batch `store` has for the peer `to` in the session of these
+/// hellos, as its sender would send them.
+pub fn outgoing(
+    store: &harmony::store::Store,
+    mine: &harmony::sync::SyncHello,
+    theirs: &harmony::sync::SyncHello,
+    to: harmony::model::NodeId,
+) -> Vec<harmony::sync::Batch> {
+    let mut out = harmony::sync::Outgoing::new(mine, theirs, to);
+    std::iter::from_fn(|| out.next_batch(store).unwrap()).collect()
 }
 
 /// Serves `loc` to the `trusted` locations.
