@@ -221,6 +221,10 @@ pub struct Merged {
     pub forged: usize,
     /// Holder slots received in runs.
     pub slots: usize,
+    /// Of those, slots that changed an entry here: another node's slot
+    /// changes nothing in this working tree, so these entries are not in
+    /// `changed` (which the apply step goes through).
+    pub slots_placed: usize,
     /// Runs that could not be placed here (see [`place_run`]).
     pub runs_refused: usize,
 }
@@ -259,24 +263,23 @@ impl Incoming {
 /// Places the slots of `run` in this node's entries if the run's check
 /// holds against them: every entry of the run is known here, and (for a
 /// run of holding slots) has one current content, and the check over the
-/// (id, hash) pairs is the sender's. Returns whether it did; the entries
-/// whose slots changed are added to `changed`. A run of this node's own
-/// slots is checked and ignored (only this node writes them).
+/// (id, hash) pairs is the sender's. Returns how many slots changed an
+/// entry, `None` if the run did not fit. A run of this node's own slots is
+/// checked and ignored (only this node writes them).
 fn place_run(
     writer: &Writer<'_>,
     me: NodeId,
     run: &HolderRun,
-    changed: &mut Vec<FileId>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<usize>, StoreError> {
     let mut entries = Vec::with_capacity(run.counters.len());
     for (id, _) in run.slots() {
         let Some(entry) = writer.entry(id)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let held = if run.holds {
             match entry.single_content_hash() {
                 Some(hash) => Some(hash),
-                None => return Ok(false),
+                None => return Ok(None),
             }
         } else {
             None
@@ -284,20 +287,21 @@ fn place_run(
         entries.push((entry, held));
     }
     if check(entries.iter().map(|(entry, held)| (entry.id, *held))) != run.check {
-        return Ok(false);
+        return Ok(None);
     }
     if run.node == me {
-        return Ok(true);
+        return Ok(Some(0));
     }
+    let mut placed = 0;
     for ((mut entry, held), (_, counter)) in entries.into_iter().zip(run.slots()) {
         let before = entry.holders.get(&run.node).cloned();
         entry.set_holding(run.node, held, counter);
         if entry.holders.get(&run.node) != before.as_ref() {
             writer.put_entry(&entry)?;
-            changed.push(entry.id);
+            placed += 1;
         }
     }
-    Ok(true)
+    Ok(Some(placed))
 }
 
 /// Why a merged change is blocked until the apply step after the merge
@@ -360,8 +364,9 @@ pub fn merge_batch(
     }
     for run in &batch.runs {
         merged.slots += run.counters.len();
-        if !place_run(&writer, me, run, &mut merged.changed)? {
-            merged.runs_refused += 1;
+        match place_run(&writer, me, run)? {
+            Some(placed) => merged.slots_placed += placed,
+            None => merged.runs_refused += 1,
         }
     }
     // Files of this location moved aside (or back) by what arrived.

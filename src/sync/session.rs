@@ -74,7 +74,7 @@ pub struct SessionReport {
     /// Runs of the peer that could not be placed here (the entries differ
     /// here): the next session asks for its changes whole from there.
     pub runs_refused: usize,
-    /// Entries that changed here.
+    /// Entries that changed here (holder slots from runs included).
     pub changed: usize,
     /// Entries or records refused as malformed.
     pub rejected: usize,
@@ -264,7 +264,7 @@ async fn exchange(
     report.entries_received = received.entries;
     report.slots_received = received.slots;
     report.runs_refused = received.runs_refused;
-    report.changed = received.changed.len();
+    report.changed = received.changed.len() + received.slots_placed;
     report.rejected = received.rejected;
     let changed = received.changed;
     let (_, result) = blocking(repo, move |r| {
@@ -312,6 +312,7 @@ struct Received {
     rejected: usize,
     forged: usize,
     slots: usize,
+    slots_placed: usize,
     runs_refused: usize,
 }
 
@@ -340,6 +341,7 @@ async fn receive_batches(
             received.rejected += merged.rejected;
             received.forged += merged.forged;
             received.slots += merged.slots;
+            received.slots_placed += merged.slots_placed;
             received.runs_refused += merged.runs_refused;
         }
         Ok::<_, SyncError>((repo, received))

@@ -17,7 +17,7 @@ use super::local::notice_local_changes;
 use super::schedule::{Action, Outcome, Schedule};
 use super::{Inbox, News, StatusBoard};
 use crate::model::{NodeId, STATE_DIR};
-use crate::net::{Membership, Node, PeerConnection};
+use crate::net::{Membership, NetError, Node, PeerConnection};
 use crate::node::read_state;
 use crate::proto::{Request, Response};
 use crate::repo::{CommitOptions, Config};
@@ -54,9 +54,15 @@ enum Synced {
     Settled { changed: bool },
 }
 
+/// Why a dial failed, and whether because the peer's port is closed.
+struct DialFailed {
+    reason: String,
+    port_closed: bool,
+}
+
 /// How a task of the loop ended.
 enum Done {
-    Dialed(NodeId, Result<PeerConnection, String>),
+    Dialed(NodeId, Result<PeerConnection, DialFailed>),
     Synced(Action, Result<Synced, String>),
     Notified(NodeId, Result<(), String>),
 }
@@ -191,11 +197,18 @@ impl Live {
                 let node = self.node.clone();
                 tasks.spawn(async move {
                     let dialed = match super::super::resolve(&peer).await {
-                        Ok(addr) => node
-                            .connect(addr, peer.node_id, &peer.name)
-                            .await
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
+                        Ok(addr) => {
+                            node.connect(addr, peer.node_id, &peer.name)
+                                .await
+                                .map_err(|e| DialFailed {
+                                    port_closed: matches!(e, NetError::PortClosed { .. }),
+                                    reason: e.to_string(),
+                                })
+                        }
+                        Err(e) => Err(DialFailed {
+                            reason: e.to_string(),
+                            port_closed: false,
+                        }),
                     };
                     Done::Dialed(id, dialed)
                 });
@@ -248,16 +261,23 @@ impl Live {
         let outcome = |ok: bool| if ok { Outcome::Done } else { Outcome::Failed };
         match done {
             Done::Dialed(id, dialed) => {
-                let ok = dialed.is_ok();
-                match dialed {
+                self.status.connected(&name(&id), dialed.is_ok());
+                let ended = match dialed {
                     Ok(conn) => {
                         tracing::info!("connected to {}", name(&id));
                         links.insert(id, Arc::new(conn));
+                        Outcome::Done
                     }
-                    Err(e) => tracing::debug!("cannot reach {}: {e}", name(&id)),
-                }
-                self.status.connected(&name(&id), ok);
-                schedule.dialed(id, outcome(ok), now);
+                    Err(failed) => {
+                        tracing::debug!("cannot reach {}: {}", name(&id), failed.reason);
+                        if failed.port_closed {
+                            Outcome::NotServing
+                        } else {
+                            Outcome::Failed
+                        }
+                    }
+                };
+                schedule.dialed(id, ended, now);
             }
             Done::Synced(action, synced) => {
                 let id = action.peer();

@@ -58,6 +58,13 @@ pub enum Outcome {
     Done,
     /// Failed: the connection is taken for lost.
     Failed,
+    /// The dial failed because the host answered that nothing listens on
+    /// the port: the peer runs no `serve`. Redialing it every few seconds
+    /// would cost a handshake and ICMP errors each time and find nothing;
+    /// its `serve`, once started, dials this node, and that connection
+    /// ([`Schedule::reachable`]) brings the dial forward. Until then it is
+    /// retried only after [`BACKOFF_MAX`].
+    NotServing,
     /// Nothing to exchange: both locations are empty. The connection is
     /// closed (a later one's `Hello`s say what changed) and made again when
     /// either side has news, or after the periodic interval.
@@ -226,6 +233,13 @@ impl Schedule {
                     why: Down::Unreached,
                 };
             }
+            Outcome::NotServing => {
+                peer.failures = peer.failures.saturating_add(1);
+                peer.link = Link::Down {
+                    retry_at: now + BACKOFF_MAX,
+                    why: Down::Unreached,
+                };
+            }
         }
     }
 
@@ -247,7 +261,8 @@ impl Schedule {
                 peer.periodic_at = now + interval;
             }
             (Outcome::Done, _) => peer.failures = 0,
-            (Outcome::Failed, _) => {
+            // (An exchange runs over a connection: its port was open.)
+            (Outcome::Failed | Outcome::NotServing, _) => {
                 peer.failures = peer.failures.saturating_add(1);
                 peer.link = Link::Down {
                     retry_at: now + delay,
@@ -456,6 +471,25 @@ mod tests {
         assert!(s.poll(now).is_empty());
         s.reachable(A, now);
         assert_eq!(s.poll(now), [Action::Dial(A)]);
+    }
+
+    #[test]
+    fn a_peer_that_serves_not_is_left_until_it_connects() {
+        let now = Instant::now();
+        let mut s = schedule(now);
+        assert_eq!(s.poll(now), [Action::Dial(A), Action::Dial(B)]);
+        s.dialed(A, Outcome::NotServing, now);
+        s.dialed(B, Outcome::Failed, now);
+        // B, silent, is retried within seconds; A, whose port is closed,
+        // not for minutes.
+        let soon = now + BACKOFF_FIRST * 2;
+        assert_eq!(s.poll(soon), [Action::Dial(B)]);
+        assert_eq!(s.poll(now + BACKOFF_MAX - Duration::from_secs(1)), []);
+        // A's serve starts and connects here: dialed back at once.
+        s.reachable(A, soon);
+        assert_eq!(s.poll(soon), [Action::Dial(A)]);
+        s.dialed(A, Outcome::NotServing, soon);
+        assert_eq!(s.poll(soon + BACKOFF_MAX), [Action::Dial(A)]);
     }
 
     #[test]
