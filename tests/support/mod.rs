@@ -277,6 +277,26 @@ pub fn sync_pair_committed(a: &mut Location, b: &mut Location) -> usize {
 /// [`sync_pair_committed`]; without `apply`, the sessions stop after their
 /// merges, as a process killed before its apply step does.
 pub fn sync_pair_merged(a: &mut Location, b: &mut Location, apply: bool) -> usize {
+    session(a, b, apply).batches
+}
+
+/// What one in-process session exchanged.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Exchanged {
+    /// Batches, both ways (0 when the digests were equal).
+    pub batches: usize,
+    /// Encoded bytes of both hellos and every batch, as frames: the
+    /// session's payload on the wire, without QUIC's and TLS's overhead.
+    pub bytes: usize,
+}
+
+/// [`sync_pair_committed`], measuring what it exchanged.
+pub fn sync_pair_measured(a: &mut Location, b: &mut Location) -> Exchanged {
+    session(a, b, true)
+}
+
+fn session(a: &mut Location, b: &mut Location, apply: bool) -> Exchanged {
+    use harmony::proto::{encode_frame, Request, Response};
     use harmony::sync;
     // A fresh location joins the repository of its first peer.
     let repo_a = a.repo.settings().repo_id;
@@ -287,6 +307,10 @@ pub fn sync_pair_merged(a: &mut Location, b: &mut Location, apply: bool) -> usiz
     let hello_b = sync::hello(b.repo.store(), id_a).unwrap();
     let in_sync = sync::begin(a.repo.store_mut(), id_b, &hello_a, &hello_b).unwrap();
     sync::begin(b.repo.store_mut(), id_a, &hello_b, &hello_a).unwrap();
+    let hellos = encode_frame(&Request::Sync(hello_a.clone())).unwrap().len()
+        + encode_frame(&Response::Sync(hello_b.clone()))
+            .unwrap()
+            .len();
     if in_sync {
         // The session applies what an earlier one merged and left blocked.
         for loc in [a, b] {
@@ -295,11 +319,19 @@ pub fn sync_pair_merged(a: &mut Location, b: &mut Location, apply: bool) -> usiz
             }
             sync::collect_tombstones(loc.repo.store_mut()).unwrap();
         }
-        return 0;
+        return Exchanged {
+            batches: 0,
+            bytes: hellos,
+        };
     }
     let from_a = outgoing(a.repo.store(), &hello_a, &hello_b, id_b);
     let from_b = outgoing(b.repo.store(), &hello_b, &hello_a, id_a);
     let count = from_a.len() + from_b.len();
+    let bytes: usize = from_a
+        .iter()
+        .chain(&from_b)
+        .map(|batch| encode_frame(batch).unwrap().len())
+        .sum();
     for (to, mut incoming, batches) in [
         (
             &mut *b,
@@ -324,7 +356,10 @@ pub fn sync_pair_merged(a: &mut Location, b: &mut Location, apply: bool) -> usiz
         to.repo.apply_remote(&changed).unwrap();
         sync::collect_tombstones(to.repo.store_mut()).unwrap();
     }
-    count
+    Exchanged {
+        batches: count,
+        bytes: hellos + bytes,
+    }
 }
 
 /// Every batch `store` has for the peer `to` in the session of these
