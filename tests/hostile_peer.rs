@@ -218,6 +218,7 @@ impl Rogue {
                 fresh: false,
             },
             whole_entries: false,
+            summary: None,
         };
         let mut stream = self.conn.open_session(&Request::Sync(hello)).await?;
         let theirs = match stream.recv_frame_after_work().await? {

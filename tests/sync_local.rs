@@ -517,3 +517,40 @@ fn a_sync_cut_between_merge_and_apply_is_applied_by_the_next_sync() {
     );
     assert!(b.repo.store().blocked().unwrap().is_empty());
 }
+
+/// Two locations meeting for the first time, each holding most of the
+/// other's state already (it reached both through a third): each sends
+/// only what lies in the buckets of its summary that differ.
+#[test]
+fn a_first_meeting_sends_only_what_the_other_lacks() {
+    let [mut a, mut b, mut c] = locations(["a", "b", "c"]);
+    for i in 0..200 {
+        a.write(&format!("f/{i:03}"), format!("{i}").as_bytes());
+    }
+    sync_pair(&mut a, &mut b);
+    sync_pair(&mut a, &mut c);
+    // b and c know the same 200 files (and a, b and c); then each changes one.
+    b.write("only-b.txt", b"b");
+    c.write("only-c.txt", b"c");
+    b.commit();
+    c.commit();
+    let (id_b, id_c) = (b.repo.node_id(), c.repo.node_id());
+    let hello_b = sync::hello(b.repo.store(), id_c).unwrap();
+    let hello_c = sync::hello(c.repo.store(), id_b).unwrap();
+    assert!(hello_b.merged_yours.is_none() && hello_b.summary.is_some());
+    let sent: Vec<String> = outgoing(b.repo.store(), &hello_b, &hello_c, id_c)
+        .iter()
+        .flat_map(|batch| batch.entries.iter())
+        .map(|e| e.current_path().to_string())
+        .collect();
+    // The new file, and the few that share a bucket with a row that
+    // differs (the two new files, the records of b and c), out of 201.
+    assert!(sent.contains(&"only-b.txt".to_owned()));
+    assert!(sent.len() <= 10, "{} entries sent: {sent:?}", sent.len());
+
+    sync_pair(&mut b, &mut c);
+    assert_eq!(digest(&b), digest(&c));
+    assert_eq!(b.paths().len(), 202);
+    // Met once, they have progress of each other: no summary any more.
+    assert!(sync::hello(b.repo.store(), id_c).unwrap().summary.is_none());
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use harmony::chunk::{
     page_hash, ChunkParams, ChunkRef, PageRef, PAGE_AVG_CHUNKS, PAGE_MAX_CHUNKS, REFINE_PARAMS,
 };
+use harmony::model::digest::Summary;
 use harmony::model::{ContentHash, NodeId, NodeRecord, NumCopiesSetting, Preferences, RepoId};
 use harmony::proto::{
     self, Batch, ChunkRanges, ErrorCode, Hello, ManifestIndex, Request, Response, SyncHello,
@@ -201,6 +202,10 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
                 fresh: true,
             },
             whole_entries: true,
+            summary: Summary::from_buckets(vec![
+                [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08],
+                [0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18],
+            ]),
         }),
     );
     round_trip(

@@ -16,6 +16,7 @@ use arbitrary::{Result, Unstructured};
 use serde::Serialize;
 
 use harmony::chunk::{ChunkParams, ChunkRef, Manifest, PageRef, PAGE_MAX_CHUNKS};
+use harmony::model::digest::{Summary, MAX_SUMMARY_BUCKETS};
 use harmony::model::preferred::{MAX_EXPR_BYTES, MAX_GROUP_NAME};
 use harmony::model::{
     Content, ContentHash, FileId, Holding, InviteId, NodeId, NodeRecord, NumCopiesSetting,
@@ -416,6 +417,12 @@ fn sync_hello(u: &mut Unstructured) -> Result<SyncHello> {
             fresh: u.arbitrary()?,
         },
         whole_entries: u.arbitrary()?,
+        summary: if u.arbitrary()? {
+            let buckets = count(u, 16, MAX_SUMMARY_BUCKETS)?;
+            Summary::from_buckets((0..buckets).map(|_| u.arbitrary()).collect::<Result<_>>()?)
+        } else {
+            None
+        },
     })
 }
 

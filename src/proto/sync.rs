@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::holdings::{validate_runs, HolderRun};
 use super::message::check_len;
 use super::{Membership, ProtoError, Validate};
+use crate::model::digest::Summary;
 use crate::model::{FileEntry, NodeRecord};
 
 /// Entries per [`Batch`], at most.
@@ -37,6 +38,10 @@ pub struct SyncHello {
     /// entries, no holder runs: the sender could not place one of its runs
     /// (see [`HolderRun`]).
     pub whole_entries: bool,
+    /// The sender's state by buckets, when it has merged none of the
+    /// receiver's changes (a first meeting): the receiver then sends only
+    /// what lies in buckets whose fingerprints differ from its own.
+    pub summary: Option<Summary>,
 }
 
 impl Validate for SyncHello {

@@ -174,10 +174,16 @@ fn arb_request() -> impl Strategy<Value = Request> {
             any::<[u8; 8]>(),
             any::<u64>(),
             any::<Option<([u8; 8], u64)>>(),
-            any::<([u8; 16], bool, bool)>()
+            any::<([u8; 16], bool, bool, Option<u8>)>()
         )
             .prop_map(
-                |(digest, incarnation, seq, merged_yours, (repo, fresh, whole_entries))| {
+                |(
+                    digest,
+                    incarnation,
+                    seq,
+                    merged_yours,
+                    (repo, fresh, whole_entries, buckets),
+                )| {
                     Request::Sync(crate::proto::SyncHello {
                         digest,
                         incarnation,
@@ -188,6 +194,8 @@ fn arb_request() -> impl Strategy<Value = Request> {
                             fresh,
                         },
                         whole_entries,
+                        summary: buckets
+                            .map(|log| crate::model::digest::Summary::new(1 << (log % 13))),
                     })
                 }
             ),

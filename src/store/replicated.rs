@@ -6,7 +6,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{decode, derived, encode, fixed_meta, Result, Store, Writer};
-use crate::model::digest::{entry_part, xor_into};
+use crate::model::digest::{entry_part, xor_into, Summary};
 use crate::model::{FileEntry, FileId, NodeId, NodeRecord, Placed, RepoPath};
 
 /// An entry as changed here, for a peer that asks what changed.
@@ -29,6 +29,35 @@ impl Store {
     /// the same replicated state (barring a 2^-256 accident).
     pub fn state_digest(&self) -> Result<[u8; 32]> {
         fixed_meta(self.meta_bytes("state_digest")?, "state_digest")
+    }
+
+    /// The state digest cut into buckets (see [`Summary`]): about eight
+    /// entries and node records a bucket.
+    pub fn summary(&self) -> Result<Summary> {
+        let rows: i64 = self.conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM entries) + (SELECT COUNT(*) FROM nodes)",
+            [],
+            |r| r.get(0),
+        )?;
+        self.summary_of(Summary::buckets_for(rows as usize))
+    }
+
+    /// The state digest cut into `buckets` buckets, a power of two.
+    pub fn summary_of(&self, buckets: usize) -> Result<Summary> {
+        let mut summary = Summary::new(buckets);
+        for sql in [
+            "SELECT file_id, digest FROM entries",
+            "SELECT node_id, digest FROM nodes",
+        ] {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let key: Vec<u8> = row.get(0)?;
+                let digest = fixed_meta(row.get(1)?, "row digest")?;
+                summary.add(&key, &digest);
+            }
+        }
+        Ok(summary)
     }
 
     /// The last change sequence given to an entry (0 before any).

@@ -15,6 +15,7 @@ mod session;
 
 pub use session::{sync_with, SessionReport, SyncError, SyncServer};
 
+use crate::model::digest::{bucket_of, Summary};
 use crate::model::{FileEntry, FileId, NodeId};
 use crate::proto::holdings::{check, runs_of, CompactSlot, MAX_BATCH_SLOTS};
 use crate::proto::{HolderRun, Membership, ProtoError, MAX_BATCH_NODES};
@@ -31,18 +32,25 @@ pub const BATCH_BYTES: usize = 256 * 1024;
 /// own (node, kind, first id, check) and a 10-byte counter. Most take one.
 const SLOT_BYTES: usize = 64;
 
-/// The hello this node sends to `peer`.
+/// The hello this node sends to `peer`: with a summary of its state when it
+/// has merged none of `peer`'s changes and has state of its own.
 pub fn hello(store: &Store, peer: NodeId) -> Result<SyncHello, StoreError> {
+    let merged_yours = store.peer_progress(peer)?;
+    let fresh = store.is_fresh()?;
     Ok(SyncHello {
         digest: store.state_digest()?,
         incarnation: store.incarnation()?,
         seq: store.change_seq()?,
-        merged_yours: store.peer_progress(peer)?,
+        merged_yours,
         membership: Membership {
             repo_id: store.settings()?.repo_id,
-            fresh: store.is_fresh()?,
+            fresh,
         },
         whole_entries: store.peer_wants_whole(peer)?,
+        summary: match merged_yours {
+            None if !fresh => Some(store.summary()?),
+            _ => None,
+        },
     })
 }
 
@@ -79,6 +87,12 @@ pub struct Outgoing {
     receiver: NodeId,
     /// Whether holder slots may go as runs.
     compact: bool,
+    /// The receiver's summary, when it sent one and everything would go:
+    /// rows in buckets where it equals ours are left out.
+    their_summary: Option<Summary>,
+    /// Per bucket of that summary, whether ours equals it (made from the
+    /// store at the first batch).
+    equal_buckets: Option<Vec<bool>>,
     done: bool,
 }
 
@@ -94,8 +108,18 @@ impl Outgoing {
             upto: mine.seq,
             receiver,
             compact: !theirs.whole_entries,
+            their_summary: theirs.summary.clone().filter(|_| after == 0),
+            equal_buckets: None,
             done: false,
         }
+    }
+
+    /// Whether the row of `key` lies in a bucket where the receiver's
+    /// summary equals ours: it has that row already.
+    fn receiver_has(&self, key: &[u8]) -> bool {
+        self.equal_buckets
+            .as_ref()
+            .is_some_and(|equal| equal[bucket_of(key, equal.len())])
     }
 
     /// The slots of `change` to send as runs, or `None` when the entry
@@ -136,12 +160,21 @@ impl Outgoing {
         if self.done {
             return Ok(None);
         }
+        if let Some(theirs) = self.their_summary.take() {
+            self.equal_buckets = store
+                .summary_of(theirs.buckets().len())?
+                .equal_buckets(&theirs);
+        }
         let start = self.after;
         let mut entries: Vec<(u64, FileEntry)> = Vec::new();
         let mut slots: Vec<(u64, CompactSlot)> = Vec::new();
         let mut bytes = 0;
         let mut last_seq = None;
         for change in store.entries_between(start, self.upto, BATCH_ENTRIES)? {
+            if self.receiver_has(&change.entry.id.0) {
+                last_seq = Some(change.seq);
+                continue;
+            }
             let compact = self
                 .compact_slots(&change)
                 .filter(|these| slots.len() + these.len() <= MAX_BATCH_SLOTS);
@@ -163,18 +196,29 @@ impl Outgoing {
         }
         let mut upto = last_seq.unwrap_or(self.upto);
         let mut nodes = Vec::new();
-        for (seq, record) in store.node_changes_between(start, upto, MAX_BATCH_NODES + 1)? {
+        let records = store.node_changes_between(start, upto, MAX_BATCH_NODES + 1)?;
+        // Read to its limit, the records past the last one read wait for
+        // the next batch (with the entries after it), whether or not the
+        // ones read fill this batch.
+        let mut cut = records.get(MAX_BATCH_NODES).map(|(seq, _)| *seq);
+        for (seq, record) in records {
+            if self.receiver_has(&record.id.0) {
+                continue;
+            }
             let size = postcard::experimental::serialized_size(&record).unwrap_or(usize::MAX);
             if let Some(&(last, _)) = nodes.last() {
                 if nodes.len() == MAX_BATCH_NODES || bytes + size > BATCH_BYTES {
-                    upto = last;
-                    entries.retain(|(seq, _)| *seq <= upto);
-                    slots.retain(|(seq, _)| *seq <= upto);
+                    cut = Some(last);
                     break;
                 }
             }
             bytes += size;
             nodes.push((seq, record));
+        }
+        if let Some(cut) = cut {
+            upto = cut;
+            entries.retain(|(seq, _)| *seq <= upto);
+            slots.retain(|(seq, _)| *seq <= upto);
         }
         self.after = upto;
         let batch = Batch {
