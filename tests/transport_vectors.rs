@@ -560,6 +560,20 @@ fn protocol_md_states_the_constants_of_the_code() {
     }
 }
 
+/// The `batch-entry` vector with a node index past its node table (the
+/// path version's writer, index 0 of 2, made 2) is refused, not looked up.
+#[test]
+fn a_batch_naming_a_node_past_its_table_is_refused() {
+    let frame = vectors()["batch-entry"].clone();
+    let mut body = frame[proto::FRAME_HEADER_LEN..].to_vec();
+    // Table, entry count, id, path count, vector (3 bytes), "run" (4).
+    let by = 1 + 64 + 1 + 16 + 1 + 3 + 4;
+    assert_eq!(body[by], 0, "the path version's writer is node 0");
+    body[by] = 2;
+    let verdict = proto::decode_body::<Batch>(&body);
+    assert!(verdict.is_err(), "{verdict:?}");
+}
+
 /// The `batch-entry` vector with its path register emptied (a count of no
 /// versions, the one version's bytes gone) is refused, as protocol.md says:
 /// every reader of a register relies on its having a version. Found by the
@@ -568,11 +582,12 @@ fn protocol_md_states_the_constants_of_the_code() {
 fn a_batch_with_an_empty_register_is_refused() {
     let frame = vectors()["batch-entry"].clone();
     let body = &frame[proto::FRAME_HEADER_LEN..];
-    // The entry count (1 byte) and the id (16) come before the path's count.
-    let at = 1 + 16;
+    // The node table (1 + 2 × 32 bytes), the entry count (1) and the id
+    // (16) come before the path's count.
+    let at = 1 + 64 + 1 + 16;
     assert_eq!(body[at], 1, "the path register holds one version");
-    // A vector of one node (1 + 32 + 1), "run" (1 + 3), by (32), at_ms (2).
-    let version_len = 34 + 4 + 32 + 2;
+    // A vector of one node (1 + 1 + 1), "run" (1 + 3), by (1), at_ms (2).
+    let version_len = 3 + 4 + 1 + 2;
     let mut emptied = body[..at].to_vec();
     emptied.push(0);
     emptied.extend_from_slice(&body[at + 1 + version_len..]);

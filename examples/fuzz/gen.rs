@@ -194,13 +194,93 @@ pub struct RawEntry {
     deletion_seen: BTreeMap<NodeId, VersionVector>,
 }
 
-/// A `Batch` as the wire carries it.
-#[derive(Clone, Debug, Serialize)]
+/// A `Batch` as the wire carries it: encoded with the node ids of its
+/// entries in a table, and indices into it (protocol.md, `Batch`).
+#[derive(Clone, Debug)]
 pub struct RawBatch {
     entries: Vec<RawEntry>,
     nodes: Vec<NodeRecord>,
     upto: u64,
     runs: Vec<HolderRun>,
+}
+
+/// A version vector as (node index, counter) pairs.
+type IndexedVector = Vec<(u32, u64)>;
+
+#[derive(Serialize)]
+struct IndexedVersioned<'a, T> {
+    version: IndexedVector,
+    value: &'a T,
+    by: u32,
+    at_ms: i64,
+}
+
+#[derive(Serialize)]
+struct IndexedEntry<'a> {
+    id: FileId,
+    path: Vec<IndexedVersioned<'a, String>>,
+    content: Vec<IndexedVersioned<'a, RawContent>>,
+    holders: Vec<(u32, &'a Holding)>,
+    deletion_seen: Vec<(u32, IndexedVector)>,
+}
+
+impl Serialize for RawBatch {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let mut table: Vec<NodeId> = Vec::new();
+        for e in &self.entries {
+            for (version, by) in e
+                .path
+                .iter()
+                .map(|v| (&v.version, v.by))
+                .chain(e.content.iter().map(|v| (&v.version, v.by)))
+            {
+                table.push(by);
+                table.extend(version.iter().map(|(n, _)| *n));
+            }
+            table.extend(e.holders.keys().copied());
+            for (node, seen) in &e.deletion_seen {
+                table.push(*node);
+                table.extend(seen.iter().map(|(n, _)| *n));
+            }
+        }
+        table.sort_unstable();
+        table.dedup();
+        let index = |node: &NodeId| table.binary_search(node).expect("in the table") as u32;
+        let vector = |v: &VersionVector| v.iter().map(|(n, c)| (index(n), *c)).collect();
+        fn versions<'a, T>(
+            list: &'a [RawVersioned<T>],
+            index: &impl Fn(&NodeId) -> u32,
+            vector: &impl Fn(&VersionVector) -> IndexedVector,
+        ) -> Vec<IndexedVersioned<'a, T>> {
+            list.iter()
+                .map(|v| IndexedVersioned {
+                    version: vector(&v.version),
+                    value: &v.value,
+                    by: index(&v.by),
+                    at_ms: v.at_ms,
+                })
+                .collect()
+        }
+        let entries: Vec<IndexedEntry> = self
+            .entries
+            .iter()
+            .map(|e| IndexedEntry {
+                id: e.id,
+                path: versions(&e.path, &index, &vector),
+                content: versions(&e.content, &index, &vector),
+                holders: e.holders.iter().map(|(n, h)| (index(n), h)).collect(),
+                deletion_seen: e
+                    .deletion_seen
+                    .iter()
+                    .map(|(n, seen)| (index(n), vector(seen)))
+                    .collect(),
+            })
+            .collect();
+        (&table, entries, &self.nodes, self.upto, &self.runs).serialize(serializer)
+    }
 }
 
 /// A holder run: over the usual ids or near the last one (where a run

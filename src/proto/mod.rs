@@ -4,6 +4,7 @@
 //! these bytes over QUIC. `protocol.md` at the top of the repository is the
 //! specification this module implements (a test checks its hex examples).
 
+mod batch_wire;
 pub mod discovery;
 mod frame;
 pub mod holdings;

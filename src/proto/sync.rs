@@ -56,7 +56,8 @@ impl Validate for SyncHello {
 /// sequence of the sender's hello; a batch before it holds at least one
 /// entry or, when the node records of a run are more than one batch may
 /// carry, node records only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Encoded with its node ids in a table (see `batch_wire`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Batch {
     /// Entries changed after the previous batch, in change order.
     pub entries: Vec<FileEntry>,
