@@ -153,8 +153,8 @@ impl SyncRun {
 /// `SyncService` computes it, ours as `sync_with` does).
 fn session_payload(client: &Path, server: &Path) -> (usize, usize, usize) {
     let (c, s) = (Repo::open(client).unwrap(), Repo::open(server).unwrap());
-    let c_hello = hello(c.store(), s.node_id()).unwrap();
-    let s_hello = hello(s.store(), c.node_id()).unwrap();
+    let c_hello = hello(c.store(), s.node_id(), s.store().is_fresh().unwrap()).unwrap();
+    let s_hello = hello(s.store(), c.node_id(), c.store().is_fresh().unwrap()).unwrap();
     let hellos = encode_frame(&Request::Sync(c_hello.clone())).unwrap().len()
         + encode_frame(&Response::Sync(s_hello.clone()))
             .unwrap()
@@ -233,7 +233,7 @@ fn store_costs(name: &str, root: &Path, peer: NodeId) {
     let repo = Repo::open(root).unwrap();
     let open = started.elapsed();
     let started = Instant::now();
-    hello(repo.store(), peer).unwrap();
+    hello(repo.store(), peer, false).unwrap();
     let hello_t = started.elapsed();
     let started = Instant::now();
     let tombstones = repo.store().tombstones().unwrap().len();

@@ -34,8 +34,8 @@ fn pair_after_copies() -> (Location, Location) {
 /// The batches b would send a now.
 fn from_b_to_a(a: &Location, b: &Location) -> Vec<sync::Batch> {
     let (id_a, id_b) = (a.repo.node_id(), b.repo.node_id());
-    let hello_a = sync::hello(a.repo.store(), id_b).unwrap();
-    let hello_b = sync::hello(b.repo.store(), id_a).unwrap();
+    let hello_a = sync::hello(a.repo.store(), id_b, false).unwrap();
+    let hello_b = sync::hello(b.repo.store(), id_a, false).unwrap();
     outgoing(b.repo.store(), &hello_b, &hello_a, id_a)
 }
 
@@ -90,7 +90,11 @@ fn a_run_that_no_longer_fits_comes_whole_in_the_next_session() {
         a.repo.store().peer_wants_whole(id_b).unwrap(),
         "a could not place b's run and asks for whole entries"
     );
-    assert!(sync::hello(a.repo.store(), id_b).unwrap().whole_entries);
+    assert!(
+        sync::hello(a.repo.store(), id_b, false)
+            .unwrap()
+            .whole_entries
+    );
 
     // The next session brings b's changes whole; then both agree.
     let mut sessions = 1;

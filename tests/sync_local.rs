@@ -148,8 +148,8 @@ fn an_entry_both_sides_changed_goes_out_even_when_merged_before_it_is_read() {
     b.commit();
 
     let (id_a, id_b) = (a.repo.node_id(), b.repo.node_id());
-    let hello_a = sync::hello(a.repo.store(), id_b).unwrap();
-    let hello_b = sync::hello(b.repo.store(), id_a).unwrap();
+    let hello_a = sync::hello(a.repo.store(), id_b, false).unwrap();
+    let hello_b = sync::hello(b.repo.store(), id_a, false).unwrap();
     assert!(!sync::begin(a.repo.store_mut(), id_b, &hello_a, &hello_b).unwrap());
     sync::begin(b.repo.store_mut(), id_a, &hello_b, &hello_a).unwrap();
     // a's sender takes its snapshot, then a merges all of b's batches
@@ -535,8 +535,8 @@ fn a_first_meeting_sends_only_what_the_other_lacks() {
     b.commit();
     c.commit();
     let (id_b, id_c) = (b.repo.node_id(), c.repo.node_id());
-    let hello_b = sync::hello(b.repo.store(), id_c).unwrap();
-    let hello_c = sync::hello(c.repo.store(), id_b).unwrap();
+    let hello_b = sync::hello(b.repo.store(), id_c, false).unwrap();
+    let hello_c = sync::hello(c.repo.store(), id_b, false).unwrap();
     assert!(hello_b.merged_yours.is_none() && hello_b.summary.is_some());
     let sent: Vec<String> = outgoing(b.repo.store(), &hello_b, &hello_c, id_c)
         .iter()
@@ -552,5 +552,8 @@ fn a_first_meeting_sends_only_what_the_other_lacks() {
     assert_eq!(digest(&b), digest(&c));
     assert_eq!(b.paths().len(), 202);
     // Met once, they have progress of each other: no summary any more.
-    assert!(sync::hello(b.repo.store(), id_c).unwrap().summary.is_none());
+    assert!(sync::hello(b.repo.store(), id_c, false)
+        .unwrap()
+        .summary
+        .is_none());
 }

@@ -33,8 +33,9 @@ pub const BATCH_BYTES: usize = 256 * 1024;
 const SLOT_BYTES: usize = 64;
 
 /// The hello this node sends to `peer`: with a summary of its state when it
-/// has merged none of `peer`'s changes and has state of its own.
-pub fn hello(store: &Store, peer: NodeId) -> Result<SyncHello, StoreError> {
+/// has merged none of `peer`'s changes, and both have state (a fresh peer,
+/// as `peer_fresh` says, has nothing to leave out).
+pub fn hello(store: &Store, peer: NodeId, peer_fresh: bool) -> Result<SyncHello, StoreError> {
     let merged_yours = store.peer_progress(peer)?;
     let fresh = store.is_fresh()?;
     Ok(SyncHello {
@@ -48,7 +49,7 @@ pub fn hello(store: &Store, peer: NodeId) -> Result<SyncHello, StoreError> {
         },
         whole_entries: store.peer_wants_whole(peer)?,
         summary: match merged_yours {
-            None if !fresh => Some(store.summary()?),
+            None if !fresh && !peer_fresh => Some(store.summary()?),
             _ => None,
         },
     })

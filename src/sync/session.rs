@@ -129,7 +129,7 @@ pub async fn sync_with(conn: &PeerConnection, root: PathBuf) -> Result<SessionRe
     let peer = conn.peer().clone();
     let (_, opened) = blocking(root, |root| Repo::open(root)).await?;
     let (repo, snapshot) = snapshot_of(opened?).await?;
-    let mine = hello(&snapshot, peer.node_id)?;
+    let mine = hello(&snapshot, peer.node_id, peer.fresh)?;
     let mut stream = conn.open_session(&Request::Sync(mine.clone())).await?;
     // The server commits its tree before it answers: no time limit but the
     // connection's life.
@@ -449,7 +449,7 @@ impl SyncServer {
             }
         }
         let (repo, snapshot) = snapshot_of(repo).await?;
-        let mine = hello(&snapshot, peer.node_id)?;
+        let mine = hello(&snapshot, peer.node_id, theirs.fresh)?;
         Ok((repo, snapshot, mine))
     }
 

@@ -303,8 +303,8 @@ fn session(a: &mut Location, b: &mut Location, apply: bool) -> Exchanged {
     let repo_b = b.repo.settings().repo_id;
     assert!(b.repo.join_if_fresh(repo_a).unwrap() || a.repo.join_if_fresh(repo_b).unwrap());
     let (id_a, id_b) = (a.repo.node_id(), b.repo.node_id());
-    let hello_a = sync::hello(a.repo.store(), id_b).unwrap();
-    let hello_b = sync::hello(b.repo.store(), id_a).unwrap();
+    let hello_a = sync::hello(a.repo.store(), id_b, b.repo.store().is_fresh().unwrap()).unwrap();
+    let hello_b = sync::hello(b.repo.store(), id_a, a.repo.store().is_fresh().unwrap()).unwrap();
     let in_sync = sync::begin(a.repo.store_mut(), id_b, &hello_a, &hello_b).unwrap();
     sync::begin(b.repo.store_mut(), id_a, &hello_b, &hello_a).unwrap();
     let hellos = encode_frame(&Request::Sync(hello_a.clone())).unwrap().len()
