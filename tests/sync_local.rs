@@ -556,4 +556,8 @@ fn a_first_meeting_sends_only_what_the_other_lacks() {
         .unwrap()
         .summary
         .is_none());
+    // A fresh peer has nothing to leave out: none for it either.
+    let [d] = locations(["d"]);
+    let to_fresh = sync::hello(b.repo.store(), d.repo.node_id(), true).unwrap();
+    assert!(to_fresh.merged_yours.is_none() && to_fresh.summary.is_none());
 }
