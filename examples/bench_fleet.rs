@@ -24,7 +24,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use rand::{Rng, SeedableRng};
-use support::{sync_pair_measured, Location};
+use support::{pair, sync_pair_measured, Location};
 
 struct Args {
     nodes: usize,
@@ -72,18 +72,6 @@ fn known(loc: &Location) -> BTreeSet<String> {
         .iter()
         .map(|e| e.current_path().to_string())
         .collect()
-}
-
-/// Two distinct locations of `fleet`, both mutable.
-fn pair(fleet: &mut [Location], i: usize, j: usize) -> (&mut Location, &mut Location) {
-    assert_ne!(i, j);
-    if i < j {
-        let (low, high) = fleet.split_at_mut(j);
-        (&mut low[i], &mut high[0])
-    } else {
-        let (low, high) = fleet.split_at_mut(i);
-        (&mut high[0], &mut low[j])
-    }
 }
 
 fn main() {

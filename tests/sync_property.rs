@@ -9,7 +9,7 @@ use std::fs;
 
 use harmony::model::{Content, FileId, Versioned};
 use proptest::prelude::*;
-use support::{sync_pair, Location};
+use support::{pair, sync_pair, Location};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -30,17 +30,6 @@ fn op(nodes: usize) -> impl Strategy<Value = Op> {
 
 fn history() -> impl Strategy<Value = (usize, Vec<Op>)> {
     (3usize..=5).prop_flat_map(|n| (Just(n), prop::collection::vec(op(n), 5..40)))
-}
-
-fn pair(locs: &mut [Location], a: usize, b: usize) -> (&mut Location, &mut Location) {
-    assert_ne!(a, b);
-    if a < b {
-        let (left, right) = locs.split_at_mut(b);
-        (&mut left[a], &mut right[0])
-    } else {
-        let (left, right) = locs.split_at_mut(a);
-        (&mut right[0], &mut left[b])
-    }
 }
 
 /// Every content version each location had after each of its commits.

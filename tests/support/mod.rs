@@ -98,6 +98,18 @@ impl Location {
     }
 }
 
+/// Locations `a` and `b` of `locs` (two different ones), both mutable.
+pub fn pair(locs: &mut [Location], a: usize, b: usize) -> (&mut Location, &mut Location) {
+    assert_ne!(a, b);
+    if a < b {
+        let (left, right) = locs.split_at_mut(b);
+        (&mut left[a], &mut right[0])
+    } else {
+        let (left, right) = locs.split_at_mut(a);
+        (&mut right[0], &mut left[b])
+    }
+}
+
 /// Fresh locations named `names`, each in its own folder: `let [a, b, c] =
 /// locations(["a", "b", "c"]);`.
 pub fn locations<const N: usize>(names: [&str; N]) -> [Location; N] {
