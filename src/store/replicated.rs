@@ -5,7 +5,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{decode, derived, encode, fixed_meta, Result, Store, Writer};
+use super::{decode, derived, encode, fixed_meta, Result, Store, StoreError, Writer};
 use crate::model::digest::{entry_part, xor_into, Summary};
 use crate::model::{FileEntry, FileId, NodeId, NodeRecord, Placed, RepoPath};
 
@@ -229,35 +229,67 @@ impl Writer<'_> {
     /// Stores an entry, stamping it with the next change sequence and
     /// updating the state digest.
     pub fn put_entry(&self, entry: &FileEntry) -> Result<()> {
-        self.store_entry(entry, None)
+        self.store_entry(entry, None, None)
     }
 
     /// Stores an entry merged from `peer` whose parts other than holder
     /// slots are `peer`'s version as it sent it: `peer` has them, so it
     /// needs only the slots of later changes (see [`EntryChange`]).
     pub fn put_merged_entry(&self, entry: &FileEntry, peer: NodeId) -> Result<()> {
-        self.store_entry(entry, Some(peer))
+        self.store_entry(entry, Some(peer), None)
     }
 
-    /// [`Writer::put_entry`], with the peer the entry's other parts were
-    /// taken from whole, if so: kept when only holder slots change.
-    fn store_entry(&self, entry: &FileEntry, from: Option<NodeId>) -> Result<()> {
+    /// [`Writer::put_entry`] (or [`Writer::put_merged_entry`], with `from`)
+    /// of `entry` in place of `old`, the stored entry this transaction just
+    /// read: the row is not read and decoded a second time (merging a batch
+    /// and placing holder runs change thousands of entries so).
+    pub fn replace_entry(
+        &self,
+        old: &FileEntry,
+        entry: &FileEntry,
+        from: Option<NodeId>,
+    ) -> Result<()> {
+        debug_assert_eq!(old.id, entry.id);
+        self.store_entry(entry, from, Some(old))
+    }
+
+    /// Stores `entry`, with the peer its other parts were taken from whole,
+    /// if so (kept when only holder slots change), over the stored entry
+    /// (`known_old` if the caller has it, else read here).
+    fn store_entry(
+        &self,
+        entry: &FileEntry,
+        from: Option<NodeId>,
+        known_old: Option<&FileEntry>,
+    ) -> Result<()> {
         let seq = self.next("change_seq")?;
         let digest = self.digest_of(entry)?;
-        let old: Option<StoredRow> = self
+        let row: Option<StoredRow> = self
             .txn
-            .prepare_cached(
-                "SELECT digest, data, body_seq, body_from FROM entries WHERE file_id = ?1",
-            )?
+            .prepare_cached(if known_old.is_some() {
+                "SELECT digest, NULL, body_seq, body_from FROM entries WHERE file_id = ?1"
+            } else {
+                "SELECT digest, data, body_seq, body_from FROM entries WHERE file_id = ?1"
+            })?
             .query_row([entry.id.0], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()?;
-        let (old, body_seq, body_from) = match old {
+        let read_old;
+        let (old, body_seq, body_from) = match row {
             Some((old_digest, data, old_body_seq, old_from)) => {
                 self.swap_digest(Some(fixed_meta(old_digest, "row digest")?), digest)?;
-                let old = decode::<FileEntry>("file entry", &data)?;
-                if entry.differs_only_in_holders(&old) {
+                let old = match (known_old, data) {
+                    (Some(old), _) => old,
+                    (None, Some(data)) => {
+                        read_old = decode::<FileEntry>("file entry", &data)?;
+                        &read_old
+                    }
+                    (None, None) => {
+                        return Err(StoreError::Corrupt("an entry without data".into()))
+                    }
+                };
+                if entry.differs_only_in_holders(old) {
                     (Some(old), old_body_seq as u64, old_from)
                 } else {
                     (Some(old), seq, from.map(|n| n.0.to_vec()))
@@ -287,7 +319,7 @@ impl Writer<'_> {
                 body_seq as i64,
                 body_from
             ])?;
-        self.update_derived(old.as_ref(), Some(entry))
+        self.update_derived(old, Some(entry))
     }
 
     /// Removes an entry for good (a collected tombstone).
@@ -432,8 +464,9 @@ impl Writer<'_> {
     }
 }
 
-/// An entry's row as stored: digest, data, body_seq, body_from.
-type StoredRow = (Vec<u8>, Vec<u8>, i64, Option<Vec<u8>>);
+/// An entry's row as stored: digest, data (unless the caller has the
+/// entry), body_seq, body_from.
+type StoredRow = (Vec<u8>, Option<Vec<u8>>, i64, Option<Vec<u8>>);
 
 fn read_entry(conn: &Connection, id: FileId) -> Result<Option<FileEntry>> {
     let data: Option<Vec<u8>> = conn

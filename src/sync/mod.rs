@@ -338,11 +338,11 @@ fn place_run(
         return Ok(Some(0));
     }
     let mut placed = 0;
-    for ((mut entry, held), (_, counter)) in entries.into_iter().zip(run.slots()) {
-        let before = entry.holders.get(&run.node).cloned();
+    for ((old, held), (_, counter)) in entries.into_iter().zip(run.slots()) {
+        let mut entry = old.clone();
         entry.set_holding(run.node, held, counter);
-        if entry.holders.get(&run.node) != before.as_ref() {
-            writer.put_entry(&entry)?;
+        if entry.holders.get(&run.node) != old.holders.get(&run.node) {
+            writer.replace_entry(&old, &entry, None)?;
             placed += 1;
         }
     }
@@ -378,12 +378,13 @@ pub fn merge_batch(
             merged.forged += 1;
             continue;
         }
-        let updated = match writer.entry(incoming.id)? {
+        let local = writer.entry(incoming.id)?;
+        let updated = match &local {
             Some(local) => {
                 let mut updated = local.clone();
                 updated.merge_remote(&incoming, me);
                 updated.acknowledge_deletion(me);
-                (updated != local).then_some(updated)
+                (updated != *local).then_some(updated)
             }
             // A stable tombstone unknown here was collected here already (or
             // is of a file never seen): taking it again would only send it
@@ -399,10 +400,13 @@ pub fn merge_batch(
         };
         if let Some(entry) = updated {
             // Left as the peer sent it (but for slots), the peer has it.
-            if entry.differs_only_in_holders(&incoming) {
-                writer.put_merged_entry(&entry, session.peer)?;
-            } else {
-                writer.put_entry(&entry)?;
+            let from = entry
+                .differs_only_in_holders(&incoming)
+                .then_some(session.peer);
+            match (&local, from) {
+                (Some(local), _) => writer.replace_entry(local, &entry, from)?,
+                (None, Some(peer)) => writer.put_merged_entry(&entry, peer)?,
+                (None, None) => writer.put_entry(&entry)?,
             }
             merged.changed.push(entry.id);
         }
