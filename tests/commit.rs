@@ -51,7 +51,10 @@ fn add_edit_delete_are_recorded() {
     assert_eq!(report.deleted, 1);
     assert_eq!(loc.paths(), ["dir/b.bin"]);
     // The tombstone stays in the repository, shown on request.
-    let all = loc.repo.ls(None, true, &NoProgress).unwrap();
+    let mut all = Vec::new();
+    loc.repo
+        .ls(None, true, &NoProgress, |row| all.push(row))
+        .unwrap();
     assert!(all
         .iter()
         .any(|f| f.path.as_str() == "a.txt" && f.state == FileState::Deleted));

@@ -8,6 +8,7 @@ use harmony::{CommitOptions, FileState, InitOptions, Repo};
 use serde::Serialize;
 
 use super::conflicts::format_time;
+use super::output::Listing;
 use super::progress::ScanBar;
 use super::Output;
 
@@ -205,13 +206,16 @@ pub fn ls(out: &Output, args: LsArgs) -> anyhow::Result<()> {
         .map(|p| repo_path_arg(&repo, out, p))
         .transpose()?
         .flatten();
-    let rows = {
-        let bar = ScanBar::new(out);
-        repo.ls(prefix.as_ref(), args.all, &bar)?
-    };
-    out.report(&rows, || {
-        for row in &rows {
-            out!(
+    let bar = ScanBar::new(out);
+    let mut listing = Listing::new(out);
+    let mut first = true;
+    repo.ls(prefix.as_ref(), args.all, &bar, |row| {
+        if std::mem::take(&mut first) {
+            bar.clear();
+        }
+        listing.row(&row, |w| {
+            writeln!(
+                w,
                 "{:>10}  {}  {}  {:>2} {:<9} {}",
                 human_bytes(row.size),
                 if row.present { "here" } else { "    " },
@@ -223,9 +227,11 @@ pub fn ls(out: &Output, args: LsArgs) -> anyhow::Result<()> {
                 row.copies,
                 state_name(row.state),
                 row.path
-            );
-        }
-    })
+            )
+        });
+    })?;
+    listing.finish();
+    Ok(())
 }
 
 /// Turns a path argument (relative to the current folder or `-C`) into a

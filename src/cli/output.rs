@@ -47,6 +47,70 @@ impl Output {
     }
 }
 
+/// A listing printed row by row as it is made, for outputs too long to
+/// hold (`ls` of a million files): buffered, one write per 64 KiB rather
+/// than per line; with `--json`, one array, printed as
+/// `serde_json::to_string_pretty` prints a whole one. A failed write ends
+/// the process as `out!` does.
+pub struct Listing {
+    stdout: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    json: bool,
+    rows: u64,
+}
+
+impl Listing {
+    pub fn new(out: &Output) -> Listing {
+        Listing {
+            stdout: std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()),
+            json: out.json,
+            rows: 0,
+        }
+    }
+
+    /// Prints one row: `value` as JSON, or the line `human` writes.
+    pub fn row<T: Serialize>(
+        &mut self,
+        value: &T,
+        human: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+    ) {
+        use std::io::Write as _;
+        let written = if self.json {
+            let start = if self.rows == 0 { "[\n" } else { ",\n" };
+            // A listed row is plain fields: serialising it cannot fail.
+            let text = serde_json::to_string_pretty(value).unwrap_or_default();
+            self.stdout.write_all(start.as_bytes()).and_then(|()| {
+                text.lines().enumerate().try_for_each(|(i, line)| {
+                    let sep = if i == 0 { "" } else { "\n" };
+                    write!(self.stdout, "{sep}  {line}")
+                })
+            })
+        } else {
+            human(&mut self.stdout)
+        };
+        if let Err(e) = written {
+            stdout_failed(e);
+        }
+        self.rows += 1;
+    }
+
+    /// Ends the listing (closes the JSON array) and flushes it.
+    pub fn finish(mut self) {
+        use std::io::Write as _;
+        let end = match (self.json, self.rows) {
+            (false, _) => "",
+            (true, 0) => "[]\n",
+            (true, _) => "\n]\n",
+        };
+        if let Err(e) = self
+            .stdout
+            .write_all(end.as_bytes())
+            .and_then(|()| self.stdout.flush())
+        {
+            stdout_failed(e);
+        }
+    }
+}
+
 /// Ends the process after a failed write to stdout (see `out!`).
 pub fn stdout_failed(e: std::io::Error) -> ! {
     if e.kind() == std::io::ErrorKind::BrokenPipe {

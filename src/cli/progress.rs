@@ -26,6 +26,12 @@ impl ScanBar {
         bar.set_message("listing files");
         ScanBar { bar }
     }
+
+    /// Takes the bar off the terminal: the scan is over and what follows
+    /// prints on stdout.
+    pub fn clear(&self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 impl ScanProgress for ScanBar {

@@ -76,6 +76,29 @@ struct Move {
     parked: PathBuf,
 }
 
+/// How the changes of one apply ended, as the blocked table needs them:
+/// only failures, and the ids that may have been blocked, are kept.
+#[derive(Default)]
+struct Outcomes {
+    /// Entries applied (or with nothing to apply here).
+    applied: Vec<FileId>,
+    /// Entries collected since they changed.
+    gone: Vec<FileId>,
+    /// Entries that could not be applied, with the path and the reason.
+    failed: Vec<(FileId, crate::model::RepoPath, String)>,
+}
+
+impl Outcomes {
+    fn push(&mut self, placed: &Placed, failure: Option<String>) {
+        match failure {
+            None => self.applied.push(placed.entry.id),
+            Some(reason) => self
+                .failed
+                .push((placed.entry.id, placed.path.clone(), reason)),
+        }
+    }
+}
+
 /// What one file's change needs in the later phases.
 enum Next {
     Done,
@@ -99,61 +122,115 @@ impl Repo {
 
     /// Applies `changed` (and what is blocked); a deleted file that is the
     /// last copy goes to the trash for `deletion`.
+    ///
+    /// Entries are read one at a time and only those the later phases need
+    /// (moves, new files whose content is here) are kept: a first sync
+    /// brings a million entries this location does not hold, and applying
+    /// them must not hold a million entries.
     fn apply_changes(&mut self, changed: &[FileId], deletion: TrashReason) -> Result<ApplyReport> {
         self.recover_interrupted_moves()?;
         let mut report = ApplyReport::default();
-        let mut ids: BTreeSet<FileId> = changed.iter().copied().collect();
-        ids.extend(self.store.blocked()?.into_iter().map(|b| b.file_id));
-        let mut entries = Vec::with_capacity(ids.len());
-        let mut gone = Vec::new();
-        for id in ids {
-            match self.store.placed_entry(id)? {
-                Some(placed) => entries.push(placed),
-                None => gone.push(id), // collected since: nothing to apply
-            }
-        }
-        let mut outcomes: Vec<(FileId, crate::model::RepoPath, Option<String>)> = Vec::new();
-        // Deletions first, then the rest.
-        entries.sort_by_key(|p| !p.entry.is_deleted());
+        let blocked: BTreeSet<FileId> = self
+            .store
+            .blocked()?
+            .into_iter()
+            .map(|b| b.file_id)
+            .collect();
+        let mut ids = changed.to_vec();
+        ids.extend(blocked.iter().copied());
+        ids.sort_unstable();
+        ids.dedup();
+        let mut outcomes = Outcomes::default();
         let mut moves = Vec::new();
         let mut new = Vec::new();
-        for placed in &entries {
-            note_rename_conflict(&placed.entry, &mut report);
-            match self.apply_one(placed, deletion, &mut report) {
-                Ok(Next::Done) => outcomes.push((placed.entry.id, placed.path.clone(), None)),
-                Ok(Next::Move(m)) => moves.push((placed, m)),
-                Ok(Next::New) => new.push(placed),
-                Err(e) => {
-                    outcomes.push((placed.entry.id, placed.path.clone(), Some(e.to_string())))
-                }
+        // Deletions first (and what this location does not hold, which
+        // depends on no path), then changes in place, then the rest.
+        let mut held = Vec::new();
+        for id in ids {
+            let Some(placed) = self.store.placed_entry(id)? else {
+                outcomes.gone.push(id); // collected since: nothing to apply
+                continue;
+            };
+            if !placed.entry.is_deleted() && self.store.local_file_by_id(id)?.is_some() {
+                held.push(id);
+                continue;
+            }
+            self.apply_first(
+                placed,
+                deletion,
+                &mut report,
+                &mut outcomes,
+                &mut moves,
+                &mut new,
+            )?;
+        }
+        for id in held {
+            if let Some(placed) = self.store.placed_entry(id)? {
+                self.apply_first(
+                    placed,
+                    deletion,
+                    &mut report,
+                    &mut outcomes,
+                    &mut moves,
+                    &mut new,
+                )?;
             }
         }
         for (placed, result) in self.apply_moves(moves, &mut report)? {
-            outcomes.push((placed.entry.id, placed.path.clone(), result.err()));
+            outcomes.push(&placed, result.err());
         }
-        for placed in new {
+        for placed in &new {
             let result = self.materialize(placed, &mut report);
-            outcomes.push((
-                placed.entry.id,
-                placed.path.clone(),
-                result.err().map(|e| e.to_string()),
-            ));
+            outcomes.push(placed, result.err().map(|e| e.to_string()));
         }
         let writer = self.store.write()?;
-        for id in gone {
-            writer.clear_blocked(id)?;
-        }
-        for (id, path, failure) in outcomes {
-            match failure {
-                Some(reason) => {
-                    report.blocked.push(format!("{path}: {reason}"));
-                    writer.set_blocked(id, &path, &reason, now_ms())?;
-                }
-                None => writer.clear_blocked(id)?,
+        for id in outcomes.gone.iter().chain(&outcomes.applied) {
+            if blocked.contains(id) {
+                writer.clear_blocked(*id)?;
             }
+        }
+        for (id, path, reason) in outcomes.failed {
+            report.blocked.push(format!("{path}: {reason}"));
+            writer.set_blocked(id, &path, &reason, now_ms())?;
         }
         writer.commit()?;
         Ok(report)
+    }
+
+    /// The first phase of one entry: what it needs later goes to `moves`
+    /// or `new`.
+    fn apply_first(
+        &mut self,
+        placed: Placed,
+        deletion: TrashReason,
+        report: &mut ApplyReport,
+        outcomes: &mut Outcomes,
+        moves: &mut Vec<(Placed, Move)>,
+        new: &mut Vec<Placed>,
+    ) -> Result<()> {
+        note_rename_conflict(&placed.entry, report);
+        match self.apply_one(&placed, deletion, report) {
+            Ok(Next::Done) => outcomes.push(&placed, None),
+            Ok(Next::Move(m)) => moves.push((placed, m)),
+            Ok(Next::New) if self.has_content_of(&placed)? => new.push(placed),
+            Ok(Next::New) => outcomes.push(&placed, None), // needs a transfer: `get`
+            Err(e) => outcomes.push(&placed, Some(e.to_string())),
+        }
+        Ok(())
+    }
+
+    /// Whether [`materialize`](Self::materialize) can make `placed` here
+    /// from what this location has: a link, or content some file here
+    /// holds.
+    fn has_content_of(&self, placed: &Placed) -> Result<bool> {
+        let Resolved::File(newest) = placed.entry.resolved() else {
+            return Ok(false);
+        };
+        Ok(match &newest.value {
+            Content::Link { .. } => true,
+            Content::File { hash, .. } => self.store.local_file_by_hash(*hash)?.is_some(),
+            Content::Deleted => false,
+        })
     }
 
     /// Applies what can be applied of one entry at once; says what is left
@@ -495,11 +572,11 @@ impl Repo {
     /// Moves files in two steps: all out of the tree into `.harmony/moving/`,
     /// then each to its new path. A target taken by a file Harmony does not
     /// know is never overwritten: the moved file goes back and is blocked.
-    fn apply_moves<'p>(
+    fn apply_moves(
         &mut self,
-        moves: Vec<(&'p Placed, Move)>,
+        moves: Vec<(Placed, Move)>,
         report: &mut ApplyReport,
-    ) -> Result<Vec<(&'p Placed, std::result::Result<(), String>)>> {
+    ) -> Result<Vec<(Placed, std::result::Result<(), String>)>> {
         let mut results = Vec::new();
         if moves.is_empty() {
             return Ok(results);

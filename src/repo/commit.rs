@@ -67,9 +67,8 @@ impl Repo {
     ) -> Result<CommitReport> {
         let started = Instant::now();
         self.recover_interrupted_moves()?;
-        let recorded = self.store.local_files()?;
-        let recorded_count = recorded.len();
-        let outcome = self.scan(recorded, progress)?;
+        let recorded_count = self.store.local_file_count()?;
+        let outcome = self.scan(progress)?;
         let deleted = outcome
             .changes
             .iter()
@@ -181,21 +180,19 @@ impl Repo {
 }
 
 impl Repo {
-    /// Compares the working tree with what was `recorded`, with this
-    /// location's chunking and config.
-    pub(super) fn scan(
-        &self,
-        recorded: Vec<LocalFile>,
-        progress: &dyn ScanProgress,
-    ) -> Result<ScanOutcome> {
+    /// Compares the working tree with what this location recorded, with
+    /// its chunking and config.
+    pub(super) fn scan(&self, progress: &dyn ScanProgress) -> Result<ScanOutcome> {
         let symlinks = self.config()?.symlinks;
-        Ok(scan::scan(
-            &self.root,
-            recorded,
-            self.settings.chunking,
-            symlinks,
-            progress,
-        ))
+        Ok(self.store.each_local_file(|recorded| {
+            scan::scan(
+                &self.root,
+                recorded,
+                self.settings.chunking,
+                symlinks,
+                progress,
+            )
+        })?)
     }
 }
 

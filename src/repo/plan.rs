@@ -8,7 +8,7 @@ use super::Repo;
 use crate::chunk::Manifest;
 use crate::error::Result;
 use crate::model::{ContentHash, FileId, NodeId, Placed, RepoPath, Resolved};
-use crate::store::LocalFile;
+use crate::store::{LocalFile, Order};
 
 /// A content wanted here, for the files `targets`.
 #[derive(Clone, Debug)]
@@ -98,29 +98,43 @@ impl Repo {
                 }
             }
         }
+        // What is here to copy from matters only when something is fetched
+        // (a serving location plans after every change, mostly for nothing).
+        let nothing = contents.is_empty();
         Ok(GetPlan {
             contents,
-            local_manifests: self.store.local_manifests()?,
-            local_files: self.store.local_files()?,
+            local_manifests: if nothing {
+                Vec::new()
+            } else {
+                self.store.local_manifests()?
+            },
+            local_files: if nothing {
+                Vec::new()
+            } else {
+                self.store.local_files()?
+            },
             chunking: self.settings.chunking,
         })
     }
 
-    /// The wanted files, each with its newest content's hash and size.
+    /// The wanted files in path order, each with its newest content's hash
+    /// and size. The state is read entry by entry and only the wanted are
+    /// kept: a serving location asks this after every change, of a state
+    /// that may have a million entries.
     fn wanted_placed(&self, selection: Selection<'_>) -> Result<Vec<(Placed, ContentHash, u64)>> {
         let me = self.node_id();
         let mut wanted = Vec::new();
-        for placed in self.store.placed_entries()? {
+        self.store.each_placed(None, Order::Stored, |placed| {
             let entry = &placed.entry;
             let Resolved::File(newest) = entry.resolved() else {
-                continue;
+                return Ok(());
             };
             let Some((hash, size, _)) = newest.value.bytes() else {
-                continue; // a link: made by the apply step, nothing to fetch
+                return Ok(()); // a link: made by the apply step, nothing to fetch
             };
             let held = entry.holders.get(&me).and_then(|h| h.hash);
             if held == newest.value.hash() {
-                continue;
+                return Ok(());
             }
             let selected = match selection {
                 Selection::Outdated => held.is_some(),
@@ -132,7 +146,9 @@ impl Repo {
             if selected {
                 wanted.push((placed, hash, size));
             }
-        }
+            Ok(())
+        })?;
+        wanted.sort_by(|a, b| a.0.path.cmp(&b.0.path));
         Ok(wanted)
     }
 }

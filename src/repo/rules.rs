@@ -2,7 +2,7 @@
 //! expression (`harmony wanted`), the files they want here and lack, the
 //! files held here they no longer want, and why, file by file.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::Serialize;
 
@@ -10,6 +10,7 @@ use super::Repo;
 use crate::error::{Error, Result};
 use crate::model::preferred::{self, Decision, Explanation, Expr, FileFacts, Locations, Purpose};
 use crate::model::{FileId, NodeId, Placed, RepoPath, Resolved};
+use crate::store::Order;
 
 /// The expression a location that never set one follows: its standard
 /// groups' (for a location in none, `present`: it keeps what it holds and
@@ -31,7 +32,7 @@ pub struct RuleVerdict {
 }
 
 /// The rules' inputs that are the same for every file.
-struct Rules {
+pub(super) struct Rules {
     me: NodeId,
     expr: Expr,
     groups: BTreeMap<NodeId, BTreeSet<String>>,
@@ -71,63 +72,32 @@ impl Repo {
     /// among the files at or under `paths` (every file when empty).
     pub fn auto_targets(&self, paths: &[RepoPath]) -> Result<(HashSet<FileId>, Vec<FileId>)> {
         let rules = self.rules()?;
-        let entries = self.store().placed_entries()?;
-        let under = entries
-            .iter()
-            .filter(|e| paths.is_empty() || paths.iter().any(|p| e.path.starts_with(p)));
         let mut get = HashSet::new();
         let mut drop = Vec::new();
-        for (placed, _, decision) in judged(&rules, under, |rules, facts, _| {
-            preferred::decide(&rules.expr, rules.me, facts, &rules.locations())
-        }) {
+        // Entry by entry: a serving location asks this after every change.
+        self.store().each_placed(None, Order::Stored, |placed| {
+            if !(paths.is_empty() || paths.iter().any(|p| placed.path.starts_with(p))) {
+                return Ok(());
+            }
+            let decision = judge(&rules, &placed, |rules, facts, _| {
+                preferred::decide(&rules.expr, rules.me, facts, &rules.locations())
+            });
             match decision {
-                Decision::Get => {
+                Some((_, Decision::Get)) => {
                     get.insert(placed.entry.id);
                 }
-                Decision::Drop => drop.push(placed.entry.id),
-                Decision::Stay => {}
+                Some((_, Decision::Drop)) => drop.push((placed.path, placed.entry.id)),
+                Some((_, Decision::Stay)) | None => {}
             }
-        }
-        Ok((get, drop))
+            Ok(())
+        })?;
+        drop.sort();
+        Ok((get, drop.into_iter().map(|(_, id)| id).collect()))
     }
 
-    /// Whether the rules want each of `entries` here (for a held file:
-    /// whether they keep it), by file id; files whose newest version is not
-    /// content (links, conflicts, deletions) are absent. The caller has the
-    /// entries already (`ls`): they are not read again.
-    pub(super) fn verdicts<'e>(
-        &self,
-        entries: impl IntoIterator<Item = &'e Placed>,
-    ) -> Result<HashMap<FileId, bool>> {
-        let rules = self.rules()?;
-        Ok(judged(&rules, entries, |rules, facts, purpose| {
-            preferred::wants(&rules.expr, rules.me, facts, &rules.locations(), purpose)
-        })
-        .into_iter()
-        .map(|(placed, _, wanted)| (placed.entry.id, wanted))
-        .collect())
-    }
-
-    /// Why the rules want `path` here or not, term by term.
-    pub fn explain_wanted(&self, path: &RepoPath) -> Result<RuleVerdict> {
-        let rules = self.rules()?;
-        let entries = self.store().placed_entries()?;
-        let file = entries.iter().filter(|e| e.path == *path);
-        let (placed, held, explanation) = judged(&rules, file, |rules, facts, purpose| {
-            preferred::explain(&rules.expr, rules.me, facts, &rules.locations(), purpose)
-        })
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::NoSuchFile(path.clone()))?;
-        Ok(RuleVerdict {
-            path: placed.path.clone(),
-            held,
-            wanted: explanation.value,
-            explanation,
-        })
-    }
-
-    fn rules(&self) -> Result<Rules> {
+    /// This location's rules, read once for judging many files
+    /// ([`wanted_here`]).
+    pub(super) fn rules(&self) -> Result<Rules> {
         let nodes = self.store().nodes()?;
         let me = self.node_id();
         let text = nodes
@@ -145,37 +115,70 @@ impl Repo {
                 .collect(),
         })
     }
+
+    /// Why the rules want `path` here or not, term by term.
+    pub fn explain_wanted(&self, path: &RepoPath) -> Result<RuleVerdict> {
+        let rules = self.rules()?;
+        let mut found = None;
+        self.store()
+            .each_placed(Some(path), Order::ByPath, |placed| {
+                if found.is_none() && placed.path == *path {
+                    found = judge(&rules, &placed, |rules, facts, purpose| {
+                        preferred::explain(
+                            &rules.expr,
+                            rules.me,
+                            facts,
+                            &rules.locations(),
+                            purpose,
+                        )
+                    })
+                    .map(|(held, explanation)| (placed, held, explanation));
+                }
+                Ok(())
+            })?;
+        let (placed, held, explanation) = found.ok_or_else(|| Error::NoSuchFile(path.clone()))?;
+        Ok(RuleVerdict {
+            path: placed.path,
+            held,
+            wanted: explanation.value,
+            explanation,
+        })
+    }
 }
 
-/// Each of `entries` whose newest version is content (not a link, not in
-/// conflict), whether it is held here, and `judge`'s verdict: for a Get if
-/// it is not held here, as if dropped if it is.
-fn judged<'e, T>(
+/// Whether the rules want `placed` here (for a held file: whether they
+/// keep it); `None` when its newest version is not content (a link, a
+/// conflict, a deletion), which the rules do not judge.
+pub(super) fn wanted_here(rules: &Rules, placed: &Placed) -> Option<bool> {
+    judge(rules, placed, |rules, facts, purpose| {
+        preferred::wants(&rules.expr, rules.me, facts, &rules.locations(), purpose)
+    })
+    .map(|(_, wanted)| wanted)
+}
+
+/// For a file whose newest version is content: whether it is held here,
+/// and `verdict` on it, for a Get if it is not held here, as if dropped if
+/// it is.
+fn judge<T>(
     rules: &Rules,
-    entries: impl IntoIterator<Item = &'e Placed>,
-    judge: impl Fn(&Rules, &FileFacts, Purpose) -> T,
-) -> Vec<(&'e Placed, bool, T)> {
-    let mut judged = Vec::new();
-    for placed in entries {
-        let Resolved::File(newest) = placed.entry.resolved() else {
-            continue;
-        };
-        let Some((hash, size, _)) = newest.value.bytes() else {
-            continue;
-        };
-        // The holders of this file's newest version, from the entry itself:
-        // no query per file, as this runs after every commit of a serving
-        // location. (A copy of the same bytes under another file counts
-        // only when a drop confirms copies.)
-        let holders: BTreeSet<NodeId> = placed.entry.holders_of(hash).copied().collect();
-        let held = holders.contains(&rules.me);
-        let facts = FileFacts {
-            path: placed.path.as_str(),
-            size,
-            holders: &holders,
-        };
-        let purpose = if held { Purpose::Drop } else { Purpose::Get };
-        judged.push((placed, held, judge(rules, &facts, purpose)));
-    }
-    judged
+    placed: &Placed,
+    verdict: impl Fn(&Rules, &FileFacts, Purpose) -> T,
+) -> Option<(bool, T)> {
+    let Resolved::File(newest) = placed.entry.resolved() else {
+        return None;
+    };
+    let (hash, size, _) = newest.value.bytes()?;
+    // The holders of this file's newest version, from the entry itself:
+    // no query per file, as this runs after every commit of a serving
+    // location. (A copy of the same bytes under another file counts
+    // only when a drop confirms copies.)
+    let holders: BTreeSet<NodeId> = placed.entry.holders_of(hash).copied().collect();
+    let held = holders.contains(&rules.me);
+    let facts = FileFacts {
+        path: placed.path.as_str(),
+        size,
+        holders: &holders,
+    };
+    let purpose = if held { Purpose::Drop } else { Purpose::Get };
+    Some((held, verdict(rules, &facts, purpose)))
 }

@@ -9,6 +9,7 @@ use super::Repo;
 use crate::error::Result;
 use crate::model::{FileEntry, FileId, NodeId, Placed, RepoPath, Resolved};
 use crate::scan::{Change, ScanProgress};
+use crate::store::Order;
 
 /// The state of one file as `ls` and `status` show it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -103,8 +104,7 @@ struct TreeView {
 
 impl Repo {
     fn tree_view(&self, progress: &dyn ScanProgress) -> Result<TreeView> {
-        let recorded = self.store.local_files()?;
-        let outcome = self.scan(recorded, progress)?;
+        let outcome = self.scan(progress)?;
         let warnings = super::commit::warnings(&outcome);
         let mut view = TreeView {
             changed: HashMap::new(),
@@ -144,14 +144,16 @@ impl Repo {
     }
 
     /// Uncommitted changes of the working tree, then outdated and conflicted
-    /// files, sorted by path; and warnings about what is not synced.
+    /// files, sorted by path; and warnings about what is not synced. The
+    /// state is read entry by entry: memory grows with what is listed, not
+    /// with the repository.
     pub fn status(&self, progress: &dyn ScanProgress) -> Result<(Vec<StatusLine>, Vec<String>)> {
+        self.store.read_through()?;
         let view = self.tree_view(progress)?;
         let mut lines = view.lines;
         let me = self.node_id();
-        let entries = self.store.placed_entries()?;
-        let clashed = clashed_paths(&entries);
-        for placed in entries {
+        let clashed = self.store.clashed_paths()?;
+        self.store.each_placed(None, Order::Stored, |placed| {
             let mut state = replicated_state(&placed, me);
             if clashed.contains(&placed.path) {
                 state = FileState::Conflict;
@@ -164,7 +166,8 @@ impl Repo {
                     reason: None,
                 });
             }
-        }
+            Ok(())
+        })?;
         for blocked in self.store.blocked()? {
             lines.push(StatusLine {
                 path: blocked.path,
@@ -177,37 +180,32 @@ impl Repo {
         Ok((lines, view.warnings))
     }
 
-    /// Every file of the repository under `prefix` (all when `None`), also those
-    /// not held here; deleted files only with `include_deleted`.
+    /// Hands `row` every file of the repository under `prefix` (all when
+    /// `None`), also those not held here, in path order; deleted files only
+    /// with `include_deleted`. Rows are made as the state is read, so a
+    /// listing of any size needs the memory of one entry (and of what the
+    /// scan of the tree finds changed).
     pub fn ls(
         &self,
         prefix: Option<&RepoPath>,
         include_deleted: bool,
         progress: &dyn ScanProgress,
-    ) -> Result<Vec<ListedFile>> {
+        mut row: impl FnMut(ListedFile),
+    ) -> Result<()> {
+        self.store.read_through()?;
         let view = self.tree_view(progress)?;
         let me = self.node_id();
-        let mut rows = Vec::new();
-        let entries = self.store.placed_entries()?;
-        let clashed = clashed_paths(&entries);
-        let verdicts = self.verdicts(
-            entries
-                .iter()
-                .filter(|e| prefix.is_none_or(|p| e.path.starts_with(p))),
-        )?;
-        for placed in entries {
-            let path = &placed.path;
-            if prefix.is_some_and(|p| !path.starts_with(p)) {
-                continue;
-            }
+        let rules = self.rules()?;
+        let clashed = self.store.clashed_paths()?;
+        Ok(self.store.each_placed(prefix, Order::ByPath, |placed| {
             let mut state = replicated_state(&placed, me);
-            if clashed.contains(path) {
+            if clashed.contains(&placed.path) {
                 state = FileState::Conflict;
             }
-            let entry = &placed.entry;
             if state == FileState::Deleted && !include_deleted {
-                continue;
+                return Ok(());
             }
+            let entry = &placed.entry;
             if let Some(local) = view.changed.get(&entry.id) {
                 if state != FileState::Conflict {
                     state = *local;
@@ -220,22 +218,22 @@ impl Repo {
                 Resolved::Deleted => 0,
             };
             let copies = match hash {
-                Some(h) => self.store.holders_of_content(h)?.len(),
+                Some(h) => self.store.holders_of_content_of(entry, h)?.len(),
                 None => 0,
             };
             let present = hash.is_some_and(|h| entry.holders_of(h).any(|n| *n == me));
-            rows.push(ListedFile {
-                path: path.clone(),
+            let wanted = super::rules::wanted_here(&rules, &placed);
+            row(ListedFile {
+                path: placed.path,
                 size,
                 hash: hash.map(|h| h.to_string()),
                 present,
                 copies,
-                wanted: verdicts.get(&entry.id).copied(),
+                wanted,
                 state,
             });
-        }
-        rows.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(rows)
+            Ok(())
+        })?)
     }
 }
 
@@ -296,16 +294,6 @@ fn newest_hash(entry: &FileEntry) -> Option<crate::model::ContentHash> {
         Resolved::Conflict(_) => entry.content.winner().value.hash(),
         Resolved::Deleted => None,
     }
-}
-
-/// The paths other files claim but lost: the file placed there is in a
-/// conflict too.
-fn clashed_paths(entries: &[Placed]) -> std::collections::HashSet<RepoPath> {
-    entries
-        .iter()
-        .filter(|p| p.is_displaced())
-        .map(|p| p.entry.current_path().clone())
-        .collect()
 }
 
 /// The state that follows from the replicated entry alone: a file displaced

@@ -21,6 +21,9 @@ pub struct Triage {
     /// is taken as is, like an unchanged file's (a rename changes ctime, so
     /// an edit that keeps size and mtime during a move would go unseen).
     pub moved: Vec<ReadFile>,
+    /// What was recorded at the paths in `to_read` that were recorded:
+    /// the files that may have been edited.
+    pub changed: Vec<LocalFile>,
     /// Recorded paths not found by the walk.
     pub missing: Vec<LocalFile>,
     /// How many files were recognised as unchanged without reading them.
@@ -28,21 +31,31 @@ pub struct Triage {
 }
 
 /// Splits the walk into unchanged files, moved files, files to read, and
-/// missing paths.
-pub fn triage(recorded: &[LocalFile], walked: Vec<WalkedFile>) -> Triage {
-    let mut by_path: HashMap<&RepoPath, &LocalFile> =
-        recorded.iter().map(|f| (&f.path, f)).collect();
+/// missing paths. Both `recorded` and `walked` come in path order (the
+/// database's and [`walk`](super::walk)'s), so they are compared as one
+/// merge: a tree of a million unchanged files costs no map of a million
+/// paths. Only what differs is kept.
+pub fn triage(
+    recorded: impl IntoIterator<Item = LocalFile>,
+    walked: impl IntoIterator<Item = WalkedFile>,
+) -> Triage {
+    let mut recorded = recorded.into_iter().peekable();
     let mut triage = Triage::default();
     let mut new_paths = Vec::new();
     for file in walked {
-        match by_path.remove(&file.path) {
+        while let Some(gone) = recorded.next_if(|r| r.path < file.path) {
+            triage.missing.push(gone);
+        }
+        match recorded.next_if(|r| r.path == file.path) {
             Some(old) if old.stat == file.stat => triage.unchanged += 1,
-            Some(_) => triage.to_read.push(file),
+            Some(old) => {
+                triage.changed.push(old);
+                triage.to_read.push(file);
+            }
             None => new_paths.push(file),
         }
     }
-    triage.missing = by_path.into_values().cloned().collect();
-    triage.missing.sort_by(|a, b| a.path.cmp(&b.path));
+    triage.missing.extend(recorded);
     let missing_by_inode: HashMap<(u64, u64), &LocalFile> = triage
         .missing
         .iter()
@@ -141,10 +154,11 @@ pub enum Change {
     },
 }
 
-/// Decides what changed. `recorded` is what the state says was at each path,
-/// `read` the files read in this scan, `missing` the recorded paths now gone.
-pub fn detect(recorded: &[LocalFile], read: Vec<ReadFile>, missing: Vec<LocalFile>) -> Vec<Change> {
-    let by_path: HashMap<&RepoPath, &LocalFile> = recorded.iter().map(|f| (&f.path, f)).collect();
+/// Decides what changed. `changed` is what the state says was at the
+/// recorded paths among those read ([`Triage::changed`]), `read` the files
+/// read in this scan, `missing` the recorded paths now gone.
+pub fn detect(changed: &[LocalFile], read: Vec<ReadFile>, missing: Vec<LocalFile>) -> Vec<Change> {
+    let by_path: HashMap<&RepoPath, &LocalFile> = changed.iter().map(|f| (&f.path, f)).collect();
     let mut changes = Vec::new();
     let mut new_paths = Vec::new();
     for file in read {
@@ -273,28 +287,29 @@ mod tests {
         let rec = vec![recorded("old/name", 7, 3)];
         let mut moved = walked("new/name", 7, 1);
         moved.stat.ctime_ns = 99; // a rename changes ctime
-        let t = triage(&rec, vec![moved]);
+        let t = triage(rec.clone(), vec![moved]);
         assert!(t.to_read.is_empty());
         assert_eq!(t.moved.len(), 1);
         assert_eq!(t.moved[0].hash, ContentHash([3; 32]));
         // Edited on the way (new mtime): read it.
-        let t = triage(&rec, vec![walked("new/name", 7, 5)]);
+        let t = triage(rec, vec![walked("new/name", 7, 5)]);
         assert_eq!((t.to_read.len(), t.moved.len()), (1, 0));
     }
 
     #[test]
     fn triage_reads_only_changed_and_new_files() {
         let rec = vec![
+            recorded("gone", 3, 3),
             recorded("same", 1, 1),
             recorded("touched", 2, 2),
-            recorded("gone", 3, 3),
         ];
+        // Both sides in path order, as the database and the walk give them.
         let t = triage(
-            &rec,
+            rec,
             vec![
+                walked("new", 4, 1),
                 walked("same", 1, 1),
                 walked("touched", 2, 5),
-                walked("new", 4, 1),
             ],
         );
         assert_eq!(t.unchanged, 1);
@@ -302,6 +317,8 @@ mod tests {
         assert_eq!(to_read, ["new", "touched"]);
         assert_eq!(t.missing.len(), 1);
         assert_eq!(t.missing[0].path.as_str(), "gone");
+        let changed: Vec<_> = t.changed.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(changed, ["touched"]);
     }
 
     #[test]

@@ -124,11 +124,8 @@ mod tests {
                 ("logs/drop.log", ""),
             ],
         );
-        let listed: Vec<String> = walk(root, true, |_| {})
-            .files
-            .into_iter()
-            .map(|f| f.path.to_string())
-            .collect();
+        let mut listed: Vec<String> = Vec::new();
+        walk(root, true, |f| listed.push(f.path.to_string()));
         let mut rules = IgnoreRules::new(root);
         for path in [
             ".harmony/state.db",

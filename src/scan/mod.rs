@@ -12,9 +12,7 @@ use std::path::Path;
 pub use detect::{detect, triage, Change, ReadFile};
 pub use ignored::IgnoreRules;
 pub use read::ReadFailure;
-pub use walk::{
-    kind_of, set_mtime, stat_of, walk, SkipReason, Skipped, Walked, WalkedFile, IGNORE_FILE,
-};
+pub use walk::{kind_of, set_mtime, stat_of, walk, SkipReason, Skipped, WalkedFile, IGNORE_FILE};
 
 use crate::chunk::{ChunkParams, Manifest};
 use crate::model::{ContentHash, Kind, LinkTarget, RepoPath};
@@ -62,23 +60,50 @@ pub struct ScanOutcome {
     pub bytes_read: u64,
 }
 
-/// Compares the tree under `root` with what this location `recorded`;
-/// symbolic links are recorded as links when `symlinks` is on.
+/// How many walked files go to the comparing thread at a time.
+const WALK_BATCH: usize = 4096;
+
+/// Compares the tree under `root` with what this location `recorded` (in
+/// path order, as [`Store::each_local_file`](crate::store::Store) gives
+/// it); symbolic links are recorded as links when `symlinks` is on.
+///
+/// The walk runs on a thread of its own and hands its files over in
+/// batches, so that listing the tree and reading the database overlap; only
+/// a few batches are in flight at once, so memory does not grow with the
+/// tree.
 pub fn scan(
     root: &Path,
-    recorded: Vec<LocalFile>,
+    recorded: impl Iterator<Item = LocalFile>,
     params: ChunkParams,
     symlinks: bool,
     progress: &dyn ScanProgress,
 ) -> ScanOutcome {
-    let mut listed = 0u64;
-    let Walked { files, skipped } = walk(root, symlinks, |_| {
-        listed += 1;
-        if listed % 1024 == 0 {
-            progress.walking(listed);
-        }
+    let (triaged, skipped) = std::thread::scope(|threads| {
+        let (batches, walked) = std::sync::mpsc::sync_channel::<Vec<WalkedFile>>(4);
+        let walker = threads.spawn(move || {
+            let mut listed = 0u64;
+            let mut batch = Vec::with_capacity(WALK_BATCH);
+            let skipped = walk(root, symlinks, |file| {
+                listed += 1;
+                if listed % 1024 == 0 {
+                    progress.walking(listed);
+                }
+                batch.push(file);
+                if batch.len() == WALK_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(WALK_BATCH));
+                    // The comparing side hangs up only when it panicked.
+                    let _ = batches.send(full);
+                }
+            });
+            let _ = batches.send(batch);
+            skipped
+        });
+        let triaged = triage(recorded, walked.into_iter().flatten());
+        let skipped = walker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (triaged, skipped)
     });
-    let triaged = triage(&recorded, files);
     let mut outcome = ScanOutcome {
         unchanged: triaged.unchanged,
         ..ScanOutcome::default()
@@ -110,7 +135,7 @@ pub fn scan(
         }
         files.push(r.file);
     }
-    outcome.changes = detect(&recorded, files, missing);
+    outcome.changes = detect(&triaged.changed, files, missing);
     outcome.skipped = skipped;
     outcome.failed = failed;
     outcome

@@ -13,7 +13,8 @@ use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use ignore::WalkBuilder;
+use ignore::gitignore::Gitignore;
+use ignore::Match;
 
 use crate::model::{Kind, RepoPath, STATE_DIR};
 use crate::store::FileStat;
@@ -98,15 +99,6 @@ impl std::fmt::Display for Skipped {
     }
 }
 
-/// Everything one walk found.
-#[derive(Debug, Default)]
-pub struct Walked {
-    /// Regular files and links, in walk order.
-    pub files: Vec<WalkedFile>,
-    /// What was left out, with its reason.
-    pub skipped: Vec<Skipped>,
-}
-
 impl Skipped {
     /// True when `path` is at or under one of `skipped` (an unreadable folder,
     /// a symlink, ...): the walk says nothing about it, so it is not deleted.
@@ -128,79 +120,185 @@ pub(super) fn builtin_ignores() -> GlobSet {
 }
 
 /// Lists the regular files under `root`, and its symbolic links when
-/// `symlinks` is on.
-pub fn walk(root: &Path, symlinks: bool, mut on_file: impl FnMut(u64)) -> Walked {
+/// `symlinks` is on, handing each to `found` **in path order**: the byte
+/// order of their repository paths, which is the order the state database
+/// keeps `local_files` in. So a scan compares the two as one merge, holding
+/// neither in memory (a million-file tree costs a million-entry map
+/// otherwise). Returns what was left out, with its reason.
+///
+/// Folders are listed one at a time; siblings are sorted by name, a folder
+/// as its name followed by `/`, which is how it sorts among the paths under
+/// it. (`ignore`'s walker sorts by name alone and cannot be told which
+/// entries are folders, so "a.b" would come after "a/x".) The ignore rules
+/// are `ignore`'s: each folder's `.harmonyignore`, the deepest one with a
+/// matching rule deciding, and nothing under an ignored folder is listed.
+pub fn walk(root: &Path, symlinks: bool, mut found: impl FnMut(WalkedFile)) -> Vec<Skipped> {
     let builtin = builtin_ignores();
-    let mut walker = WalkBuilder::new(root);
-    walker
-        .standard_filters(false)
-        .follow_links(false)
-        .add_custom_ignore_filename(IGNORE_FILE)
-        .filter_entry(move |entry| !builtin.is_match(entry.file_name()));
-    let mut walked = Walked::default();
-    for result in walker.build() {
-        let entry = match result {
-            Ok(entry) => entry,
-            Err(err) => {
-                walked.skipped.push(skipped_for_error(root, &err));
-                continue;
-            }
-        };
-        if entry.depth() == 0 {
-            continue;
-        }
-        let relative = entry.path().strip_prefix(root).unwrap_or(entry.path());
-        let Some(file_type) = entry.file_type() else {
+    let mut skipped = Vec::new();
+    let mut stack: Vec<Folder> = Vec::new();
+    match Folder::open(root.to_path_buf(), String::new()) {
+        Ok(folder) => stack.push(folder),
+        Err(e) => skipped.push(unreadable(PathBuf::new(), None, &e)),
+    }
+    while let Some(folder) = stack.last_mut() {
+        let Some(child) = folder.children.pop() else {
+            stack.pop();
             continue;
         };
-        if file_type.is_dir() {
+        let folder = stack.last().expect("the folder just taken from");
+        if builtin.is_match(&child.name) {
             continue;
         }
-        let repo_path = match RepoPath::from_relative(relative) {
+        let relative = || Path::new(&folder.prefix).join(&child.name);
+        let Some(name) = child.name.to_str() else {
+            skipped.push(Skipped {
+                path: relative(),
+                repo_path: None,
+                reason: SkipReason::NotUtf8,
+            });
+            continue;
+        };
+        let is_dir = child.is_dir;
+        let under_rules = stack.iter().any(|f| f.rules.is_some());
+        if under_rules && ignored(&stack, &folder.path.join(name), is_dir) {
+            continue;
+        }
+        let repo_path = match RepoPath::new(&format!("{}{name}", folder.prefix)) {
             Ok(p) => p,
             Err(e) => {
-                let reason = match e {
-                    crate::model::PathError::NotUtf8(_) => SkipReason::NotUtf8,
-                    other => SkipReason::Invalid(other.to_string()),
-                };
-                walked.skipped.push(Skipped {
-                    path: relative.to_owned(),
+                skipped.push(Skipped {
+                    path: relative(),
                     repo_path: None,
-                    reason,
+                    reason: SkipReason::Invalid(e.to_string()),
                 });
                 continue;
             }
         };
         let skip = |reason| Skipped {
-            path: relative.to_owned(),
+            path: relative(),
             repo_path: Some(repo_path.clone()),
             reason,
         };
+        let file_type = match child.file_type {
+            Ok(t) => t,
+            Err(e) => {
+                skipped.push(skip(SkipReason::Unreadable(e.to_string())));
+                continue;
+            }
+        };
+        if file_type.is_dir() {
+            let opened = Folder::open(folder.path.join(name), format!("{repo_path}/"));
+            match opened {
+                Ok(sub) => stack.push(sub),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => skipped.push(unreadable(relative(), Some(repo_path), &e)),
+            }
+            continue;
+        }
         if file_type.is_symlink() && !symlinks {
-            walked.skipped.push(skip(SkipReason::Symlink));
+            skipped.push(skip(SkipReason::Symlink));
             continue;
         }
         if !file_type.is_file() && !file_type.is_symlink() {
-            walked.skipped.push(skip(SkipReason::Special));
+            skipped.push(skip(SkipReason::Special));
             continue;
         }
-        match entry.metadata() {
-            Ok(meta) => {
-                on_file(meta.len());
-                walked.files.push(WalkedFile {
-                    path: repo_path,
-                    stat: stat_of(&meta),
-                    kind: kind_of(&meta),
-                });
-            }
+        match child.entry.metadata() {
+            Ok(meta) => found(WalkedFile {
+                path: repo_path,
+                stat: stat_of(&meta),
+                kind: kind_of(&meta),
+            }),
             // Vanished between listing and stat: as if never seen.
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => walked
-                .skipped
-                .push(skip(SkipReason::Unreadable(e.to_string()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => skipped.push(skip(SkipReason::Unreadable(e.to_string()))),
         }
     }
-    walked
+    skipped
+}
+
+/// A folder being walked: what is left of its sorted listing (last first,
+/// so taking the next is a pop), and its ignore file.
+struct Folder {
+    /// Where it is on disk.
+    path: PathBuf,
+    /// Its repository path with a trailing `/`; empty for the root.
+    prefix: String,
+    /// Its entries, in reverse path order.
+    children: Vec<Child>,
+    /// Its `.harmonyignore`, when it has one.
+    rules: Option<Gitignore>,
+}
+
+/// One entry of a folder's listing.
+struct Child {
+    name: std::ffi::OsString,
+    /// Whether it is a folder, which sorts as its name followed by `/`.
+    is_dir: bool,
+    /// From the listing (no stat on most file systems).
+    file_type: std::io::Result<std::fs::FileType>,
+    entry: std::fs::DirEntry,
+}
+
+impl Child {
+    /// The bytes it sorts by among its siblings: its name, and for a
+    /// folder a `/` after it, which is how the paths under it sort.
+    fn sort_key(&self) -> impl Iterator<Item = u8> + '_ {
+        use std::os::unix::ffi::OsStrExt;
+        let slash: &[u8] = if self.is_dir { b"/" } else { b"" };
+        self.name.as_bytes().iter().chain(slash).copied()
+    }
+}
+
+impl Folder {
+    fn open(path: PathBuf, prefix: String) -> std::io::Result<Folder> {
+        let mut children = Vec::new();
+        let mut has_rules = false;
+        for entry in std::fs::read_dir(&path)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let file_type = entry.file_type();
+            has_rules |= name == IGNORE_FILE && file_type.as_ref().is_ok_and(|t| t.is_file());
+            children.push(Child {
+                name,
+                is_dir: file_type.as_ref().is_ok_and(|t| t.is_dir()),
+                file_type,
+                entry,
+            });
+        }
+        // Reverse path order.
+        children.sort_unstable_by(|a, b| b.sort_key().cmp(a.sort_key()));
+        let rules = has_rules.then(|| Gitignore::new(path.join(IGNORE_FILE)).0);
+        Ok(Folder {
+            path,
+            prefix,
+            children,
+            rules,
+        })
+    }
+}
+
+/// Whether the ignore files of the folders on `stack` ignore `path`: the
+/// deepest one with a matching rule decides, as in `ignore`'s walker.
+fn ignored(stack: &[Folder], path: &Path, is_dir: bool) -> bool {
+    for folder in stack.iter().rev() {
+        if let Some(rules) = &folder.rules {
+            match rules.matched(path, is_dir) {
+                Match::Ignore(_) => return true,
+                Match::Whitelist(_) => return false,
+                Match::None => {}
+            }
+        }
+    }
+    false
+}
+
+fn unreadable(path: PathBuf, repo_path: Option<RepoPath>, err: &std::io::Error) -> Skipped {
+    Skipped {
+        path,
+        repo_path,
+        reason: SkipReason::Unreadable(err.to_string()),
+    }
 }
 
 /// The stat fields Harmony compares to decide whether a file may have changed.
@@ -246,34 +344,41 @@ pub fn set_mtime(path: &Path, mtime_ns: i64) -> std::io::Result<()> {
     Ok(utimensat(CWD, path, &times, AtFlags::empty())?)
 }
 
-fn is_not_found(err: &ignore::Error) -> bool {
-    err.io_error()
-        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-}
+#[cfg(test)]
+mod tests {
+    use super::walk;
+    use std::fs;
 
-fn skipped_for_error(root: &Path, err: &ignore::Error) -> Skipped {
-    let path = error_path(err)
-        .map(|p| p.strip_prefix(root).unwrap_or(p).to_owned())
-        .unwrap_or_default();
-    let repo_path = RepoPath::from_relative(&path).ok();
-    Skipped {
-        path,
-        repo_path,
-        reason: SkipReason::Unreadable(
-            err.io_error()
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| err.to_string()),
-        ),
-    }
-}
-
-fn error_path(err: &ignore::Error) -> Option<&Path> {
-    match err {
-        ignore::Error::WithPath { path, .. } => Some(path),
-        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
-            error_path(err)
+    /// The scan merges the walk with the database's `ORDER BY path`: the
+    /// walk must list in byte order of whole paths, where a folder's files
+    /// sort as "name/..." among siblings such as "name.txt" and "name-2".
+    #[test]
+    fn lists_in_the_byte_order_of_whole_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "a.b",
+            "a/x",
+            "a-",
+            "a0",
+            "a/b.c/d",
+            "a/b/c",
+            "a/b-",
+            "b",
+            "A",
+            "a/b/c.d/e",
+            "ä",
+            "a b",
+        ];
+        for name in names {
+            let path = dir.path().join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, name).unwrap();
         }
-        ignore::Error::Partial(errs) => errs.iter().find_map(error_path),
-        _ => None,
+        let mut listed = Vec::new();
+        let skipped = walk(dir.path(), true, |f| listed.push(f.path.to_string()));
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        expected.sort();
+        assert_eq!(listed, expected);
     }
 }

@@ -3,7 +3,7 @@
 //! placed ([`crate::model::placement`]), which files have which content (to
 //! find holders per content), and the remote changes blocked here.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -185,6 +185,41 @@ impl Store {
         Ok(holders)
     }
 
+    /// Every location that holds `hash`, the newest content of `entry`:
+    /// its own holders of it, and, only when another file has the same
+    /// content, theirs too ([`holders_of_content`](Self::holders_of_content)).
+    /// One index lookup for a content no other file has, so `ls` can ask
+    /// it of each of a million files.
+    pub fn holders_of_content_of(
+        &self,
+        entry: &FileEntry,
+        hash: ContentHash,
+    ) -> Result<BTreeSet<NodeId>> {
+        let shared: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM content_files WHERE hash = ?1 AND file_id != ?2)",
+            )?
+            .query_row(params![hash.0, entry.id.0], |r| r.get(0))?;
+        if shared {
+            return self.holders_of_content(hash);
+        }
+        Ok(entry.holders_of(hash).copied().collect())
+    }
+
+    /// The paths displaced files claim but lost: the file placed at each is
+    /// in a conflict too.
+    pub fn clashed_paths(&self) -> Result<HashSet<RepoPath>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT e.path FROM displaced CROSS JOIN entries AS e USING (file_id)")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|path| {
+            RepoPath::new(&path?).map_err(|e| StoreError::Corrupt(format!("entry path: {e}")))
+        })
+        .collect()
+    }
+
     /// The remote changes not applied here, by path.
     pub fn blocked(&self) -> Result<Vec<BlockedFile>> {
         let mut stmt = self
@@ -268,7 +303,7 @@ mod tests {
     use crate::chunk::ChunkParams;
     use crate::model::placement::layout;
     use crate::model::{Content, ContentHash, FileEntry, FileId, NodeId, RepoId, RepoPath, Stamp};
-    use crate::store::{Settings, Store};
+    use crate::store::{Order, Settings, Store};
 
     const PATHS: &[&str] = &[
         "d",
@@ -330,6 +365,36 @@ mod tests {
                     .map(|p| (p.entry.id, p.path))
                     .collect();
                 prop_assert_eq!(kept, expected);
+                // Streamed, the entries are the same: in path order with
+                // the displaced ones merged in at their names, or all of
+                // them as stored; under a prefix, those under it.
+                let whole: Vec<(FileId, RepoPath)> = store
+                    .placed_entries()
+                    .unwrap()
+                    .into_iter()
+                    .map(|p| (p.entry.id, p.path))
+                    .collect();
+                let streamed = |prefix: Option<&RepoPath>, order| {
+                    let mut seen = Vec::new();
+                    store
+                        .each_placed(prefix, order, |p| {
+                            seen.push((p.entry.id, p.path));
+                            Ok(())
+                        })
+                        .unwrap();
+                    seen
+                };
+                let by_key = |mut v: Vec<(FileId, RepoPath)>| {
+                    v.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+                    v
+                };
+                let by_path = streamed(None, Order::ByPath);
+                prop_assert!(by_path.windows(2).all(|w| w[0].1 <= w[1].1), "{:?}", by_path);
+                prop_assert_eq!(by_key(by_path), by_key(whole.clone()));
+                prop_assert_eq!(by_key(streamed(None, Order::Stored)), by_key(whole.clone()));
+                let d = RepoPath::new("d").unwrap();
+                let under_d: Vec<_> = whole.iter().filter(|(_, p)| p.starts_with(&d)).cloned().collect();
+                prop_assert_eq!(by_key(streamed(Some(&d), Order::ByPath)), by_key(under_d));
             }
         }
     }

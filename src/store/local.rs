@@ -19,6 +19,35 @@ impl Store {
         rows.map(|r| r.map_err(StoreError::from)).collect()
     }
 
+    /// Runs `compare` over every path this location recorded, in path order
+    /// (byte order, the table's key), read as it goes: for a scan, which
+    /// merges it with the walk of the tree instead of loading it whole.
+    pub fn each_local_file<T>(
+        &self,
+        compare: impl FnOnce(&mut dyn Iterator<Item = LocalFile>) -> T,
+    ) -> Result<T> {
+        let mut stmt = self.conn.prepare(
+            "SELECT path, file_id, hash, size, mtime_ns, ctime_ns, inode, dev, kind FROM local_files
+             ORDER BY path",
+        )?;
+        let mut failed = None;
+        let rows = stmt.query_map([], LocalFile::from_row)?;
+        let mut files = rows.map_while(|row| row.map_err(|e| failed = Some(e)).ok());
+        let compared = compare(&mut files);
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(compared),
+        }
+    }
+
+    /// How many paths this location recorded.
+    pub fn local_file_count(&self) -> Result<usize> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM local_files", [], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+
     /// Where this location holds the file `id`, if it does.
     pub fn local_file_by_id(&self, id: FileId) -> Result<Option<LocalFile>> {
         self.local_file_where("file_id", &id.0)

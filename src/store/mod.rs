@@ -27,7 +27,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::chunk::ChunkParams;
 use crate::model::{FileId, NodeId, RepoId, STATE_DIR};
 pub use records::{BlockedFile, FileStat, LocalFile, PeerRecord};
-pub use replicated::EntryChange;
+pub use replicated::{EntryChange, Order};
 pub use trash::TrashRecord;
 
 /// The database file inside `.harmony/`.
@@ -184,6 +184,15 @@ impl Store {
         }
         txn.commit()?;
         Ok(store)
+    }
+
+    /// Shrinks the page cache to 8 MiB, for a command that reads the state
+    /// once through (`ls`, `status`): the 64 MiB a large commit needs would
+    /// fill with pages such a read never visits again, and be most of its
+    /// memory.
+    pub fn read_through(&self) -> Result<()> {
+        self.conn.pragma_update(None, "cache_size", -8192)?;
+        Ok(())
     }
 
     /// Opens an existing database, upgrading one of an older schema.

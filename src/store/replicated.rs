@@ -24,6 +24,15 @@ pub struct EntryChange {
     pub entry: FileEntry,
 }
 
+/// The order [`Store::each_placed`] hands entries over in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// By the path each is placed at.
+    ByPath,
+    /// As the table stores them (by file id).
+    Stored,
+}
+
 impl Store {
     /// XOR of every entry's digest: equal on two nodes exactly when they hold
     /// the same replicated state (barring a 2^-256 accident).
@@ -191,6 +200,97 @@ impl Store {
             derived::placed(decode("file entry", &data)?, placed)
         })
         .collect()
+    }
+
+    /// Runs `each` on every entry at or under `prefix` (every entry when
+    /// `None`) with the path it is placed at, reading them as it goes: `ls`
+    /// and `status` of a million files hold one entry at a time, not a
+    /// million.
+    ///
+    /// In [`Order::ByPath`] the entries come in path order, through the
+    /// path index (a lookup of the row per entry); the few displaced files
+    /// (whose placed name is not their path) are read first and merged in
+    /// at their names. [`Order::Stored`] reads the table as it lies, which
+    /// is several times faster, for callers that sort what they keep.
+    pub fn each_placed(
+        &self,
+        prefix: Option<&RepoPath>,
+        order: Order,
+        mut each: impl FnMut(Placed) -> Result<()>,
+    ) -> Result<()> {
+        let under = |p: &RepoPath| prefix.is_none_or(|prefix| p.starts_with(prefix));
+        if order == Order::Stored {
+            // The few displaced names first, then one plain scan of the
+            // table (a join per row would make SQLite walk an index and
+            // look each row up).
+            let mut names = self.conn.prepare("SELECT file_id, placed FROM displaced")?;
+            let names = names
+                .query_map([], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect::<rusqlite::Result<std::collections::HashMap<_, _>>>()?;
+            let mut stmt = self.conn.prepare("SELECT data FROM entries")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let data = row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+                let entry: FileEntry = decode("file entry", data)?;
+                let name = names.get(&entry.id.0[..]).cloned();
+                let placed = derived::placed(entry, name)?;
+                if under(&placed.path) {
+                    each(placed)?;
+                }
+            }
+            return Ok(());
+        }
+        // CROSS JOIN: from the few displaced rows to their entries, never
+        // the other way round.
+        let mut displaced = self.conn.prepare(
+            "SELECT e.data, d.placed FROM displaced AS d CROSS JOIN entries AS e USING (file_id)
+             ORDER BY d.placed",
+        )?;
+        let displaced = displaced
+            .query_map([], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+            })?
+            .map(|row| {
+                let (data, placed) = row?;
+                derived::placed(decode("file entry", &data)?, Some(placed))
+            })
+            .filter(|p| p.as_ref().map_or(true, |p| under(&p.path)))
+            .collect::<Result<Vec<Placed>>>()?;
+        let mut displaced = displaced.into_iter().peekable();
+        // Everything at or under `prefix` sorts between it and the same
+        // with its last byte past '/' ("a" .. "a0"); what else falls in that
+        // range ("a.b") is filtered out.
+        let (sql, range) = match prefix {
+            None => (
+                "SELECT data FROM entries WHERE file_id NOT IN (SELECT file_id FROM displaced)
+                 ORDER BY path",
+                None,
+            ),
+            Some(p) => (
+                "SELECT data FROM entries WHERE file_id NOT IN (SELECT file_id FROM displaced)
+                 AND path >= ?1 AND path < ?2 ORDER BY path",
+                Some((p.as_str().to_owned(), format!("{p}0"))),
+            ),
+        };
+        let mut stmt = self.conn.prepare(sql)?;
+        let mut rows = match &range {
+            None => stmt.query([])?,
+            Some((from, to)) => stmt.query(params![from, to])?,
+        };
+        while let Some(row) = rows.next()? {
+            let data = row.get_ref(0)?.as_blob().map_err(rusqlite::Error::from)?;
+            let placed = derived::placed(decode("file entry", data)?, None)?;
+            if !under(&placed.path) {
+                continue;
+            }
+            while let Some(before) = displaced.next_if(|d| d.path < placed.path) {
+                each(before)?;
+            }
+            each(placed)?;
+        }
+        displaced.try_for_each(each)
     }
 
     /// The entry of file `id`, if any.

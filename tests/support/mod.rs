@@ -89,7 +89,11 @@ impl Location {
     }
 
     pub fn ls(&self) -> Vec<ListedFile> {
-        self.repo.ls(None, false, &NoProgress).expect("ls")
+        let mut rows = Vec::new();
+        self.repo
+            .ls(None, false, &NoProgress, |row| rows.push(row))
+            .expect("ls");
+        rows
     }
 
     /// Paths listed by `ls`, sorted.
