@@ -99,6 +99,15 @@ impl Outcomes {
     }
 }
 
+/// What the first phase leaves for the others: the moves, the new files
+/// whose content is here, and how every entry ended so far.
+#[derive(Default)]
+struct Later {
+    outcomes: Outcomes,
+    moves: Vec<(Placed, Move)>,
+    new: Vec<Placed>,
+}
+
 /// What one file's change needs in the later phases.
 enum Next {
     Done,
@@ -140,42 +149,31 @@ impl Repo {
         ids.extend(blocked.iter().copied());
         ids.sort_unstable();
         ids.dedup();
-        let mut outcomes = Outcomes::default();
-        let mut moves = Vec::new();
-        let mut new = Vec::new();
+        let mut later = Later::default();
         // Deletions first (and what this location does not hold, which
         // depends on no path), then changes in place, then the rest.
         let mut held = Vec::new();
         for id in ids {
             let Some(placed) = self.store.placed_entry(id)? else {
-                outcomes.gone.push(id); // collected since: nothing to apply
+                later.outcomes.gone.push(id); // collected since: nothing to apply
                 continue;
             };
             if !placed.entry.is_deleted() && self.store.local_file_by_id(id)?.is_some() {
                 held.push(id);
                 continue;
             }
-            self.apply_first(
-                placed,
-                deletion,
-                &mut report,
-                &mut outcomes,
-                &mut moves,
-                &mut new,
-            )?;
+            self.apply_first(placed, deletion, &mut report, &mut later)?;
         }
         for id in held {
             if let Some(placed) = self.store.placed_entry(id)? {
-                self.apply_first(
-                    placed,
-                    deletion,
-                    &mut report,
-                    &mut outcomes,
-                    &mut moves,
-                    &mut new,
-                )?;
+                self.apply_first(placed, deletion, &mut report, &mut later)?;
             }
         }
+        let Later {
+            mut outcomes,
+            moves,
+            new,
+        } = later;
         for (placed, result) in self.apply_moves(moves, &mut report)? {
             outcomes.push(&placed, result.err());
         }
@@ -197,24 +195,21 @@ impl Repo {
         Ok(report)
     }
 
-    /// The first phase of one entry: what it needs later goes to `moves`
-    /// or `new`.
+    /// The first phase of one entry: what it needs later goes to `later`.
     fn apply_first(
         &mut self,
         placed: Placed,
         deletion: TrashReason,
         report: &mut ApplyReport,
-        outcomes: &mut Outcomes,
-        moves: &mut Vec<(Placed, Move)>,
-        new: &mut Vec<Placed>,
+        later: &mut Later,
     ) -> Result<()> {
         note_rename_conflict(&placed.entry, report);
         match self.apply_one(&placed, deletion, report) {
-            Ok(Next::Done) => outcomes.push(&placed, None),
-            Ok(Next::Move(m)) => moves.push((placed, m)),
-            Ok(Next::New) if self.has_content_of(&placed)? => new.push(placed),
-            Ok(Next::New) => outcomes.push(&placed, None), // needs a transfer: `get`
-            Err(e) => outcomes.push(&placed, Some(e.to_string())),
+            Ok(Next::Done) => later.outcomes.push(&placed, None),
+            Ok(Next::Move(m)) => later.moves.push((placed, m)),
+            Ok(Next::New) if self.has_content_of(&placed)? => later.new.push(placed),
+            Ok(Next::New) => later.outcomes.push(&placed, None), // needs a transfer: `get`
+            Err(e) => later.outcomes.push(&placed, Some(e.to_string())),
         }
         Ok(())
     }
