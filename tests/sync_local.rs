@@ -518,6 +518,42 @@ fn a_sync_cut_between_merge_and_apply_is_applied_by_the_next_sync() {
     assert!(b.repo.store().blocked().unwrap().is_empty());
 }
 
+/// The apply step after a merge has work only for files this location
+/// holds, or can make from what it has: a cut first sync leaves nothing
+/// blocked for the files held elsewhere. (Each was marked "not applied
+/// yet", so `status` listed every file of the repository, and the next
+/// apply read them all again.)
+#[test]
+fn a_cut_first_sync_leaves_nothing_blocked_for_files_held_elsewhere() {
+    let [mut a, mut b] = locations(["a", "b"]);
+    for i in 0..50 {
+        a.write(&format!("f/{i:02}"), format!("file {i}").as_bytes());
+    }
+    a.commit();
+    sync_pair_merged(&mut a, &mut b, false);
+    assert_eq!(b.ls().len(), 50, "merged");
+    assert!(b.repo.store().blocked().unwrap().is_empty());
+    let (status, _) = b.repo.status(&harmony::scan::NoProgress).unwrap();
+    assert!(status.is_empty(), "{status:?}");
+    // A file b can make from what it holds still waits for the apply.
+    b.write("mine.txt", b"file 7");
+    b.commit();
+    a.write("g/copy", b"file 7");
+    a.commit();
+    sync_pair_merged(&mut a, &mut b, false);
+    let blocked: Vec<String> = b
+        .repo
+        .store()
+        .blocked()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path.to_string())
+        .collect();
+    assert_eq!(blocked, ["g/copy"]);
+    sync_pair(&mut a, &mut b);
+    assert_eq!(fs::read(b.root().join("g/copy")).unwrap(), b"file 7");
+}
+
 /// Two locations meeting for the first time, each holding most of the
 /// other's state already (it reached both through a third): each sends
 /// only what lies in the buckets of its summary that differ.

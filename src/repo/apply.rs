@@ -31,7 +31,7 @@ use super::{now_ms, Repo};
 use crate::error::{Error, Result};
 use crate::model::{Content, FileEntry, FileId, Kind, Placed, Resolved, STATE_DIR};
 use crate::scan::{file_stat, still_as_recorded};
-use crate::store::LocalFile;
+use crate::store::{LocalFile, Writer};
 use crate::tree::{set_executable, Tree};
 
 /// Where files wait between the two steps of a batch of moves.
@@ -74,6 +74,43 @@ struct Move {
     record: LocalFile,
     to: crate::model::RepoPath,
     parked: PathBuf,
+}
+
+/// Whether the apply step has work for `entry` in this tree: it holds the
+/// file (a move, an update, a deletion), or can make it from what is here
+/// (a link; content that a file here holds). A merge asks this of every
+/// entry it changes, so that the million entries of a first sync, held
+/// elsewhere, leave the apply nothing to go through.
+pub(crate) fn has_work_here(writer: &Writer<'_>, entry: &FileEntry) -> crate::store::Result<bool> {
+    if writer.local_file_path_of(entry.id)?.is_some() {
+        return Ok(true);
+    }
+    Ok(match made_from(entry) {
+        MadeFrom::Link => true,
+        MadeFrom::Content(hash) => writer.holds_content(hash)?,
+        MadeFrom::Nothing => false,
+    })
+}
+
+/// What a location that does not hold a file needs to make it.
+enum MadeFrom {
+    /// A link: nothing but its target, which the entry carries.
+    Link,
+    /// This content, from a file here that holds it.
+    Content(crate::model::ContentHash),
+    /// It cannot be made (a deletion, a conflict): nothing to do.
+    Nothing,
+}
+
+fn made_from(entry: &FileEntry) -> MadeFrom {
+    let Resolved::File(newest) = entry.resolved() else {
+        return MadeFrom::Nothing;
+    };
+    match &newest.value {
+        Content::Link { .. } => MadeFrom::Link,
+        Content::File { hash, .. } => MadeFrom::Content(*hash),
+        Content::Deleted => MadeFrom::Nothing,
+    }
 }
 
 /// How the changes of one apply ended, as the blocked table needs them:
@@ -215,16 +252,12 @@ impl Repo {
     }
 
     /// Whether [`materialize`](Self::materialize) can make `placed` here
-    /// from what this location has: a link, or content some file here
-    /// holds.
+    /// from what this location has.
     fn has_content_of(&self, placed: &Placed) -> Result<bool> {
-        let Resolved::File(newest) = placed.entry.resolved() else {
-            return Ok(false);
-        };
-        Ok(match &newest.value {
-            Content::Link { .. } => true,
-            Content::File { hash, .. } => self.store.local_file_by_hash(*hash)?.is_some(),
-            Content::Deleted => false,
+        Ok(match made_from(&placed.entry) {
+            MadeFrom::Link => true,
+            MadeFrom::Content(hash) => self.store.local_file_by_hash(hash)?.is_some(),
+            MadeFrom::Nothing => false,
         })
     }
 

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub(crate) use apply::has_work_here;
 pub use apply::ApplyReport;
 pub use commit::{CommitOptions, CommitReport};
 pub use config::{Config, CONFIG_FILE, KEYS as CONFIG_KEYS};

@@ -134,6 +134,14 @@ impl Writer<'_> {
             .transpose()
     }
 
+    /// Whether a file recorded here holds content `hash`.
+    pub fn holds_content(&self, hash: ContentHash) -> Result<bool> {
+        Ok(self
+            .txn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM local_files WHERE hash = ?1)")?
+            .query_row([hash.0], |r| r.get(0))?)
+    }
+
     /// Forgets the file at `path` (deleted, or moved away).
     pub fn remove_local_file(&self, path: &RepoPath) -> Result<()> {
         self.txn

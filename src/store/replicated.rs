@@ -454,7 +454,8 @@ impl Writer<'_> {
         Ok(entry_part(entry, known.as_ref().expect("loaded above")))
     }
 
-    fn known_nodes(&self) -> Result<Vec<NodeId>> {
+    /// The ids of every node with a record, as this transaction sees them.
+    pub fn known_nodes(&self) -> Result<Vec<NodeId>> {
         self.txn
             .prepare_cached("SELECT node_id FROM nodes")?
             .query_map([], |r| r.get::<_, Vec<u8>>(0))?

@@ -19,6 +19,7 @@ use crate::model::digest::{bucket_of, Summary};
 use crate::model::{FileEntry, FileId, NodeId};
 use crate::proto::holdings::{check, runs_of, CompactSlot, MAX_BATCH_SLOTS};
 use crate::proto::{HolderRun, Membership, ProtoError, MAX_BATCH_NODES};
+use crate::repo::has_work_here;
 use crate::store::{EntryChange, Store, StoreError, Writer};
 
 pub use crate::proto::{Batch, SyncHello};
@@ -258,6 +259,9 @@ pub fn check_upto(previous: Option<u64>, batch: &Batch, their_seq: u64) -> Resul
 pub struct Merged {
     /// Entries that changed here (by id: a first sync may change 100,000).
     pub changed: Vec<FileId>,
+    /// Of those, the ones the apply step has work for in this tree (see
+    /// [`has_work_here`]): most entries of a first sync have none.
+    pub to_apply: Vec<FileId>,
     /// Node records refused as malformed (an entry that breaks a rule
     /// fails the decoding of its whole batch).
     pub rejected: usize,
@@ -356,7 +360,8 @@ const NOT_APPLIED: &str =
 
 /// Merges a batch received from `peer` (database `incarnation`) in one
 /// transaction, and records that `peer`'s changes up to `batch.upto` are
-/// merged, and that each changed entry awaits the apply step. Only entries that really change are written, so merging what is
+/// merged, and that each changed entry the apply step has work for awaits
+/// it. Only entries that really change are written, so merging what is
 /// already known costs no write and no new change sequence.
 pub fn merge_batch(
     store: &mut Store,
@@ -364,11 +369,57 @@ pub fn merge_batch(
     session: &mut Incoming,
     batch: Batch,
 ) -> Result<Merged, StoreError> {
-    let known: Vec<NodeId> = store.nodes()?.into_iter().map(|n| n.id).collect();
-    let last = batch.is_last(session.their_seq);
+    merge_batches(store, me, session, vec![batch])
+}
+
+/// [`merge_batch`] for several batches in a row, in one transaction: a
+/// merger that falls behind the network takes what has queued up at once,
+/// and a first sync of a million entries pays a few hundred commits (each
+/// a WAL sync), not a thousand.
+pub fn merge_batches(
+    store: &mut Store,
+    me: NodeId,
+    session: &mut Incoming,
+    batches: Vec<Batch>,
+) -> Result<Merged, StoreError> {
     let writer = store.write()?;
     let my_writes = writer.write_counter()?;
     let mut merged = Merged::default();
+    for batch in batches {
+        merge_into(&writer, me, session, my_writes, batch, &mut merged)?;
+    }
+    // Files of this location moved aside (or back) by what arrived.
+    merged.changed.extend(writer.take_replaced());
+    // Each change the apply step has work for waits for it as a blocked
+    // change, in this transaction: a process killed between the merge and
+    // the apply (the peer's progress says these are merged, so they never
+    // come again) leaves them for the next apply, instead of a tree that
+    // never follows.
+    let at_ms = crate::repo::now_ms();
+    for id in &merged.changed {
+        if let Some(entry) = writer.entry(*id)? {
+            if has_work_here(&writer, &entry)? {
+                writer.set_blocked(*id, entry.current_path(), NOT_APPLIED, at_ms)?;
+                merged.to_apply.push(*id);
+            }
+        }
+    }
+    writer.commit()?;
+    Ok(merged)
+}
+
+/// One batch of [`merge_batches`], in its transaction.
+fn merge_into(
+    writer: &Writer<'_>,
+    me: NodeId,
+    session: &mut Incoming,
+    my_writes: u64,
+    batch: Batch,
+    merged: &mut Merged,
+) -> Result<(), StoreError> {
+    // Read per batch: the batch before may have brought new nodes.
+    let known = writer.known_nodes()?;
+    let last = batch.is_last(session.their_seq);
     for incoming in batch.entries {
         let incoming = incoming.normalized();
         // Only this node makes its writes: a version of one it never made
@@ -413,21 +464,9 @@ pub fn merge_batch(
     }
     for run in &batch.runs {
         merged.slots += run.counters.len();
-        match place_run(&writer, me, run)? {
+        match place_run(writer, me, run)? {
             Some(placed) => merged.slots_placed += placed,
             None => merged.runs_refused += 1,
-        }
-    }
-    // Files of this location moved aside (or back) by what arrived.
-    merged.changed.extend(writer.take_replaced());
-    // Each change waits for the apply step as a blocked change, in this
-    // transaction: a process killed between the merge and the apply (the
-    // peer's progress says these are merged, so they never come again)
-    // leaves them for the next apply, instead of a tree that never follows.
-    let at_ms = crate::repo::now_ms();
-    for id in &merged.changed {
-        if let Some(entry) = writer.entry(*id)? {
-            writer.set_blocked(*id, entry.current_path(), NOT_APPLIED, at_ms)?;
         }
     }
     for incoming in batch.nodes {
@@ -458,8 +497,7 @@ pub fn merge_batch(
         let whole = session.asked_whole && !last;
         writer.set_peer_progress(session.peer, session.incarnation, batch.upto, whole)?;
     }
-    writer.commit()?;
-    Ok(merged)
+    Ok(())
 }
 
 /// Takes in the peer's hello before any batch: remembers how far the peer

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
-use super::{begin, check_upto, collect_tombstones, hello, merge_batch, Incoming, Outgoing};
+use super::{begin, check_upto, collect_tombstones, hello, merge_batches, Incoming, Outgoing};
 use crate::model::{FileId, STATE_DIR};
 use crate::net::{
     FrameReceiver, FrameSender, FramedStream, Membership, NetError, PeerConnection, PeerInfo,
@@ -264,9 +264,9 @@ async fn exchange(
     report.entries_received = received.entries;
     report.slots_received = received.slots;
     report.runs_refused = received.runs_refused;
-    report.changed = received.changed.len() + received.slots_placed;
+    report.changed = received.changed + received.slots_placed;
     report.rejected = received.rejected;
-    let changed = received.changed;
+    let changed = received.to_apply;
     let (_, result) = blocking(repo, move |r| {
         let applied = r.apply_remote(&changed)?;
         let collected = collect_tombstones(r.store_mut())?;
@@ -308,7 +308,10 @@ async fn send_batches(
 #[derive(Default)]
 struct Received {
     entries: usize,
-    changed: Vec<FileId>,
+    /// Entries changed here.
+    changed: usize,
+    /// Those the apply step has work for.
+    to_apply: Vec<FileId>,
     rejected: usize,
     forged: usize,
     slots: usize,
@@ -334,10 +337,17 @@ async fn receive_batches(
     let (queue, mut batches) = tokio::sync::mpsc::channel::<Batch>(MERGE_QUEUE);
     let merger = tokio::task::spawn_blocking(move || {
         let mut received = Received::default();
-        while let Some(batch) = batches.blocking_recv() {
-            received.entries += batch.entries.len();
-            let merged = merge_batch(repo.store_mut(), me, &mut incoming, batch)?;
-            received.changed.extend(merged.changed);
+        while let Some(first) = batches.blocking_recv() {
+            // What queued up while the last merge ran goes in one
+            // transaction with this one.
+            let mut group = vec![first];
+            while let Ok(more) = batches.try_recv() {
+                group.push(more);
+            }
+            received.entries += group.iter().map(|b| b.entries.len()).sum::<usize>();
+            let merged = merge_batches(repo.store_mut(), me, &mut incoming, group)?;
+            received.changed += merged.changed.len();
+            received.to_apply.extend(merged.to_apply);
             received.rejected += merged.rejected;
             received.forged += merged.forged;
             received.slots += merged.slots;
