@@ -7,9 +7,10 @@ use serde::Serialize;
 
 use super::Repo;
 use crate::error::Result;
+use crate::model::STATE_DIR;
 use crate::model::{FileEntry, FileId, NodeId, Placed, RepoPath, Resolved};
 use crate::scan::{Change, ScanProgress};
-use crate::store::Order;
+use crate::store::{Order, Store, DB_FILE};
 
 /// The state of one file as `ls` and `status` show it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -149,25 +150,22 @@ impl Repo {
     /// with the repository.
     pub fn status(&self, progress: &dyn ScanProgress) -> Result<(Vec<StatusLine>, Vec<String>)> {
         self.store.read_through()?;
-        let view = self.tree_view(progress)?;
-        let mut lines = view.lines;
+        let db = self.root.join(STATE_DIR).join(DB_FILE);
         let me = self.node_id();
-        let clashed = self.store.clashed_paths()?;
-        self.store.each_placed(None, Order::Stored, |placed| {
-            let mut state = replicated_state(&placed, me);
-            if clashed.contains(&placed.path) {
-                state = FileState::Conflict;
-            }
-            if matches!(state, FileState::Outdated | FileState::Conflict) {
-                lines.push(StatusLine {
-                    path: placed.path,
-                    state,
-                    from: None,
-                    reason: None,
-                });
-            }
-            Ok(())
-        })?;
+        // The state is read on a connection and a thread of its own while
+        // this one scans the tree: at a million files each takes a second
+        // or two.
+        let (view, replicated) = std::thread::scope(|threads| {
+            let replicated = threads.spawn(|| needing_attention(&db, me));
+            let view = self.tree_view(progress);
+            let replicated = replicated
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (view, replicated)
+        });
+        let view = view?;
+        let mut lines = view.lines;
+        lines.extend(replicated?);
         for blocked in self.store.blocked()? {
             lines.push(StatusLine {
                 path: blocked.path,
@@ -294,6 +292,31 @@ fn newest_hash(entry: &FileEntry) -> Option<crate::model::ContentHash> {
         Resolved::Conflict(_) => entry.content.winner().value.hash(),
         Resolved::Deleted => None,
     }
+}
+
+/// The outdated and conflicted files of the state database at `db`, read
+/// entry by entry on a connection of its own.
+fn needing_attention(db: &std::path::Path, me: NodeId) -> Result<Vec<StatusLine>> {
+    let store = Store::open(db)?;
+    store.read_through()?;
+    let clashed = store.clashed_paths()?;
+    let mut lines = Vec::new();
+    store.each_placed(None, Order::Stored, |placed| {
+        let mut state = replicated_state(&placed, me);
+        if clashed.contains(&placed.path) {
+            state = FileState::Conflict;
+        }
+        if matches!(state, FileState::Outdated | FileState::Conflict) {
+            lines.push(StatusLine {
+                path: placed.path,
+                state,
+                from: None,
+                reason: None,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(lines)
 }
 
 /// The state that follows from the replicated entry alone: a file displaced
