@@ -11,6 +11,7 @@
 
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use ignore::gitignore::Gitignore;
@@ -133,6 +134,107 @@ pub(super) fn builtin_ignores() -> GlobSet {
 /// are `ignore`'s: each folder's `.harmonyignore`, the deepest one with a
 /// matching rule deciding, and nothing under an ignored folder is listed.
 pub fn walk(root: &Path, symlinks: bool, mut found: impl FnMut(WalkedFile)) -> Vec<Skipped> {
+    let (jobs, queued) = mpsc::sync_channel::<StatJob>(STAT_THREADS * 2);
+    let queued = Mutex::new(queued);
+    std::thread::scope(|threads| {
+        for _ in 0..STAT_THREADS {
+            threads.spawn(|| stat_jobs(&queued));
+        }
+        let (order, in_order) = mpsc::sync_channel::<mpsc::Receiver<Stated>>(STAT_THREADS * 4);
+        let lister = threads.spawn(move || {
+            let mut batch = Vec::with_capacity(STAT_BATCH);
+            let send = |batch: Vec<Listed>| {
+                let (reply, stated) = mpsc::sync_channel(1);
+                // Both ends live until this scope ends; a send fails only
+                // when a receiving thread panicked, which the scope reports.
+                let _ = jobs.send((batch, reply));
+                let _ = order.send(stated);
+            };
+            let skipped = list(root, symlinks, |listed| {
+                batch.push(listed);
+                if batch.len() == STAT_BATCH {
+                    send(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(STAT_BATCH),
+                    ));
+                }
+            });
+            send(batch);
+            skipped
+        });
+        let mut skipped = Vec::new();
+        for stated in in_order {
+            let Ok(stated) = stated.recv() else { break };
+            stated.files.into_iter().for_each(&mut found);
+            skipped.extend(stated.skipped);
+        }
+        skipped.extend(
+            lister
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        );
+        skipped
+    })
+}
+
+/// Files stat'ed per job: large enough that a job costs more than its
+/// channel messages, small enough that the threads share the work.
+const STAT_BATCH: usize = 512;
+
+/// Threads that stat listed files. Stat is most of a rescan's time (the
+/// kernel's name lookup and `getattr`), and one thread listing folders
+/// kept two cores half idle.
+const STAT_THREADS: usize = 2;
+
+/// A file listed, to be stat'ed: its repository path and its entry in the
+/// folder's listing (stat'ed relative to the folder, no path lookup).
+struct Listed {
+    path: RepoPath,
+    entry: std::fs::DirEntry,
+}
+
+/// Listed files, and where to send them stat'ed.
+type StatJob = (Vec<Listed>, mpsc::SyncSender<Stated>);
+
+/// One job's files, stat'ed, in the order listed, and the ones that could
+/// not be.
+struct Stated {
+    files: Vec<WalkedFile>,
+    skipped: Vec<Skipped>,
+}
+
+/// Stats the files of jobs taken from `queued` until it closes.
+fn stat_jobs(queued: &Mutex<mpsc::Receiver<StatJob>>) {
+    loop {
+        let job = queued.lock().map(|q| q.recv());
+        let Ok(Ok((listed, reply))) = job else { return };
+        let mut stated = Stated {
+            files: Vec::with_capacity(listed.len()),
+            skipped: Vec::new(),
+        };
+        for Listed { path, entry } in listed {
+            match entry.metadata() {
+                Ok(meta) => stated.files.push(WalkedFile {
+                    path,
+                    stat: stat_of(&meta),
+                    kind: kind_of(&meta),
+                }),
+                // Vanished between listing and stat: as if never seen.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => stated.skipped.push(Skipped {
+                    path: PathBuf::from(path.as_str()),
+                    repo_path: Some(path),
+                    reason: SkipReason::Unreadable(e.to_string()),
+                }),
+            }
+        }
+        let _ = reply.send(stated);
+    }
+}
+
+/// The walk's first half: lists folders in path order, honouring the
+/// ignore rules, and hands over each file or link to stat.
+fn list(root: &Path, symlinks: bool, mut listed: impl FnMut(Listed)) -> Vec<Skipped> {
     let builtin = builtin_ignores();
     let mut skipped = Vec::new();
     let mut stack: Vec<Folder> = Vec::new();
@@ -203,16 +305,10 @@ pub fn walk(root: &Path, symlinks: bool, mut found: impl FnMut(WalkedFile)) -> V
             skipped.push(skip(SkipReason::Special));
             continue;
         }
-        match child.entry.metadata() {
-            Ok(meta) => found(WalkedFile {
-                path: repo_path,
-                stat: stat_of(&meta),
-                kind: kind_of(&meta),
-            }),
-            // Vanished between listing and stat: as if never seen.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => skipped.push(skip(SkipReason::Unreadable(e.to_string()))),
-        }
+        listed(Listed {
+            path: repo_path,
+            entry: child.entry,
+        });
     }
     skipped
 }
