@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -96,9 +96,14 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A `harmony serve` child on 127.0.0.1, killed if the test fails.
+/// A `harmony serve` child on 127.0.0.1, killed if the test fails; its
+/// log (stderr) is printed then, so that a failure seen once on a busy
+/// machine says what the serving side met.
 pub struct Serving {
     child: Option<Child>,
+    /// Where its stderr goes: the caller's file, or one of our own.
+    log: PathBuf,
+    _own_log: Option<tempfile::NamedTempFile>,
     /// The address it bound, as it printed it.
     pub addr: String,
     /// What it printed on start (`--json`).
@@ -131,10 +136,15 @@ impl Serving {
     /// [`Serving::spawn`], an error if serve ends (its address taken, say)
     /// before it prints its address.
     pub fn try_spawn(mut command: Command, log: Option<&Path>) -> Result<Serving, String> {
-        let stderr = match log {
-            Some(log) => Stdio::from(std::fs::File::create(log).unwrap()),
-            None => Stdio::null(),
+        let own_log = match log {
+            Some(_) => None,
+            None => Some(tempfile::NamedTempFile::new().unwrap()),
         };
+        let log = log.map_or_else(
+            || own_log.as_ref().unwrap().path().to_owned(),
+            Path::to_owned,
+        );
+        let stderr = Stdio::from(std::fs::File::create(&log).unwrap());
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -149,6 +159,8 @@ impl Serving {
         });
         let mut serving = Serving {
             child: Some(child),
+            log,
+            _own_log: own_log,
             addr: String::new(),
             started: serde_json::Value::Null,
         };
@@ -198,6 +210,10 @@ impl Drop for Serving {
         if let Some(child) = &mut self.child {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- the serve's log ({}):\n{log}---", self.log.display());
         }
     }
 }
