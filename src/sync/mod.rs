@@ -385,27 +385,37 @@ pub fn merge_batches(
     let writer = store.write()?;
     let my_writes = writer.write_counter()?;
     let mut merged = Merged::default();
+    let at_ms = crate::repo::now_ms();
     for batch in batches {
-        merge_into(&writer, me, session, my_writes, batch, &mut merged)?;
+        merge_into(&writer, me, session, my_writes, at_ms, batch, &mut merged)?;
     }
     // Files of this location moved aside (or back) by what arrived.
-    merged.changed.extend(writer.take_replaced());
-    // Each change the apply step has work for waits for it as a blocked
-    // change, in this transaction: a process killed between the merge and
-    // the apply (the peer's progress says these are merged, so they never
-    // come again) leaves them for the next apply, instead of a tree that
-    // never follows.
-    let at_ms = crate::repo::now_ms();
-    for id in &merged.changed {
-        if let Some(entry) = writer.entry(*id)? {
-            if has_work_here(&writer, &entry)? {
-                writer.set_blocked(*id, entry.current_path(), NOT_APPLIED, at_ms)?;
-                merged.to_apply.push(*id);
-            }
+    for id in writer.take_replaced() {
+        if let Some(entry) = writer.entry(id)? {
+            await_apply(&writer, &entry, at_ms, &mut merged)?;
         }
+        merged.changed.push(id);
     }
     writer.commit()?;
     Ok(merged)
+}
+
+/// Each change the apply step has work for waits for it as a blocked
+/// change, in the merge's transaction: a process killed between the merge
+/// and the apply (the peer's progress says these are merged, so they never
+/// come again) leaves them for the next apply, instead of a tree that never
+/// follows.
+fn await_apply(
+    writer: &Writer<'_>,
+    entry: &FileEntry,
+    at_ms: i64,
+    merged: &mut Merged,
+) -> Result<(), StoreError> {
+    if has_work_here(writer, entry)? {
+        writer.set_blocked(entry.id, entry.current_path(), NOT_APPLIED, at_ms)?;
+        merged.to_apply.push(entry.id);
+    }
+    Ok(())
 }
 
 /// One batch of [`merge_batches`], in its transaction.
@@ -414,6 +424,7 @@ fn merge_into(
     me: NodeId,
     session: &mut Incoming,
     my_writes: u64,
+    at_ms: i64,
     batch: Batch,
     merged: &mut Merged,
 ) -> Result<(), StoreError> {
@@ -459,6 +470,7 @@ fn merge_into(
                 (None, Some(peer)) => writer.put_merged_entry(&entry, peer)?,
                 (None, None) => writer.put_entry(&entry)?,
             }
+            await_apply(writer, &entry, at_ms, merged)?;
             merged.changed.push(entry.id);
         }
     }
