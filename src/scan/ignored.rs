@@ -125,7 +125,9 @@ mod tests {
             ],
         );
         let mut listed: Vec<String> = Vec::new();
-        walk(root, true, |f| listed.push(f.path.to_string()));
+        walk(root, true, |files| {
+            listed.extend(files.into_iter().map(|f| f.path.to_string()))
+        });
         let mut rules = IgnoreRules::new(root);
         for path in [
             ".harmony/state.db",

@@ -60,17 +60,14 @@ pub struct ScanOutcome {
     pub bytes_read: u64,
 }
 
-/// How many walked files go to the comparing thread at a time.
-const WALK_BATCH: usize = 4096;
-
 /// Compares the tree under `root` with what this location `recorded` (in
 /// path order, as [`Store::each_local_file`](crate::store::Store) gives
 /// it); symbolic links are recorded as links when `symlinks` is on.
 ///
-/// The walk runs on a thread of its own and hands its files over in
-/// batches, so that listing the tree and reading the database overlap; only
-/// a few batches are in flight at once, so memory does not grow with the
-/// tree.
+/// The walk runs on threads of its own and hands its files over in the
+/// batches it stats them in, so that listing the tree and reading the
+/// database overlap; only a few batches are in flight at once, so memory
+/// does not grow with the tree.
 pub fn scan(
     root: &Path,
     recorded: impl Iterator<Item = LocalFile>,
@@ -82,21 +79,12 @@ pub fn scan(
         let (batches, walked) = std::sync::mpsc::sync_channel::<Vec<WalkedFile>>(4);
         let walker = threads.spawn(move || {
             let mut listed = 0u64;
-            let mut batch = Vec::with_capacity(WALK_BATCH);
-            let skipped = walk(root, symlinks, |file| {
-                listed += 1;
-                if listed % 1024 == 0 {
-                    progress.walking(listed);
-                }
-                batch.push(file);
-                if batch.len() == WALK_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(WALK_BATCH));
-                    // The comparing side hangs up only when it panicked.
-                    let _ = batches.send(full);
-                }
-            });
-            let _ = batches.send(batch);
-            skipped
+            walk(root, symlinks, |files| {
+                listed += files.len() as u64;
+                progress.walking(listed);
+                // The comparing side hangs up only when it panicked.
+                let _ = batches.send(files);
+            })
         });
         let triaged = triage(recorded, walked.into_iter().flatten());
         let skipped = walker

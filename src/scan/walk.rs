@@ -121,7 +121,7 @@ pub(super) fn builtin_ignores() -> GlobSet {
 }
 
 /// Lists the regular files under `root`, and its symbolic links when
-/// `symlinks` is on, handing each to `found` **in path order**: the byte
+/// `symlinks` is on, handing them to `found` in batches, **in path order**: the byte
 /// order of their repository paths, which is the order the state database
 /// keeps `local_files` in. So a scan compares the two as one merge, holding
 /// neither in memory (a million-file tree costs a million-entry map
@@ -133,7 +133,7 @@ pub(super) fn builtin_ignores() -> GlobSet {
 /// entries are folders, so "a.b" would come after "a/x".) The ignore rules
 /// are `ignore`'s: each folder's `.harmonyignore`, the deepest one with a
 /// matching rule deciding, and nothing under an ignored folder is listed.
-pub fn walk(root: &Path, symlinks: bool, mut found: impl FnMut(WalkedFile)) -> Vec<Skipped> {
+pub fn walk(root: &Path, symlinks: bool, mut found: impl FnMut(Vec<WalkedFile>)) -> Vec<Skipped> {
     let (jobs, queued) = mpsc::sync_channel::<StatJob>(STAT_THREADS * 2);
     let queued = Mutex::new(queued);
     std::thread::scope(|threads| {
@@ -165,7 +165,7 @@ pub fn walk(root: &Path, symlinks: bool, mut found: impl FnMut(WalkedFile)) -> V
         let mut skipped = Vec::new();
         for stated in in_order {
             let Ok(stated) = stated.recv() else { break };
-            stated.files.into_iter().for_each(&mut found);
+            found(stated.files);
             skipped.extend(stated.skipped);
         }
         skipped.extend(
@@ -471,7 +471,9 @@ mod tests {
             fs::write(path, name).unwrap();
         }
         let mut listed = Vec::new();
-        let skipped = walk(dir.path(), true, |f| listed.push(f.path.to_string()));
+        let skipped = walk(dir.path(), true, |files| {
+            listed.extend(files.into_iter().map(|f| f.path.to_string()))
+        });
         assert!(skipped.is_empty(), "{skipped:?}");
         let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         expected.sort();
