@@ -1,7 +1,7 @@
 //! `status` and `ls`: read-only views that combine the replicated state with
 //! a scan of the working tree (nothing is recorded).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -196,10 +196,7 @@ impl Repo {
         let rules = self.rules()?;
         let clashed = self.store.clashed_paths()?;
         Ok(self.store.each_placed(prefix, Order::ByPath, |placed| {
-            let mut state = replicated_state(&placed, me);
-            if clashed.contains(&placed.path) {
-                state = FileState::Conflict;
-            }
+            let mut state = replicated_state(&placed, me, &clashed);
             if state == FileState::Deleted && !include_deleted {
                 return Ok(());
             }
@@ -302,10 +299,7 @@ fn needing_attention(db: &std::path::Path, me: NodeId) -> Result<Vec<StatusLine>
     let clashed = store.clashed_paths()?;
     let mut lines = Vec::new();
     store.each_placed(None, Order::Stored, |placed| {
-        let mut state = replicated_state(&placed, me);
-        if clashed.contains(&placed.path) {
-            state = FileState::Conflict;
-        }
+        let state = replicated_state(&placed, me, &clashed);
         if matches!(state, FileState::Outdated | FileState::Conflict) {
             lines.push(StatusLine {
                 path: placed.path,
@@ -320,10 +314,11 @@ fn needing_attention(db: &std::path::Path, me: NodeId) -> Result<Vec<StatusLine>
 }
 
 /// The state that follows from the replicated entry alone: a file displaced
-/// by another claiming its path is a conflict too.
-fn replicated_state(placed: &Placed, me: NodeId) -> FileState {
+/// by another claiming its path is a conflict, and so is the one placed at
+/// a path in `clashed` ([`Store::clashed_paths`]).
+fn replicated_state(placed: &Placed, me: NodeId, clashed: &HashSet<RepoPath>) -> FileState {
     let entry = &placed.entry;
-    if placed.is_displaced() {
+    if placed.is_displaced() || clashed.contains(&placed.path) {
         return FileState::Conflict;
     }
     match entry.resolved() {
