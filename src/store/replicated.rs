@@ -510,24 +510,36 @@ impl Writer<'_> {
     }
 
     /// Recomputes the digest of every tombstone, counting `newcomer` among
-    /// the known nodes.
+    /// the known nodes. A tombstone that was stable is not any more (the
+    /// newcomer has not acknowledged it), and it is stamped as a new change
+    /// for every peer: peers that had merged past it must be sent it again,
+    /// or the newcomer never learns of the deletion, and this node keeps a
+    /// tombstone that counts in its digest and in no one else's.
     fn rehash_tombstones_with(&self, newcomer: NodeId) -> Result<()> {
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = self
+        let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = self
             .txn
-            .prepare_cached("SELECT file_id, data FROM entries WHERE deleted = 1")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .prepare_cached("SELECT file_id, digest, data FROM entries WHERE deleted = 1")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
         if rows.is_empty() {
             return Ok(());
         }
         let mut known = self.known_nodes()?;
         known.push(newcomer);
-        for (id, data) in rows {
+        for (id, old, data) in rows {
             let digest = entry_part(&decode("file entry", &data)?, &known);
-            self.replace_digest("SELECT digest FROM entries WHERE file_id = ?1", &id, digest)?;
+            let old = fixed_meta(old, "row digest")?;
+            if digest == old {
+                continue;
+            }
+            self.swap_digest(Some(old), digest)?;
+            let seq = self.next("change_seq")? as i64;
             self.txn
-                .prepare_cached("UPDATE entries SET digest = ?1 WHERE file_id = ?2")?
-                .execute(params![digest.to_vec(), id])?;
+                .prepare_cached(
+                    "UPDATE entries SET digest = ?1, seq = ?2, body_seq = ?2, body_from = NULL
+                     WHERE file_id = ?3",
+                )?
+                .execute(params![digest.to_vec(), seq, id])?;
         }
         Ok(())
     }
