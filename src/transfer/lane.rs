@@ -2,7 +2,8 @@
 //! requests open on the holder's connection (so the holder prepares the
 //! next answer while it sends this one), reads each answer, checks every
 //! chunk and every small content against its blake3 before handing it to
-//! the writer, and says how each job ended.
+//! the writer (unless another lane delivered it first), and says how each
+//! job ended. A job another holder finished first is dropped unread.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::rate::RateLimit;
-use super::schedule::{Job, Refusals, Schedule, SmallContent};
+use super::schedule::{Job, Refusals, Schedule, SmallContent, Ticket};
 use super::writer::WriteOp;
 use super::{Shared, TransferProgress};
 use crate::model::{ContentHash, NodeId};
@@ -55,49 +56,57 @@ impl Lane {
 
     /// Serves jobs until the transfer is over or the holder is gone.
     pub(super) async fn run(self) {
-        let mut inflight: VecDeque<(Job, FramedStream)> = VecDeque::new();
+        let mut inflight: VecDeque<(Job, Ticket, FramedStream)> = VecDeque::new();
         loop {
             while inflight.len() < IN_FLIGHT {
-                let job = if inflight.is_empty() {
+                let taken = if inflight.is_empty() {
                     self.schedule.take(self.id).await
                 } else {
                     self.schedule.try_take(self.id)
                 };
-                let Some(job) = job else { break };
+                let Some((job, ticket)) = taken else { break };
                 match self.conn.open(&request_for(&job)).await {
-                    Ok(stream) => inflight.push_back((job, stream)),
+                    Ok(stream) => inflight.push_back((job, ticket, stream)),
                     Err(e) => {
-                        let mut unfinished: Vec<Job> =
-                            inflight.into_iter().map(|(j, _)| j).collect();
-                        unfinished.push(job);
+                        let mut unfinished: Vec<(Ticket, Job)> =
+                            inflight.into_iter().map(|(j, t, _)| (t, j)).collect();
+                        unfinished.push((ticket, job));
                         self.gone(e.reason(), unfinished);
                         return;
                     }
                 }
             }
-            let Some((job, mut stream)) = inflight.pop_front() else {
+            let Some((job, ticket, mut stream)) = inflight.pop_front() else {
                 return;
             };
-            let outcome = match job {
-                Job::Files(contents) => self.receive_files(contents, &mut stream).await,
-                Job::Span {
-                    fetch,
-                    chunks,
-                    refused_by,
-                } => {
-                    self.receive_span(fetch, chunks, refused_by, &mut stream)
-                        .await
+            let receive = async {
+                match job {
+                    Job::Files(contents) => self.receive_files(contents, &mut stream).await,
+                    Job::Span {
+                        fetch,
+                        chunks,
+                        refused_by,
+                    } => {
+                        self.receive_span(fetch, chunks, refused_by, &mut stream)
+                            .await
+                    }
                 }
             };
+            // Done elsewhere: the stream is dropped, which asks the holder
+            // to stop sending.
+            let outcome = tokio::select! {
+                outcome = receive => outcome,
+                () = ticket.superseded() => Ok(()),
+            };
             match outcome {
-                Ok(()) => self.schedule.settle(self.id, None),
+                Ok(()) => self.schedule.settle(&ticket, None),
                 Err(Failure::Refused { why, rest }) => {
                     let why = format!("{}: {why}", self.name());
-                    self.schedule.settle(self.id, Some((rest, why)));
+                    self.schedule.settle(&ticket, Some((rest, why)));
                 }
                 Err(Failure::Lost { why, rest } | Failure::Lied { why, rest }) => {
-                    let mut unfinished = vec![rest];
-                    unfinished.extend(inflight.into_iter().map(|(j, _)| j));
+                    let mut unfinished = vec![(ticket, rest)];
+                    unfinished.extend(inflight.into_iter().map(|(j, t, _)| (t, j)));
                     self.gone(why, unfinished);
                     return;
                 }
@@ -105,14 +114,18 @@ impl Lane {
         }
     }
 
-    fn gone(&self, why: String, unfinished: Vec<Job>) {
+    fn gone(&self, why: String, unfinished: Vec<(Ticket, Job)>) {
         tracing::warn!("dropping {} for this transfer: {why}", self.name());
         let why = format!("{}: {why}", self.name());
         self.schedule.holder_gone(self.id, why, unfinished);
     }
 
-    fn received(&self, bytes: u64) {
-        self.progress.advance(bytes);
+    /// `bytes` were received and checked; `delivered`: this lane was the
+    /// first to, so they count as progress (not only as bytes fetched).
+    fn received(&self, bytes: u64, delivered: bool) {
+        if delivered {
+            self.progress.advance(bytes);
+        }
         self.shared.fetched(self.name(), bytes);
     }
 
@@ -156,7 +169,11 @@ impl Lane {
                     rest: rest(index),
                 });
             }
-            self.received(bytes.len() as u64);
+            let delivered = fetch.deliver(index);
+            self.received(bytes.len() as u64, delivered);
+            if !delivered {
+                continue;
+            }
             let op = WriteOp::Chunk {
                 key: fetch.key,
                 index,
@@ -219,7 +236,11 @@ impl Lane {
                     rest: rest(items, refused),
                 });
             }
-            self.received(len);
+            let delivered = self.schedule.deliver(content.hash);
+            self.received(len, delivered);
+            if !delivered {
+                continue;
+            }
             let op = WriteOp::Whole {
                 hash: content.hash,
                 bytes,

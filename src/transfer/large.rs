@@ -181,14 +181,14 @@ async fn fetch_missing(
         .send(open)
         .await
         .map_err(|_| "the writer stopped".to_owned())?;
-    let fetch = Arc::new(LargeFetch {
+    let fetch = Arc::new(LargeFetch::new(
         key,
-        hash: want.hash,
+        want.hash,
         manifest,
         offsets,
-        holders: want.holders.clone(),
-        failed: failed_tx,
-    });
+        want.holders.clone(),
+        failed_tx,
+    ));
     ctx.schedule.push_spans(fetch, missing, SPAN_BYTES);
     tokio::select! {
         done = done_rx => done.map_err(|_| "the writer stopped".to_owned()),

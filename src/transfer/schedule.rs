@@ -7,10 +7,20 @@
 //! could not serve goes back to the queue for the others; a holder that
 //! lied (a bad chunk, a bad manifest, a broken answer) is dropped for the
 //! whole transfer; a job no live holder can serve any more fails.
+//!
+//! A holder that is slow but alive is never dropped (a lossy link must not
+//! cost a get its holders). Instead, once a lane has nothing left to take,
+//! it may ask its holder for what is still missing of a job that has been
+//! at another holder for [`ENDGAME_AFTER`] (BitTorrent's endgame): the
+//! first to deliver each content or chunk writes it, and when one copy of a
+//! job is done the other is told to stop. So a get ends at the pace of its
+//! fastest holders, and a holder dripping a byte a second holds up nothing.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 
@@ -40,6 +50,13 @@ fn refusal<'a>(refusals: &'a [(NodeId, String)], id: &NodeId) -> Option<&'a str>
         .map(|(_, why)| why.as_str())
 }
 
+/// How long a job must have been at one holder before a lane with nothing
+/// else to do asks its own holder for the rest of it too. Long enough that
+/// on a healthy link a job is done first (a span of 16 MiB takes 0.2 s at
+/// 100 MB/s), so the endgame costs nothing there; short enough that a
+/// stalled holder delays a get by about this much.
+pub(super) const ENDGAME_AFTER: Duration = Duration::from_secs(1);
+
 /// A large content being fetched chunk by chunk.
 pub(super) struct LargeFetch {
     /// Its key with the writer.
@@ -50,9 +67,50 @@ pub(super) struct LargeFetch {
     pub holders: Vec<NodeId>,
     /// Told why, when a part of it can no longer be fetched.
     pub failed: mpsc::UnboundedSender<String>,
+    /// Which chunks a lane has received and handed to the writer.
+    delivered: Vec<AtomicBool>,
+}
+
+impl LargeFetch {
+    pub(super) fn new(
+        key: u64,
+        hash: ContentHash,
+        manifest: Arc<Manifest>,
+        offsets: Vec<u64>,
+        holders: Vec<NodeId>,
+        failed: mpsc::UnboundedSender<String>,
+    ) -> LargeFetch {
+        LargeFetch {
+            key,
+            hash,
+            offsets,
+            delivered: manifest
+                .chunks
+                .iter()
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+            manifest,
+            holders,
+            failed,
+        }
+    }
+
+    /// Claims chunk `index` for the lane that received it: false when
+    /// another lane delivered it first (two holders were asked for it).
+    pub(super) fn deliver(&self, index: usize) -> bool {
+        !self.delivered[index].swap(true, Ordering::AcqRel)
+    }
+
+    /// The first chunk of `chunks` no lane has delivered yet.
+    fn first_undelivered(&self, chunks: Range<usize>) -> Option<usize> {
+        chunks
+            .into_iter()
+            .find(|&i| !self.delivered[i].load(Ordering::Acquire))
+    }
 }
 
 /// Work for one request.
+#[derive(Clone)]
 pub(super) enum Job {
     Files(Vec<SmallContent>),
     Span {
@@ -84,11 +142,57 @@ impl SmallContent {
     }
 }
 
+/// A job handed to a lane, which settles it with this ticket and is told
+/// through it when another holder did the job first.
+pub(super) struct Ticket {
+    id: u64,
+    superseded: Arc<Superseded>,
+}
+
+#[derive(Default)]
+struct Superseded {
+    flag: AtomicBool,
+    wake: Notify,
+}
+
+impl Ticket {
+    /// Resolves once another copy of this job is done: the lane may stop
+    /// reading its answer.
+    pub(super) async fn superseded(&self) {
+        loop {
+            let notified = self.superseded.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.superseded.flag.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A job a lane has taken and not settled.
+struct InFlight {
+    holder: NodeId,
+    /// The ticket of the job's first copy, shared by its endgame copy.
+    group: u64,
+    since: Instant,
+    job: Job,
+    superseded: Arc<Superseded>,
+}
+
 #[derive(Default)]
 struct State {
     jobs: VecDeque<Job>,
-    /// Jobs handed to a lane and not settled yet.
-    active: usize,
+    /// Jobs handed to a lane and not settled yet, by ticket.
+    inflight: HashMap<u64, InFlight>,
+    next_ticket: u64,
+    /// Small contents a lane has received and handed to the writer.
+    delivered: HashSet<ContentHash>,
+    /// What copies of a job left undone while another copy of it was still
+    /// in flight, by group: queued again, with their refusals, only if the
+    /// last copy does not finish the job either.
+    deferred: HashMap<u64, Vec<Job>>,
     /// No more jobs will be added (but some may come back).
     closed: bool,
     live: HashSet<NodeId>,
@@ -197,63 +301,87 @@ impl Schedule {
             .retain(|job| !matches!(job, Job::Span { fetch, .. } if fetch.key == key));
     }
 
-    /// The next job holder `id` can serve; waits while there is none but
-    /// more may come; `None` when the transfer is over for this holder.
-    pub(super) async fn take(&self, id: NodeId) -> Option<Job> {
+    /// The next job holder `id` can serve, or one it can help with (the
+    /// endgame, for a lane with nothing in flight); waits while there is
+    /// none but more may come; `None` when the transfer is over for this
+    /// holder.
+    pub(super) async fn take(&self, id: NodeId) -> Option<(Job, Ticket)> {
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
+            let endgame_at = {
                 let mut state = self.lock();
                 if !state.live.contains(&id) {
                     return None;
                 }
-                if let Some(job) = state.take_for(&id) {
-                    return Some(job);
+                if let Some(taken) = state.take_for(id, Instant::now(), true) {
+                    return Some(taken);
                 }
-                if state.closed && state.active == 0 && state.jobs.is_empty() {
+                if state.closed && state.inflight.is_empty() && state.jobs.is_empty() {
                     return None;
                 }
+                state.endgame_at(id)
+            };
+            match endgame_at {
+                Some(at) => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = tokio::time::sleep_until(at.into()) => {}
+                    }
+                }
+                None => notified.await,
             }
-            notified.await;
         }
     }
 
     /// The next job holder `id` can serve, if one is queued now.
-    pub(super) fn try_take(&self, id: NodeId) -> Option<Job> {
+    pub(super) fn try_take(&self, id: NodeId) -> Option<(Job, Ticket)> {
         let mut state = self.lock();
         if !state.live.contains(&id) {
             return None;
         }
-        state.take_for(&id)
+        state.take_for(id, Instant::now(), false)
     }
 
-    /// A job taken is done; `refused`: what of it holder `by` could not
-    /// serve, and why, to be asked of the others.
-    pub(super) fn settle(&self, by: NodeId, refused: Option<(Job, String)>) {
+    /// Claims small content `hash` for the lane that received it: false
+    /// when another lane delivered it first (two holders were asked).
+    pub(super) fn deliver(&self, hash: ContentHash) -> bool {
+        self.lock().delivered.insert(hash)
+    }
+
+    /// A job taken is over: done (`None`; any other copy of it is told to
+    /// stop), or `refused`: what of it the ticket's holder could not serve,
+    /// and why, to be asked of the others.
+    pub(super) fn settle(&self, ticket: &Ticket, refused: Option<(Job, String)>) {
         self.update(|state| {
-            state.active -= 1;
-            if let Some((mut job, why)) = refused {
-                let refusal = (by, why);
-                match &mut job {
-                    Job::Files(contents) => contents
-                        .iter_mut()
-                        .for_each(|c| c.refused_by.push(refusal.clone())),
-                    Job::Span { refused_by, .. } => refused_by.push(refusal),
+            let Some(taken) = state.inflight.remove(&ticket.id) else {
+                return;
+            };
+            match refused {
+                None => state.supersede(taken.group),
+                Some((mut job, why)) => {
+                    let refusal = (taken.holder, why);
+                    match &mut job {
+                        Job::Files(contents) => contents
+                            .iter_mut()
+                            .for_each(|c| c.refused_by.push(refusal.clone())),
+                        Job::Span { refused_by, .. } => refused_by.push(refusal),
+                    }
+                    state.give_back(taken.group, job);
                 }
-                state.jobs.push_front(job);
             }
         });
     }
 
     /// Holder `id` is gone (its connection failed) or dropped for lying:
     /// what it had taken and not done (`unfinished`) goes back for others.
-    pub(super) fn holder_gone(&self, id: NodeId, why: String, unfinished: Vec<Job>) {
+    pub(super) fn holder_gone(&self, id: NodeId, why: String, unfinished: Vec<(Ticket, Job)>) {
         self.update(|state| {
-            state.active -= unfinished.len();
-            for job in unfinished.into_iter().rev() {
-                state.jobs.push_front(job);
+            for (ticket, job) in unfinished.into_iter().rev() {
+                if let Some(taken) = state.inflight.remove(&ticket.id) {
+                    state.give_back(taken.group, job);
+                }
             }
             state.live.remove(&id);
             state.dropped.entry(id).or_insert(why);
@@ -311,7 +439,170 @@ pub(super) fn no_holder(
 }
 
 impl State {
-    fn take_for(&mut self, id: &NodeId) -> Option<Job> {
+    /// A queued job for holder `id`, or (with `endgame`) the rest of a job
+    /// stalled at another holder; handed out with its ticket.
+    fn take_for(&mut self, id: NodeId, now: Instant, endgame: bool) -> Option<(Job, Ticket)> {
+        let (job, group) = match self.take_queued(&id) {
+            Some(job) => (job, None),
+            None if endgame => {
+                let (group, job) = self.endgame_job(id, now)?;
+                (job, Some(group))
+            }
+            None => return None,
+        };
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let superseded = Arc::new(Superseded::default());
+        self.inflight.insert(
+            ticket,
+            InFlight {
+                holder: id,
+                group: group.unwrap_or(ticket),
+                since: now,
+                job: job.clone(),
+                superseded: superseded.clone(),
+            },
+        );
+        Some((
+            job,
+            Ticket {
+                id: ticket,
+                superseded,
+            },
+        ))
+    }
+
+    /// The jobs at other holders that `id` could help with, with the
+    /// group of each and what is left of it (not delivered yet).
+    fn helpable(&self, id: NodeId) -> impl Iterator<Item = (&InFlight, Job)> + '_ {
+        self.inflight.values().filter_map(move |taken| {
+            let alone = self.copies(taken.group) == 1;
+            if taken.holder == id || !alone || taken.superseded.flag.load(Ordering::Acquire) {
+                return None;
+            }
+            let rest = self.undelivered(&taken.job)?;
+            let servable = match &rest {
+                Job::Files(contents) => contents.iter().all(|c| c.servable_by(&id)),
+                span => span.servable_by(&id),
+            };
+            servable.then_some((taken, rest))
+        })
+    }
+
+    /// The rest of the longest-running job at another holder that has been
+    /// there for [`ENDGAME_AFTER`], for `id` to fetch too.
+    fn endgame_job(&self, id: NodeId, now: Instant) -> Option<(u64, Job)> {
+        self.helpable(id)
+            .filter(|(taken, _)| now.saturating_duration_since(taken.since) >= ENDGAME_AFTER)
+            .min_by_key(|(taken, _)| taken.since)
+            .map(|(taken, rest)| (taken.group, rest))
+    }
+
+    /// When the next job `id` could help with becomes stalled.
+    fn endgame_at(&self, id: NodeId) -> Option<Instant> {
+        self.helpable(id)
+            .map(|(taken, _)| taken.since + ENDGAME_AFTER)
+            .min()
+    }
+
+    /// Copies of the job `group` in flight.
+    fn copies(&self, group: u64) -> usize {
+        self.inflight.values().filter(|t| t.group == group).count()
+    }
+
+    /// What of `job` no lane has delivered yet; `None` if nothing.
+    fn undelivered(&self, job: &Job) -> Option<Job> {
+        match job {
+            Job::Files(contents) => {
+                let rest: Vec<SmallContent> = contents
+                    .iter()
+                    .filter(|c| !self.delivered.contains(&c.hash))
+                    .cloned()
+                    .collect();
+                (!rest.is_empty()).then_some(Job::Files(rest))
+            }
+            Job::Span {
+                fetch,
+                chunks,
+                refused_by,
+            } => {
+                let from = fetch.first_undelivered(chunks.clone())?;
+                Some(Job::Span {
+                    fetch: fetch.clone(),
+                    chunks: from..chunks.end,
+                    refused_by: refused_by.clone(),
+                })
+            }
+        }
+    }
+
+    /// One copy of the job `group` is done: the others may stop.
+    fn supersede(&mut self, group: u64) {
+        self.deferred.remove(&group);
+        for other in self.inflight.values().filter(|t| t.group == group) {
+            other.superseded.flag.store(true, Ordering::Release);
+            other.superseded.wake.notify_waiters();
+        }
+    }
+
+    /// Queues again what a copy of the job `group` left undone. While
+    /// another copy is in flight, that copy covers it (it asked for all
+    /// that was not delivered when it was made, or is the first copy,
+    /// which asked for everything), so it waits in `deferred`; the last
+    /// copy to end unfinished queues its rest with every copy's refusals.
+    fn give_back(&mut self, group: u64, job: Job) {
+        if self.copies(group) > 0 {
+            self.deferred.entry(group).or_default().push(job);
+            return;
+        }
+        let earlier = self.deferred.remove(&group).unwrap_or_default();
+        if let Some(job) = self.merged(job, earlier) {
+            self.jobs.push_front(job);
+        }
+    }
+
+    /// `last`, the rest of a job's last copy, with the refusals of the
+    /// `earlier` copies' rests, less what was delivered since; `None` if
+    /// nothing is left.
+    fn merged(&self, last: Job, earlier: Vec<Job>) -> Option<Job> {
+        match last {
+            Job::Files(mut contents) => {
+                for job in earlier {
+                    let Job::Files(more) = job else { continue };
+                    for content in more {
+                        match contents.iter_mut().find(|c| c.hash == content.hash) {
+                            Some(c) => c.refused_by.extend(content.refused_by),
+                            None => contents.push(content),
+                        }
+                    }
+                }
+                contents.retain(|c| !self.delivered.contains(&c.hash));
+                (!contents.is_empty()).then_some(Job::Files(contents))
+            }
+            Job::Span {
+                fetch,
+                chunks,
+                mut refused_by,
+            } => {
+                for job in earlier {
+                    if let Job::Span {
+                        refused_by: more, ..
+                    } = job
+                    {
+                        refused_by.extend(more);
+                    }
+                }
+                let from = fetch.first_undelivered(chunks.clone())?;
+                Some(Job::Span {
+                    fetch,
+                    chunks: from..chunks.end,
+                    refused_by,
+                })
+            }
+        }
+    }
+
+    fn take_queued(&mut self, id: &NodeId) -> Option<Job> {
         let at = self.jobs.iter().position(|job| job.servable_by(id))?;
         let job = match &mut self.jobs[at] {
             Job::Files(contents) if contents.iter().any(|c| !c.servable_by(id)) => {
@@ -326,7 +617,6 @@ impl State {
         };
         self.jobs
             .retain(|job| !matches!(job, Job::Files(c) if c.is_empty()));
-        self.active += 1;
         Some(job)
     }
 
@@ -393,10 +683,17 @@ mod tests {
         }
     }
 
-    fn hashes(job: &Job) -> Vec<u8> {
+    fn hashes((job, _): &(Job, Ticket)) -> Vec<u8> {
         match job {
             Job::Files(contents) => contents.iter().map(|c| c.hash.0[0]).collect(),
             Job::Span { .. } => panic!("a span, not files"),
+        }
+    }
+
+    fn span((job, _): &(Job, Ticket)) -> Range<usize> {
+        match job {
+            Job::Span { chunks, .. } => chunks.clone(),
+            Job::Files(_) => panic!("files, not a span"),
         }
     }
 
@@ -414,14 +711,15 @@ mod tests {
             })
             .collect();
         let manifest = Manifest { chunks };
-        let fetch = LargeFetch {
-            key: 7,
-            hash: ContentHash([9; 32]),
-            offsets: manifest.offsets(),
-            manifest: Arc::new(manifest),
-            holders: holders.to_vec(),
+        let offsets = manifest.offsets();
+        let fetch = LargeFetch::new(
+            7,
+            ContentHash([9; 32]),
+            Arc::new(manifest),
+            offsets,
+            holders.to_vec(),
             failed,
-        };
+        );
         (Arc::new(fetch), failures)
     }
 
@@ -461,12 +759,13 @@ mod tests {
         let (a, b) = (node(1), node(2));
         let schedule = Schedule::new([a, b], HashMap::new());
         schedule.push_small(vec![small(1, 10, &[a, b])]);
-        let job = schedule.try_take(a).unwrap();
-        schedule.settle(a, Some((job, "a: busy".into())));
+        let (job, ticket) = schedule.try_take(a).unwrap();
+        schedule.settle(&ticket, Some((job, "a: busy".into())));
         assert!(schedule.try_take(a).is_none(), "not asked of a again");
-        let job = schedule.try_take(b).unwrap();
-        assert_eq!(hashes(&job), [1]);
-        schedule.settle(b, Some((job, "b: gone".into())));
+        let taken = schedule.try_take(b).unwrap();
+        assert_eq!(hashes(&taken), [1]);
+        let (job, ticket) = taken;
+        schedule.settle(&ticket, Some((job, "b: gone".into())));
         let failed = schedule.take_failed();
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].1, "no holder could provide it (a: busy; b: gone)");
@@ -477,9 +776,10 @@ mod tests {
         let (a, b) = (node(1), node(2));
         let schedule = Schedule::new([a, b], HashMap::new());
         schedule.push_small(vec![small(1, 10, &[a, b]), small(2, 10, &[a])]);
-        let job = schedule.try_take(a).unwrap();
-        assert_eq!(hashes(&job), [1, 2]);
-        schedule.holder_gone(a, "a: sent a bad chunk".into(), vec![job]);
+        let taken = schedule.try_take(a).unwrap();
+        assert_eq!(hashes(&taken), [1, 2]);
+        let (job, ticket) = taken;
+        schedule.holder_gone(a, "a: sent a bad chunk".into(), vec![(ticket, job)]);
         assert!(schedule.try_take(a).is_none());
         // What only a held fails at once, with a's reason; the rest goes to b.
         let failed = schedule.take_failed();
@@ -501,11 +801,8 @@ mod tests {
         let (fetch, _failures) = large(&[a], &[10, 10, 10, 10, 10, 10]);
         schedule.push_spans(fetch, &[0, 1, 2, 4, 5], 20);
         let mut runs = Vec::new();
-        while let Some(job) = schedule.try_take(a) {
-            match job {
-                Job::Span { chunks, .. } => runs.push(chunks),
-                Job::Files(_) => panic!("files, not a span"),
-            }
+        while let Some(taken) = schedule.try_take(a) {
+            runs.push(span(&taken));
         }
         assert_eq!(runs, [0..2, 2..3, 4..6]);
     }
@@ -554,11 +851,13 @@ mod tests {
         let schedule = Arc::new(Schedule::new([a], HashMap::new()));
         let taker = {
             let schedule = schedule.clone();
-            tokio::spawn(async move { schedule.take(a).await.map(|job| hashes(&job)) })
+            tokio::spawn(async move { schedule.take(a).await })
         };
         tokio::task::yield_now().await;
         schedule.push_small(vec![small(1, 10, &[a])]);
-        assert_eq!(taker.await.unwrap(), Some(vec![1]));
+        let taken = taker.await.unwrap().unwrap();
+        assert_eq!(hashes(&taken), [1]);
+        let (_, ticket) = taken;
         schedule.close();
         let waiting = {
             let schedule = schedule.clone();
@@ -566,7 +865,122 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "the taken job may still come back");
-        schedule.settle(a, None);
+        schedule.settle(&ticket, None);
         assert!(waiting.await.unwrap(), "nothing left: the lane ends");
+    }
+
+    /// Takes with the endgame, as a lane with nothing in flight does, at
+    /// the moment `at`.
+    fn take_at(schedule: &Schedule, id: NodeId, at: Instant) -> Option<(Job, Ticket)> {
+        schedule.lock().take_for(id, at, true)
+    }
+
+    fn is_superseded(ticket: &Ticket) -> bool {
+        ticket.superseded.flag.load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn a_job_stalled_at_one_holder_is_also_asked_of_an_idle_one_and_the_first_wins() {
+        let (a, b, c) = (node(1), node(2), node(3));
+        let schedule = Schedule::new([a, b, c], HashMap::new());
+        schedule.push_small(vec![
+            small(1, 10, &[a, b, c]),
+            small(2, 10, &[a, b, c]),
+            small(3, 10, &[a, b, c]),
+        ]);
+        let start = Instant::now();
+        let at_a = take_at(&schedule, a, start).unwrap();
+        assert!(schedule.deliver(ContentHash([1; 32])), "a sent the first");
+
+        // Not stalled yet: b waits, and knows until when.
+        assert!(take_at(&schedule, b, start + ENDGAME_AFTER / 2).is_none());
+        assert_eq!(schedule.lock().endgame_at(b), Some(start + ENDGAME_AFTER));
+        // Without the endgame (a lane with work in flight) b gets nothing.
+        assert!(schedule.try_take(b).is_none());
+
+        // Stalled: b is asked for what a has not delivered; c for nothing
+        // (one extra copy at most).
+        let at_b = take_at(&schedule, b, start + ENDGAME_AFTER).unwrap();
+        assert_eq!(hashes(&at_b), [2, 3]);
+        assert!(take_at(&schedule, c, start + 4 * ENDGAME_AFTER).is_none());
+        assert!(schedule.deliver(ContentHash([2; 32])));
+        assert!(!schedule.deliver(ContentHash([2; 32])), "written once");
+        assert!(schedule.deliver(ContentHash([3; 32])));
+
+        // b is done first: a is told to stop, and nothing is queued again.
+        schedule.settle(&at_b.1, None);
+        assert!(is_superseded(&at_a.1) && !is_superseded(&at_b.1));
+        schedule.settle(&at_a.1, None);
+        assert!(schedule.lock().inflight.is_empty());
+        assert!(schedule.try_take(a).is_none() && schedule.try_take(c).is_none());
+    }
+
+    #[test]
+    fn the_endgame_asks_only_a_holder_that_can_serve_all_that_is_left() {
+        let (a, b) = (node(1), node(2));
+        let schedule = Schedule::new([a, b], HashMap::new());
+        schedule.push_small(vec![small(1, 10, &[a, b]), small(2, 10, &[a])]);
+        let start = Instant::now();
+        let _at_a = take_at(&schedule, a, start).unwrap();
+        assert!(take_at(&schedule, b, start + 2 * ENDGAME_AFTER).is_none());
+        assert_eq!(schedule.lock().endgame_at(b), None, "nothing to wait for");
+        // Once what only a holds is delivered, b can help with the rest.
+        schedule.deliver(ContentHash([2; 32]));
+        let at_b = take_at(&schedule, b, start + 2 * ENDGAME_AFTER).unwrap();
+        assert_eq!(hashes(&at_b), [1]);
+    }
+
+    #[test]
+    fn a_span_copy_asks_from_the_first_chunk_not_delivered_and_one_left_covers_a_failure() {
+        let (a, b) = (node(1), node(2));
+        let schedule = Schedule::new([a, b], HashMap::new());
+        let (fetch, mut failures) = large(&[a, b], &[10, 10, 10, 10]);
+        schedule.push_spans(fetch.clone(), &[0, 1, 2, 3], 40);
+        let start = Instant::now();
+        let (job_a, ticket_a) = take_at(&schedule, a, start).unwrap();
+        assert!(fetch.deliver(0) && fetch.deliver(1));
+        let at_b = take_at(&schedule, b, start + ENDGAME_AFTER).unwrap();
+        assert_eq!(span(&at_b), 2..4);
+        assert!(fetch.deliver(2));
+
+        // b is lost: a still covers the rest, so nothing is queued again.
+        let (job_b, ticket_b) = at_b;
+        schedule.holder_gone(b, "b: gone".into(), vec![(ticket_b, job_b)]);
+        assert!(schedule.lock().jobs.is_empty());
+        // a refuses the rest: now it is queued again, and no live holder
+        // may serve it, so its content fails.
+        let Job::Span { fetch: f, .. } = job_a else {
+            panic!("a span")
+        };
+        let rest = Job::Span {
+            fetch: f,
+            chunks: 3..4,
+            refused_by: Vec::new(),
+        };
+        schedule.settle(&ticket_a, Some((rest, "a: changed".into())));
+        assert_eq!(
+            failures.try_recv().unwrap(),
+            "no holder could provide it (a: changed; b: gone)"
+        );
+    }
+
+    #[test]
+    fn a_copy_that_ends_unfinished_leaves_the_job_to_the_copy_in_flight() {
+        let (a, b) = (node(1), node(2));
+        let schedule = Schedule::new([a, b], HashMap::new());
+        schedule.push_small(vec![small(1, 10, &[a, b]), small(2, 10, &[a, b])]);
+        let start = Instant::now();
+        let (job_a, ticket_a) = take_at(&schedule, a, start).unwrap();
+        let (job_b, ticket_b) = take_at(&schedule, b, start + ENDGAME_AFTER).unwrap();
+        // a refuses both while b's copy is in flight: b covers them.
+        schedule.settle(&ticket_a, Some((job_a, "a: busy".into())));
+        assert!(schedule.lock().jobs.is_empty());
+        // b sends the first, then is lost: the second is queued again with
+        // a's refusal, so a is not asked again: it fails.
+        assert!(schedule.deliver(ContentHash([1; 32])));
+        schedule.holder_gone(b, "b: gone".into(), vec![(ticket_b, job_b)]);
+        let failed = schedule.take_failed();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0.hash, ContentHash([2; 32]));
     }
 }
