@@ -16,6 +16,7 @@
 //!   into the working tree and records them, a group at a time.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -54,6 +55,9 @@ pub(super) struct Context {
     /// Content bytes received (see [`Holders::rate_limit`]).
     pub(super) receiving: super::RateLimit,
     pub(super) next_key: AtomicU64,
+    /// What staging held when the get began (file names and sizes): what
+    /// an earlier get fetched and did not install.
+    pub(super) staged: HashMap<OsString, u64>,
 }
 
 /// The right to run the one `get` of a location at a time: its staging
@@ -159,6 +163,7 @@ pub async fn get(
         })
     };
 
+    let staged = staging::staged_files(&staging);
     let ctx = Arc::new(Context {
         staging,
         copies,
@@ -171,6 +176,7 @@ pub async fn get(
         progress: progress.clone(),
         receiving: holders.receiving.clone(),
         next_key: AtomicU64::new(0),
+        staged,
     });
     // In a JoinSet, the lanes stop if this future is dropped, so that the
     // writer and the installer (and the staging lock) end too.
@@ -270,21 +276,35 @@ pub(super) fn fail_targets(ctx: &Context, targets: &[Placed], why: &str) {
     }
 }
 
-/// Stages a content held here whole (under another path) or empty, without
-/// the network. Returns whether it did.
+/// Stages a content held here whole without the network: empty, staged
+/// whole by an earlier `get` that stopped before installing it, or under
+/// another path. Returns whether it did.
 async fn copy_whole(ctx: &Arc<Context>, want: &Wanted) -> bool {
     let empty = want.size == 0 && want.hash == ContentHash::from(blake3::hash(&[]));
+    // A large content's part file is resumed chunk by chunk instead.
+    let part = staging::part_path(&ctx.staging, want.hash);
+    let staged_before = want.size <= MAX_WHOLE_FILE
+        && part
+            .file_name()
+            .and_then(|name| ctx.staged.get(name))
+            .is_some_and(|&len| len == want.size);
     let source = ctx.copies.whole(want.hash).map(Path::to_path_buf);
-    if source.is_none() && !empty {
+    if source.is_none() && !empty && !staged_before {
         return false;
     }
     let (dir, hash) = (ctx.staging.clone(), want.hash);
     let staged = tokio::task::spawn_blocking(move || -> std::io::Result<Option<PathBuf>> {
-        let Some(source) = source else {
+        // Checked: a get killed while writing it left it short or torn.
+        if staged_before && staging::hash_file(&part)? == hash {
+            return Ok(Some(part));
+        }
+        if empty {
             return writer::stage_whole(&dir, hash, &[]).map(Some);
+        }
+        let Some(source) = source else {
+            return Ok(None);
         };
         // Copied, then checked: the source may have changed since recorded.
-        let part = staging::part_path(&dir, hash);
         std::fs::copy(&source, &part)?;
         if staging::hash_file(&part)? != hash {
             std::fs::remove_file(&part)?;

@@ -15,6 +15,8 @@
 //! the hash reaches them. So the content is verified without a second pass
 //! when one holder sends it in order.
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -53,6 +55,21 @@ pub(super) fn lock_staging(root: &Path) -> io::Result<(PathBuf, StagingLock)> {
 /// The staging file of content `hash`.
 pub(super) fn part_path(dir: &Path, hash: ContentHash) -> PathBuf {
     dir.join(format!("{hash}.part"))
+}
+
+/// The files in the staging folder `dir`, with their sizes (none if it
+/// cannot be read: nothing is then reused from it).
+pub(super) fn staged_files(dir: &Path) -> HashMap<OsString, u64> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let meta = entry.metadata().ok()?;
+            meta.is_file().then(|| (entry.file_name(), meta.len()))
+        })
+        .collect()
 }
 
 /// A content of several chunks being assembled.

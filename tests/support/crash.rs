@@ -744,8 +744,9 @@ fn lost(before: &HashSet<Hash>, roots: &[PathBuf], with_moving: bool) -> Vec<Str
     }
 }
 
-/// The bytes beta still lacks of alpha's tree: whole small contents, and the
-/// chunks of a large one that its part file in staging does not hold intact.
+/// The bytes beta still lacks of alpha's tree: whole small contents not
+/// staged intact, and the chunks of a large one that its part file in
+/// staging does not hold intact.
 fn missing_bytes(a: &Path, b: &Path) -> u64 {
     let here = tree(b);
     let store = Store::open(&a.join(".harmony").join(DB_FILE)).unwrap();
@@ -756,16 +757,18 @@ fn missing_bytes(a: &Path, b: &Path) -> u64 {
             continue;
         }
         let size = fs::metadata(a.join(&path)).unwrap().len();
+        let part =
+            fs::read(staging.join(format!("{}.part", ContentHash(hash)))).unwrap_or_default();
         if size <= MAX_WHOLE_FILE {
-            missing += size;
+            if *blake3::hash(&part).as_bytes() != hash {
+                missing += size;
+            }
             continue;
         }
         let manifest = store
             .manifest(ContentHash(hash))
             .unwrap()
             .expect("a manifest");
-        let part =
-            fs::read(staging.join(format!("{}.part", ContentHash(hash)))).unwrap_or_default();
         for (chunk, offset) in manifest.chunks.iter().zip(manifest.offsets()) {
             let range = offset as usize..offset as usize + chunk.len as usize;
             let intact = part
