@@ -53,6 +53,7 @@ pub const REORDER_DELAY: Duration = Duration::from_millis(10);
 pub struct Relay {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
+    cut_after: Arc<AtomicU64>,
     forwarded: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
     cut_off: Arc<AtomicU64>,
@@ -66,6 +67,7 @@ impl Relay {
         let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let addr = front.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
+        let cut_after = Arc::new(AtomicU64::new(u64::MAX));
         let forwarded = Arc::new(AtomicU64::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
         let cut_off = Arc::new(AtomicU64::new(0));
@@ -73,6 +75,7 @@ impl Relay {
         let link = Link {
             faults,
             cut: cut.clone(),
+            cut_after: cut_after.clone(),
             forwarded: forwarded.clone(),
             dropped: dropped.clone(),
             cut_off: cut_off.clone(),
@@ -119,6 +122,7 @@ impl Relay {
         Relay {
             addr,
             cut,
+            cut_after,
             forwarded,
             dropped,
             cut_off,
@@ -126,9 +130,25 @@ impl Relay {
         }
     }
 
-    /// Drops everything from now on (`true`) or lets traffic through again.
+    /// Drops everything from now on (`true`) or lets traffic through again
+    /// (and forgets a [`Relay::cut_after`]).
     pub fn set_cut(&self, cut: bool) {
+        if !cut {
+            self.cut_after.store(u64::MAX, Ordering::SeqCst);
+        }
         self.cut.store(cut, Ordering::SeqCst);
+    }
+
+    /// Cuts the link once it has forwarded `datagrams` in all: at that very
+    /// datagram, however busy the machine (a task polling the count may
+    /// run too late, after the transfer ended).
+    pub fn cut_after(&self, datagrams: u64) {
+        self.cut_after.store(datagrams, Ordering::SeqCst);
+    }
+
+    /// Whether the link is cut now.
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::SeqCst)
     }
 
     /// Cuts the link for `lasting` once it has forwarded `after` more
@@ -173,6 +193,7 @@ impl Drop for Relay {
 struct Link {
     faults: Faults,
     cut: Arc<AtomicBool>,
+    cut_after: Arc<AtomicU64>,
     forwarded: Arc<AtomicU64>,
     dropped: Arc<AtomicU64>,
     cut_off: Arc<AtomicU64>,
@@ -215,6 +236,9 @@ impl Link {
     /// Sends `datagram` to `to` after the delay, unless it is lost; some
     /// go twice, some late.
     fn pass(&self, lines: &Lines, datagram: Vec<u8>, to: SocketAddr) {
+        if self.forwarded.load(Ordering::SeqCst) >= self.cut_after.load(Ordering::SeqCst) {
+            self.cut.store(true, Ordering::SeqCst);
+        }
         if self.cut.load(Ordering::SeqCst) {
             self.cut_off.fetch_add(1, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
