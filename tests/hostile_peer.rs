@@ -26,7 +26,8 @@ use harmony::model::{
     RepoPath, Stamp, VersionVector, Versioned,
 };
 use harmony::net::{
-    BoxFuture, FramedStream, Handler, Membership, NetError, PeerConnection, PeerInfo, ServerEvent,
+    record_proof, BoxFuture, FramedStream, Handler, Identity, Membership, NetError, PeerConnection,
+    PeerInfo, ServerEvent,
 };
 use harmony::node::Router;
 use harmony::proto::{self, Batch, ManifestIndex, Request, Response, SyncHello};
@@ -390,6 +391,11 @@ impl Scene {
         self.rogue.repo.node_id()
     }
 
+    /// The rogue's key, to sign records with.
+    fn rogue_identity(&self) -> Identity {
+        Identity::load(&self.rogue.root().join(harmony::model::STATE_DIR)).unwrap()
+    }
+
     /// What the victim's state and tree hold now.
     fn victim_view(&self) -> (Vec<String>, BTreeMap<String, support::Item>) {
         (self.a.paths(), support::tree(&self.a))
@@ -504,15 +510,27 @@ async fn lies_that_decode_never_reach_outside_or_poison_the_receiver() {
         let mut forged = keep.clone();
         forged.set_content(file(random_hash(), 6), stamp(a_id, u64::MAX));
         entries.push(forged);
-        // Node records: the honest peer's id with another name, at the
-        // highest counter; the victim's own id.
+        // Node records: the honest peer's id with another name and
+        // address, at the highest counter, unsigned and signed by the
+        // rogue; the victim's own id.
+        let not_b = NodeRecord {
+            id: b_id,
+            name: "not-b".into(),
+            addrs: vec!["192.0.2.1:7447".into()],
+            counter: u64::MAX,
+            preferences: Preferences::default(),
+            proof: None,
+        };
+        let mut signed_by_rogue = NodeRecord {
+            id: r,
+            ..not_b.clone()
+        };
+        record_proof::sign(&s.rogue_identity(), &mut signed_by_rogue).unwrap();
         let nodes = vec![
+            not_b.clone(),
             NodeRecord {
-                id: b_id,
-                name: "not-b".into(),
-                addrs: vec!["192.0.2.1:7447".into()],
-                counter: u64::MAX,
-                preferences: Preferences::default(),
+                proof: signed_by_rogue.proof,
+                ..not_b
             },
             NodeRecord {
                 id: a_id,
@@ -520,6 +538,7 @@ async fn lies_that_decode_never_reach_outside_or_poison_the_receiver() {
                 addrs: vec![],
                 counter: u64::MAX,
                 preferences: Preferences::default(),
+                proof: None,
             },
         ];
         let rogue = Rogue::connect(&s.rogue, &s.a, s.server.addr).await;
@@ -541,9 +560,23 @@ async fn lies_that_decode_never_reach_outside_or_poison_the_receiver() {
             assert!(tree.values().any(|item| item == &file), "{tree:?}");
         }
         assert_state_dir_clean(&s.a, &["evil", "inner", "inside"]);
-        // The victim's own record is its own.
+        // The victim's own record is its own, and b's is b's: a record
+        // only its node signed is taken, and the refusal names the rogue.
         let own = s.a.repo.store().node(a_id).unwrap();
         assert!(own.as_ref().is_none_or(|n| n.name == "a"), "{own:?}");
+        let b_record = s.a.repo.store().node(b_id).unwrap();
+        assert!(
+            b_record.as_ref().is_none_or(|n| n.name == "b"),
+            "{b_record:?}"
+        );
+        assert!(
+            !logged(&[
+                "peer rogue-tree sent 2 node records that were refused",
+                "is not signed by its node"
+            ])
+            .is_empty(),
+            "the refused records are named in the log"
+        );
         // Listing and sizing a file of u64::MAX bytes.
         let listed = s.a.ls();
         assert!(listed.iter().any(|f| f.path.as_str() == "huge.bin"));
@@ -627,9 +660,26 @@ async fn oversized_vectors_replayed_records_and_repository_changes() {
                         addrs: vec![],
                         counter,
                         preferences: Preferences::default(),
+                        proof: None,
                     }
                 })
                 .collect()
+        };
+        // A node of the repository the victim has not heard of, whose
+        // records the rogue relays.
+        let n0_dir = tempfile::tempdir().unwrap();
+        let n0 = Identity::create(n0_dir.path()).unwrap();
+        let n0_record = |counter: u64, name: &str| -> NodeRecord {
+            let mut record = NodeRecord {
+                id: n0.node_id(),
+                name: name.into(),
+                addrs: vec![],
+                counter,
+                preferences: Preferences::default(),
+                proof: None,
+            };
+            record_proof::sign(&n0, &mut record).unwrap();
+            record
         };
         let too_many = [
             batch(vec![with_vector(many(1025))], vec![], 1),
@@ -658,23 +708,35 @@ async fn oversized_vectors_replayed_records_and_repository_changes() {
         }
         assert_eq!(s.victim_view(), before);
 
-        // Within the limits: 1,024 nodes in a vector, 1,024 records.
+        // Within the limits: 1,024 nodes in a vector, 1,024 records (n0's
+        // signed one, taken; 1,023 unsigned ones, refused).
+        let mut within_limits = records(1023, 5);
+        within_limits.push(n0_record(5, "n0"));
         rogue
             .sync(
                 s.repo_id(),
                 2,
                 &[
-                    batch(vec![with_vector(many(1024))], records(1024, 5), 2),
+                    batch(vec![with_vector(many(1024))], within_limits, 2),
                     last_batch(2),
                 ],
             )
             .await
             .expect("within the limits");
         assert!(s.a.paths().contains(&"wide.txt".to_owned()));
+        assert!(s.a.repo.store().node(n0.node_id()).unwrap().is_some());
 
-        // An old record replayed does not win over the newer one.
-        let mut replayed = records(1, 4);
-        replayed[0].name = "replayed".into();
+        // An old record of n0 replayed does not win over the newer one; a
+        // newer one altered after n0 signed it, or whose signature was
+        // moved onto another record, is refused.
+        let mut altered = n0_record(6, "n0");
+        altered.addrs = vec!["192.0.2.1:7447".into()];
+        let moved_proof = NodeRecord {
+            name: "moved".into(),
+            counter: 7,
+            ..n0_record(5, "n0")
+        };
+        let replayed = vec![n0_record(4, "replayed"), altered, moved_proof];
         rogue
             .sync(
                 s.repo_id(),
@@ -686,8 +748,17 @@ async fn oversized_vectors_replayed_records_and_repository_changes() {
             )
             .await
             .unwrap();
-        let record = s.a.repo.store().node(records(1, 0)[0].id).unwrap().unwrap();
+        let record = s.a.repo.store().node(n0.node_id()).unwrap().unwrap();
         assert_eq!((record.name.as_str(), record.counter), ("n0", 5));
+        assert_eq!(record_proof::verify(&record), Ok(()));
+        assert!(
+            !logged(&[
+                "peer rogue-sizes sent 2 node records",
+                "has a signature that does not match it"
+            ])
+            .is_empty(),
+            "the refused records are named in the log"
+        );
 
         // A session claiming another repository is refused before anything
         // is merged; the victim stays in its own.

@@ -276,9 +276,9 @@ async fn repository_mismatch_is_explained_on_both_sides() {
 async fn version_mismatch_is_explained_on_both_sides() {
     within(60, async {
         mismatch(
-            |c| c.protocol = (6, 6),
-            "peer server speaks protocol 5, we speak 6",
-            "peer client speaks protocol 6, we speak 5",
+            |c| c.protocol = (7, 7),
+            "peer server speaks protocol 6, we speak 7",
+            "peer client speaks protocol 7, we speak 6",
         )
         .await;
     })

@@ -7,7 +7,9 @@ use harmony::chunk::{
     page_hash, ChunkParams, ChunkRef, PageRef, PAGE_AVG_CHUNKS, PAGE_MAX_CHUNKS, REFINE_PARAMS,
 };
 use harmony::model::digest::Summary;
-use harmony::model::{ContentHash, NodeId, NodeRecord, NumCopiesSetting, Preferences, RepoId};
+use harmony::model::{
+    ContentHash, NodeId, NodeRecord, NumCopiesSetting, Preferences, RecordProof, RepoId,
+};
 use harmony::proto::{
     self, Batch, ChunkRanges, ErrorCode, Hello, ManifestIndex, Request, Response, SyncHello,
 };
@@ -143,8 +145,8 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         *b = i as u8;
     }
     let hello = Hello {
-        version: 5,
-        min_version: 5,
+        version: 6,
+        min_version: 6,
         repo_id: RepoId::from_hex("00112233445566778899aabbccddeeff").unwrap(),
         node_id: NodeId(node),
         node_name: "laptop".into(),
@@ -152,7 +154,7 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
         serves: true,
     };
     round_trip("hello", &get("hello"), &hello);
-    assert_eq!(proto::hello_versions(&get("hello")[4..]).unwrap(), (5, 5));
+    assert_eq!(proto::hello_versions(&get("hello")[4..]).unwrap(), (6, 6));
     round_trip(
         "request-ping",
         &get("request-ping"),
@@ -238,6 +240,11 @@ fn protocol_md_examples_decode_and_reencode_exactly() {
                         at_ms: 1_700_000_000_000,
                     }),
                 },
+                // Shortened: a real key is 91 bytes, a signature 70-72.
+                proof: Some(RecordProof {
+                    key: vec![0x30, 0x59, 0x30, 0x13],
+                    signature: vec![0x30, 0x44, 0x02],
+                }),
             }],
             upto: 9,
             runs: vec![],
@@ -431,8 +438,8 @@ fn protocol_md_states_the_constants_of_the_code() {
     let spec =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md")).unwrap();
     assert!(spec.contains(&format!("ALPN: `{}`", String::from_utf8_lossy(proto::ALPN))));
-    assert!(spec.contains("# Harmony wire protocol, version 5"));
-    assert_eq!(proto::PROTOCOL_VERSION, 5);
+    assert!(spec.contains("# Harmony wire protocol, version 6"));
+    assert_eq!(proto::PROTOCOL_VERSION, 6);
     assert_eq!(proto::MAX_FRAME, 1 << 20);
     assert!(spec.contains("`length` ≤ **1 MiB** (1,048,576)"));
     assert_eq!(proto::MAX_NAME, 64);
@@ -440,7 +447,7 @@ fn protocol_md_states_the_constants_of_the_code() {
     assert_eq!(proto::MAX_ERROR_TEXT, 1024);
     assert_eq!(proto::MAX_BULK, 16 << 30);
     assert_eq!(Request::KNOWN_KINDS, 11);
-    assert!(spec.contains("(≥ 11 in version 5)"));
+    assert!(spec.contains("(≥ 11 in version 6)"));
     // Content transfer.
     // The page cut rule: protocol.md must state the code's constants.
     assert!(

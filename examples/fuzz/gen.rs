@@ -20,8 +20,8 @@ use harmony::model::digest::{Summary, MAX_SUMMARY_BUCKETS};
 use harmony::model::preferred::{MAX_EXPR_BYTES, MAX_GROUP_NAME};
 use harmony::model::{
     Content, ContentHash, FileId, Holding, InviteId, NodeId, NodeRecord, NumCopiesSetting,
-    Preferences, RepoId, VersionVector, MAX_ADDR_LEN, MAX_GROUPS, MAX_NODE_ADDRS, MAX_NODE_NAME,
-    MAX_NUMCOPIES,
+    Preferences, RecordProof, RepoId, VersionVector, MAX_ADDR_LEN, MAX_GROUPS, MAX_NODE_ADDRS,
+    MAX_NODE_NAME, MAX_NUMCOPIES, MAX_PROOF_KEY, MAX_PROOF_SIGNATURE,
 };
 use harmony::proto::discovery::Beacon;
 use harmony::proto::holdings::MAX_RUN_SLOTS;
@@ -389,7 +389,24 @@ pub fn node_record(u: &mut Unstructured) -> Result<NodeRecord> {
         addrs,
         counter: number(u)?,
         preferences: preferences(u)?,
+        proof: proof(u)?,
     })
+}
+
+/// A record's proof: mostly none or one of plausible sizes (its signature
+/// is never checked by a decoder), now and then over a limit.
+fn proof(u: &mut Unstructured) -> Result<Option<RecordProof>> {
+    if chance(u, 1, 2)? {
+        return Ok(None);
+    }
+    let mut bytes = |typical, limit| -> Result<Vec<u8>> {
+        let len = count(u, typical, limit)?;
+        (0..len).map(|_| u.arbitrary::<u8>()).collect()
+    };
+    Ok(Some(RecordProof {
+        key: bytes(91, MAX_PROOF_KEY)?,
+        signature: bytes(72, MAX_PROOF_SIGNATURE)?,
+    }))
 }
 
 /// A node's placement preferences: mostly none or a few, sometimes at a
@@ -750,6 +767,7 @@ pub fn check_mirror() {
         addrs: vec![],
         counter: 1,
         preferences: Preferences::default(),
+        proof: None,
     };
     let run = HolderRun {
         node,

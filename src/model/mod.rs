@@ -25,8 +25,8 @@ pub use invite::{
     MAX_INVITE_ADDRS,
 };
 pub use node::{
-    numcopies, NodeRecord, NumCopiesSetting, Preferences, MAX_ADDR_LEN, MAX_GROUPS, MAX_NODE_ADDRS,
-    MAX_NODE_NAME, MAX_NUMCOPIES,
+    numcopies, NodeRecord, NumCopiesSetting, Preferences, RecordProof, MAX_ADDR_LEN, MAX_GROUPS,
+    MAX_NODE_ADDRS, MAX_NODE_NAME, MAX_NUMCOPIES, MAX_PROOF_KEY, MAX_PROOF_SIGNATURE,
 };
 pub use path::{PathError, RepoPath, MAX_NAME_BYTES, MAX_PATH_BYTES, STATE_DIR};
 pub use placement::Placed;

@@ -1,8 +1,9 @@
 //! Node records: the name, addresses and placement preferences of every
 //! node, gossiped with the state so that a location can reach a holder it
 //! was never told about, and can count copies and decide drops by every
-//! location's rules. Each node writes only its own record; the higher
-//! counter wins.
+//! location's rules. Each node writes only its own record, and signs it
+//! ([`RecordProof`]), so that a peer relaying another node's record cannot
+//! change it; the higher counter wins.
 
 use std::collections::BTreeSet;
 
@@ -21,6 +22,10 @@ pub const MAX_ADDR_LEN: usize = 256;
 pub const MAX_GROUPS: usize = 32;
 /// Highest numcopies a location may set.
 pub const MAX_NUMCOPIES: u32 = 1024;
+/// Longest public key in a [`RecordProof`] (a P-256 key is 91 bytes).
+pub const MAX_PROOF_KEY: usize = 128;
+/// Longest signature in a [`RecordProof`] (a P-256 one is 70-72 bytes).
+pub const MAX_PROOF_SIGNATURE: usize = 80;
 
 /// A node as the repository knows it: replicated, so that every location can name the
 /// holders of a file and learn the nodes a tombstone must be seen by.
@@ -36,6 +41,22 @@ pub struct NodeRecord {
     pub counter: u64,
     /// What the node says about placement.
     pub preferences: Preferences,
+    /// The node's signature of the rest, for this repository; `None` only
+    /// in a record stored before records were signed (a peer's record
+    /// without a valid one is refused).
+    pub proof: Option<RecordProof>,
+}
+
+/// A node's signature of its own record: its public key (whose hash is the
+/// node id), and its signature of [`NodeRecord::signed_message`]. Checking
+/// it is the network layer's job (`net::record_proof`); the model only
+/// says what is signed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RecordProof {
+    /// The node's SubjectPublicKeyInfo, as its certificate has it.
+    pub key: Vec<u8>,
+    /// The signature (ECDSA P-256 with SHA-256, ASN.1 DER).
+    pub signature: Vec<u8>,
 }
 
 /// What a location says about placement (issue 13): what it wants, the
@@ -81,8 +102,17 @@ impl NodeRecord {
     /// picks the same one.
     pub fn merge(&mut self, other: &NodeRecord) {
         debug_assert_eq!(self.id, other.id);
-        fn rank(r: &NodeRecord) -> (u64, &String, &Vec<String>, &Preferences) {
-            (r.counter, &r.name, &r.addrs, &r.preferences)
+        #[allow(clippy::type_complexity)]
+        fn rank(
+            r: &NodeRecord,
+        ) -> (
+            u64,
+            &String,
+            &Vec<String>,
+            &Preferences,
+            &Option<RecordProof>,
+        ) {
+            (r.counter, &r.name, &r.addrs, &r.preferences, &r.proof)
         }
         let newer = rank(other) > rank(self);
         if newer {
@@ -101,6 +131,26 @@ impl NodeRecord {
             && p.groups.iter().all(|g| is_group_name(g))
             && p.numcopies
                 .is_none_or(|n| (1..=MAX_NUMCOPIES).contains(&n.copies))
+            && self.proof.as_ref().is_none_or(|proof| {
+                proof.key.len() <= MAX_PROOF_KEY && proof.signature.len() <= MAX_PROOF_SIGNATURE
+            })
+    }
+
+    /// What the node signs: its record but for the proof. It need not name
+    /// the repository: a location's key is its own, and it is a location of
+    /// one repository all its life (a fresh one joins another before it has
+    /// any state to share), so its record is never carried elsewhere.
+    pub fn signed_message(&self) -> Vec<u8> {
+        let unsigned = (
+            &self.id,
+            &self.name,
+            &self.addrs,
+            self.counter,
+            &self.preferences,
+        );
+        let mut message = b"harmony node record v1\0".to_vec();
+        message.extend(postcard::to_stdvec(&unsigned).expect("a node record always encodes"));
+        message
     }
 
     /// Fingerprint for the state digest.
@@ -124,6 +174,7 @@ mod tests {
             addrs: vec!["10.0.0.1:7447".into()],
             counter,
             preferences: Preferences::default(),
+            proof: None,
         }
     }
 
@@ -183,5 +234,68 @@ mod tests {
         assert!(!long.is_valid());
         assert!(!setting(1, 0, 0).is_valid());
         assert!(!setting(1, MAX_NUMCOPIES + 1, 0).is_valid());
+        let proof = |key: usize, signature: usize| RecordProof {
+            key: vec![0; key],
+            signature: vec![0; signature],
+        };
+        let mut signed = record(1, "a");
+        signed.proof = Some(proof(MAX_PROOF_KEY, MAX_PROOF_SIGNATURE));
+        assert!(signed.is_valid());
+        for (key, signature) in [(MAX_PROOF_KEY + 1, 1), (1, MAX_PROOF_SIGNATURE + 1)] {
+            signed.proof = Some(proof(key, signature));
+            assert!(!signed.is_valid(), "{key} {signature}");
+        }
+    }
+
+    #[test]
+    fn the_signed_message_covers_every_field_but_the_proof() {
+        let base = record(3, "nas");
+        let message = base.signed_message();
+        assert!(message.starts_with(b"harmony node record v1\0"));
+        let mut signed = base.clone();
+        signed.proof = Some(RecordProof {
+            key: vec![1],
+            signature: vec![2],
+        });
+        assert_eq!(signed.signed_message(), message);
+        for changed in [
+            NodeRecord {
+                id: NodeId([2; 32]),
+                ..base.clone()
+            },
+            NodeRecord {
+                name: "other".into(),
+                ..base.clone()
+            },
+            NodeRecord {
+                addrs: vec![],
+                ..base.clone()
+            },
+            NodeRecord {
+                counter: 4,
+                ..base.clone()
+            },
+            setting(1, 2, 3),
+        ] {
+            assert_ne!(changed.signed_message(), message, "{changed:?}");
+        }
+    }
+
+    #[test]
+    fn records_that_differ_only_in_their_proof_settle_on_the_same_one() {
+        let mut a = record(1, "a");
+        a.proof = Some(RecordProof {
+            key: vec![1],
+            signature: vec![1],
+        });
+        let mut b = record(1, "a");
+        b.proof = Some(RecordProof {
+            key: vec![1],
+            signature: vec![2],
+        });
+        let (mut x, mut y) = (a.clone(), b.clone());
+        x.merge(&b);
+        y.merge(&a);
+        assert_eq!(x, y);
     }
 }

@@ -59,6 +59,9 @@ pub enum IdentityError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The node key could not sign (its node record).
+    #[error("could not sign with the node key: {0}")]
+    Sign(String),
     /// A peer's certificate (or ours) that is not an end-entity X.509 certificate, so no
     /// node id can be taken from it.
     #[error("certificate is not a valid X.509 end-entity certificate: {0}")]
@@ -152,6 +155,27 @@ impl Identity {
     /// The private key in the form rustls takes.
     pub fn private_key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(self.key.clone_key())
+    }
+
+    /// The node's public key (SubjectPublicKeyInfo, DER), whose hash is its
+    /// id.
+    pub fn public_key(&self) -> Vec<u8> {
+        webpki::EndEntityCert::try_from(&self.cert)
+            .expect("our certificate parsed when it was loaded")
+            .subject_public_key_info()
+            .as_ref()
+            .to_vec()
+    }
+
+    /// Signs `message` with the node key (ECDSA P-256, SHA-256, ASN.1 DER).
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, IdentityError> {
+        let failed = |why: String| IdentityError::Sign(why);
+        let key = rustls::crypto::ring::sign::any_supported_type(&self.private_key())
+            .map_err(|e| failed(e.to_string()))?;
+        let signer = key
+            .choose_scheme(&[rustls::SignatureScheme::ECDSA_NISTP256_SHA256])
+            .ok_or_else(|| failed("the node key is not a P-256 key".to_owned()))?;
+        signer.sign(message).map_err(|e| failed(e.to_string()))
     }
 }
 

@@ -43,6 +43,7 @@ pub mod identity;
 mod node;
 mod peer;
 mod probe;
+pub mod record_proof;
 mod refusals;
 mod reset;
 mod server;

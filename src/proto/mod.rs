@@ -34,9 +34,9 @@ pub use transfer::{
 };
 
 /// The protocol version this build speaks (the newest it understands).
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 /// The oldest protocol version this build still speaks.
-pub const MIN_PROTOCOL_VERSION: u32 = 5;
+pub const MIN_PROTOCOL_VERSION: u32 = 6;
 
 /// The TLS application protocol (ALPN) of the wire family: the framing and
 /// the layout of the first two `Hello` fields. Protocol versions inside the

@@ -32,6 +32,7 @@ pub use view::{FileState, Holder, ListedFile, StatusLine, Whereabouts};
 use crate::chunk::ChunkParams;
 use crate::error::{Error, Result};
 use crate::model::{NodeId, NodeRecord, Preferences, RepoId, STATE_DIR};
+use crate::net::record_proof;
 use crate::net::Identity;
 use crate::store::{Settings, Store, DB_FILE};
 
@@ -137,7 +138,10 @@ impl Repo {
     }
 
     /// Rewrites this node's own record with `change` applied, under a new
-    /// write counter, unless the change leaves it as it is.
+    /// write counter, and signs it, unless the change leaves it as it is
+    /// and signed. A record only signed now (one stored before records were
+    /// signed) keeps its counter: its signed copy wins over the unsigned
+    /// one everywhere ([`NodeRecord::merge`]).
     fn update_node_record(&mut self, change: impl FnOnce(&mut NodeRecord)) -> Result<()> {
         let id = self.node_id();
         let writer = self.store.write()?;
@@ -148,12 +152,17 @@ impl Repo {
             addrs: Vec::new(),
             counter: 0,
             preferences: Preferences::default(),
+            proof: None,
         });
         change(&mut record);
-        if current.as_ref() == Some(&record) {
+        let changed = current.as_ref() != Some(&record);
+        if !changed && record_proof::verify(&record).is_ok() {
             return Ok(());
         }
-        record.counter = writer.next_write_counter()?;
+        if changed {
+            record.counter = writer.next_write_counter()?;
+        }
+        record_proof::sign(&self.identity, &mut record)?;
         writer.put_node(&record)?;
         writer.commit()?;
         Ok(())
@@ -170,13 +179,20 @@ impl Repo {
         let identity = Identity::load(&state_dir)?;
         let store = Store::open(&state_dir.join(DB_FILE))?;
         let settings = store.settings()?;
-        Ok(Repo {
+        let mut repo = Repo {
             root,
             store,
             identity,
             settings,
             probed_case_folding: std::cell::OnceCell::new(),
-        })
+        };
+        // A record stored before records were signed (schema 5) is signed
+        // now: peers refuse it unsigned.
+        let own = repo.store.node(repo.node_id())?;
+        if own.is_some_and(|r| record_proof::verify(&r).is_err()) {
+            repo.update_node_record(|_| {})?;
+        }
+        Ok(repo)
     }
 
     /// The working tree's top folder.

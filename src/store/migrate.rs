@@ -14,6 +14,12 @@
 //! slots; set to the row's `seq`, so every entry changed since a peer's
 //! point goes to it whole once, as before), `entries.body_from` (none) and
 //! `peer_progress.whole`.
+//!
+//! Schema 5 to 6: node records gained their node's signature
+//! ([`crate::model::RecordProof`]). Each stored record is written again as
+//! in the step from 2, with no proof; a location signs its own record when
+//! it is next opened, and a peer's signed record replaces an unsigned one
+//! of the same counter.
 
 use serde::Deserialize;
 
@@ -27,6 +33,16 @@ struct NodeRecordV2 {
     name: String,
     addrs: Vec<String>,
     counter: u64,
+}
+
+/// A node record as schemas 3 to 5 stored it.
+#[derive(Deserialize)]
+struct NodeRecordV5 {
+    id: NodeId,
+    name: String,
+    addrs: Vec<String>,
+    counter: u64,
+    preferences: Preferences,
 }
 
 /// The `invites` table as schema 4 made it.
@@ -43,17 +59,40 @@ const INVITES_V4: &str = "CREATE TABLE invites (
 /// other, all in one transaction; an error for a version it does not know
 /// how to upgrade.
 pub(super) fn upgrade(store: &mut Store, found: i64, to: i64) -> Result<()> {
-    if !(2..to).contains(&found) || to != 5 {
+    if !(2..to).contains(&found) || to != 6 {
         return Err(StoreError::SchemaVersion { found });
     }
     let writer = store.write()?;
+    // Node records straight into the newest encoding.
     if found == 2 {
-        node_records_gain_preferences(&writer)?;
+        rewrite_node_records(&writer, "node record (schema 2)", |old: NodeRecordV2| {
+            NodeRecord {
+                id: old.id,
+                name: old.name,
+                addrs: old.addrs,
+                counter: old.counter,
+                preferences: Preferences::default(),
+                proof: None,
+            }
+        })?;
+    } else {
+        rewrite_node_records(&writer, "node record (schema 5)", |old: NodeRecordV5| {
+            NodeRecord {
+                id: old.id,
+                name: old.name,
+                addrs: old.addrs,
+                counter: old.counter,
+                preferences: old.preferences,
+                proof: None,
+            }
+        })?;
     }
     if found <= 3 {
         writer.txn.execute_batch(INVITES_V4)?;
     }
-    writer.txn.execute_batch(COMPACT_HOLDERS_V5)?;
+    if found <= 4 {
+        writer.txn.execute_batch(COMPACT_HOLDERS_V5)?;
+    }
     writer.txn.pragma_update(None, "user_version", to)?;
     writer.commit()
 }
@@ -65,22 +104,20 @@ const COMPACT_HOLDERS_V5: &str = "
     ALTER TABLE entries ADD COLUMN body_from BLOB;
     ALTER TABLE peer_progress ADD COLUMN whole INTEGER NOT NULL DEFAULT 0;";
 
-/// Schema 2 to 3.
-fn node_records_gain_preferences(writer: &super::Writer<'_>) -> Result<()> {
+/// Every stored node record, read in an older encoding (`Old`, named
+/// `what` in errors) and written again as `upgraded` makes it.
+fn rewrite_node_records<Old: serde::de::DeserializeOwned>(
+    writer: &super::Writer<'_>,
+    what: &str,
+    upgraded: impl Fn(Old) -> NodeRecord,
+) -> Result<()> {
     let rows: Vec<Vec<u8>> = writer
         .txn
         .prepare("SELECT data FROM nodes")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     for data in rows {
-        let old: NodeRecordV2 = decode("node record (schema 2)", &data)?;
-        writer.rewrite_node(&NodeRecord {
-            id: old.id,
-            name: old.name,
-            addrs: old.addrs,
-            counter: old.counter,
-            preferences: Preferences::default(),
-        })?;
+        writer.rewrite_node(&upgraded(decode(what, &data)?))?;
     }
     Ok(())
 }
@@ -250,5 +287,51 @@ mod tests {
         // Opened again: already upgraded.
         drop(store);
         assert_eq!(Store::open(&path).unwrap().nodes().unwrap(), nodes);
+    }
+
+    #[test]
+    fn a_schema_5_database_keeps_its_node_records_unsigned_until_their_nodes_sign_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let preferences = Preferences {
+            wanted: Some("standard".into()),
+            ..Preferences::default()
+        };
+        {
+            let store = Store::create(&path, &settings()).unwrap();
+            let old = (
+                NodeId([5; 32]),
+                "nas".to_owned(),
+                vec!["nas:7447".to_owned()],
+                9u64,
+                preferences.clone(),
+            );
+            store
+                .conn
+                .execute(
+                    "INSERT INTO nodes(node_id, seq, digest, data) VALUES (?1, 1, ?2, ?3)",
+                    params![
+                        vec![5u8; 32],
+                        vec![5u8; 32],
+                        postcard::to_stdvec(&old).unwrap()
+                    ],
+                )
+                .unwrap();
+            store
+                .conn
+                .execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'state_digest'",
+                    [vec![5u8; 32]],
+                )
+                .unwrap();
+            store.conn.pragma_update(None, "user_version", 5).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let nodes = store.nodes().unwrap();
+        assert_eq!(nodes.len(), 1);
+        let node = &nodes[0];
+        assert_eq!((node.name.as_str(), node.counter), ("nas", 9));
+        assert_eq!((&node.preferences, &node.proof), (&preferences, &None));
+        assert_eq!(store.state_digest().unwrap(), node.digest());
     }
 }

@@ -33,7 +33,7 @@ pub use trash::TrashRecord;
 /// The database file inside `.harmony/`.
 pub const DB_FILE: &str = "state.db";
 const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 /// How long a writer waits for another process's transaction to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of write-ahead log kept after a checkpoint (a big merge may grow

@@ -1,4 +1,4 @@
--- Harmony state database, schema version 5.
+-- Harmony state database, schema version 6.
 -- Replicated state lives in `entries`; everything else is this location's own.
 
 -- Small settings and counters: repo_id, node_name, listen, chunking,
@@ -66,7 +66,7 @@ CREATE TABLE peers (
     added_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- Every known node's record (model::NodeRecord, postcard), replicated like
+-- Every known node's record (model::NodeRecord, postcard, signed by its node), replicated like
 -- entries: `seq` and `digest` as there.
 CREATE TABLE nodes (
     node_id BLOB PRIMARY KEY,

@@ -17,6 +17,7 @@ pub use session::{sync_with, SessionReport, SyncError, SyncServer};
 
 use crate::model::digest::{bucket_of, Summary};
 use crate::model::{FileEntry, FileId, NodeId};
+use crate::net::record_proof::{self, RecordFault};
 use crate::proto::holdings::{check, runs_of, CompactSlot, MAX_BATCH_SLOTS};
 use crate::proto::{HolderRun, Membership, ProtoError, MAX_BATCH_NODES};
 use crate::repo::has_work_here;
@@ -204,7 +205,9 @@ impl Outgoing {
         // ones read fill this batch.
         let mut cut = records.get(MAX_BATCH_NODES).map(|(seq, _)| *seq);
         for (seq, record) in records {
-            if self.receiver_has(&record.id.0) {
+            // The receiver's own record is its own to write: it ignores a
+            // copy (and one signed is ~250 bytes).
+            if record.id == self.receiver || self.receiver_has(&record.id.0) {
                 continue;
             }
             let size = postcard::experimental::serialized_size(&record).unwrap_or(usize::MAX);
@@ -268,6 +271,10 @@ pub struct Merged {
     /// Of those, entries refused for crediting this node with a write it
     /// never made.
     pub forged: usize,
+    /// Of those, node records refused for their signature.
+    pub unsigned: usize,
+    /// The first of those: whose record, and what was wrong (for the log).
+    pub first_unsigned: Option<(NodeId, RecordFault)>,
     /// Holder slots received in runs.
     pub slots: usize,
     /// Of those, slots that changed an entry here: another node's slot
@@ -383,11 +390,14 @@ pub fn merge_batches(
     batches: Vec<Batch>,
 ) -> Result<Merged, StoreError> {
     let writer = store.write()?;
-    let my_writes = writer.write_counter()?;
+    let mine = Mine {
+        id: me,
+        writes: writer.write_counter()?,
+    };
     let mut merged = Merged::default();
     let at_ms = crate::repo::now_ms();
     for batch in batches {
-        merge_into(&writer, me, session, my_writes, at_ms, batch, &mut merged)?;
+        merge_into(&writer, &mine, session, at_ms, batch, &mut merged)?;
     }
     // Files of this location moved aside (or back) by what arrived.
     for id in writer.take_replaced() {
@@ -418,16 +428,23 @@ fn await_apply(
     Ok(())
 }
 
+/// The receiving node, as a merge needs it.
+struct Mine {
+    id: NodeId,
+    /// Its write counter: no version of a later write of its own is real.
+    writes: u64,
+}
+
 /// One batch of [`merge_batches`], in its transaction.
 fn merge_into(
     writer: &Writer<'_>,
-    me: NodeId,
+    mine: &Mine,
     session: &mut Incoming,
-    my_writes: u64,
     at_ms: i64,
     batch: Batch,
     merged: &mut Merged,
 ) -> Result<(), StoreError> {
+    let me = mine.id;
     // Read per batch: the batch before may have brought new nodes.
     let known = writer.known_nodes()?;
     let last = batch.is_last(session.their_seq);
@@ -435,7 +452,7 @@ fn merge_into(
         let incoming = incoming.normalized();
         // Only this node makes its writes: a version of one it never made
         // is forged, and taken it would tie every later write here to it.
-        if incoming.credited_writes(&me) > my_writes {
+        if incoming.credited_writes(&me) > mine.writes {
             merged.rejected += 1;
             merged.forged += 1;
             continue;
@@ -488,6 +505,14 @@ fn merge_into(
         }
         if incoming.id == me {
             continue; // only this node writes its own record
+        }
+        // Only its node writes a record: a relayed one must carry its
+        // node's signature.
+        if let Err(fault) = record_proof::verify(&incoming) {
+            merged.rejected += 1;
+            merged.unsigned += 1;
+            merged.first_unsigned.get_or_insert((incoming.id, fault));
+            continue;
         }
         let updated = match writer.node(incoming.id)? {
             Some(local) => {

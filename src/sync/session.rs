@@ -8,7 +8,8 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 
 use super::{begin, check_upto, collect_tombstones, hello, merge_batches, Incoming, Outgoing};
-use crate::model::{FileId, STATE_DIR};
+use crate::model::{FileId, NodeId, STATE_DIR};
+use crate::net::record_proof::RecordFault;
 use crate::net::{
     FrameReceiver, FrameSender, FramedStream, Membership, NetError, PeerConnection, PeerInfo,
 };
@@ -253,6 +254,13 @@ async fn exchange(
             received.forged
         );
     }
+    if let Some((node, fault)) = &received.first_unsigned {
+        tracing::warn!(
+            "peer {} sent {} node records that were refused: the record of node {node} {fault}",
+            peer.name,
+            received.unsigned,
+        );
+    }
     if received.runs_refused > 0 {
         tracing::info!(
             "{} holder runs of peer {} did not match the entries here; the next session asks for its changes whole",
@@ -314,6 +322,8 @@ struct Received {
     to_apply: Vec<FileId>,
     rejected: usize,
     forged: usize,
+    unsigned: usize,
+    first_unsigned: Option<(NodeId, RecordFault)>,
     slots: usize,
     slots_placed: usize,
     runs_refused: usize,
@@ -350,6 +360,10 @@ async fn receive_batches(
             received.to_apply.extend(merged.to_apply);
             received.rejected += merged.rejected;
             received.forged += merged.forged;
+            received.unsigned += merged.unsigned;
+            if received.first_unsigned.is_none() {
+                received.first_unsigned = merged.first_unsigned;
+            }
             received.slots += merged.slots;
             received.slots_placed += merged.slots_placed;
             received.runs_refused += merged.runs_refused;
