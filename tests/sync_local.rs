@@ -12,8 +12,8 @@ use harmony::store::{Store, DB_FILE};
 use harmony::sync;
 use harmony::FileState;
 use support::{
-    b3, conflicted_pair, locations, outgoing, pseudo_random, shared_pair, sync_pair,
-    sync_pair_committed, sync_pair_merged, Location,
+    b3, conflicted_pair, locations, one_repository, outgoing, pseudo_random, shared_pair,
+    sync_pair, sync_pair_committed, sync_pair_merged, Location,
 };
 
 fn states(loc: &Location) -> BTreeMap<String, (FileState, bool)> {
@@ -384,6 +384,37 @@ fn resolve_both_keeps_every_version_under_its_own_name() {
 
 fn tombstones(loc: &Location) -> usize {
     loc.repo.store().tombstones().unwrap().len()
+}
+
+/// A node record taken from a peer as it sent it is not sent back to that
+/// peer, nor is the peer's own record: each is ~250 bytes signed, and a
+/// fleet gossiping them back and forth paid for every echo.
+#[test]
+fn node_records_are_not_echoed_to_the_peer_that_has_them() {
+    let [mut a, mut b, mut c] = one_repository(["a", "b", "c"]);
+    sync_pair(&mut a, &mut c);
+    sync_pair(&mut a, &mut b);
+    assert!(
+        b.repo.store().node(c.repo.node_id()).unwrap().is_some(),
+        "b learned c's record from a"
+    );
+    let (id_a, id_b) = (a.repo.node_id(), b.repo.node_id());
+    let hello_a = sync::hello(a.repo.store(), id_b, false).unwrap();
+    let hello_b = sync::hello(b.repo.store(), id_a, false).unwrap();
+    let to_a = outgoing(b.repo.store(), &hello_b, &hello_a, id_a);
+    let records: Vec<_> = to_a.iter().flat_map(|batch| &batch.nodes).collect();
+    assert!(records.is_empty(), "{records:?}");
+    // c, which has not seen b, gets b's record (and not its own).
+    let id_c = c.repo.node_id();
+    let hello_c = sync::hello(c.repo.store(), id_b, false).unwrap();
+    let hello_b = sync::hello(b.repo.store(), id_c, false).unwrap();
+    let to_c = outgoing(b.repo.store(), &hello_b, &hello_c, id_c);
+    let ids: Vec<_> = to_c
+        .iter()
+        .flat_map(|batch| &batch.nodes)
+        .map(|r| r.id)
+        .collect();
+    assert!(ids.contains(&id_b) && !ids.contains(&id_c), "{ids:?}");
 }
 
 #[test]

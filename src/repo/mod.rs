@@ -163,7 +163,7 @@ impl Repo {
             record.counter = writer.next_write_counter()?;
         }
         record_proof::sign(&self.identity, &mut record)?;
-        writer.put_node(&record)?;
+        writer.put_node(&record, None)?;
         writer.commit()?;
         Ok(())
     }

@@ -19,7 +19,7 @@
 //! ([`crate::model::RecordProof`]). Each stored record is written again as
 //! in the step from 2, with no proof; a location signs its own record when
 //! it is next opened, and a peer's signed record replaces an unsigned one
-//! of the same counter.
+//! of the same counter. `nodes.from_peer` (none).
 
 use serde::Deserialize;
 
@@ -93,6 +93,9 @@ pub(super) fn upgrade(store: &mut Store, found: i64, to: i64) -> Result<()> {
     if found <= 4 {
         writer.txn.execute_batch(COMPACT_HOLDERS_V5)?;
     }
+    writer
+        .txn
+        .execute_batch("ALTER TABLE nodes ADD COLUMN from_peer BLOB;")?;
     writer.txn.pragma_update(None, "user_version", to)?;
     writer.commit()
 }
@@ -150,7 +153,8 @@ mod tests {
                 "DROP TABLE invites;
                  ALTER TABLE entries DROP COLUMN body_seq;
                  ALTER TABLE entries DROP COLUMN body_from;
-                 ALTER TABLE peer_progress DROP COLUMN whole;",
+                 ALTER TABLE peer_progress DROP COLUMN whole;
+                 ALTER TABLE nodes DROP COLUMN from_peer;",
             )
             .unwrap();
         store
@@ -188,6 +192,7 @@ mod tests {
                     "ALTER TABLE entries DROP COLUMN body_seq;
                      ALTER TABLE entries DROP COLUMN body_from;
                      ALTER TABLE peer_progress DROP COLUMN whole;
+                 ALTER TABLE nodes DROP COLUMN from_peer;
                      PRAGMA user_version = 4;",
                 )
                 .unwrap();
@@ -323,6 +328,10 @@ mod tests {
                     "UPDATE meta SET value = ?1 WHERE key = 'state_digest'",
                     [vec![5u8; 32]],
                 )
+                .unwrap();
+            store
+                .conn
+                .execute_batch("ALTER TABLE nodes DROP COLUMN from_peer")
                 .unwrap();
             store.conn.pragma_update(None, "user_version", 5).unwrap();
         }

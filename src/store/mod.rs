@@ -27,7 +27,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use crate::chunk::ChunkParams;
 use crate::model::{FileId, NodeId, RepoId, STATE_DIR};
 pub use records::{BlockedFile, FileStat, LocalFile, PeerRecord};
-pub use replicated::{EntryChange, Order};
+pub use replicated::{EntryChange, NodeChange, Order};
 pub use trash::TrashRecord;
 
 /// The database file inside `.harmony/`.

@@ -24,6 +24,17 @@ pub struct EntryChange {
     pub entry: FileEntry,
 }
 
+/// A node record as changed here, for a peer that asks what changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeChange {
+    /// The change sequence of its last change.
+    pub seq: u64,
+    /// The record.
+    pub record: NodeRecord,
+    /// The peer it was taken from as that peer sent it, which has it.
+    pub from: Option<NodeId>,
+}
+
 /// The order [`Store::each_placed`] hands entries over in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
@@ -128,23 +139,36 @@ impl Store {
     }
 
     /// Up to `limit` node records changed after `after` and at most
-    /// `upto`, in change order, each with its change sequence.
+    /// `upto`, in change order.
     pub fn node_changes_between(
         &self,
         after: u64,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, NodeRecord)>> {
+    ) -> Result<Vec<NodeChange>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, data FROM nodes WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+            "SELECT seq, data, from_peer FROM nodes WHERE seq > ?1 AND seq <= ?2
+             ORDER BY seq LIMIT ?3",
         )?;
         let rows = stmt.query_map(
             params![after as i64, upto.min(i64::MAX as u64) as i64, limit as i64],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)),
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Option<Vec<u8>>>(2)?,
+                ))
+            },
         )?;
         rows.map(|row| {
-            let (seq, data) = row?;
-            Ok((seq, decode("node record", &data)?))
+            let (seq, data, from) = row?;
+            Ok(NodeChange {
+                seq,
+                record: decode("node record", &data)?,
+                from: from
+                    .map(|id| fixed_meta(id, "node id").map(NodeId))
+                    .transpose()?,
+            })
         })
         .collect()
     }
@@ -463,10 +487,11 @@ impl Writer<'_> {
             .collect()
     }
 
-    /// Stores a node record, like [`Writer::put_entry`]. A node seen for the
-    /// first time may make stable tombstones unstable again: their digests
-    /// are recomputed.
-    pub fn put_node(&self, record: &NodeRecord) -> Result<()> {
+    /// Stores a node record, like [`Writer::put_entry`]; `from`: the peer
+    /// it was taken from as that peer sent it (which needs it not back). A
+    /// node seen for the first time may make stable tombstones unstable
+    /// again: their digests are recomputed.
+    pub fn put_node(&self, record: &NodeRecord, from: Option<NodeId>) -> Result<()> {
         if self.node(record.id)?.is_none() {
             self.known.borrow_mut().take();
             self.rehash_tombstones_with(record.id)?;
@@ -475,13 +500,15 @@ impl Writer<'_> {
         let digest = self.swap_node_digest(record)?;
         self.txn
             .prepare_cached(
-                "INSERT OR REPLACE INTO nodes(node_id, seq, digest, data) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO nodes(node_id, seq, digest, data, from_peer)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![
                 record.id.0,
                 seq as i64,
                 digest.to_vec(),
-                encode(record)?
+                encode(record)?,
+                from.map(|peer| peer.0.to_vec())
             ])?;
         Ok(())
     }

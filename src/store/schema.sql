@@ -66,13 +66,16 @@ CREATE TABLE peers (
     added_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- Every known node's record (model::NodeRecord, postcard, signed by its node), replicated like
--- entries: `seq` and `digest` as there.
+-- Every known node's record (model::NodeRecord, postcard, signed by its
+-- node), replicated like entries: `seq` and `digest` as there; `from_peer`
+-- the peer it was taken from as that peer sent it (NULL if written here or
+-- changed by a merge), which is not sent it back.
 CREATE TABLE nodes (
-    node_id BLOB PRIMARY KEY,
-    seq     INTEGER NOT NULL,
-    digest  BLOB NOT NULL,
-    data    BLOB NOT NULL
+    node_id   BLOB PRIMARY KEY,
+    seq       INTEGER NOT NULL,
+    digest    BLOB NOT NULL,
+    data      BLOB NOT NULL,
+    from_peer BLOB
 ) WITHOUT ROWID;
 CREATE INDEX nodes_by_seq ON nodes(seq);
 

@@ -21,7 +21,7 @@ use crate::net::record_proof::{self, RecordFault};
 use crate::proto::holdings::{check, runs_of, CompactSlot, MAX_BATCH_SLOTS};
 use crate::proto::{HolderRun, Membership, ProtoError, MAX_BATCH_NODES};
 use crate::repo::has_work_here;
-use crate::store::{EntryChange, Store, StoreError, Writer};
+use crate::store::{EntryChange, NodeChange, Store, StoreError, Writer};
 
 pub use crate::proto::{Batch, SyncHello};
 
@@ -203,11 +203,15 @@ impl Outgoing {
         // Read to its limit, the records past the last one read wait for
         // the next batch (with the entries after it), whether or not the
         // ones read fill this batch.
-        let mut cut = records.get(MAX_BATCH_NODES).map(|(seq, _)| *seq);
-        for (seq, record) in records {
+        let mut cut = records.get(MAX_BATCH_NODES).map(|change| change.seq);
+        for NodeChange { seq, record, from } in records {
             // The receiver's own record is its own to write: it ignores a
-            // copy (and one signed is ~250 bytes).
-            if record.id == self.receiver || self.receiver_has(&record.id.0) {
+            // copy. And one taken from the receiver as it sent it is the
+            // receiver's already. (A signed record is ~250 bytes.)
+            if record.id == self.receiver
+                || from == Some(self.receiver)
+                || self.receiver_has(&record.id.0)
+            {
                 continue;
             }
             let size = postcard::experimental::serialized_size(&record).unwrap_or(usize::MAX);
@@ -506,6 +510,10 @@ fn merge_into(
         if incoming.id == me {
             continue; // only this node writes its own record
         }
+        let local = writer.node(incoming.id)?;
+        if local.as_ref() == Some(&incoming) {
+            continue; // held as it is: nothing to check or change
+        }
         // Only its node writes a record: a relayed one must carry its
         // node's signature.
         if let Err(fault) = record_proof::verify(&incoming) {
@@ -514,16 +522,17 @@ fn merge_into(
             merged.first_unsigned.get_or_insert((incoming.id, fault));
             continue;
         }
-        let updated = match writer.node(incoming.id)? {
+        let updated = match local {
             Some(local) => {
                 let mut updated = local.clone();
                 updated.merge(&incoming);
                 (updated != local).then_some(updated)
             }
-            None => Some(incoming),
+            None => Some(incoming.clone()),
         };
         if let Some(record) = updated {
-            writer.put_node(&record)?;
+            let from = (record == incoming).then_some(session.peer);
+            writer.put_node(&record, from)?;
         }
     }
     if merged.runs_refused > 0 && !session.refused {
