@@ -133,44 +133,23 @@ proptest! {
 /// make a miss unlikely.
 #[test]
 fn a_tombstone_reaches_a_location_learned_after_it_was_stable() {
-    use Op::*;
+    let write = |node, file, byte| Op::Write { node, file, byte };
+    let rename = |node, from, to| Op::Rename { node, from, to };
+    let delete = |node, file| Op::Delete { node, file };
+    let sync = |a, b| Op::Sync { a, b };
     let ops = [
-        Write {
-            node: 2,
-            file: 2,
-            byte: 1,
-        },
-        Write {
-            node: 1,
-            file: 0,
-            byte: 196,
-        },
-        Sync { a: 0, b: 1 },
-        Delete { node: 1, file: 0 },
-        Rename {
-            node: 2,
-            from: 4,
-            to: 1,
-        },
-        Sync { a: 2, b: 2 },
-        Sync { a: 0, b: 1 },
-        Write {
-            node: 0,
-            file: 2,
-            byte: 127,
-        },
-        Write {
-            node: 1,
-            file: 4,
-            byte: 127,
-        },
-        Sync { a: 0, b: 1 },
-        Delete { node: 2, file: 1 },
-        Rename {
-            node: 0,
-            from: 2,
-            to: 2,
-        },
+        write(2, 2, 1),
+        write(1, 0, 196),
+        sync(0, 1),
+        delete(1, 0),
+        rename(2, 4, 1),
+        sync(2, 2),
+        sync(0, 1),
+        write(0, 2, 127),
+        write(1, 4, 127),
+        sync(0, 1),
+        delete(2, 1),
+        rename(0, 2, 2),
     ];
     for attempt in 0..12 {
         if let Err(failure) = run(3, &ops) {
