@@ -472,36 +472,47 @@ impl State {
         ))
     }
 
-    /// The jobs at other holders that `id` could help with, with the
-    /// group of each and what is left of it (not delivered yet).
-    fn helpable(&self, id: NodeId) -> impl Iterator<Item = (&InFlight, Job)> + '_ {
-        self.inflight.values().filter_map(move |taken| {
-            let alone = self.copies(taken.group) == 1;
-            if taken.holder == id || !alone || taken.superseded.flag.load(Ordering::Acquire) {
-                return None;
+    /// The jobs at other holders that `id` could help with: the only copy
+    /// of its job, not done, with something undelivered, all of which `id`
+    /// may serve. (Checked without building the rest: lanes waiting for
+    /// work ask this at every change of the schedule.)
+    fn helpable(&self, id: NodeId) -> impl Iterator<Item = &InFlight> + '_ {
+        self.inflight.values().filter(move |taken| {
+            if taken.holder == id
+                || taken.superseded.flag.load(Ordering::Acquire)
+                || self.copies(taken.group) > 1
+            {
+                return false;
             }
-            let rest = self.undelivered(&taken.job)?;
-            let servable = match &rest {
-                Job::Files(contents) => contents.iter().all(|c| c.servable_by(&id)),
-                span => span.servable_by(&id),
-            };
-            servable.then_some((taken, rest))
+            match &taken.job {
+                Job::Files(contents) => {
+                    let mut rest = contents
+                        .iter()
+                        .filter(|c| !self.delivered.contains(&c.hash))
+                        .peekable();
+                    rest.peek().is_some() && rest.all(|c| c.servable_by(&id))
+                }
+                Job::Span { fetch, chunks, .. } => {
+                    taken.job.servable_by(&id) && fetch.first_undelivered(chunks.clone()).is_some()
+                }
+            }
         })
     }
 
     /// The rest of the longest-running job at another holder that has been
     /// there for [`ENDGAME_AFTER`], for `id` to fetch too.
     fn endgame_job(&self, id: NodeId, now: Instant) -> Option<(u64, Job)> {
-        self.helpable(id)
-            .filter(|(taken, _)| now.saturating_duration_since(taken.since) >= ENDGAME_AFTER)
-            .min_by_key(|(taken, _)| taken.since)
-            .map(|(taken, rest)| (taken.group, rest))
+        let taken = self
+            .helpable(id)
+            .filter(|taken| now.saturating_duration_since(taken.since) >= ENDGAME_AFTER)
+            .min_by_key(|taken| taken.since)?;
+        Some((taken.group, self.undelivered(&taken.job)?))
     }
 
     /// When the next job `id` could help with becomes stalled.
     fn endgame_at(&self, id: NodeId) -> Option<Instant> {
         self.helpable(id)
-            .map(|(taken, _)| taken.since + ENDGAME_AFTER)
+            .map(|taken| taken.since + ENDGAME_AFTER)
             .min()
     }
 
