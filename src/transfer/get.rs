@@ -16,7 +16,6 @@
 //!   into the working tree and records them, a group at a time.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -55,9 +54,9 @@ pub(super) struct Context {
     /// Content bytes received (see [`Holders::rate_limit`]).
     pub(super) receiving: super::RateLimit,
     pub(super) next_key: AtomicU64,
-    /// What staging held when the get began (file names and sizes): what
-    /// an earlier get fetched and did not install.
-    pub(super) staged: HashMap<OsString, u64>,
+    /// The part files staging held when the get began, by content, with
+    /// their sizes: what an earlier get fetched and did not install.
+    pub(super) staged: HashMap<ContentHash, u64>,
 }
 
 /// The right to run the one `get` of a location at a time: its staging
@@ -282,17 +281,14 @@ pub(super) fn fail_targets(ctx: &Context, targets: &[Placed], why: &str) {
 async fn copy_whole(ctx: &Arc<Context>, want: &Wanted) -> bool {
     let empty = want.size == 0 && want.hash == ContentHash::from(blake3::hash(&[]));
     // A large content's part file is resumed chunk by chunk instead.
-    let part = staging::part_path(&ctx.staging, want.hash);
-    let staged_before = want.size <= MAX_WHOLE_FILE
-        && part
-            .file_name()
-            .and_then(|name| ctx.staged.get(name))
-            .is_some_and(|&len| len == want.size);
+    let staged_before =
+        want.size <= MAX_WHOLE_FILE && ctx.staged.get(&want.hash) == Some(&want.size);
     let source = ctx.copies.whole(want.hash).map(Path::to_path_buf);
     if source.is_none() && !empty && !staged_before {
         return false;
     }
     let (dir, hash) = (ctx.staging.clone(), want.hash);
+    let part = staging::part_path(&dir, hash);
     let staged = tokio::task::spawn_blocking(move || -> std::io::Result<Option<PathBuf>> {
         // Checked: a get killed while writing it left it short or torn.
         if staged_before && staging::hash_file(&part)? == hash {

@@ -16,7 +16,6 @@
 //! when one holder sends it in order.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -57,17 +56,24 @@ pub(super) fn part_path(dir: &Path, hash: ContentHash) -> PathBuf {
     dir.join(format!("{hash}.part"))
 }
 
-/// The files in the staging folder `dir`, with their sizes (none if it
-/// cannot be read: nothing is then reused from it).
-pub(super) fn staged_files(dir: &Path) -> HashMap<OsString, u64> {
+/// The contents with a part file in the staging folder `dir` (see
+/// [`part_path`]), with its size (none if it cannot be read: nothing is
+/// then reused from it).
+pub(super) fn staged_files(dir: &Path) -> HashMap<ContentHash, u64> {
     let Ok(entries) = fs::read_dir(dir) else {
         return HashMap::new();
     };
     entries
         .filter_map(|entry| {
             let entry = entry.ok()?;
+            let hash = entry
+                .file_name()
+                .to_str()?
+                .strip_suffix(".part")?
+                .parse()
+                .ok()?;
             let meta = entry.metadata().ok()?;
-            meta.is_file().then(|| (entry.file_name(), meta.len()))
+            meta.is_file().then_some((hash, meta.len()))
         })
         .collect()
 }
