@@ -45,6 +45,31 @@ struct NodeRecordV5 {
     preferences: Preferences,
 }
 
+impl From<NodeRecordV2> for NodeRecordV5 {
+    fn from(old: NodeRecordV2) -> Self {
+        NodeRecordV5 {
+            id: old.id,
+            name: old.name,
+            addrs: old.addrs,
+            counter: old.counter,
+            preferences: Preferences::default(),
+        }
+    }
+}
+
+impl From<NodeRecordV5> for NodeRecord {
+    fn from(old: NodeRecordV5) -> Self {
+        NodeRecord {
+            id: old.id,
+            name: old.name,
+            addrs: old.addrs,
+            counter: old.counter,
+            preferences: old.preferences,
+            proof: None,
+        }
+    }
+}
+
 /// The `invites` table as schema 4 made it.
 const INVITES_V4: &str = "CREATE TABLE invites (
     id         BLOB PRIMARY KEY,
@@ -66,25 +91,11 @@ pub(super) fn upgrade(store: &mut Store, found: i64, to: i64) -> Result<()> {
     // Node records straight into the newest encoding.
     if found == 2 {
         rewrite_node_records(&writer, "node record (schema 2)", |old: NodeRecordV2| {
-            NodeRecord {
-                id: old.id,
-                name: old.name,
-                addrs: old.addrs,
-                counter: old.counter,
-                preferences: Preferences::default(),
-                proof: None,
-            }
+            NodeRecordV5::from(old).into()
         })?;
     } else {
         rewrite_node_records(&writer, "node record (schema 5)", |old: NodeRecordV5| {
-            NodeRecord {
-                id: old.id,
-                name: old.name,
-                addrs: old.addrs,
-                counter: old.counter,
-                preferences: old.preferences,
-                proof: None,
-            }
+            NodeRecord::from(old)
         })?;
     }
     if found <= 3 {
