@@ -41,9 +41,9 @@ pub struct NodeRecord {
     pub counter: u64,
     /// What the node says about placement.
     pub preferences: Preferences,
-    /// The node's signature of the rest, for this repository; `None` only
-    /// in a record stored before records were signed (a peer's record
-    /// without a valid one is refused).
+    /// The node's signature of the rest; `None` only in a record stored
+    /// before records were signed (a peer's record without a valid one is
+    /// refused).
     pub proof: Option<RecordProof>,
 }
 
